@@ -1,0 +1,13 @@
+//! Pure-Rust core of pg_partition_predict.
+//!
+//! Nothing here links against PostgreSQL: the extension crate feeds catalog
+//! text in and gets plain values out, so everything in this crate is tested
+//! with `cargo test -p partition_core` in milliseconds.
+
+pub mod bound;
+pub mod calendar;
+pub mod key;
+pub mod naming;
+
+pub use bound::{Bound, BoundError, PartitionBound};
+pub use key::{KeyType, KeyValue, UnsupportedKeyType};

@@ -1,0 +1,140 @@
+//! The SQL functions of SPEC §2 that exist so far.
+
+use pgrx::prelude::*;
+
+use crate::catalog;
+use crate::ddl;
+use crate::error::{or_report, PredictError, Result};
+use crate::regclass::Regclass;
+use crate::session::with_pinned_settings;
+use crate::settings::{self, TableSettings};
+
+/// Registers a range-partitioned table: validates it, adds a DEFAULT
+/// partition if it has none, stores its settings and returns them as a row of
+/// `partition_predict.config`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn manage(
+    parent: Regclass,
+    target_rows: default!(i64, 1000000),
+    lookahead: default!(Option<String>, "NULL"),
+    min_span: default!(Option<String>, "NULL"),
+    max_span: default!(Option<String>, "NULL"),
+) -> pgrx::composite_type!('static, "partition_predict.config") {
+    or_report(with_pinned_settings(|| {
+        manage_table(
+            parent.0,
+            target_rows,
+            lookahead.as_deref(),
+            min_span.as_deref(),
+            max_span.as_deref(),
+        )
+    }))
+}
+
+fn manage_table(
+    parent: pg_sys::Oid,
+    target_rows: i64,
+    lookahead: Option<&str>,
+    min_span: Option<&str>,
+    max_span: Option<&str>,
+) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
+    let table = catalog::load_partitioned_table(parent, true)?;
+    if is_managed(parent)? {
+        return Err(PredictError::AlreadyManaged(table.name.to_string()));
+    }
+    let settings = settings::validate(table.key_type, target_rows, lookahead, min_span, max_span)?;
+    if table.default_partition.is_none() {
+        ddl::add_default_partition(&table)?;
+    }
+    insert_config(parent, &settings)
+}
+
+/// Stops managing a table. Never drops data or partitions.
+#[pg_extern(volatile, parallel_unsafe)]
+fn unmanage(parent: Regclass) {
+    or_report(with_pinned_settings(|| unmanage_table(parent.0)))
+}
+
+fn unmanage_table(parent: pg_sys::Oid) -> Result<()> {
+    let (name, owner_rights) = Spi::get_two_with_args::<String, bool>(
+        "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = $1),
+                (SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $1)",
+        &[parent.into()],
+    )?;
+    let name = name.ok_or(PredictError::UndefinedTable(parent.to_u32()))?;
+    if !is_managed(parent)? {
+        return Err(PredictError::NotManaged(name));
+    }
+    if owner_rights != Some(true) {
+        return Err(PredictError::NotOwner(name));
+    }
+    Spi::run_with_args(
+        "DELETE FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
+        &[parent.into()],
+    )?;
+    Ok(())
+}
+
+/// Bounds of every partition of `parent` as text (timestamps in UTC), for
+/// the `partitions` view. Never fails on a bound it cannot read: that
+/// partition's bounds are NULL instead, so one odd table does not break the
+/// view for all.
+#[pg_extern(stable, parallel_safe)]
+fn partition_bounds(
+    parent: Regclass,
+) -> TableIterator<
+    'static,
+    (
+        name!(partition, Regclass),
+        name!(range_start, Option<String>),
+        name!(range_end, Option<String>),
+        name!(is_default, bool),
+    ),
+> {
+    let rows = or_report(with_pinned_settings(|| catalog::lenient_bounds(parent.0)));
+    TableIterator::new(rows.into_iter().map(|b| {
+        (
+            Regclass(b.partition),
+            b.range_start,
+            b.range_end,
+            b.is_default,
+        )
+    }))
+}
+
+/// Whether the library was loaded through shared_preload_libraries, which
+/// the background workers and the planner hook need.
+#[pg_extern(stable, parallel_safe)]
+fn is_preloaded() -> bool {
+    crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn is_managed(parent: pg_sys::Oid) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM partition_predict.config
+                         WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
+        &[parent.into()],
+    )?
+    .unwrap_or(false))
+}
+
+fn insert_config(
+    parent: pg_sys::Oid,
+    settings: &TableSettings,
+) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
+    Spi::get_one_with_args::<PgHeapTuple<'static, AllocatedByRust>>(
+        "INSERT INTO partition_predict.config AS c (parent, target_rows, lookahead, min_span, max_span)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5)
+         RETURNING c",
+        &[
+            parent.into(),
+            settings.target_rows.into(),
+            settings.lookahead.clone().into(),
+            settings.min_span.clone().into(),
+            settings.max_span.clone().into(),
+        ],
+    )?
+    .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
+}

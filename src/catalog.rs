@@ -1,0 +1,289 @@
+//! What the catalogs say about a partitioned table, read in two queries.
+
+use partition_core::{KeyType, PartitionBound};
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_qualified_identifier};
+
+use crate::error::{PredictError, Result};
+
+/// A relation name with both parts, quoted for splicing into SQL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QualifiedName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl QualifiedName {
+    pub fn quoted(&self) -> String {
+        quote_qualified_identifier(&self.schema, &self.name)
+    }
+}
+
+impl std::fmt::Display for QualifiedName {
+    /// For messages: quoted as SQL would need it, so a name with spaces or
+    /// quotes is unambiguous (`"My Schema"."Ev""ents"`, `public.events`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.quoted())
+    }
+}
+
+/// Read now to refuse tables `manage` cannot handle; the planner (cycle
+/// step 3) works from these bounds.
+#[allow(dead_code)]
+#[derive(Clone, Debug)]
+pub struct Partition {
+    pub oid: pg_sys::Oid,
+    pub name: QualifiedName,
+    pub bound: PartitionBound,
+}
+
+/// A range-partitioned table that passed every check `manage` makes.
+/// Key column and partitions are what the planner (cycle step 3) works from.
+#[allow(dead_code)]
+#[derive(Clone, Debug)]
+pub struct PartitionedTable {
+    pub oid: pg_sys::Oid,
+    pub name: QualifiedName,
+    pub owner: String,
+    pub key_column: String,
+    pub key_type: KeyType,
+    pub default_partition: Option<pg_sys::Oid>,
+    pub partitions: Vec<Partition>,
+}
+
+/// Facts about one relation, before deciding whether it can be managed.
+struct RelationFacts {
+    name: QualifiedName,
+    relkind: String,
+    persistence: String,
+    owner: String,
+    caller_has_owner_rights: bool,
+    strategy: Option<String>,
+    key_columns: Option<i16>,
+    key_attnum: Option<i16>,
+    key_column: Option<String>,
+    key_type_name: Option<String>,
+    default_partition: Option<pg_sys::Oid>,
+}
+
+const RELATION_FACTS: &str = "
+    SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence::text,
+           pg_catalog.pg_get_userbyid(c.relowner)::text,
+           pg_catalog.pg_has_role(c.relowner, 'USAGE'),
+           pt.partstrat::text, pt.partnatts, pt.partattrs[0],
+           a.attname::text, pg_catalog.format_type(a.atttypid, NULL),
+           NULLIF(pt.partdefid, 0)
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = c.oid
+      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = pt.partattrs[0]
+     WHERE c.oid = $1";
+
+const PARTITIONS: &str = "
+    SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text,
+           pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+      FROM pg_catalog.pg_inherits i
+      JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE i.inhparent = $1
+     ORDER BY c.oid";
+
+fn relation_facts(oid: pg_sys::Oid) -> Result<RelationFacts> {
+    Spi::connect(|client| {
+        let rows = client.select(RELATION_FACTS, Some(1), &[oid.into()])?;
+        let row = rows.first();
+        if row.is_empty() {
+            return Err(PredictError::UndefinedTable(oid.to_u32()));
+        }
+        let text = |i: usize| -> Result<String> {
+            row.get::<String>(i)?
+                .ok_or_else(|| PredictError::Internal(format!("NULL catalog column {i}")))
+        };
+        Ok(RelationFacts {
+            name: QualifiedName {
+                schema: text(1)?,
+                name: text(2)?,
+            },
+            relkind: text(3)?,
+            persistence: text(4)?,
+            owner: text(5)?,
+            caller_has_owner_rights: row.get::<bool>(6)?.unwrap_or(false),
+            strategy: row.get::<String>(7)?,
+            key_columns: row.get::<i16>(8)?,
+            key_attnum: row.get::<i16>(9)?,
+            key_column: row.get::<String>(10)?,
+            key_type_name: row.get::<String>(11)?,
+            default_partition: row.get::<pg_sys::Oid>(12)?,
+        })
+    })
+}
+
+/// Reads a table and checks everything SPEC §1 requires of a managed table.
+/// Ownership is checked only when `require_owner` is set.
+pub fn load_partitioned_table(oid: pg_sys::Oid, require_owner: bool) -> Result<PartitionedTable> {
+    let facts = relation_facts(oid)?;
+    let display = facts.name.to_string();
+    if facts.relkind != "p" {
+        return Err(PredictError::NotPartitioned(display));
+    }
+    if require_owner && !facts.caller_has_owner_rights {
+        return Err(PredictError::NotOwner(display));
+    }
+    if facts.persistence == "t" {
+        return Err(PredictError::TemporaryTable(display));
+    }
+    match facts.strategy.as_deref() {
+        Some("r") => {}
+        Some("l") => {
+            return Err(PredictError::NotRangePartitioned {
+                table: display,
+                strategy: "LIST",
+            })
+        }
+        Some("h") => {
+            return Err(PredictError::NotRangePartitioned {
+                table: display,
+                strategy: "HASH",
+            })
+        }
+        other => {
+            return Err(PredictError::Internal(format!(
+                "unknown partition strategy {other:?}"
+            )))
+        }
+    }
+    if facts.key_columns != Some(1) {
+        return Err(PredictError::MultiColumnKey(display));
+    }
+    if facts.key_attnum == Some(0) {
+        return Err(PredictError::ExpressionKey(display));
+    }
+    let key_column = facts.key_column.ok_or_else(|| {
+        PredictError::Internal(format!("partition key column of {display} not found"))
+    })?;
+    let type_name = facts.key_type_name.unwrap_or_default();
+    let key_type =
+        KeyType::from_sql_name(&type_name).map_err(|_| PredictError::UnsupportedKeyType {
+            table: display.clone(),
+            column: quote_identifier(&key_column),
+            type_name,
+        })?;
+    let partitions = load_partitions(oid, key_type, &display)?;
+    Ok(PartitionedTable {
+        oid,
+        name: facts.name,
+        owner: facts.owner,
+        key_column,
+        key_type,
+        default_partition: facts.default_partition,
+        partitions,
+    })
+}
+
+/// One row of `pg_inherits` for a parent, before interpretation.
+struct RawPartition {
+    oid: pg_sys::Oid,
+    name: QualifiedName,
+    is_partitioned: bool,
+    bound_text: String,
+}
+
+fn raw_partitions(parent: pg_sys::Oid) -> Result<Vec<RawPartition>> {
+    Spi::connect(|client| {
+        let mut partitions = Vec::new();
+        for row in client.select(PARTITIONS, None, &[parent.into()])? {
+            partitions.push(RawPartition {
+                oid: row
+                    .get(1)?
+                    .ok_or_else(|| PredictError::Internal("NULL partition oid".into()))?,
+                name: QualifiedName {
+                    schema: row.get::<String>(2)?.unwrap_or_default(),
+                    name: row.get::<String>(3)?.unwrap_or_default(),
+                },
+                is_partitioned: row.get::<String>(4)?.as_deref() == Some("p"),
+                bound_text: row.get::<String>(5)?.unwrap_or_default(),
+            });
+        }
+        Ok(partitions)
+    })
+}
+
+fn load_partitions(
+    parent: pg_sys::Oid,
+    key_type: KeyType,
+    parent_display: &str,
+) -> Result<Vec<Partition>> {
+    raw_partitions(parent)?
+        .into_iter()
+        .map(|raw| {
+            if raw.is_partitioned {
+                return Err(PredictError::SubPartitioned {
+                    table: parent_display.to_string(),
+                    partition: raw.name.to_string(),
+                });
+            }
+            let bound = PartitionBound::parse(&raw.bound_text, key_type).map_err(|e| {
+                PredictError::UnreadableBound {
+                    table: parent_display.to_string(),
+                    partition: raw.name.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            Ok(Partition {
+                oid: raw.oid,
+                name: raw.name,
+                bound,
+            })
+        })
+        .collect()
+}
+
+/// A partition's bounds as display text; `None` where a bound is absent or unreadable.
+pub struct DisplayBounds {
+    pub partition: pg_sys::Oid,
+    pub range_start: Option<String>,
+    pub range_end: Option<String>,
+    pub is_default: bool,
+}
+
+/// Bounds of every partition of any relation, never failing on an odd one.
+pub fn lenient_bounds(parent: pg_sys::Oid) -> Result<Vec<DisplayBounds>> {
+    let key_type = Spi::get_one_with_args::<String>(
+        "SELECT (SELECT pg_catalog.format_type(a.atttypid, NULL)
+                   FROM pg_catalog.pg_partitioned_table pt
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
+                  WHERE pt.partrelid = $1 AND pt.partnatts = 1)",
+        &[parent.into()],
+    )?
+    .and_then(|name| KeyType::from_sql_name(&name).ok());
+    Ok(raw_partitions(parent)?
+        .into_iter()
+        .map(|raw| {
+            let bound = key_type.and_then(|t| PartitionBound::parse(&raw.bound_text, t).ok());
+            let (range_start, range_end, is_default) = match bound {
+                Some(PartitionBound::Range { from, to }) => {
+                    (Some(from.to_text()), Some(to.to_text()), false)
+                }
+                Some(PartitionBound::Default) => (None, None, true),
+                None => (None, None, raw.bound_text == "DEFAULT"),
+            };
+            DisplayBounds {
+                partition: raw.oid,
+                range_start,
+                range_end,
+                is_default,
+            }
+        })
+        .collect())
+}
+
+/// Whether a relation of this name exists in the schema (any kind).
+pub fn relation_exists(schema: &str, name: &str) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = $1 AND c.relname = $2)",
+        &[schema.into(), name.into()],
+    )?
+    .unwrap_or(false))
+}

@@ -1,0 +1,121 @@
+//! Every error a user can provoke, each with its SQLSTATE.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+pub type Result<T, E = PredictError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error("{0} is not a partitioned table")]
+    NotPartitioned(String),
+    #[error("{table} is partitioned by {strategy}; only RANGE partitioning is supported")]
+    NotRangePartitioned {
+        table: String,
+        strategy: &'static str,
+    },
+    #[error("{0} is partitioned by more than one column; only a single-column key is supported")]
+    MultiColumnKey(String),
+    #[error("{0} is partitioned by an expression; only a plain column key is supported")]
+    ExpressionKey(String),
+    #[error("partition key {column} of {table} has type {type_name}; supported key types are timestamptz, timestamp, date, smallint, integer and bigint")]
+    UnsupportedKeyType {
+        table: String,
+        column: String,
+        type_name: String,
+    },
+    #[error("{0} is a temporary table; only permanent and unlogged tables can be managed")]
+    TemporaryTable(String),
+    #[error("partition {partition} of {table} is itself partitioned; sub-partitioned tables are not supported")]
+    SubPartitioned { table: String, partition: String },
+    #[error("partition {partition} of {table} has a bound that cannot be read: {reason}")]
+    UnreadableBound {
+        table: String,
+        partition: String,
+        reason: String,
+    },
+    #[error("must be owner of table {0}")]
+    NotOwner(String),
+    #[error("{0} is already managed by pg_partition_predict")]
+    AlreadyManaged(String),
+    #[error("{0} is not managed by pg_partition_predict")]
+    NotManaged(String),
+    #[error("invalid {setting}: {reason}")]
+    InvalidSetting {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("could not lock {relation} for {action}: {attempts} attempts with lock_timeout {timeout_ms} ms each timed out")]
+    LockUnavailable {
+        relation: String,
+        action: &'static str,
+        attempts: u32,
+        timeout_ms: i32,
+    },
+    #[error("relation with OID {0} does not exist")]
+    UndefinedTable(u32),
+    #[error("{message}")]
+    Postgres {
+        sqlstate: PgSqlErrorCode,
+        message: String,
+    },
+    #[error("unexpected catalog state: {0}")]
+    Internal(String),
+    #[error("SPI error: {0}")]
+    Spi(#[from] pgrx::spi::Error),
+}
+
+impl PredictError {
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            PredictError::NotPartitioned(_) => ERRCODE_WRONG_OBJECT_TYPE,
+            PredictError::NotRangePartitioned { .. }
+            | PredictError::MultiColumnKey(_)
+            | PredictError::ExpressionKey(_)
+            | PredictError::UnsupportedKeyType { .. }
+            | PredictError::TemporaryTable(_)
+            | PredictError::SubPartitioned { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
+            PredictError::UnreadableBound { .. } => ERRCODE_INVALID_OBJECT_DEFINITION,
+            PredictError::NotOwner(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            PredictError::AlreadyManaged(_) => ERRCODE_DUPLICATE_OBJECT,
+            PredictError::NotManaged(_) => ERRCODE_UNDEFINED_OBJECT,
+            PredictError::InvalidSetting { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            PredictError::LockUnavailable { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
+            PredictError::UndefinedTable(_) => ERRCODE_UNDEFINED_TABLE,
+            PredictError::Postgres { sqlstate, .. } => *sqlstate,
+            PredictError::Internal(_) | PredictError::Spi(_) => ERRCODE_INTERNAL_ERROR,
+        }
+    }
+
+    fn hint(&self) -> Option<&'static str> {
+        match self {
+            PredictError::NotRangePartitioned { .. } => {
+                Some("Recreate the table with PARTITION BY RANGE (column).")
+            }
+            PredictError::LockUnavailable { .. } => Some(
+                "A long-running transaction holds a conflicting lock; retry later or raise pg_partition_predict.lock_timeout / lock_retries.",
+            ),
+            PredictError::NotOwner(_) => {
+                Some("Call this function as the table's owner, a member of the owning role, or a superuser.")
+            }
+            _ => None,
+        }
+    }
+
+    /// Raises the error in PostgreSQL (as ERROR, aborting the statement).
+    pub fn report(self) -> ! {
+        let mut report =
+            ErrorReport::new(self.sqlstate(), self.to_string(), "pg_partition_predict");
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ERROR-level reports do not return")
+    }
+}
+
+/// Runs a fallible SQL-facing function body, turning its error into an ERROR.
+pub fn or_report<T>(result: Result<T>) -> T {
+    result.unwrap_or_else(|e| e.report())
+}

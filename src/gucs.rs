@@ -1,0 +1,94 @@
+//! The `pg_partition_predict.*` settings, with typed accessors.
+
+use std::ffi::CString;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static NAPTIME_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static DATABASES: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static LOCK_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(20);
+pub static FORECAST_ALERT_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+pub static ROUTING: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+pub const PREFIX: &std::ffi::CStr = c"pg_partition_predict";
+
+pub fn register() {
+    GucRegistry::define_bool_guc(
+        c"pg_partition_predict.enabled",
+        c"Whether the background workers run maintenance cycles.",
+        c"When off, workers stay connected but skip their cycles.",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_partition_predict.naptime",
+        c"Time between two maintenance cycles of a worker.",
+        c"",
+        &NAPTIME_SECONDS,
+        1,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_partition_predict.database",
+        c"Comma-separated list of databases the workers maintain.",
+        c"One worker runs per listed database; databases without the extension are skipped until it is created.",
+        &DATABASES,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_partition_predict.lock_timeout",
+        c"Longest wait for one lock request of the extension's DDL.",
+        c"A request that times out is retried with back-off, so a long-running query never makes other queries queue behind the extension.",
+        &LOCK_TIMEOUT_MS,
+        1,
+        60_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_partition_predict.lock_retries",
+        c"How many times a lock request that timed out is retried before giving up.",
+        c"",
+        &LOCK_RETRIES,
+        0,
+        1_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"pg_partition_predict.forecast_alert_threshold",
+        c"Relative forecast error above which an alert is raised.",
+        c"0.5 means an alert when the rows that arrived differ from the forecast by more than 50%.",
+        &FORECAST_ALERT_THRESHOLD,
+        0.0,
+        1_000.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_partition_predict.routing",
+        c"Whether the planner hook routes queries to rows being migrated out of DEFAULT.",
+        c"",
+        &ROUTING,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // Typos such as pg_partition_predict.naptim are errors from now on,
+    // not silently created placeholders.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(PREFIX.as_ptr()) };
+}
+
+pub fn lock_timeout_ms() -> i32 {
+    LOCK_TIMEOUT_MS.get()
+}
+
+pub fn lock_retries() -> u32 {
+    LOCK_RETRIES.get().max(0) as u32
+}

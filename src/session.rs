@@ -1,0 +1,47 @@
+//! Settings pinned while the extension reads catalogs and writes DDL.
+//!
+//! Partition bounds are printed by `pg_get_expr` in the session's DateStyle
+//! and TimeZone, and an unqualified name would resolve through the caller's
+//! search_path. Pinning these for the duration of a call (restored when it
+//! returns, or by transaction abort when it fails) makes every statement the
+//! extension issues mean one thing, whoever calls it.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::pg_sys;
+
+const CATALOG_SETTINGS: [(&CStr, &str); 4] = [
+    (c"search_path", "pg_catalog, pg_temp"),
+    (c"DateStyle", "ISO, YMD"),
+    (c"TimeZone", "UTC"),
+    (c"IntervalStyle", "postgres"),
+];
+
+/// Runs `f` with the catalog settings pinned, as `CREATE FUNCTION … SET` would.
+pub fn with_pinned_settings<R>(f: impl FnOnce() -> R) -> R {
+    with_settings(&CATALOG_SETTINGS, f)
+}
+
+/// Runs `f` with each `(name, value)` set for its duration only.
+pub fn with_settings<R>(settings: &[(&CStr, &str)], f: impl FnOnce() -> R) -> R {
+    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+    for (name, value) in settings {
+        // Values are ours, never user input; an interior NUL is a bug.
+        let value = CString::new(*value).expect("setting values contain no NUL byte");
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                pgrx::PgLogLevel::ERROR as i32,
+                false,
+            );
+        }
+    }
+    let result = f();
+    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
+    result
+}

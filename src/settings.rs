@@ -1,0 +1,153 @@
+//! Per-table settings given to `manage`: validated, normalised, stored as text.
+//!
+//! Spans are given as text, as pg_partman's `p_interval` is: an interval
+//! ('7 days') for time keys, a whole number of key values ('100000') for
+//! integer keys. `lookahead` of an integer key may also be an interval: how
+//! much wall-clock time of data to prepare for at the forecast rate.
+
+use partition_core::KeyType;
+use pgrx::prelude::*;
+
+use crate::error::{PredictError, Result};
+use crate::subxact::try_in_subtransaction;
+
+pub const DEFAULT_LOOKAHEAD: &str = "7 days";
+const SECONDS_PER_DAY: f64 = 86_400.0;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableSettings {
+    pub target_rows: i64,
+    pub lookahead: String,
+    pub min_span: Option<String>,
+    pub max_span: Option<String>,
+}
+
+/// A span, comparable within its kind.
+#[derive(Clone, Debug, PartialEq)]
+enum Span {
+    /// Normalised interval text and its length in seconds (a month counts 30 days).
+    Time {
+        text: String,
+        seconds: f64,
+    },
+    Keys(i64),
+}
+
+impl Span {
+    fn text(&self) -> String {
+        match self {
+            Span::Time { text, .. } => text.clone(),
+            Span::Keys(n) => n.to_string(),
+        }
+    }
+}
+
+pub fn validate(
+    key_type: KeyType,
+    target_rows: i64,
+    lookahead: Option<&str>,
+    min_span: Option<&str>,
+    max_span: Option<&str>,
+) -> Result<TableSettings> {
+    if target_rows <= 0 {
+        return Err(PredictError::InvalidSetting {
+            setting: "target_rows",
+            reason: format!("must be positive, got {target_rows}"),
+        });
+    }
+    let lookahead = parse_span(
+        "lookahead",
+        lookahead.unwrap_or(DEFAULT_LOOKAHEAD),
+        key_type,
+        true,
+    )?;
+    let min_span = min_span
+        .map(|s| parse_span("min_span", s, key_type, false))
+        .transpose()?;
+    let max_span = max_span
+        .map(|s| parse_span("max_span", s, key_type, false))
+        .transpose()?;
+    if let (Some(min), Some(max)) = (&min_span, &max_span) {
+        let inverted = match (min, max) {
+            (Span::Time { seconds: a, .. }, Span::Time { seconds: b, .. }) => a > b,
+            (Span::Keys(a), Span::Keys(b)) => a > b,
+            _ => false,
+        };
+        if inverted {
+            return Err(PredictError::InvalidSetting {
+                setting: "min_span",
+                reason: format!(
+                    "min_span {} is larger than max_span {}",
+                    min.text(),
+                    max.text()
+                ),
+            });
+        }
+    }
+    Ok(TableSettings {
+        target_rows,
+        lookahead: lookahead.text(),
+        min_span: min_span.map(|s| s.text()),
+        max_span: max_span.map(|s| s.text()),
+    })
+}
+
+fn parse_span(
+    setting: &'static str,
+    text: &str,
+    key_type: KeyType,
+    interval_allowed: bool,
+) -> Result<Span> {
+    let invalid = |reason: String| PredictError::InvalidSetting { setting, reason };
+    let trimmed = text.trim();
+    if !key_type.is_temporal() {
+        if let Ok(keys) = trimmed.parse::<i64>() {
+            return if keys > 0 {
+                Ok(Span::Keys(keys))
+            } else {
+                Err(invalid(format!("must be positive, got {keys}")))
+            };
+        }
+        if !interval_allowed {
+            return Err(invalid(format!(
+                "\"{text}\" is not a whole number of key values (keys of type {key_type} take e.g. '100000')"
+            )));
+        }
+    }
+    let (normalised, seconds) = interval_of(trimmed).ok_or_else(|| {
+        invalid(if key_type.is_temporal() {
+            format!("\"{text}\" is not an interval (keys of type {key_type} take e.g. '1 day')")
+        } else {
+            format!("\"{text}\" is neither a whole number of key values ('100000') nor an interval of wall-clock time ('7 days')")
+        })
+    })?;
+    if seconds <= 0.0 {
+        return Err(invalid(format!(
+            "must be a positive interval, got '{normalised}'"
+        )));
+    }
+    if key_type == KeyType::Date && setting != "lookahead" && seconds % SECONDS_PER_DAY != 0.0 {
+        return Err(invalid(format!(
+            "a date key needs whole days, got '{normalised}'"
+        )));
+    }
+    Ok(Span::Time {
+        text: normalised,
+        seconds,
+    })
+}
+
+/// PostgreSQL's own interval parser: every form it accepts is accepted.
+fn interval_of(text: &str) -> Option<(String, f64)> {
+    let text = text.to_string();
+    try_in_subtransaction(move || {
+        Spi::get_two_with_args::<String, f64>(
+            "SELECT $1::pg_catalog.interval::text,
+                    pg_catalog.date_part('epoch', $1::pg_catalog.interval)",
+            &[text.into()],
+        )
+    })
+    .ok()?
+    .ok()
+    .and_then(|(normalised, seconds)| Some((normalised?, seconds?)))
+}

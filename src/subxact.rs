@@ -1,0 +1,52 @@
+//! Running a piece of work in a subtransaction so that one failure (a lock
+//! timeout, a bad setting value) can be caught and handled without aborting
+//! the caller's transaction.
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::PgTryBuilder;
+
+/// The SQLSTATE and message of an error caught in a subtransaction.
+#[derive(Debug)]
+pub struct Caught {
+    pub sqlstate: pgrx::PgSqlErrorCode,
+    pub message: String,
+}
+
+/// Runs `f` in a subtransaction: committed if it returns, rolled back (and
+/// the error returned) if it raises an ERROR.
+pub fn try_in_subtransaction<R>(
+    f: impl FnOnce() -> R + std::panic::UnwindSafe,
+) -> Result<R, Caught> {
+    let (outer_context, outer_owner) = unsafe {
+        let saved = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        // Results must outlive the subtransaction's memory context.
+        pg_sys::MemoryContextSwitchTo(saved.0);
+        saved
+    };
+    let outcome = PgTryBuilder::new(|| Ok(f()))
+        .catch_others(|error| {
+            Err(match error {
+                CaughtError::PostgresError(report)
+                | CaughtError::ErrorReport(report)
+                | CaughtError::RustPanic {
+                    ereport: report, ..
+                } => Caught {
+                    sqlstate: report.sql_error_code(),
+                    message: report.message().to_string(),
+                },
+            })
+        })
+        .execute();
+    unsafe {
+        if outcome.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(outer_context);
+        pg_sys::CurrentResourceOwner = outer_owner;
+    }
+    outcome
+}
