@@ -7,6 +7,7 @@ PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PG_BIN/pg_config
 PGRX_VERSION=0.18.1
 PROJECT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
@@ -16,7 +17,7 @@ as_root() {
 
 # Everything is idempotent: a warm machine skips straight through.
 ensure_dependencies() {
-    local packages="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo pkg-config"
+    local packages="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo"
     local missing=""
     for p in $packages; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -26,7 +27,6 @@ ensure_dependencies() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     fi
-    # Debian's postgresql package starts a cluster on 5432; ours use private ports.
     if ! command -v cargo-pgrx >/dev/null || ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
         log "installing cargo-pgrx $PGRX_VERSION (takes a few minutes once)"
         cargo install cargo-pgrx --version "$PGRX_VERSION" --locked

@@ -1,5 +1,9 @@
 -- Tables behind the views. Runs first (bootstrap), before any function.
 
+-- Created here rather than named in the control file, so that it belongs to
+-- the extension and DROP EXTENSION removes it.
+CREATE SCHEMA partition_predict;
+
 -- One row per managed table; carried along by pg_dump/pg_restore.
 CREATE TABLE partition_predict.config (
     parent        pg_catalog.regclass PRIMARY KEY,

@@ -9,26 +9,74 @@ use crate::regclass::Regclass;
 use crate::session::with_pinned_settings;
 use crate::settings::{self, TableSettings};
 
-/// Registers a range-partitioned table: validates it, adds a DEFAULT
-/// partition if it has none, stores its settings and returns them as a row of
-/// `partition_predict.config`.
-#[pg_extern(volatile, parallel_unsafe)]
-fn manage(
-    parent: Regclass,
-    target_rows: default!(i64, 1000000),
-    lookahead: default!(Option<String>, "NULL"),
-    min_span: default!(Option<String>, "NULL"),
-    max_span: default!(Option<String>, "NULL"),
-) -> pgrx::composite_type!('static, "partition_predict.config") {
-    or_report(with_pinned_settings(|| {
-        manage_table(
-            parent.0,
-            target_rows,
-            lookahead.as_deref(),
-            min_span.as_deref(),
-            max_span.as_deref(),
-        )
-    }))
+/// The SQL-facing functions, created in schema `partition_predict`.
+#[pg_schema]
+mod partition_predict {
+    use pgrx::prelude::*;
+
+    use super::*;
+
+    /// Registers a range-partitioned table: validates it, adds a DEFAULT
+    /// partition if it has none, stores its settings and returns them as a row of
+    /// `partition_predict.config`.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn manage(
+        parent: Regclass,
+        target_rows: default!(i64, 1000000),
+        lookahead: default!(Option<String>, "NULL"),
+        min_span: default!(Option<String>, "NULL"),
+        max_span: default!(Option<String>, "NULL"),
+    ) -> pgrx::composite_type!('static, "partition_predict.config") {
+        or_report(with_pinned_settings(|| {
+            manage_table(
+                parent.0,
+                target_rows,
+                lookahead.as_deref(),
+                min_span.as_deref(),
+                max_span.as_deref(),
+            )
+        }))
+    }
+
+    /// Stops managing a table. Never drops data or partitions.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn unmanage(parent: Regclass) {
+        or_report(with_pinned_settings(|| unmanage_table(parent.0)))
+    }
+
+    /// Bounds of every partition of `parent` as text (timestamps in UTC), for
+    /// the `partitions` view. Never fails on a bound it cannot read: that
+    /// partition's bounds are NULL instead, so one odd table does not break the
+    /// view for all.
+    #[pg_extern(stable, parallel_safe)]
+    fn partition_bounds(
+        parent: Regclass,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(partition, Regclass),
+            name!(range_start, Option<String>),
+            name!(range_end, Option<String>),
+            name!(is_default, bool),
+        ),
+    > {
+        let rows = or_report(with_pinned_settings(|| catalog::lenient_bounds(parent.0)));
+        TableIterator::new(rows.into_iter().map(|b| {
+            (
+                Regclass(b.partition),
+                b.range_start,
+                b.range_end,
+                b.is_default,
+            )
+        }))
+    }
+
+    /// Whether the library was loaded through shared_preload_libraries, which
+    /// the background workers and the planner hook need.
+    #[pg_extern(stable, parallel_safe)]
+    fn is_preloaded() -> bool {
+        crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 fn manage_table(
@@ -47,12 +95,6 @@ fn manage_table(
         ddl::add_default_partition(&table)?;
     }
     insert_config(parent, &settings)
-}
-
-/// Stops managing a table. Never drops data or partitions.
-#[pg_extern(volatile, parallel_unsafe)]
-fn unmanage(parent: Regclass) {
-    or_report(with_pinned_settings(|| unmanage_table(parent.0)))
 }
 
 fn unmanage_table(parent: pg_sys::Oid) -> Result<()> {
@@ -75,40 +117,6 @@ fn unmanage_table(parent: pg_sys::Oid) -> Result<()> {
         &[parent.into()],
     )?;
     Ok(())
-}
-
-/// Bounds of every partition of `parent` as text (timestamps in UTC), for
-/// the `partitions` view. Never fails on a bound it cannot read: that
-/// partition's bounds are NULL instead, so one odd table does not break the
-/// view for all.
-#[pg_extern(stable, parallel_safe)]
-fn partition_bounds(
-    parent: Regclass,
-) -> TableIterator<
-    'static,
-    (
-        name!(partition, Regclass),
-        name!(range_start, Option<String>),
-        name!(range_end, Option<String>),
-        name!(is_default, bool),
-    ),
-> {
-    let rows = or_report(with_pinned_settings(|| catalog::lenient_bounds(parent.0)));
-    TableIterator::new(rows.into_iter().map(|b| {
-        (
-            Regclass(b.partition),
-            b.range_start,
-            b.range_end,
-            b.is_default,
-        )
-    }))
-}
-
-/// Whether the library was loaded through shared_preload_libraries, which
-/// the background workers and the planner hook need.
-#[pg_extern(stable, parallel_safe)]
-fn is_preloaded() -> bool {
-    crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 fn is_managed(parent: pg_sys::Oid) -> Result<bool> {

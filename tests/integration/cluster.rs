@@ -1,0 +1,200 @@
+//! A throwaway PostgreSQL 15 cluster per test: initdb'd as the `postgres` OS
+//! user (initdb refuses root) in a temporary directory, listening only on a
+//! Unix socket in that directory, stopped and removed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const PORT: u16 = 5432; // private: the socket lives in the cluster's own directory
+
+pub struct Cluster {
+    dir: tempfile::TempDir,
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL server binary as the `postgres` OS user.
+fn as_postgres(program: &str, args: &[&str]) -> Output {
+    let path = format!("{PG_BIN}/{program}");
+    let output = if running_as_root() {
+        Command::new("sudo")
+            .arg("-u")
+            .arg("postgres")
+            .arg(&path)
+            .args(args)
+            .output()
+    } else {
+        Command::new(&path).args(args).output()
+    }
+    .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+impl Cluster {
+    /// A running cluster; `preload` puts the library in shared_preload_libraries.
+    pub fn start(preload: bool) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("ppp-it-")
+            .tempdir()
+            .expect("temp dir");
+        if running_as_root() {
+            let status = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the cluster directory failed");
+        }
+        let cluster = Cluster { dir };
+        let data = cluster.data_dir();
+        as_postgres(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let mut conf = format!(
+            "port = {PORT}\nlisten_addresses = ''\nunix_socket_directories = '{}'\nfsync = off\n",
+            cluster.socket_dir().display()
+        );
+        if preload {
+            conf.push_str("shared_preload_libraries = 'pg_partition_predict'\n");
+        }
+        let conf_path = data.join("postgresql.auto.conf");
+        // The data directory belongs to postgres; append through a shell run as postgres.
+        let script = format!("cat >> '{}' <<'CONF'\n{conf}CONF\n", conf_path.display());
+        let status = if running_as_root() {
+            Command::new("sudo")
+                .args(["-u", "postgres", "sh", "-c", &script])
+                .status()
+        } else {
+            Command::new("sh").args(["-c", &script]).status()
+        }
+        .expect("write postgresql.auto.conf");
+        assert!(status.success());
+        let log = cluster.socket_dir().join("server.log");
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        cluster
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config(&self, database: &str) -> postgres::Config {
+        let mut config = postgres::Config::new();
+        config
+            .host_path(self.socket_dir())
+            .port(PORT)
+            .user("postgres")
+            .dbname(database);
+        config
+    }
+
+    pub fn connect(&self, database: &str) -> postgres::Client {
+        self.config(database)
+            .connect(postgres::NoTls)
+            .expect("connect")
+    }
+
+    /// A connection that records every NOTICE/WARNING it receives.
+    pub fn connect_recording_notices(
+        &self,
+        database: &str,
+    ) -> (postgres::Client, Arc<Mutex<Vec<String>>>) {
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&notices);
+        let client = self
+            .config(database)
+            .notice_callback(move |notice| {
+                sink.lock()
+                    .unwrap()
+                    .push(format!("{}: {}", notice.severity(), notice.message()))
+            })
+            .connect(postgres::NoTls)
+            .expect("connect");
+        (client, notices)
+    }
+
+    /// Runs a client program (pg_dump, pg_restore, psql) against this cluster.
+    pub fn client_program(&self, program: &str, args: &[&str]) -> Output {
+        let output = Command::new(format!("{PG_BIN}/{program}"))
+            .args([
+                "-h",
+                self.socket_dir().to_str().unwrap(),
+                "-p",
+                &PORT.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data_dir();
+        let path = format!("{PG_BIN}/pg_ctl");
+        let args = [
+            "-D",
+            data.to_str().unwrap_or_default(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ];
+        let _ = if running_as_root() {
+            Command::new("sudo")
+                .arg("-u")
+                .arg("postgres")
+                .arg(&path)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&path).args(args).output()
+        };
+    }
+}

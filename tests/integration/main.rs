@@ -1,0 +1,6 @@
+//! Integration tests: a real PostgreSQL 15 cluster per test, driven through
+//! a client, with the extension as `cargo pgrx install` put it.
+//! Run by `scripts/test` (`cargo test --features integration --test integration`).
+
+mod cluster;
+mod foundation;
