@@ -11,6 +11,7 @@ CREATE TABLE partition_predict.config (
     lookahead     text NOT NULL,
     min_span      text,
     max_span      text,
+    retention     interval NOT NULL DEFAULT '35 days' CHECK (retention > '0'),
     managed_since timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE partition_predict.config IS
@@ -25,6 +26,119 @@ CREATE POLICY owner_rights ON partition_predict.config
         (SELECT r.relowner FROM pg_catalog.pg_class r WHERE r.oid = parent), 'USAGE'));
 GRANT USAGE ON SCHEMA partition_predict TO PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON partition_predict.config TO PUBLIC;
+
+-- What collect_stats()/run_cycle() return: one row per table.
+CREATE TYPE partition_predict.cycle_summary AS (
+    parent             pg_catalog.regclass,
+    partitions_sampled bigint,
+    rows_inserted      bigint,
+    rows_in_default    bigint,
+    queries            bigint,
+    duration_ms        double precision,
+    error              text
+);
+
+-- Runtime state below is not dumped: it describes this cluster's history.
+
+-- One row per managed table: how its cycles went.
+CREATE TABLE partition_predict.table_state (
+    parent           pg_catalog.regclass PRIMARY KEY
+                     REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    last_cycle_start timestamptz,
+    last_cycle_end   timestamptz,
+    cycles           bigint NOT NULL DEFAULT 0,
+    failures         bigint NOT NULL DEFAULT 0,
+    last_error       text,
+    last_error_at    timestamptz
+);
+
+-- Step 1 samples: per partition, deltas since the previous sample. Only
+-- partitions where something changed get a row.
+CREATE TABLE partition_predict.samples (
+    parent         pg_catalog.regclass NOT NULL
+                   REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    partition      oid NOT NULL,
+    partition_name text NOT NULL,
+    sampled_at     timestamptz NOT NULL,
+    is_default     boolean NOT NULL,
+    rows_inserted  bigint NOT NULL,
+    rows_updated   bigint NOT NULL,
+    rows_deleted   bigint NOT NULL,
+    seq_scans      bigint NOT NULL,
+    idx_scans      bigint NOT NULL,
+    live_rows      bigint NOT NULL,
+    size_bytes     bigint NOT NULL,
+    frontier       text,
+    frontier_raw   bigint,
+    PRIMARY KEY (parent, sampled_at, partition)
+);
+
+-- The cumulative counters each delta was computed from.
+CREATE TABLE partition_predict.partition_counters (
+    parent      pg_catalog.regclass NOT NULL
+                REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    partition   oid NOT NULL,
+    epoch       text NOT NULL,
+    n_tup_ins   bigint NOT NULL,
+    n_tup_upd   bigint NOT NULL,
+    n_tup_del   bigint NOT NULL,
+    seq_scan    bigint NOT NULL,
+    idx_scan    bigint NOT NULL,
+    frontier_raw bigint,
+    PRIMARY KEY (parent, partition)
+);
+
+-- Time keys: rows present per key-time bucket (hour; day for date keys)
+-- and partition. Indexed by the key's own time, so a replay or a backfill
+-- reads the same as real-time arrival.
+CREATE TABLE partition_predict.key_time_counts (
+    parent       pg_catalog.regclass NOT NULL
+                 REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    partition    oid NOT NULL,
+    bucket_start timestamptz NOT NULL,
+    rows         bigint NOT NULL,
+    counted_at   timestamptz NOT NULL,
+    PRIMARY KEY (parent, partition, bucket_start)
+);
+
+-- Events worth a DBA's attention (also NOTIFY partition_predict_alerts and the server log).
+CREATE TABLE partition_predict.alert_log (
+    id        bigserial PRIMARY KEY,
+    parent    pg_catalog.regclass REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    kind      text NOT NULL CHECK (kind IN ('forecast_miss', 'rows_in_default', 'migration', 'failure')),
+    message   text NOT NULL,
+    details   jsonb NOT NULL DEFAULT '{}',
+    raised_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON partition_predict.alert_log (parent, raised_at);
+
+-- One row per database a worker maintains, written by that worker only.
+CREATE TABLE partition_predict.worker_state (
+    database         name PRIMARY KEY,
+    pid              integer NOT NULL,
+    state            text NOT NULL,
+    started_at       timestamptz NOT NULL,
+    last_cycle_start timestamptz,
+    last_cycle_end   timestamptz,
+    cycles           bigint NOT NULL DEFAULT 0,
+    errors           bigint NOT NULL DEFAULT 0,
+    last_error       text
+);
+
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['table_state', 'samples', 'partition_counters', 'key_time_counts', 'alert_log'] LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE partition_predict.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE pg_catalog.format(
+            'CREATE POLICY owner_rights ON partition_predict.%I USING (pg_catalog.pg_has_role(
+                 (SELECT r.relowner FROM pg_catalog.pg_class r WHERE r.oid = parent), ''USAGE''))', t);
+        EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON partition_predict.%I TO PUBLIC', t);
+    END LOOP;
+END
+$$;
+GRANT USAGE ON SEQUENCE partition_predict.alert_log_id_seq TO PUBLIC;
 
 -- A dropped table is no longer managed. SECURITY DEFINER because once the
 -- table is gone the owner policy above can no longer match its row.

@@ -3,6 +3,7 @@
 use pgrx::prelude::*;
 
 use crate::catalog;
+use crate::cycle::{self, Steps};
 use crate::ddl;
 use crate::error::{or_report, PredictError, Result};
 use crate::regclass::Regclass;
@@ -26,15 +27,17 @@ mod partition_predict {
         lookahead: default!(Option<String>, "NULL"),
         min_span: default!(Option<String>, "NULL"),
         max_span: default!(Option<String>, "NULL"),
+        retention: default!(Option<String>, "NULL"),
     ) -> pgrx::composite_type!('static, "partition_predict.config") {
         or_report(with_pinned_settings(|| {
-            manage_table(
-                parent.0,
+            let arguments = settings::Arguments {
                 target_rows,
-                lookahead.as_deref(),
-                min_span.as_deref(),
-                max_span.as_deref(),
-            )
+                lookahead: lookahead.as_deref(),
+                min_span: min_span.as_deref(),
+                max_span: max_span.as_deref(),
+                retention: retention.as_deref(),
+            };
+            manage_table(parent.0, arguments)
         }))
     }
 
@@ -71,6 +74,25 @@ mod partition_predict {
         }))
     }
 
+    /// Cycle step 1 for one managed table (errors are raised) or for every
+    /// managed table the caller owns (each table's error is caught, recorded
+    /// and returned in `error`).
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn collect_stats(
+        parent: default!(Option<Regclass>, "NULL"),
+    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "partition_predict.cycle_summary")> {
+        SetOfIterator::new(run(parent, Steps::Collect))
+    }
+
+    /// Exactly what one worker cycle does, for one table or all the caller
+    /// owns; returns a summary row per table.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn run_cycle(
+        parent: default!(Option<Regclass>, "NULL"),
+    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "partition_predict.cycle_summary")> {
+        SetOfIterator::new(run(parent, Steps::Cycle))
+    }
+
     /// Whether the library was loaded through shared_preload_libraries, which
     /// the background workers and the planner hook need.
     #[pg_extern(stable, parallel_safe)]
@@ -79,18 +101,12 @@ mod partition_predict {
     }
 }
 
-fn manage_table(
-    parent: pg_sys::Oid,
-    target_rows: i64,
-    lookahead: Option<&str>,
-    min_span: Option<&str>,
-    max_span: Option<&str>,
-) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
+fn manage_table(parent: pg_sys::Oid, arguments: settings::Arguments) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     let table = catalog::load_partitioned_table(parent, true)?;
     if is_managed(parent)? {
         return Err(PredictError::AlreadyManaged(table.name.to_string()));
     }
-    let settings = settings::validate(table.key_type, target_rows, lookahead, min_span, max_span)?;
+    let settings = settings::validate(table.key_type, &arguments)?;
     if table.default_partition.is_none() {
         ddl::add_default_partition(&table)?;
     }
@@ -133,8 +149,8 @@ fn insert_config(
     settings: &TableSettings,
 ) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     Spi::get_one_with_args::<PgHeapTuple<'static, AllocatedByRust>>(
-        "INSERT INTO partition_predict.config AS c (parent, target_rows, lookahead, min_span, max_span)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5)
+        "INSERT INTO partition_predict.config AS c (parent, target_rows, lookahead, min_span, max_span, retention)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6::pg_catalog.interval)
          RETURNING c",
         &[
             parent.into(),
@@ -142,7 +158,41 @@ fn insert_config(
             settings.lookahead.clone().into(),
             settings.min_span.clone().into(),
             settings.max_span.clone().into(),
+            settings.retention.clone().into(),
         ],
     )?
     .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
+}
+
+fn run(parent: Option<Regclass>, steps: Steps) -> Vec<PgHeapTuple<'static, AllocatedByRust>> {
+    let outcomes = match parent {
+        Some(Regclass(oid)) => {
+            if !or_report(is_managed(oid)) {
+                let name = or_report(catalog::display_name(oid));
+                PredictError::NotManaged(name).report();
+            }
+            // Ownership is checked as manage() checks it.
+            or_report(with_pinned_settings(|| catalog::load_partitioned_table(oid, true)));
+            vec![cycle::run_raising(oid, steps)]
+        }
+        None => or_report(cycle::managed_tables(None)).into_iter().map(|oid| cycle::run_isolated(oid, steps)).collect(),
+    };
+    outcomes.into_iter().map(|o| or_report(summary_row(o))).collect()
+}
+
+fn summary_row(outcome: cycle::Outcome) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
+    let mut row = PgHeapTuple::new_composite_type("partition_predict.cycle_summary")
+        .map_err(|e| PredictError::Internal(e.to_string()))?;
+    row.set_by_name("parent", Regclass(outcome.parent)).map_err(|e| PredictError::Internal(e.to_string()))?;
+    for (name, value) in [
+        ("partitions_sampled", outcome.collected.partitions_sampled),
+        ("rows_inserted", outcome.collected.rows_inserted),
+        ("rows_in_default", outcome.collected.rows_in_default),
+        ("queries", outcome.collected.queries),
+    ] {
+        row.set_by_name(name, value).map_err(|e| PredictError::Internal(e.to_string()))?;
+    }
+    row.set_by_name("duration_ms", outcome.duration_ms).map_err(|e| PredictError::Internal(e.to_string()))?;
+    row.set_by_name("error", outcome.error).map_err(|e| PredictError::Internal(e.to_string()))?;
+    Ok(row)
 }

@@ -45,6 +45,7 @@ pub struct PartitionedTable {
     pub oid: pg_sys::Oid,
     pub name: QualifiedName,
     pub owner: String,
+    pub owner_oid: pg_sys::Oid,
     pub key_column: String,
     pub key_type: KeyType,
     pub default_partition: Option<pg_sys::Oid>,
@@ -57,6 +58,7 @@ struct RelationFacts {
     relkind: String,
     persistence: String,
     owner: String,
+    owner_oid: pg_sys::Oid,
     caller_has_owner_rights: bool,
     strategy: Option<String>,
     key_columns: Option<i16>,
@@ -72,7 +74,7 @@ const RELATION_FACTS: &str = "
            pg_catalog.pg_has_role(c.relowner, 'USAGE'),
            pt.partstrat::text, pt.partnatts, pt.partattrs[0],
            a.attname::text, pg_catalog.format_type(a.atttypid, NULL),
-           NULLIF(pt.partdefid, 0)
+           NULLIF(pt.partdefid, 0), c.relowner
       FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = c.oid
@@ -114,6 +116,7 @@ fn relation_facts(oid: pg_sys::Oid) -> Result<RelationFacts> {
             key_column: row.get::<String>(10)?,
             key_type_name: row.get::<String>(11)?,
             default_partition: row.get::<pg_sys::Oid>(12)?,
+            owner_oid: row.get::<pg_sys::Oid>(13)?.unwrap_or(pg_sys::InvalidOid),
         })
     })
 }
@@ -173,6 +176,7 @@ pub fn load_partitioned_table(oid: pg_sys::Oid, require_owner: bool) -> Result<P
         oid,
         name: facts.name,
         owner: facts.owner,
+        owner_oid: facts.owner_oid,
         key_column,
         key_type,
         default_partition: facts.default_partition,
@@ -275,6 +279,17 @@ pub fn lenient_bounds(parent: pg_sys::Oid) -> Result<Vec<DisplayBounds>> {
             }
         })
         .collect())
+}
+
+/// `schema.table` of any relation, quoted as SQL needs it.
+pub fn display_name(oid: pg_sys::Oid) -> Result<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = $1)",
+        &[oid.into()],
+    )?
+    .ok_or(PredictError::UndefinedTable(oid.to_u32()))
 }
 
 /// Whether a relation of this name exists in the schema (any kind).

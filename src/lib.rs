@@ -9,8 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgrx::prelude::*;
 
+mod alerts;
 mod api;
 mod catalog;
+mod collect;
+mod cycle;
 mod ddl;
 mod error;
 mod gucs;
@@ -18,6 +21,7 @@ mod regclass;
 mod session;
 mod settings;
 mod subxact;
+mod worker;
 
 pgrx::pg_module_magic!();
 
@@ -33,6 +37,10 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::register();
     let preloaded = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     PRELOADED.store(preloaded, Ordering::Relaxed);
+    // Background workers can only be registered while preloading.
+    if preloaded {
+        worker::register_launcher();
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

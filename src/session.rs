@@ -45,3 +45,24 @@ pub fn with_settings<R>(settings: &[(&CStr, &str)], f: impl FnOnce() -> R) -> R 
     unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
     result
 }
+
+/// Runs `f` as `role`, security-restricted (as autovacuum runs ANALYZE and
+/// REFRESH MATERIALIZED VIEW runs its query): whatever user code `f` reaches
+/// runs with the rights of the table's owner, never the worker's superuser.
+/// If `f` raises, the enclosing (sub)transaction's abort restores the
+/// previous user.
+pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let (mut saved_user, mut saved_context) = (pg_sys::InvalidOid, 0);
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            role,
+            saved_context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+    }
+    let result = f();
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    result
+}

@@ -12,6 +12,7 @@ use crate::error::{PredictError, Result};
 use crate::subxact::try_in_subtransaction;
 
 pub const DEFAULT_LOOKAHEAD: &str = "7 days";
+pub const DEFAULT_RETENTION: &str = "35 days";
 const SECONDS_PER_DAY: f64 = 86_400.0;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +21,7 @@ pub struct TableSettings {
     pub lookahead: String,
     pub min_span: Option<String>,
     pub max_span: Option<String>,
+    pub retention: String,
 }
 
 /// A span, comparable within its kind.
@@ -42,13 +44,17 @@ impl Span {
     }
 }
 
-pub fn validate(
-    key_type: KeyType,
-    target_rows: i64,
-    lookahead: Option<&str>,
-    min_span: Option<&str>,
-    max_span: Option<&str>,
-) -> Result<TableSettings> {
+/// What the caller gave `manage`; `None` means the default.
+pub struct Arguments<'a> {
+    pub target_rows: i64,
+    pub lookahead: Option<&'a str>,
+    pub min_span: Option<&'a str>,
+    pub max_span: Option<&'a str>,
+    pub retention: Option<&'a str>,
+}
+
+pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSettings> {
+    let Arguments { target_rows, lookahead, min_span, max_span, retention } = *arguments;
     if target_rows <= 0 {
         return Err(PredictError::InvalidSetting {
             setting: "target_rows",
@@ -84,7 +90,24 @@ pub fn validate(
             });
         }
     }
+    let retention = retention.unwrap_or(DEFAULT_RETENTION);
+    let retention = match interval_of(retention.trim()) {
+        Some((text, seconds)) if seconds >= SECONDS_PER_DAY => text,
+        Some((text, _)) => {
+            return Err(PredictError::InvalidSetting {
+                setting: "retention",
+                reason: format!("must be at least 1 day, got '{text}'"),
+            })
+        }
+        None => {
+            return Err(PredictError::InvalidSetting {
+                setting: "retention",
+                reason: format!("\"{retention}\" is not an interval (e.g. '35 days')"),
+            })
+        }
+    };
     Ok(TableSettings {
+        retention,
         target_rows,
         lookahead: lookahead.text(),
         min_span: min_span.map(|s| s.text()),

@@ -6,6 +6,8 @@
 
 pub mod bound;
 pub mod calendar;
+pub mod counters;
+pub mod databases;
 pub mod key;
 pub mod naming;
 

@@ -1,0 +1,124 @@
+//! One cycle per managed table: the steps that exist so far (step 1,
+//! collect), run as the table's owner, each table's failure isolated.
+
+use std::time::Instant;
+
+use pgrx::prelude::*;
+use serde_json::json;
+
+use crate::alerts::{self, AlertKind};
+use crate::catalog;
+use crate::collect::{self, CollectSummary};
+use crate::error::{or_report, PredictError, Result};
+use crate::session::{as_role, with_pinned_settings};
+use crate::subxact::try_in_subtransaction;
+
+/// Which steps to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steps {
+    /// `collect_stats()`: step 1 only; not counted as a cycle.
+    Collect,
+    /// `run_cycle()` and the workers: every step that exists, recorded in
+    /// `managed_tables` (last cycle, last error).
+    Cycle,
+}
+
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub parent: pg_sys::Oid,
+    pub collected: CollectSummary,
+    pub duration_ms: f64,
+    pub error: Option<String>,
+}
+
+/// The managed tables the current role may act on (row-level security on
+/// the configuration hides the others), or just `only`.
+pub fn managed_tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
+    with_pinned_settings(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT parent::pg_catalog.oid FROM partition_predict.config
+                  WHERE $1::pg_catalog.oid IS NULL OR parent = $1::pg_catalog.oid::pg_catalog.regclass
+                  ORDER BY parent::pg_catalog.oid",
+                None,
+                &[only.into()],
+            )?;
+            rows.map(|row| row.get::<pg_sys::Oid>(1).map(|oid| oid.unwrap_or(pg_sys::InvalidOid)).map_err(PredictError::from))
+                .collect()
+        })
+    })
+}
+
+fn run_steps(parent: pg_sys::Oid) -> Result<CollectSummary> {
+    let table = catalog::load_partitioned_table(parent, false)?;
+    as_role(table.owner_oid, || collect::collect(&table))
+}
+
+/// Runs one table's steps; an error propagates to the caller.
+pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
+    let started = Instant::now();
+    let started_at = or_report(with_pinned_settings(clock));
+    let collected = or_report(with_pinned_settings(|| run_steps(parent)));
+    if steps == Steps::Cycle {
+        or_report(with_pinned_settings(|| record(parent, &started_at, None)));
+    }
+    Outcome { parent, collected, duration_ms: started.elapsed().as_secs_f64() * 1e3, error: None }
+}
+
+/// Runs one table's steps in a subtransaction: a failure is rolled back,
+/// logged, stored as `last_error` and raised as an alert, and the caller
+/// goes on with the next table.
+pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
+    let started = Instant::now();
+    let started_at = or_report(with_pinned_settings(clock));
+    let attempt = try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent))));
+    let (collected, error) = match attempt {
+        Ok(collected) => (collected, None),
+        Err(caught) => (CollectSummary::default(), Some((caught.sqlstate, caught.message))),
+    };
+    let message = error.as_ref().map(|(_, m)| m.clone());
+    if steps == Steps::Cycle || error.is_some() {
+        // The table may be gone (dropped mid-cycle): then there is nothing to record it on.
+        let recorded = try_in_subtransaction(|| {
+            or_report(with_pinned_settings(|| {
+                record(parent, &started_at, message.as_deref())?;
+                if let Some((sqlstate, message)) = &error {
+                    alerts::raise(
+                        Some(parent),
+                        AlertKind::Failure,
+                        &format!("cycle failed: {message}"),
+                        json!({"sqlstate": format!("{sqlstate:?}"), "step": "collect"}),
+                    )?;
+                }
+                Ok(())
+            }))
+        });
+        if let Err(e) = recorded {
+            pgrx::log!("pg_partition_predict: could not record the cycle of table {parent:?}: {}", e.message);
+        }
+    }
+    Outcome { parent, collected, duration_ms: started.elapsed().as_secs_f64() * 1e3, error: message }
+}
+
+fn clock() -> Result<String> {
+    Ok(Spi::get_one::<String>("SELECT pg_catalog.clock_timestamp()::text")?.unwrap_or_default())
+}
+
+fn record(parent: pg_sys::Oid, started_at: &str, error: Option<&str>) -> Result<()> {
+    Spi::run_with_args(
+        "INSERT INTO partition_predict.table_state AS s
+                (parent, last_cycle_start, last_cycle_end, cycles, failures, last_error, last_error_at)
+         SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2::timestamptz, t.now, 1,
+                CASE WHEN $3::text IS NULL THEN 0 ELSE 1 END, $3, CASE WHEN $3::text IS NULL THEN NULL ELSE t.now END
+           FROM (SELECT pg_catalog.clock_timestamp() AS now) t
+         ON CONFLICT (parent) DO UPDATE
+            SET last_cycle_start = EXCLUDED.last_cycle_start,
+                last_cycle_end = EXCLUDED.last_cycle_end,
+                cycles = s.cycles + 1,
+                failures = s.failures + EXCLUDED.failures,
+                last_error = COALESCE(EXCLUDED.last_error, s.last_error),
+                last_error_at = COALESCE(EXCLUDED.last_error_at, s.last_error_at)",
+        &[parent.into(), started_at.into(), error.into()],
+    )?;
+    Ok(())
+}
