@@ -84,6 +84,9 @@ CREATE TABLE partition_predict.partition_counters (
     n_tup_del   bigint NOT NULL,
     seq_scan    bigint NOT NULL,
     idx_scan    bigint NOT NULL,
+    -- the collector's own scans, not yet discounted from the table's traffic
+    own_seq_scans bigint NOT NULL DEFAULT 0,
+    own_idx_scans bigint NOT NULL DEFAULT 0,
     frontier_raw bigint,
     PRIMARY KEY (parent, partition)
 );

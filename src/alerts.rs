@@ -24,14 +24,27 @@ impl AlertKind {
     }
 }
 
-pub fn raise(parent: Option<pg_sys::Oid>, kind: AlertKind, message: &str, details: Value) -> Result<()> {
+pub fn raise(
+    parent: Option<pg_sys::Oid>,
+    kind: AlertKind,
+    message: &str,
+    details: Value,
+) -> Result<()> {
     let id = Spi::get_one_with_args::<i64>(
         "INSERT INTO partition_predict.alert_log (parent, kind, message, details)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4) RETURNING id",
-        &[parent.into(), kind.as_str().into(), message.into(), JsonB(details.clone()).into()],
+        &[
+            parent.into(),
+            kind.as_str().into(),
+            message.into(),
+            JsonB(details.clone()).into(),
+        ],
     )?;
     let parent_name = match parent {
-        Some(oid) => Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.oid::pg_catalog.regclass::text", &[oid.into()])?,
+        Some(oid) => Spi::get_one_with_args::<String>(
+            "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
+            &[oid.into()],
+        )?,
         None => None,
     };
     let mut payload = json!({
@@ -43,9 +56,14 @@ pub fn raise(parent: Option<pg_sys::Oid>, kind: AlertKind, message: &str, detail
     })
     .to_string();
     if payload.len() > MAX_PAYLOAD_BYTES {
-        payload = json!({"id": id, "parent": parent_name, "kind": kind.as_str(), "truncated": true}).to_string();
+        payload =
+            json!({"id": id, "parent": parent_name, "kind": kind.as_str(), "truncated": true})
+                .to_string();
     }
-    Spi::run_with_args("SELECT pg_catalog.pg_notify($1, $2)", &[CHANNEL.into(), payload.into()])?;
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_notify($1, $2)",
+        &[CHANNEL.into(), payload.into()],
+    )?;
     pgrx::log!(
         "pg_partition_predict alert ({}) on {}: {}",
         kind.as_str(),

@@ -80,7 +80,8 @@ mod partition_predict {
     #[pg_extern(volatile, parallel_unsafe)]
     fn collect_stats(
         parent: default!(Option<Regclass>, "NULL"),
-    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "partition_predict.cycle_summary")> {
+    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "partition_predict.cycle_summary")>
+    {
         SetOfIterator::new(run(parent, Steps::Collect))
     }
 
@@ -89,7 +90,8 @@ mod partition_predict {
     #[pg_extern(volatile, parallel_unsafe)]
     fn run_cycle(
         parent: default!(Option<Regclass>, "NULL"),
-    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "partition_predict.cycle_summary")> {
+    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "partition_predict.cycle_summary")>
+    {
         SetOfIterator::new(run(parent, Steps::Cycle))
     }
 
@@ -101,7 +103,10 @@ mod partition_predict {
     }
 }
 
-fn manage_table(parent: pg_sys::Oid, arguments: settings::Arguments) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
+fn manage_table(
+    parent: pg_sys::Oid,
+    arguments: settings::Arguments,
+) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     let table = catalog::load_partitioned_table(parent, true)?;
     if is_managed(parent)? {
         return Err(PredictError::AlreadyManaged(table.name.to_string()));
@@ -110,7 +115,11 @@ fn manage_table(parent: pg_sys::Oid, arguments: settings::Arguments) -> Result<P
     if table.default_partition.is_none() {
         ddl::add_default_partition(&table)?;
     }
-    insert_config(parent, &settings)
+    let row = insert_config(parent, &settings)?;
+    // The baseline of the statistics: every row that arrives from now on counts.
+    let table = catalog::load_partitioned_table(parent, true)?;
+    crate::session::as_role(table.owner_oid, || crate::collect::collect(&table))?;
+    Ok(row)
 }
 
 fn unmanage_table(parent: pg_sys::Oid) -> Result<()> {
@@ -167,32 +176,42 @@ fn insert_config(
 fn run(parent: Option<Regclass>, steps: Steps) -> Vec<PgHeapTuple<'static, AllocatedByRust>> {
     let outcomes = match parent {
         Some(Regclass(oid)) => {
+            // Ownership first, as manage() checks it: a non-owner cannot see
+            // the configuration row and would only learn "not managed".
+            let table = or_report(with_pinned_settings(|| catalog::load_partitioned_table(oid, true)));
             if !or_report(is_managed(oid)) {
-                let name = or_report(catalog::display_name(oid));
-                PredictError::NotManaged(name).report();
+                PredictError::NotManaged(table.name.to_string()).report();
             }
-            // Ownership is checked as manage() checks it.
-            or_report(with_pinned_settings(|| catalog::load_partitioned_table(oid, true)));
             vec![cycle::run_raising(oid, steps)]
         }
-        None => or_report(cycle::managed_tables(None)).into_iter().map(|oid| cycle::run_isolated(oid, steps)).collect(),
+        None => or_report(cycle::managed_tables(None))
+            .into_iter()
+            .map(|oid| cycle::run_isolated(oid, steps))
+            .collect(),
     };
-    outcomes.into_iter().map(|o| or_report(summary_row(o))).collect()
+    outcomes
+        .into_iter()
+        .map(|o| or_report(summary_row(o)))
+        .collect()
 }
 
 fn summary_row(outcome: cycle::Outcome) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     let mut row = PgHeapTuple::new_composite_type("partition_predict.cycle_summary")
         .map_err(|e| PredictError::Internal(e.to_string()))?;
-    row.set_by_name("parent", Regclass(outcome.parent)).map_err(|e| PredictError::Internal(e.to_string()))?;
+    row.set_by_name("parent", Regclass(outcome.parent))
+        .map_err(|e| PredictError::Internal(e.to_string()))?;
     for (name, value) in [
         ("partitions_sampled", outcome.collected.partitions_sampled),
         ("rows_inserted", outcome.collected.rows_inserted),
         ("rows_in_default", outcome.collected.rows_in_default),
         ("queries", outcome.collected.queries),
     ] {
-        row.set_by_name(name, value).map_err(|e| PredictError::Internal(e.to_string()))?;
+        row.set_by_name(name, value)
+            .map_err(|e| PredictError::Internal(e.to_string()))?;
     }
-    row.set_by_name("duration_ms", outcome.duration_ms).map_err(|e| PredictError::Internal(e.to_string()))?;
-    row.set_by_name("error", outcome.error).map_err(|e| PredictError::Internal(e.to_string()))?;
+    row.set_by_name("duration_ms", outcome.duration_ms)
+        .map_err(|e| PredictError::Internal(e.to_string()))?;
+    row.set_by_name("error", outcome.error)
+        .map_err(|e| PredictError::Internal(e.to_string()))?;
     Ok(row)
 }

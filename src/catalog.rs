@@ -281,17 +281,6 @@ pub fn lenient_bounds(parent: pg_sys::Oid) -> Result<Vec<DisplayBounds>> {
         .collect())
 }
 
-/// `schema.table` of any relation, quoted as SQL needs it.
-pub fn display_name(oid: pg_sys::Oid) -> Result<String> {
-    Spi::get_one_with_args::<String>(
-        "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
-                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.oid = $1)",
-        &[oid.into()],
-    )?
-    .ok_or(PredictError::UndefinedTable(oid.to_u32()))
-}
-
 /// Whether a relation of this name exists in the schema (any kind).
 pub fn relation_exists(schema: &str, name: &str) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(

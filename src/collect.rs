@@ -77,12 +77,14 @@ const OBSERVE: &str = "
      WHERE h.inhparent = $1";
 
 const PREVIOUS: &str = "
-    SELECT partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw
+    SELECT partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
+           own_seq_scans, own_idx_scans
       FROM partition_predict.partition_counters
      WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass";
 
 fn get<T: FromDatum + IntoDatum>(row: &pgrx::spi::SpiHeapTupleData, i: usize) -> Result<T> {
-    row.get::<T>(i)?.ok_or_else(|| PredictError::Internal(format!("NULL in statistics column {i}")))
+    row.get::<T>(i)?
+        .ok_or_else(|| PredictError::Internal(format!("NULL in statistics column {i}")))
 }
 
 /// Runs step 1 for one table. Call it as the table's owner, with pinned settings.
@@ -90,7 +92,11 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
     let mut session = Session { table, queries: 0 };
     let (observed, epoch) = session.observe()?;
     let previous = session.previous()?;
-    let first = if previous.is_empty() { FirstSample::Baseline } else { FirstSample::NewPartition };
+    let first = if previous.is_empty() {
+        FirstSample::Baseline
+    } else {
+        FirstSample::NewPartition
+    };
     let bounds: HashMap<pg_sys::Oid, PartitionBound> =
         table.partitions.iter().map(|p| (p.oid, p.bound)).collect();
 
@@ -98,13 +104,16 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
     let mut samples = SampleBatch::default();
     for part in &observed {
         let before = previous.get(&part.oid);
-        let delta = counters::delta(before.map(|p| &p.sample), part.counters, &epoch, first);
+        let sampled = counters::sample(before.map(|p| &p.sample), part.counters, &epoch, first);
+        let delta = sampled.delta;
         let changed = before.is_none() || delta != Counters::default();
         // An empty heap has no frontier and nothing to count: skipping it keeps
         // the first cycle of a table with many (mostly future) partitions cheap.
         let readable = changed && part.heap_bytes > 0;
         let frontier_raw = if readable {
-            session.frontier(part)?.or(before.and_then(|p| p.frontier_raw))
+            session
+                .frontier(part)?
+                .or(before.and_then(|p| p.frontier_raw))
         } else if changed {
             None
         } else {
@@ -119,23 +128,37 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
             summary.rows_in_default = live_rows;
         }
         if table.key_type.is_temporal() && readable {
-            let bound = bounds.get(&part.oid).copied().unwrap_or(PartitionBound::Default);
+            let bound = bounds
+                .get(&part.oid)
+                .copied()
+                .unwrap_or(PartitionBound::Default);
             let since = before
                 .filter(|_| delta.updated == 0 && delta.deleted == 0)
                 .and_then(|p| p.frontier_raw)
                 .map(|raw| bucket_floor(table.key_type, raw));
             session.recount_key_time(part, bound, since, delta.inserted)?;
-        } else if table.key_type.is_temporal() && changed && before.is_some_and(|p| p.frontier_raw.is_some()) {
+        } else if table.key_type.is_temporal()
+            && changed
+            && before.is_some_and(|p| p.frontier_raw.is_some())
+        {
             // Emptied (TRUNCATE): its buckets are gone too.
             session.replace_buckets(part, None, Vec::new())?;
         }
-        samples.counters.push(part, &epoch, frontier_raw);
+        samples
+            .counters
+            .push(part, &epoch, frontier_raw, sampled.own_scans_left);
         if changed {
             summary.partitions_sampled += 1;
             summary.rows_inserted += delta.inserted;
-            samples.push(part, delta, live_rows, frontier_raw.map(|raw| table.key_type.value(raw)));
+            samples.push(
+                part,
+                delta,
+                live_rows,
+                frontier_raw.map(|raw| table.key_type.value(raw)),
+            );
         }
     }
+    session.discount_own_scans(&mut samples.counters)?;
     session.write(&samples)?;
     session.forget_detached(&observed)?;
     session.apply_retention()?;
@@ -156,7 +179,9 @@ fn bucket_floor(key_type: KeyType, raw: i64) -> i64 {
 fn bucket_expression(key_type: KeyType, column: &str) -> String {
     match key_type {
         KeyType::TimestampTz => format!("pg_catalog.date_trunc('hour', {column})"),
-        KeyType::Timestamp => format!("pg_catalog.timezone('UTC', pg_catalog.date_trunc('hour', {column}))"),
+        KeyType::Timestamp => {
+            format!("pg_catalog.timezone('UTC', pg_catalog.date_trunc('hour', {column}))")
+        }
         _ => format!("pg_catalog.timezone('UTC', {column}::pg_catalog.timestamp)"),
     }
 }
@@ -167,12 +192,19 @@ impl Session<'_> {
         Spi::connect(|client| {
             let mut epoch = String::new();
             let mut observed = Vec::new();
-            let rows = client.select(OBSERVE, None, &[self.table.oid.into(), self.table.key_column.as_str().into()])?;
+            let rows = client.select(
+                OBSERVE,
+                None,
+                &[self.table.oid.into(), self.table.key_column.as_str().into()],
+            )?;
             for row in rows {
                 epoch = get::<String>(&row, 15)?;
                 observed.push(Observed {
                     oid: get(&row, 1)?,
-                    name: QualifiedName { schema: get(&row, 2)?, name: get(&row, 3)? },
+                    name: QualifiedName {
+                        schema: get(&row, 2)?,
+                        name: get(&row, 3)?,
+                    },
                     is_default: get(&row, 4)?,
                     counters: Counters {
                         inserted: get(&row, 5)?,
@@ -209,6 +241,7 @@ impl Session<'_> {
                                 seq_scans: get(&row, 6)?,
                                 idx_scans: get(&row, 7)?,
                             },
+                            own_scans: (get(&row, 9)?, get(&row, 10)?),
                         },
                         frontier_raw: row.get::<i64>(8)?,
                     },
@@ -224,7 +257,10 @@ impl Session<'_> {
         let column = quote_identifier(&self.table.key_column);
         self.queries += 1;
         let text = if part.has_key_index || part.pages <= FRONTIER_SCAN_MAX_PAGES {
-            Spi::get_one::<String>(&format!("SELECT pg_catalog.max({column})::text FROM {}", part.name.quoted()))?
+            Spi::get_one::<String>(&format!(
+                "SELECT pg_catalog.max({column})::text FROM {}",
+                part.name.quoted()
+            ))?
         } else {
             Spi::get_one_with_args::<String>(
                 "SELECT (SELECT (h.b)[pg_catalog.array_upper(h.b, 1)]
@@ -237,12 +273,18 @@ impl Session<'_> {
                 ],
             )?
         };
-        Ok(text.and_then(|t| self.table.key_type.parse_value(&t).ok()).map(|v| v.raw))
+        Ok(text
+            .and_then(|t| self.table.key_type.parse_value(&t).ok())
+            .map(|v| v.raw))
     }
 
     fn exact_count(&mut self, name: &QualifiedName) -> Result<i64> {
         self.queries += 1;
-        Ok(Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {}", name.quoted()))?.unwrap_or(0))
+        Ok(Spi::get_one::<i64>(&format!(
+            "SELECT pg_catalog.count(*) FROM {}",
+            name.quoted()
+        ))?
+        .unwrap_or(0))
     }
 
     /// Recounts rows per key-time bucket of one partition. With `since`
@@ -264,7 +306,10 @@ impl Session<'_> {
             }
         }
         let lower = match bound {
-            PartitionBound::Range { from: partition_core::Bound::Value(v), .. } => Some(bucket_floor(v.key_type, v.raw)),
+            PartitionBound::Range {
+                from: partition_core::Bound::Value(v),
+                ..
+            } => Some(bucket_floor(v.key_type, v.raw)),
             _ => None,
         };
         let (fresh, _) = self.count_buckets(part, lower)?;
@@ -273,7 +318,11 @@ impl Session<'_> {
 
     /// Buckets of `part` from `since` on (as UTC text) with their row counts,
     /// and what was stored for them before.
-    fn count_buckets(&mut self, part: &Observed, since: Option<i64>) -> Result<(Vec<(String, i64)>, i64)> {
+    fn count_buckets(
+        &mut self,
+        part: &Observed,
+        since: Option<i64>,
+    ) -> Result<(Vec<(String, i64)>, i64)> {
         let column = quote_identifier(&self.table.key_column);
         let bucket = bucket_expression(self.table.key_type, &column);
         let filter = match since {
@@ -298,7 +347,15 @@ impl Session<'_> {
             );
             let mut fresh = Vec::new();
             let mut stored = 0;
-            for row in client.select(&sql, None, &[self.table.oid.into(), part.oid.into(), since_text.clone().into()])? {
+            for row in client.select(
+                &sql,
+                None,
+                &[
+                    self.table.oid.into(),
+                    part.oid.into(),
+                    since_text.clone().into(),
+                ],
+            )? {
                 stored = get::<i64>(&row, 3)?;
                 if let Some(bucket) = row.get::<String>(1)? {
                     fresh.push((bucket, get::<i64>(&row, 2)?));
@@ -314,10 +371,19 @@ impl Session<'_> {
             KeyType::Date => micros.div_euclid(MICROS_PER_DAY),
             _ => micros,
         };
-        KeyValue { key_type: self.table.key_type, raw }.to_sql_literal()
+        KeyValue {
+            key_type: self.table.key_type,
+            raw,
+        }
+        .to_sql_literal()
     }
 
-    fn replace_buckets(&mut self, part: &Observed, since: Option<i64>, fresh: Vec<(String, i64)>) -> Result<()> {
+    fn replace_buckets(
+        &mut self,
+        part: &Observed,
+        since: Option<i64>,
+        fresh: Vec<(String, i64)>,
+    ) -> Result<()> {
         let since_text = since.map(|m| calendar::format_iso_timestamp(m, true));
         let (buckets, counts): (Vec<String>, Vec<i64>) = fresh.into_iter().unzip();
         self.queries += 2;
@@ -333,6 +399,36 @@ impl Session<'_> {
                FROM ROWS FROM (pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[])) AS u(b, n)",
             &[self.table.oid.into(), part.oid.into(), buckets.into(), counts.into()],
         )?;
+        Ok(())
+    }
+
+    /// Our own reads (frontier, exact counts, recounts) are scans too; the
+    /// next samples must not report them as the table's traffic. This
+    /// transaction's scans are known exactly and are added to what remains
+    /// to be discounted.
+    fn discount_own_scans(&mut self, counters: &mut CounterBatch) -> Result<()> {
+        self.queries += 1;
+        let own: HashMap<pg_sys::Oid, (i64, i64)> = Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT x.relid, x.seq_scan, COALESCE(x.idx_scan, 0) FROM pg_catalog.pg_stat_xact_all_tables x
+                  WHERE x.relid = ANY ($1::oid[]) AND (x.seq_scan > 0 OR x.idx_scan > 0)",
+                None,
+                &[counters.partition.clone().into()],
+            )?;
+            rows.map(|row| {
+                Ok((
+                    get::<pg_sys::Oid>(&row, 1)?,
+                    (get::<i64>(&row, 2)?, get::<i64>(&row, 3)?),
+                ))
+            })
+            .collect::<Result<HashMap<_, _>>>()
+        })?;
+        for (i, oid) in counters.partition.iter().enumerate() {
+            if let Some((seq, idx)) = own.get(oid) {
+                counters.own_seq_scans[i] += seq;
+                counters.own_idx_scans[i] += idx;
+            }
+        }
         Ok(())
     }
 
@@ -369,13 +465,15 @@ impl Session<'_> {
         self.queries += 1;
         Spi::run_with_args(
             "INSERT INTO partition_predict.partition_counters AS pc
-                    (parent, partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw)
+                    (parent, partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
+                     own_seq_scans, own_idx_scans)
              SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.*
-               FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[])) AS u
+               FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[])) AS u
              ON CONFLICT (parent, partition) DO UPDATE
                 SET epoch = EXCLUDED.epoch, n_tup_ins = EXCLUDED.n_tup_ins, n_tup_upd = EXCLUDED.n_tup_upd,
                     n_tup_del = EXCLUDED.n_tup_del, seq_scan = EXCLUDED.seq_scan, idx_scan = EXCLUDED.idx_scan,
-                    frontier_raw = EXCLUDED.frontier_raw",
+                    frontier_raw = EXCLUDED.frontier_raw, own_seq_scans = EXCLUDED.own_seq_scans,
+                    own_idx_scans = EXCLUDED.own_idx_scans",
             &[
                 parent.into(),
                 c.partition.clone().into(),
@@ -386,6 +484,8 @@ impl Session<'_> {
                 c.seq_scans.clone().into(),
                 c.idx_scans.clone().into(),
                 c.frontier_raw.clone().into(),
+                c.own_seq_scans.clone().into(),
+                c.own_idx_scans.clone().into(),
             ],
         )?;
         Ok(())
@@ -459,10 +559,18 @@ struct CounterBatch {
     seq_scans: Vec<i64>,
     idx_scans: Vec<i64>,
     frontier_raw: Vec<Option<i64>>,
+    own_seq_scans: Vec<i64>,
+    own_idx_scans: Vec<i64>,
 }
 
 impl CounterBatch {
-    fn push(&mut self, part: &Observed, epoch: &str, frontier_raw: Option<i64>) {
+    fn push(
+        &mut self,
+        part: &Observed,
+        epoch: &str,
+        frontier_raw: Option<i64>,
+        own_scans: (i64, i64),
+    ) {
         self.partition.push(part.oid);
         self.epoch.push(epoch.to_string());
         self.inserted.push(part.counters.inserted);
@@ -471,11 +579,19 @@ impl CounterBatch {
         self.seq_scans.push(part.counters.seq_scans);
         self.idx_scans.push(part.counters.idx_scans);
         self.frontier_raw.push(frontier_raw);
+        self.own_seq_scans.push(own_scans.0);
+        self.own_idx_scans.push(own_scans.1);
     }
 }
 
 impl SampleBatch {
-    fn push(&mut self, part: &Observed, delta: Counters, live_rows: i64, frontier: Option<KeyValue>) {
+    fn push(
+        &mut self,
+        part: &Observed,
+        delta: Counters,
+        live_rows: i64,
+        frontier: Option<KeyValue>,
+    ) {
         self.partition.push(part.oid);
         self.partition_name.push(part.name.quoted());
         self.is_default.push(part.is_default);

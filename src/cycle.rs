@@ -43,8 +43,12 @@ pub fn managed_tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
                 None,
                 &[only.into()],
             )?;
-            rows.map(|row| row.get::<pg_sys::Oid>(1).map(|oid| oid.unwrap_or(pg_sys::InvalidOid)).map_err(PredictError::from))
-                .collect()
+            rows.map(|row| {
+                row.get::<pg_sys::Oid>(1)
+                    .map(|oid| oid.unwrap_or(pg_sys::InvalidOid))
+                    .map_err(PredictError::from)
+            })
+            .collect()
         })
     })
 }
@@ -62,7 +66,12 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     if steps == Steps::Cycle {
         or_report(with_pinned_settings(|| record(parent, &started_at, None)));
     }
-    Outcome { parent, collected, duration_ms: started.elapsed().as_secs_f64() * 1e3, error: None }
+    Outcome {
+        parent,
+        collected,
+        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+        error: None,
+    }
 }
 
 /// Runs one table's steps in a subtransaction: a failure is rolled back,
@@ -74,7 +83,10 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let attempt = try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent))));
     let (collected, error) = match attempt {
         Ok(collected) => (collected, None),
-        Err(caught) => (CollectSummary::default(), Some((caught.sqlstate, caught.message))),
+        Err(caught) => (
+            CollectSummary::default(),
+            Some((caught.sqlstate, caught.message)),
+        ),
     };
     let message = error.as_ref().map(|(_, m)| m.clone());
     if steps == Steps::Cycle || error.is_some() {
@@ -94,10 +106,18 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
             }))
         });
         if let Err(e) = recorded {
-            pgrx::log!("pg_partition_predict: could not record the cycle of table {parent:?}: {}", e.message);
+            pgrx::log!(
+                "pg_partition_predict: could not record the cycle of table {parent:?}: {}",
+                e.message
+            );
         }
     }
-    Outcome { parent, collected, duration_ms: started.elapsed().as_secs_f64() * 1e3, error: message }
+    Outcome {
+        parent,
+        collected,
+        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+        error: message,
+    }
 }
 
 fn clock() -> Result<String> {

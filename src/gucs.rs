@@ -95,5 +95,8 @@ pub fn lock_retries() -> u32 {
 
 /// The database list as written; see `partition_core::databases` for its syntax.
 pub fn databases() -> String {
-    DATABASES.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    DATABASES
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

@@ -11,8 +11,11 @@ mod tests {
     /// PL/pgSQL catches the error, so the assertion does not depend on our own
     /// error plumbing.
     fn error_of(sql: &str) -> (String, String) {
+        // Created once per session: a test may have switched to a role that
+        // could not replace it.
         Spi::run(
-            "CREATE OR REPLACE FUNCTION pg_temp.error_of(q text, OUT state text, OUT message text)
+            "DO $outer$ BEGIN IF pg_catalog.to_regprocedure('pg_temp.error_of(text)') IS NULL THEN
+             CREATE FUNCTION pg_temp.error_of(q text, OUT state text, OUT message text)
              LANGUAGE plpgsql AS $$
              BEGIN
                  EXECUTE q;
@@ -20,7 +23,8 @@ mod tests {
              EXCEPTION WHEN OTHERS THEN
                  state := SQLSTATE;
                  message := SQLERRM;
-             END $$",
+             END $$;
+             END IF; END $outer$",
         )
         .expect("helper function");
         let (state, message) = Spi::get_two_with_args::<String, String>(
@@ -534,6 +538,74 @@ mod tests {
             "SET pg_partition_predict.naptim = 5",
             "42602",
             "invalid configuration parameter name",
+        );
+    }
+
+    #[pg_test]
+    fn collect_stats_refuses_tables_not_managed_or_not_owned() {
+        run("CREATE TABLE free (id int) PARTITION BY RANGE (id)");
+        assert_refused(
+            "SELECT * FROM partition_predict.collect_stats('free')",
+            "42704",
+            "public.free is not managed",
+        );
+        run("SELECT partition_predict.manage('free')");
+        run("CREATE ROLE snoop");
+        run("SET LOCAL ROLE snoop");
+        assert_refused(
+            "SELECT * FROM partition_predict.run_cycle('free')",
+            "42501",
+            "must be owner of table public.free",
+        );
+        // Without an argument a role only cycles the tables it owns: none here.
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM partition_predict.run_cycle()"),
+            Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn run_cycle_returns_a_summary_and_records_the_cycle() {
+        run("CREATE TABLE sums (id bigint NOT NULL) PARTITION BY RANGE (id)");
+        run("CREATE TABLE sums_1 PARTITION OF sums FOR VALUES FROM (0) TO (100)");
+        run("SELECT partition_predict.manage('sums', retention => '2 days')");
+        run("INSERT INTO sums SELECT g FROM generate_series(0, 149) g");
+        let (parent, error) = Spi::get_two::<String, String>(
+            "SELECT parent::text, error FROM partition_predict.run_cycle('sums')",
+        )
+        .unwrap();
+        assert_eq!(parent.as_deref(), Some("sums"));
+        assert_eq!(error, None);
+        // This transaction's own inserts are not in the shared statistics yet,
+        // but the DEFAULT partition is small and counted exactly.
+        assert_eq!(
+            one::<i64>("SELECT rows_in_default FROM partition_predict.run_cycle('sums')"),
+            Some(50)
+        );
+        assert_eq!(
+            one::<String>("SELECT state || '/' || cycles FROM partition_predict.managed_tables")
+                .as_deref(),
+            Some("ok/2")
+        );
+        assert_eq!(
+            one::<String>("SELECT retention::text FROM partition_predict.managed_tables")
+                .as_deref(),
+            Some("2 days")
+        );
+    }
+
+    #[pg_test]
+    fn retention_must_be_at_least_a_day() {
+        run("CREATE TABLE ret (id int) PARTITION BY RANGE (id)");
+        assert_refused(
+            "SELECT partition_predict.manage('ret', retention => '1 hour')",
+            "22023",
+            "invalid retention",
+        );
+        assert_refused(
+            "SELECT partition_predict.manage('ret', retention => 'forever')",
+            "22023",
+            "invalid retention",
         );
     }
 }

@@ -54,7 +54,13 @@ pub struct Arguments<'a> {
 }
 
 pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSettings> {
-    let Arguments { target_rows, lookahead, min_span, max_span, retention } = *arguments;
+    let Arguments {
+        target_rows,
+        lookahead,
+        min_span,
+        max_span,
+        retention,
+    } = *arguments;
     if target_rows <= 0 {
         return Err(PredictError::InvalidSetting {
             setting: "target_rows",

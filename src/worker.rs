@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use partition_core::databases::parse_database_list;
 use pgrx::bgworkers::{
-    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker,
-    SignalWakeFlags,
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime,
+    DynamicBackgroundWorker, SignalWakeFlags,
 };
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
@@ -56,8 +56,13 @@ impl Supervised {
                 Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) => return,
                 Err(_) => {
                     let uptime = self.started.map(|s| s.elapsed()).unwrap_or_default();
-                    self.quick_deaths = if uptime < HEALTHY_UPTIME { self.quick_deaths + 1 } else { 0 };
-                    let delay = Duration::from_secs(1u64 << self.quick_deaths.min(6)).min(MAX_RESTART_DELAY);
+                    self.quick_deaths = if uptime < HEALTHY_UPTIME {
+                        self.quick_deaths + 1
+                    } else {
+                        0
+                    };
+                    let delay = Duration::from_secs(1u64 << self.quick_deaths.min(6))
+                        .min(MAX_RESTART_DELAY);
                     self.not_before = Some(Instant::now() + delay);
                     self.handle = None;
                     pgrx::log!("pg_partition_predict: worker for database \"{database}\" stopped; restarting in {delay:?}");
@@ -67,15 +72,16 @@ impl Supervised {
         if self.not_before.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        let started = BackgroundWorkerBuilder::new(&format!("pg_partition_predict worker {database}"))
-            .set_type("pg_partition_predict worker")
-            .set_library(LIBRARY)
-            .set_function("pg_partition_predict_worker_main")
-            .enable_spi_access()
-            .set_extra(database)
-            .set_restart_time(None)
-            .set_notify_pid(unsafe { pg_sys::MyProcPid })
-            .load_dynamic();
+        let started =
+            BackgroundWorkerBuilder::new(&format!("pg_partition_predict worker {database}"))
+                .set_type("pg_partition_predict worker")
+                .set_library(LIBRARY)
+                .set_function("pg_partition_predict_worker_main")
+                .enable_spi_access()
+                .set_extra(database)
+                .set_restart_time(None)
+                .set_notify_pid(unsafe { pg_sys::MyProcPid })
+                .load_dynamic();
         match started {
             Ok(handle) => {
                 self.handle = Some(handle);
@@ -105,14 +111,21 @@ pub extern "C-unwind" fn pg_partition_predict_launcher_main(_arg: pg_sys::Datum)
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
         let wanted = parse_database_list(&gucs::databases());
-        let unwanted: Vec<String> = workers.keys().filter(|db| !wanted.contains(db)).cloned().collect();
+        let unwanted: Vec<String> = workers
+            .keys()
+            .filter(|db| !wanted.contains(db))
+            .cloned()
+            .collect();
         for database in unwanted {
             if let Some(worker) = workers.remove(&database) {
                 worker.stop();
             }
         }
         for database in wanted {
-            workers.entry(database.clone()).or_default().keep_running(&database);
+            workers
+                .entry(database.clone())
+                .or_default()
+                .keep_running(&database);
         }
         if !BackgroundWorker::wait_latch(Some(LAUNCHER_POLL)) {
             break;
@@ -134,7 +147,12 @@ pub extern "C-unwind" fn pg_partition_predict_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    let mut state = WorkerState { started_at: None, cycles: 0, errors: 0, last_error: None };
+    let mut state = WorkerState {
+        started_at: None,
+        cycles: 0,
+        errors: 0,
+        last_error: None,
+    };
     loop {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
@@ -142,7 +160,9 @@ pub extern "C-unwind" fn pg_partition_predict_worker_main(_arg: pg_sys::Datum) {
         if gucs::ENABLED.get() {
             run_cycles(&mut state);
         } else {
-            in_transaction("recording the paused state", || report(&mut state, "paused", None));
+            in_transaction("recording the paused state", || {
+                report(&mut state, "paused", None)
+            });
         }
         let naptime = Duration::from_secs(gucs::NAPTIME_SECONDS.get().max(1) as u64);
         set_activity("waiting for the next cycle");
@@ -166,14 +186,21 @@ fn run_cycles(state: &mut WorkerState) {
         if shutdown_requested() {
             return;
         }
-        let outcome = in_transaction("a table's cycle", || cycle::run_isolated(parent, Steps::Cycle));
-        if let Some(cycle::Outcome { error: Some(error), .. }) = outcome {
+        let outcome = in_transaction("a table's cycle", || {
+            cycle::run_isolated(parent, Steps::Cycle)
+        });
+        if let Some(cycle::Outcome {
+            error: Some(error), ..
+        }) = outcome
+        {
             state.errors += 1;
             state.last_error = Some(error);
         }
     }
     state.cycles += 1;
-    in_transaction("recording the cycle", || report(state, "sleeping", Some("end")));
+    in_transaction("recording the cycle", || {
+        report(state, "sleeping", Some("end"))
+    });
 }
 
 fn extension_installed() -> bool {
@@ -237,14 +264,16 @@ fn in_transaction<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
             unsafe {
                 pg_sys::PopActiveSnapshot();
                 pg_sys::CommitTransactionCommand();
+                // Background workers flush their statistics themselves.
+                pg_sys::pgstat_report_stat(true);
             }
             Some(value)
         }
         Err(error) => {
             let message = match &error {
-                CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
-                    r.message().to_string()
-                }
+                CaughtError::PostgresError(r)
+                | CaughtError::ErrorReport(r)
+                | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
             };
             unsafe { pg_sys::AbortCurrentTransaction() };
             pgrx::log!("pg_partition_predict: {what} failed: {message}");
@@ -254,7 +283,9 @@ fn in_transaction<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
 }
 
 fn or_log<T>(result: crate::error::Result<T>) -> Option<T> {
-    result.map_err(|e| pgrx::log!("pg_partition_predict: {e}")).ok()
+    result
+        .map_err(|e| pgrx::log!("pg_partition_predict: {e}"))
+        .ok()
 }
 
 /// SIGTERM was received (pg_ctl stop, pg_terminate_backend): stop between tables.
@@ -264,6 +295,8 @@ fn shutdown_requested() -> bool {
 
 fn set_activity(activity: &str) {
     if let Ok(text) = CString::new(activity) {
-        unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr()) };
+        unsafe {
+            pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr())
+        };
     }
 }

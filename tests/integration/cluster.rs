@@ -47,6 +47,11 @@ fn as_postgres(program: &str, args: &[&str]) -> Output {
 impl Cluster {
     /// A running cluster; `preload` puts the library in shared_preload_libraries.
     pub fn start(preload: bool) -> Cluster {
+        Cluster::start_with(preload, &[])
+    }
+
+    /// A running cluster with extra `postgresql.conf` lines.
+    pub fn start_with(preload: bool, settings: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("ppp-it-")
             .tempdir()
@@ -80,6 +85,10 @@ impl Cluster {
         );
         if preload {
             conf.push_str("shared_preload_libraries = 'pg_partition_predict'\n");
+        }
+        for line in settings {
+            conf.push_str(line);
+            conf.push('\n');
         }
         let conf_path = data.join("postgresql.auto.conf");
         // The data directory belongs to postgres; append through a shell run as postgres.
@@ -171,6 +180,52 @@ impl Cluster {
             String::from_utf8_lossy(&output.stderr)
         );
         output
+    }
+}
+
+impl Cluster {
+    /// `pg_ctl stop -m fast`; returns how long it took.
+    pub fn stop_fast(&self) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        let data = self.data_dir();
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-t",
+                "60",
+                "-w",
+                "stop",
+            ],
+        );
+        started.elapsed()
+    }
+
+    /// The server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.socket_dir().join("server.log")).unwrap_or_default()
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

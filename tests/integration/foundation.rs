@@ -189,7 +189,10 @@ fn dump_and_restore_keeps_tables_managed_with_their_settings() {
         .unwrap();
     let before = managed_settings(&mut source);
     assert_eq!(before.len(), 2);
-    assert!(before[0].contains("250000 | 3 days | 01:00:00 | 1 mon"), "{before:?}");
+    assert!(
+        before[0].contains("250000 | 3 days | 01:00:00 | 1 mon"),
+        "{before:?}"
+    );
     let before_rows = partition_layout(&mut source);
 
     let dump = cluster.socket_dir().join("source.dump");

@@ -4,3 +4,4 @@
 
 mod cluster;
 mod foundation;
+mod workers;

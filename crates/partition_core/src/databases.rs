@@ -10,7 +10,11 @@ pub fn parse_database_list(setting: &str) -> Vec<String> {
     let mut was_quoted = false;
     let mut chars = setting.chars().peekable();
     let push = |name: &mut String, was_quoted: bool, names: &mut Vec<String>| {
-        let value = if was_quoted { name.clone() } else { name.trim().to_string() };
+        let value = if was_quoted {
+            name.clone()
+        } else {
+            name.trim().to_string()
+        };
         if !value.is_empty() && !names.contains(&value) {
             names.push(value);
         }
@@ -53,8 +57,14 @@ mod tests {
     #[test]
     fn lists() {
         assert_eq!(parse_database_list("postgres"), vec!["postgres"]);
-        assert_eq!(parse_database_list(" app , analytics,,app "), vec!["app", "analytics"]);
-        assert_eq!(parse_database_list(r#""my, db", "Quote""d""#), vec!["my, db", "Quote\"d"]);
+        assert_eq!(
+            parse_database_list(" app , analytics,,app "),
+            vec!["app", "analytics"]
+        );
+        assert_eq!(
+            parse_database_list(r#""my, db", "Quote""d""#),
+            vec!["my, db", "Quote\"d"]
+        );
         assert!(parse_database_list("  ").is_empty());
     }
 }
