@@ -178,7 +178,9 @@ fn run(parent: Option<Regclass>, steps: Steps) -> Vec<PgHeapTuple<'static, Alloc
         Some(Regclass(oid)) => {
             // Ownership first, as manage() checks it: a non-owner cannot see
             // the configuration row and would only learn "not managed".
-            let table = or_report(with_pinned_settings(|| catalog::load_partitioned_table(oid, true)));
+            let table = or_report(with_pinned_settings(|| {
+                catalog::load_partitioned_table(oid, true)
+            }));
             if !or_report(is_managed(oid)) {
                 PredictError::NotManaged(table.name.to_string()).report();
             }

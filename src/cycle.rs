@@ -69,7 +69,7 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     Outcome {
         parent,
         collected,
-        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+        duration_ms: elapsed_ms(started),
         error: None,
     }
 }
@@ -115,7 +115,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     Outcome {
         parent,
         collected,
-        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+        duration_ms: elapsed_ms(started),
         error: message,
     }
 }
@@ -141,4 +141,9 @@ fn record(parent: pg_sys::Oid, started_at: &str, error: Option<&str>) -> Result<
         &[parent.into(), started_at.into(), error.into()],
     )?;
     Ok(())
+}
+
+/// Milliseconds, to the microsecond.
+fn elapsed_ms(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
