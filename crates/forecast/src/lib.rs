@@ -1,0 +1,15 @@
+//! The forecasting engine of pg_partition_predict, in pure Rust.
+//!
+//! - [`series`]: turning what the collector stored into regular series.
+//! - [`engine`]: model choice by backtest, prediction intervals, and the
+//!   adaptive state that learns from scored forecasts.
+//! - [`metrics`]: MAE, MAPE, MASE, interval coverage.
+//! - [`workload`]: a deterministic generator of realistic arrival series and
+//!   row streams, for tests and benchmarks.
+
+pub mod engine;
+pub mod metrics;
+pub mod series;
+pub mod workload;
+
+pub use engine::{Config, Learned, Model, Prediction};
