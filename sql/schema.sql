@@ -34,6 +34,8 @@ CREATE TYPE partition_predict.cycle_summary AS (
     rows_inserted      bigint,
     rows_in_default    bigint,
     queries            bigint,
+    forecast_steps     bigint,
+    forecasts_scored   bigint,
     duration_ms        double precision,
     error              text
 );
@@ -128,11 +130,47 @@ CREATE TABLE partition_predict.worker_state (
     last_error       text
 );
 
+-- Step 2: every forecast step made, scored once what it predicted has arrived.
+CREATE TABLE partition_predict.forecast_log (
+    parent         pg_catalog.regclass NOT NULL
+                   REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    series         text NOT NULL CHECK (series IN ('key_time', 'frontier')),
+    made_at        timestamptz NOT NULL,
+    step_start     timestamptz NOT NULL,
+    step_end       timestamptz NOT NULL,
+    horizon        integer NOT NULL,
+    range_start    text NOT NULL,
+    range_end      text NOT NULL,
+    predicted_rows double precision NOT NULL,
+    lower_rows     double precision NOT NULL,
+    upper_rows     double precision NOT NULL,
+    naive_rows     double precision NOT NULL,
+    model          text NOT NULL,
+    actual_rows    double precision,
+    scored_at      timestamptz,
+    PRIMARY KEY (parent, series, made_at, horizon)
+);
+CREATE INDEX ON partition_predict.forecast_log (parent, series, step_start) WHERE scored_at IS NULL;
+
+-- What the engine learned per series (model choice, interval margin): it
+-- survives restarts because it lives here.
+CREATE TABLE partition_predict.series_state (
+    parent       pg_catalog.regclass NOT NULL
+                 REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    series       text NOT NULL,
+    model        text,
+    margin       double precision NOT NULL DEFAULT 1,
+    predictions_since_selection integer NOT NULL DEFAULT 0,
+    updated_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (parent, series)
+);
+
 DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['table_state', 'samples', 'partition_counters', 'key_time_counts', 'alert_log'] LOOP
+    FOREACH t IN ARRAY ARRAY['table_state', 'samples', 'partition_counters', 'key_time_counts', 'alert_log',
+                             'forecast_log', 'series_state'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE partition_predict.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format(
             'CREATE POLICY owner_rights ON partition_predict.%I USING (pg_catalog.pg_has_role(

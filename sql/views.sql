@@ -84,6 +84,40 @@ SELECT k.parent, k.bucket_start, pg_catalog.sum(k.rows)::bigint AS rows
 COMMENT ON VIEW partition_predict.key_time_series IS
     'Time keys: rows per hour (per day for date keys) of the key''s own time.';
 
+CREATE VIEW partition_predict.forecasts AS
+SELECT f.parent, f.series, f.range_start, f.range_end, f.step_start, f.step_end, f.horizon,
+       f.predicted_rows, f.lower_rows AS lower, f.upper_rows AS upper, f.model, f.made_at
+  FROM partition_predict.forecast_log f
+ WHERE f.made_at = (SELECT pg_catalog.max(l.made_at) FROM partition_predict.forecast_log l
+                     WHERE l.parent = f.parent AND l.series = f.series)
+   AND pg_catalog.has_table_privilege(f.parent, 'SELECT');
+
+COMMENT ON VIEW partition_predict.forecasts IS
+    'The newest forecast of each managed table: predicted rows per future key range, with the prediction interval.';
+
+CREATE VIEW partition_predict.forecast_accuracy AS
+SELECT f.parent,
+       f.series,
+       CASE WHEN f.horizon <= 1 THEN '1 hour'
+            WHEN f.horizon <= 6 THEN '2-6 hours'
+            WHEN f.horizon <= 24 THEN '7-24 hours'
+            ELSE 'over a day' END                                         AS horizon,
+       f.model,
+       pg_catalog.count(*)                                                AS n,
+       pg_catalog.avg(pg_catalog.abs(f.actual_rows - f.predicted_rows) / f.actual_rows)
+           FILTER (WHERE f.actual_rows > 0)                               AS mape,
+       pg_catalog.sum(pg_catalog.abs(f.actual_rows - f.predicted_rows))
+           / NULLIF(pg_catalog.sum(pg_catalog.abs(f.actual_rows - f.naive_rows)), 0) AS mase,
+       pg_catalog.avg(CASE WHEN f.actual_rows BETWEEN f.lower_rows AND f.upper_rows THEN 1.0 ELSE 0.0 END)
+                                                                          AS coverage,
+       pg_catalog.max(f.scored_at)                                        AS last_scored_at
+  FROM partition_predict.forecast_log f
+ WHERE f.scored_at IS NOT NULL AND pg_catalog.has_table_privilege(f.parent, 'SELECT')
+ GROUP BY 1, 2, 3, 4;
+
+COMMENT ON VIEW partition_predict.forecast_accuracy IS
+    'Error of past forecasts against what arrived, by table and horizon: MAPE, MASE (against seasonal naive; below 1 is better), interval coverage.';
+
 CREATE VIEW partition_predict.alerts AS
 SELECT a.id, a.parent, a.kind, a.message, a.details, a.raised_at
   FROM partition_predict.alert_log a
@@ -104,7 +138,8 @@ SELECT w.database,
 
 GRANT SELECT ON partition_predict.managed_tables, partition_predict.partitions,
                 partition_predict.stats_history, partition_predict.key_time_series,
-                partition_predict.alerts, partition_predict.worker_status TO PUBLIC;
+                partition_predict.alerts, partition_predict.worker_status,
+                partition_predict.forecasts, partition_predict.forecast_accuracy TO PUBLIC;
 
 DO $$
 BEGIN

@@ -14,12 +14,14 @@ const MAX_PAYLOAD_BYTES: usize = 7_900;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlertKind {
     Failure,
+    ForecastMiss,
 }
 
 impl AlertKind {
     fn as_str(self) -> &'static str {
         match self {
             AlertKind::Failure => "failure",
+            AlertKind::ForecastMiss => "forecast_miss",
         }
     }
 }

@@ -85,6 +85,16 @@ mod partition_predict {
         SetOfIterator::new(run(parent, Steps::Collect))
     }
 
+    /// Cycle step 2 for one managed table or every managed table the caller
+    /// owns: scores past forecasts against what arrived, learns, and writes
+    /// a new forecast when a new hour has completed since the last one.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn forecast(
+        parent: default!(Option<Regclass>, "NULL"),
+    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "partition_predict.cycle_summary")> {
+        SetOfIterator::new(run(parent, Steps::Forecast))
+    }
+
     /// Exactly what one worker cycle does, for one table or all the caller
     /// owns; returns a summary row per table.
     #[pg_extern(volatile, parallel_unsafe)]
@@ -207,6 +217,8 @@ fn summary_row(outcome: cycle::Outcome) -> Result<PgHeapTuple<'static, Allocated
         ("rows_inserted", outcome.collected.rows_inserted),
         ("rows_in_default", outcome.collected.rows_in_default),
         ("queries", outcome.collected.queries),
+        ("forecast_steps", outcome.forecast.steps),
+        ("forecasts_scored", outcome.forecast.scored),
     ] {
         row.set_by_name(name, value)
             .map_err(|e| PredictError::Internal(e.to_string()))?;

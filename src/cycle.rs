@@ -1,5 +1,5 @@
-//! One cycle per managed table: the steps that exist so far (step 1,
-//! collect), run as the table's owner, each table's failure isolated.
+//! One cycle per managed table: the steps that exist so far (1 collect,
+//! 2 forecast), run as the table's owner, each table's failure isolated.
 
 use std::time::Instant;
 
@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::alerts::{self, AlertKind};
 use crate::catalog;
 use crate::collect::{self, CollectSummary};
+use crate::predict::{self, ForecastSummary};
 use crate::error::{or_report, PredictError, Result};
 use crate::session::{as_role, with_pinned_settings};
 use crate::subxact::try_in_subtransaction;
@@ -18,6 +19,8 @@ use crate::subxact::try_in_subtransaction;
 pub enum Steps {
     /// `collect_stats()`: step 1 only; not counted as a cycle.
     Collect,
+    /// `forecast()`: step 2 only; not counted as a cycle.
+    Forecast,
     /// `run_cycle()` and the workers: every step that exists, recorded in
     /// `managed_tables` (last cycle, last error).
     Cycle,
@@ -27,6 +30,7 @@ pub enum Steps {
 pub struct Outcome {
     pub parent: pg_sys::Oid,
     pub collected: CollectSummary,
+    pub forecast: ForecastSummary,
     pub duration_ms: f64,
     pub error: Option<String>,
 }
@@ -53,25 +57,30 @@ pub fn managed_tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
     })
 }
 
-fn run_steps(parent: pg_sys::Oid) -> Result<CollectSummary> {
+fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<(CollectSummary, ForecastSummary)> {
     let table = catalog::load_partitioned_table(parent, false)?;
-    as_role(table.owner_oid, || collect::collect(&table))
+    as_role(table.owner_oid, || {
+        let collected = match steps {
+            Steps::Collect | Steps::Cycle => collect::collect(&table)?,
+            Steps::Forecast => CollectSummary::default(),
+        };
+        let forecast = match steps {
+            Steps::Forecast | Steps::Cycle => predict::forecast(&table)?,
+            Steps::Collect => ForecastSummary::default(),
+        };
+        Ok((collected, forecast))
+    })
 }
 
 /// Runs one table's steps; an error propagates to the caller.
 pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started = Instant::now();
     let started_at = or_report(with_pinned_settings(clock));
-    let collected = or_report(with_pinned_settings(|| run_steps(parent)));
+    let (collected, forecast) = or_report(with_pinned_settings(|| run_steps(parent, steps)));
     if steps == Steps::Cycle {
         or_report(with_pinned_settings(|| record(parent, &started_at, None)));
     }
-    Outcome {
-        parent,
-        collected,
-        duration_ms: elapsed_ms(started),
-        error: None,
-    }
+    Outcome { parent, collected, forecast, duration_ms: elapsed_ms(started), error: None }
 }
 
 /// Runs one table's steps in a subtransaction: a failure is rolled back,
@@ -80,13 +89,10 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
 pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started = Instant::now();
     let started_at = or_report(with_pinned_settings(clock));
-    let attempt = try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent))));
-    let (collected, error) = match attempt {
-        Ok(collected) => (collected, None),
-        Err(caught) => (
-            CollectSummary::default(),
-            Some((caught.sqlstate, caught.message)),
-        ),
+    let attempt = try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent, steps))));
+    let ((collected, forecast), error) = match attempt {
+        Ok(done) => (done, None),
+        Err(caught) => (Default::default(), Some((caught.sqlstate, caught.message))),
     };
     let message = error.as_ref().map(|(_, m)| m.clone());
     if steps == Steps::Cycle || error.is_some() {
@@ -99,7 +105,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
                         Some(parent),
                         AlertKind::Failure,
                         &format!("cycle failed: {message}"),
-                        json!({"sqlstate": format!("{sqlstate:?}"), "step": "collect"}),
+                        json!({"sqlstate": format!("{sqlstate:?}")}),
                     )?;
                 }
                 Ok(())
@@ -115,6 +121,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     Outcome {
         parent,
         collected,
+        forecast,
         duration_ms: elapsed_ms(started),
         error: message,
     }

@@ -17,6 +17,7 @@ mod cycle;
 mod ddl;
 mod error;
 mod gucs;
+mod predict;
 mod regclass;
 mod session;
 mod settings;

@@ -404,17 +404,21 @@ pub fn predict(
                     .ok_or(ForecastError::Empty)?,
             ),
         };
-    // Counts are never negative; the learned margin widens or narrows the interval.
+    // Counts are never negative; the learned margin widens or narrows the
+    // interval; and arrivals are at least as uncertain as a Poisson process
+    // (a perfectly regular history does not make the future certain).
+    let z = z_of(config.level);
+    let poisson = |p: f64| z * p.max(1.0).sqrt();
     let point: Vec<f64> = point.iter().map(|p| p.max(0.0)).collect();
     let lower = point
         .iter()
         .zip(&lower)
-        .map(|(p, l)| (p - (p - l).max(0.0) * learned.margin).max(0.0))
+        .map(|(p, l)| (p - ((p - l).max(0.0) * learned.margin).max(poisson(*p))).max(0.0))
         .collect();
     let upper = point
         .iter()
         .zip(&upper)
-        .map(|(p, u)| p + (u - p).max(0.0) * learned.margin)
+        .map(|(p, u)| p + ((u - p).max(0.0) * learned.margin).max(poisson(*p)))
         .collect();
     Ok((
         Prediction {

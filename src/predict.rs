@@ -1,0 +1,391 @@
+//! Cycle step 2: score past forecasts, learn, forecast.
+//!
+//! Time keys forecast the key-time series (rows per hour of key time);
+//! integer keys forecast the frontier's speed (keys per wall-clock hour),
+//! turned into future key ranges with the observed rows per key. A series
+//! is refit only when a new hour has completed since its last forecast:
+//! with a one-minute naptime that is one fit per hour, not sixty.
+
+use forecast::engine::{self, Scored};
+use forecast::series;
+use forecast::{Config, Learned, Model};
+use partition_core::calendar::{MICROS_PER_DAY, MICROS_PER_HOUR};
+use partition_core::KeyType;
+use pgrx::prelude::*;
+use serde_json::json;
+
+use crate::alerts::{self, AlertKind};
+use crate::catalog::PartitionedTable;
+use crate::error::{PredictError, Result};
+use crate::gucs;
+
+/// Four weeks of hourly history: two weekly cycles for MSTL, plus backtests.
+const HISTORY_STEPS: i64 = 4 * 168;
+/// A bucket is scored once the key frontier is this many buckets past it,
+/// so late rows have had time to arrive.
+const SETTLE_STEPS: i64 = 1;
+/// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_UNIX_SECONDS: i64 = 946_684_800;
+
+#[derive(Clone, Debug, Default)]
+pub struct ForecastSummary {
+    pub forecast_made: bool,
+    pub steps: i64,
+    pub scored: i64,
+}
+
+/// A series to forecast: values per step, when the next step starts, and
+/// how to describe a step as a key range.
+struct Prepared {
+    name: &'static str,
+    values: Vec<f64>,
+    /// Step length in microseconds.
+    step_micros: i64,
+    /// Start of the step after the last value (PG-epoch micros).
+    next_step: i64,
+    /// Last completed step: forecasts for steps up to here can be scored.
+    settled_until: i64,
+    /// Rows per unit of the series: 1 for the key-time series, rows per key
+    /// for the frontier's keys per hour.
+    rows_per_unit: f64,
+}
+
+pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
+    let config = Config::default();
+    let prepared = if table.key_type.is_temporal() { key_time(table)? } else { frontier(table)? };
+    let Some(prepared) = prepared else { return Ok(ForecastSummary::default()) };
+    let mut learned = load_learned(table, prepared.name)?;
+
+    let scored = score(table, &prepared)?;
+    if !scored.is_empty() {
+        learned = engine::learn(&learned, &scored, &config);
+        alert_on_miss(table, &prepared, &scored)?;
+    }
+    let mut summary = ForecastSummary { scored: scored.len() as i64, ..Default::default() };
+    if latest_forecast_start(table, prepared.name)?.is_some_and(|start| start >= prepared.next_step) {
+        save_learned(table, prepared.name, &learned)?;
+        return Ok(summary);
+    }
+    let horizon = horizon_steps(table, &prepared)?;
+    let (prediction, learned) = engine::predict(&prepared.values, horizon, &config, &learned)
+        .map_err(|e| PredictError::Internal(format!("forecast of {}: {e}", table.name)))?;
+    save_learned(table, prepared.name, &learned)?;
+    write_forecast(table, &prepared, &prediction)?;
+    summary.forecast_made = true;
+    summary.steps = horizon as i64;
+    Ok(summary)
+}
+
+/// The key-time series: complete hours (days for date keys) up to the frontier bucket.
+fn key_time(table: &PartitionedTable) -> Result<Option<Prepared>> {
+    let step_micros = if table.key_type == KeyType::Date { MICROS_PER_DAY } else { MICROS_PER_HOUR };
+    let step_seconds = step_micros / 1_000_000;
+    let rows: Vec<(i64, f64)> = Spi::connect(|client| {
+        let result = client.select(
+            "WITH s AS (SELECT (pg_catalog.date_part('epoch', bucket_start)::bigint - $2) / $3 AS step, rows
+                          FROM partition_predict.key_time_series WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)
+             SELECT step, rows::float8 FROM s WHERE step > (SELECT pg_catalog.max(step) FROM s) - $4",
+            None,
+            &[table.oid.into(), PG_EPOCH_UNIX_SECONDS.into(), step_seconds.into(), (HISTORY_STEPS + 1).into()],
+        )?;
+        result.map(|r| Ok((r.get::<i64>(1)?.unwrap_or(0), r.get::<f64>(2)?.unwrap_or(0.0)))).collect::<Result<Vec<_>>>()
+    })?;
+    let Some(last) = rows.iter().map(|(s, _)| *s).max() else { return Ok(None) };
+    let first = rows.iter().map(|(s, _)| *s).min().unwrap_or(last);
+    // The frontier bucket is still filling: history ends before it.
+    if last <= first {
+        return Ok(None);
+    }
+    let regular = series::from_buckets(first, last - 1, &rows);
+    Ok(Some(Prepared {
+        name: "key_time",
+        values: regular.values,
+        step_micros,
+        next_step: last * step_micros,
+        settled_until: (last - SETTLE_STEPS) * step_micros,
+        rows_per_unit: 1.0,
+    }))
+}
+
+/// Integer keys: keys per wall-clock hour from the sampled frontier.
+fn frontier(table: &PartitionedTable) -> Result<Option<Prepared>> {
+    let samples: Vec<(f64, f64)> = Spi::connect(|client| {
+        let result = client.select(
+            "SELECT (pg_catalog.date_part('epoch', sampled_at) - $2) / 3600.0, pg_catalog.max(frontier_raw)::float8
+               FROM partition_predict.samples
+              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND frontier_raw IS NOT NULL
+                AND sampled_at > pg_catalog.now() - pg_catalog.make_interval(hours => $3)
+              GROUP BY sampled_at ORDER BY sampled_at",
+            None,
+            &[table.oid.into(), (PG_EPOCH_UNIX_SECONDS as f64).into(), (HISTORY_STEPS as i32).into()],
+        )?;
+        result.map(|r| Ok((r.get::<f64>(1)?.unwrap_or(0.0), r.get::<f64>(2)?.unwrap_or(0.0)))).collect::<Result<Vec<_>>>()
+    })?;
+    // The frontier of the table is the running maximum over samples.
+    let mut running = f64::MIN;
+    let cumulative: Vec<(f64, f64)> = samples
+        .into_iter()
+        .map(|(t, v)| {
+            running = running.max(v);
+            (t, running)
+        })
+        .collect();
+    let Some(&(first_hour, _)) = cumulative.first() else { return Ok(None) };
+    let regular = series::rate_from_cumulative(&cumulative, 1.0);
+    if regular.is_empty() {
+        return Ok(None);
+    }
+    let start_hour = first_hour.ceil() as i64;
+    let next = start_hour + regular.len() as i64;
+    let rows_per_key = Spi::get_one_with_args::<f64>(
+        "SELECT (SELECT pg_catalog.sum(live_rows)::float8 / NULLIF(pg_catalog.max(frontier_raw) - pg_catalog.min(frontier_raw), 0)
+                   FROM (SELECT DISTINCT ON (partition) live_rows, frontier_raw FROM partition_predict.samples
+                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND NOT is_default
+                          ORDER BY partition, sampled_at DESC) latest)",
+        &[table.oid.into()],
+    )?
+    .filter(|r| r.is_finite() && *r > 0.0)
+    .unwrap_or(1.0);
+    Ok(Some(Prepared {
+        name: "frontier",
+        values: regular.values,
+        step_micros: MICROS_PER_HOUR,
+        next_step: next * MICROS_PER_HOUR,
+        settled_until: next * MICROS_PER_HOUR,
+        rows_per_unit: rows_per_key,
+    }))
+}
+
+/// Steps to forecast: the table's lookahead, at least a day.
+fn horizon_steps(table: &PartitionedTable, prepared: &Prepared) -> Result<usize> {
+    let seconds = Spi::get_one_with_args::<f64>(
+        "SELECT (SELECT CASE WHEN c.lookahead ~ '^[0-9]+$' THEN NULL
+                             ELSE pg_catalog.date_part('epoch', c.lookahead::pg_catalog.interval) END
+                   FROM partition_predict.config c WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass)",
+        &[table.oid.into()],
+    )?
+    .unwrap_or(7.0 * 86_400.0);
+    const MAX_STEPS: usize = 24 * 90;
+    let steps = (seconds * 1e6 / prepared.step_micros as f64).ceil() as usize;
+    let a_day = (MICROS_PER_DAY / prepared.step_micros).max(1) as usize;
+    Ok(steps.clamp(a_day, MAX_STEPS))
+}
+
+fn load_learned(table: &PartitionedTable, series: &str) -> Result<Learned> {
+    let row = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT model, margin, predictions_since_selection FROM partition_predict.series_state
+              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND series = $2",
+            None,
+            &[table.oid.into(), series.into()],
+        )?;
+        let mut learned = Learned::default();
+        for r in rows {
+            learned.model = r.get::<String>(1)?.as_deref().and_then(Model::from_name);
+            learned.margin = r.get::<f64>(2)?.unwrap_or(1.0);
+            learned.predictions_since_selection = r.get::<i32>(3)?.unwrap_or(0).max(0) as u32;
+        }
+        Ok::<_, PredictError>(learned)
+    })?;
+    Ok(row)
+}
+
+fn save_learned(table: &PartitionedTable, series: &str, learned: &Learned) -> Result<()> {
+    Spi::run_with_args(
+        "INSERT INTO partition_predict.series_state AS s (parent, series, model, margin, predictions_since_selection, updated_at)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, pg_catalog.now())
+         ON CONFLICT (parent, series) DO UPDATE
+            SET model = EXCLUDED.model, margin = EXCLUDED.margin,
+                predictions_since_selection = EXCLUDED.predictions_since_selection, updated_at = EXCLUDED.updated_at",
+        &[
+            table.oid.into(),
+            series.into(),
+            learned.model.map(|m| m.name()).into(),
+            learned.margin.into(),
+            (learned.predictions_since_selection as i32).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn latest_forecast_start(table: &PartitionedTable, series: &str) -> Result<Option<i64>> {
+    Ok(Spi::get_one_with_args::<i64>(
+        "SELECT (SELECT ((pg_catalog.date_part('epoch', pg_catalog.min(f.step_start))::bigint - $3) * 1000000)
+                   FROM partition_predict.forecast_log f
+                  WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
+                    AND f.made_at = (SELECT pg_catalog.max(l.made_at) FROM partition_predict.forecast_log l
+                                      WHERE l.parent = f.parent AND l.series = f.series))",
+        &[table.oid.into(), series.into(), PG_EPOCH_UNIX_SECONDS.into()],
+    )?)
+}
+
+fn timestamptz_text(micros: i64) -> String {
+    partition_core::calendar::format_iso_timestamp(micros, true)
+}
+
+/// Fills in what arrived for every settled, unscored forecast step.
+fn score(table: &PartitionedTable, prepared: &Prepared) -> Result<Vec<Scored>> {
+    let actual_of = |step_start: i64| -> Option<f64> {
+        let first = prepared.next_step - prepared.values.len() as i64 * prepared.step_micros;
+        let index = (step_start - first).checked_div(prepared.step_micros)?;
+        (0..prepared.values.len() as i64).contains(&index).then(|| prepared.values[index as usize])
+    };
+    let pending: Vec<(String, i32, i64, f64, f64, f64, f64)> = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT made_at::text, horizon, ((pg_catalog.date_part('epoch', step_start)::bigint - $3) * 1000000),
+                    predicted_rows, lower_rows, upper_rows, naive_rows
+               FROM partition_predict.forecast_log
+              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND series = $2 AND scored_at IS NULL
+                AND step_end <= $4::timestamptz",
+            None,
+            &[
+                table.oid.into(),
+                prepared.name.into(),
+                PG_EPOCH_UNIX_SECONDS.into(),
+                timestamptz_text(prepared.settled_until).into(),
+            ],
+        )?;
+        rows.map(|r| {
+            Ok((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<i32>(2)?.unwrap_or(0),
+                r.get::<i64>(3)?.unwrap_or(0),
+                r.get::<f64>(4)?.unwrap_or(0.0),
+                r.get::<f64>(5)?.unwrap_or(0.0),
+                r.get::<f64>(6)?.unwrap_or(0.0),
+                r.get::<f64>(7)?.unwrap_or(0.0),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()
+    })?;
+    let mut scored = Vec::new();
+    let (mut made, mut horizons, mut actuals) = (Vec::new(), Vec::new(), Vec::new());
+    for (made_at, horizon, step_start, point, lower, upper, naive) in pending {
+        // A step before the history we hold (pruned by retention) cannot be scored any more.
+        let actual = actual_of(step_start).unwrap_or(0.0) * prepared.rows_per_unit;
+        scored.push(Scored { actual, point, lower, upper, naive });
+        made.push(made_at);
+        horizons.push(horizon);
+        actuals.push(actual);
+    }
+    if !made.is_empty() {
+        Spi::run_with_args(
+            "UPDATE partition_predict.forecast_log f
+                SET actual_rows = u.actual, scored_at = pg_catalog.now()
+               FROM ROWS FROM (pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::int[]),
+                               pg_catalog.unnest($5::float8[])) AS u(made_at, horizon, actual)
+              WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
+                AND f.made_at = u.made_at::timestamptz AND f.horizon = u.horizon",
+            &[table.oid.into(), prepared.name.into(), made.into(), horizons.into(), actuals.into()],
+        )?;
+    }
+    Ok(scored)
+}
+
+/// An alert when what arrived in the newly scored steps differs from the
+/// forecast by more than `pg_partition_predict.forecast_alert_threshold`.
+fn alert_on_miss(table: &PartitionedTable, prepared: &Prepared, scored: &[Scored]) -> Result<()> {
+    const MIN_ROWS: f64 = 100.0;
+    let actual: f64 = scored.iter().map(|s| s.actual).sum();
+    let predicted: f64 = scored.iter().map(|s| s.point).sum();
+    let threshold = gucs::FORECAST_ALERT_THRESHOLD.get();
+    if actual.max(predicted) < MIN_ROWS {
+        return Ok(());
+    }
+    let error = (actual - predicted).abs() / actual.max(1.0);
+    if error <= threshold {
+        return Ok(());
+    }
+    let outside = scored.iter().filter(|s| s.actual < s.lower || s.actual > s.upper).count();
+    alerts::raise(
+        Some(table.oid),
+        AlertKind::ForecastMiss,
+        &format!(
+            "forecast missed by {:.0}%: {actual:.0} rows arrived where {predicted:.0} were predicted",
+            error * 100.0
+        ),
+        json!({
+            "series": prepared.name,
+            "actual_rows": actual,
+            "predicted_rows": predicted,
+            "relative_error": error,
+            "threshold": threshold,
+            "steps": scored.len(),
+            "steps_outside_interval": outside,
+        }),
+    )
+}
+
+fn write_forecast(table: &PartitionedTable, prepared: &Prepared, prediction: &forecast::Prediction) -> Result<()> {
+    let steps = prediction.point.len();
+    let step_start: Vec<String> =
+        (0..steps).map(|h| timestamptz_text(prepared.next_step + h as i64 * prepared.step_micros)).collect();
+    let step_end: Vec<String> =
+        (0..steps).map(|h| timestamptz_text(prepared.next_step + (h as i64 + 1) * prepared.step_micros)).collect();
+    let (range_start, range_end, scale) = key_ranges(table, prepared, prediction)?;
+    let scaled = |values: &[f64]| -> Vec<f64> { values.iter().map(|v| v * scale).collect() };
+    Spi::run_with_args(
+        "INSERT INTO partition_predict.forecast_log
+                (parent, series, made_at, step_start, step_end, horizon, range_start, range_end,
+                 predicted_rows, lower_rows, upper_rows, naive_rows, model)
+         SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2, pg_catalog.now(), u.s::timestamptz, u.e::timestamptz,
+                u.h, u.rs, u.re, u.p, u.l, u.u, u.n, $3
+           FROM ROWS FROM (pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[]),
+                           pg_catalog.unnest($6::int[]), pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::text[]),
+                           pg_catalog.unnest($9::float8[]), pg_catalog.unnest($10::float8[]),
+                           pg_catalog.unnest($11::float8[]), pg_catalog.unnest($12::float8[]))
+                AS u(s, e, h, rs, re, p, l, u, n)",
+        &[
+            table.oid.into(),
+            prepared.name.into(),
+            prediction.model.name().into(),
+            step_start.into(),
+            step_end.into(),
+            (1..=steps as i32).collect::<Vec<i32>>().into(),
+            range_start.into(),
+            range_end.into(),
+            scaled(&prediction.point).into(),
+            scaled(&prediction.lower).into(),
+            scaled(&prediction.upper).into(),
+            scaled(&prediction.naive).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The key range of each forecast step, and the factor turning the
+/// forecast series' unit into rows (1 for the key-time series, rows per
+/// key for the frontier).
+fn key_ranges(
+    table: &PartitionedTable,
+    prepared: &Prepared,
+    prediction: &forecast::Prediction,
+) -> Result<(Vec<String>, Vec<String>, f64)> {
+    let steps = prediction.point.len() as i64;
+    let key = |raw: i64| table.key_type.value(raw).to_text();
+    if table.key_type.is_temporal() {
+        let to_raw = |micros: i64| if table.key_type == KeyType::Date { micros / MICROS_PER_DAY } else { micros };
+        let starts = (0..steps).map(|h| key(to_raw(prepared.next_step + h * prepared.step_micros))).collect();
+        let ends = (0..steps).map(|h| key(to_raw(prepared.next_step + (h + 1) * prepared.step_micros))).collect();
+        return Ok((starts, ends, 1.0));
+    }
+    // Integer keys: ranges follow the frontier at the forecast speed.
+    let frontier = Spi::get_one_with_args::<i64>(
+        "SELECT (SELECT pg_catalog.max(frontier_raw) FROM partition_predict.partition_counters
+                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
+        &[table.oid.into()],
+    )?
+    .unwrap_or(0);
+    let (lo, hi) = table.key_type.finite_range();
+    let mut position = frontier as f64 + 1.0;
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
+    for point in &prediction.point {
+        let start = position.clamp(lo as f64, hi as f64) as i64;
+        position += point.max(0.0);
+        let end = (position.clamp(lo as f64, hi as f64) as i64).max(start);
+        starts.push(key(start));
+        ends.push(key(end));
+    }
+    Ok((starts, ends, prepared.rows_per_unit))
+}
