@@ -91,7 +91,8 @@ mod partition_predict {
     #[pg_extern(volatile, parallel_unsafe)]
     fn forecast(
         parent: default!(Option<Regclass>, "NULL"),
-    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "partition_predict.cycle_summary")> {
+    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "partition_predict.cycle_summary")>
+    {
         SetOfIterator::new(run(parent, Steps::Forecast))
     }
 

@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::alerts::{self, AlertKind};
 use crate::catalog;
 use crate::collect::{self, CollectSummary};
-use crate::predict::{self, ForecastSummary};
 use crate::error::{or_report, PredictError, Result};
+use crate::predict::{self, ForecastSummary};
 use crate::session::{as_role, with_pinned_settings};
 use crate::subxact::try_in_subtransaction;
 
@@ -80,7 +80,13 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     if steps == Steps::Cycle {
         or_report(with_pinned_settings(|| record(parent, &started_at, None)));
     }
-    Outcome { parent, collected, forecast, duration_ms: elapsed_ms(started), error: None }
+    Outcome {
+        parent,
+        collected,
+        forecast,
+        duration_ms: elapsed_ms(started),
+        error: None,
+    }
 }
 
 /// Runs one table's steps in a subtransaction: a failure is rolled back,
@@ -89,7 +95,8 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
 pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started = Instant::now();
     let started_at = or_report(with_pinned_settings(clock));
-    let attempt = try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent, steps))));
+    let attempt =
+        try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent, steps))));
     let ((collected, forecast), error) = match attempt {
         Ok(done) => (done, None),
         Err(caught) => (Default::default(), Some((caught.sqlstate, caught.message))),

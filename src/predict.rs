@@ -52,8 +52,14 @@ struct Prepared {
 
 pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
     let config = Config::default();
-    let prepared = if table.key_type.is_temporal() { key_time(table)? } else { frontier(table)? };
-    let Some(prepared) = prepared else { return Ok(ForecastSummary::default()) };
+    let prepared = if table.key_type.is_temporal() {
+        key_time(table)?
+    } else {
+        frontier(table)?
+    };
+    let Some(prepared) = prepared else {
+        return Ok(ForecastSummary::default());
+    };
     let mut learned = load_learned(table, prepared.name)?;
 
     let scored = score(table, &prepared)?;
@@ -61,8 +67,12 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
         learned = engine::learn(&learned, &scored, &config);
         alert_on_miss(table, &prepared, &scored)?;
     }
-    let mut summary = ForecastSummary { scored: scored.len() as i64, ..Default::default() };
-    if latest_forecast_start(table, prepared.name)?.is_some_and(|start| start >= prepared.next_step) {
+    let mut summary = ForecastSummary {
+        scored: scored.len() as i64,
+        ..Default::default()
+    };
+    if latest_forecast_start(table, prepared.name)?.is_some_and(|start| start >= prepared.next_step)
+    {
         save_learned(table, prepared.name, &learned)?;
         return Ok(summary);
     }
@@ -78,7 +88,11 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
 
 /// The key-time series: complete hours (days for date keys) up to the frontier bucket.
 fn key_time(table: &PartitionedTable) -> Result<Option<Prepared>> {
-    let step_micros = if table.key_type == KeyType::Date { MICROS_PER_DAY } else { MICROS_PER_HOUR };
+    let step_micros = if table.key_type == KeyType::Date {
+        MICROS_PER_DAY
+    } else {
+        MICROS_PER_HOUR
+    };
     let step_seconds = step_micros / 1_000_000;
     let rows: Vec<(i64, f64)> = Spi::connect(|client| {
         let result = client.select(
@@ -88,9 +102,18 @@ fn key_time(table: &PartitionedTable) -> Result<Option<Prepared>> {
             None,
             &[table.oid.into(), PG_EPOCH_UNIX_SECONDS.into(), step_seconds.into(), (HISTORY_STEPS + 1).into()],
         )?;
-        result.map(|r| Ok((r.get::<i64>(1)?.unwrap_or(0), r.get::<f64>(2)?.unwrap_or(0.0)))).collect::<Result<Vec<_>>>()
+        result
+            .map(|r| {
+                Ok((
+                    r.get::<i64>(1)?.unwrap_or(0),
+                    r.get::<f64>(2)?.unwrap_or(0.0),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()
     })?;
-    let Some(last) = rows.iter().map(|(s, _)| *s).max() else { return Ok(None) };
+    let Some(last) = rows.iter().map(|(s, _)| *s).max() else {
+        return Ok(None);
+    };
     let first = rows.iter().map(|(s, _)| *s).min().unwrap_or(last);
     // The frontier bucket is still filling: history ends before it.
     if last <= first {
@@ -119,7 +142,14 @@ fn frontier(table: &PartitionedTable) -> Result<Option<Prepared>> {
             None,
             &[table.oid.into(), (PG_EPOCH_UNIX_SECONDS as f64).into(), (HISTORY_STEPS as i32).into()],
         )?;
-        result.map(|r| Ok((r.get::<f64>(1)?.unwrap_or(0.0), r.get::<f64>(2)?.unwrap_or(0.0)))).collect::<Result<Vec<_>>>()
+        result
+            .map(|r| {
+                Ok((
+                    r.get::<f64>(1)?.unwrap_or(0.0),
+                    r.get::<f64>(2)?.unwrap_or(0.0),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()
     })?;
     // The frontier of the table is the running maximum over samples.
     let mut running = f64::MIN;
@@ -130,7 +160,9 @@ fn frontier(table: &PartitionedTable) -> Result<Option<Prepared>> {
             (t, running)
         })
         .collect();
-    let Some(&(first_hour, _)) = cumulative.first() else { return Ok(None) };
+    let Some(&(first_hour, _)) = cumulative.first() else {
+        return Ok(None);
+    };
     let regular = series::rate_from_cumulative(&cumulative, 1.0);
     if regular.is_empty() {
         return Ok(None);
@@ -228,7 +260,9 @@ fn score(table: &PartitionedTable, prepared: &Prepared) -> Result<Vec<Scored>> {
     let actual_of = |step_start: i64| -> Option<f64> {
         let first = prepared.next_step - prepared.values.len() as i64 * prepared.step_micros;
         let index = (step_start - first).checked_div(prepared.step_micros)?;
-        (0..prepared.values.len() as i64).contains(&index).then(|| prepared.values[index as usize])
+        (0..prepared.values.len() as i64)
+            .contains(&index)
+            .then(|| prepared.values[index as usize])
     };
     let pending: Vec<(String, i32, i64, f64, f64, f64, f64)> = Spi::connect(|client| {
         let rows = client.select(
@@ -263,7 +297,13 @@ fn score(table: &PartitionedTable, prepared: &Prepared) -> Result<Vec<Scored>> {
     for (made_at, horizon, step_start, point, lower, upper, naive) in pending {
         // A step before the history we hold (pruned by retention) cannot be scored any more.
         let actual = actual_of(step_start).unwrap_or(0.0) * prepared.rows_per_unit;
-        scored.push(Scored { actual, point, lower, upper, naive });
+        scored.push(Scored {
+            actual,
+            point,
+            lower,
+            upper,
+            naive,
+        });
         made.push(made_at);
         horizons.push(horizon);
         actuals.push(actual);
@@ -276,7 +316,13 @@ fn score(table: &PartitionedTable, prepared: &Prepared) -> Result<Vec<Scored>> {
                                pg_catalog.unnest($5::float8[])) AS u(made_at, horizon, actual)
               WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
                 AND f.made_at = u.made_at::timestamptz AND f.horizon = u.horizon",
-            &[table.oid.into(), prepared.name.into(), made.into(), horizons.into(), actuals.into()],
+            &[
+                table.oid.into(),
+                prepared.name.into(),
+                made.into(),
+                horizons.into(),
+                actuals.into(),
+            ],
         )?;
     }
     Ok(scored)
@@ -296,7 +342,10 @@ fn alert_on_miss(table: &PartitionedTable, prepared: &Prepared, scored: &[Scored
     if error <= threshold {
         return Ok(());
     }
-    let outside = scored.iter().filter(|s| s.actual < s.lower || s.actual > s.upper).count();
+    let outside = scored
+        .iter()
+        .filter(|s| s.actual < s.lower || s.actual > s.upper)
+        .count();
     alerts::raise(
         Some(table.oid),
         AlertKind::ForecastMiss,
@@ -316,12 +365,18 @@ fn alert_on_miss(table: &PartitionedTable, prepared: &Prepared, scored: &[Scored
     )
 }
 
-fn write_forecast(table: &PartitionedTable, prepared: &Prepared, prediction: &forecast::Prediction) -> Result<()> {
+fn write_forecast(
+    table: &PartitionedTable,
+    prepared: &Prepared,
+    prediction: &forecast::Prediction,
+) -> Result<()> {
     let steps = prediction.point.len();
-    let step_start: Vec<String> =
-        (0..steps).map(|h| timestamptz_text(prepared.next_step + h as i64 * prepared.step_micros)).collect();
-    let step_end: Vec<String> =
-        (0..steps).map(|h| timestamptz_text(prepared.next_step + (h as i64 + 1) * prepared.step_micros)).collect();
+    let step_start: Vec<String> = (0..steps)
+        .map(|h| timestamptz_text(prepared.next_step + h as i64 * prepared.step_micros))
+        .collect();
+    let step_end: Vec<String> = (0..steps)
+        .map(|h| timestamptz_text(prepared.next_step + (h as i64 + 1) * prepared.step_micros))
+        .collect();
     let (range_start, range_end, scale) = key_ranges(table, prepared, prediction)?;
     let scaled = |values: &[f64]| -> Vec<f64> { values.iter().map(|v| v * scale).collect() };
     Spi::run_with_args(
@@ -364,9 +419,19 @@ fn key_ranges(
     let steps = prediction.point.len() as i64;
     let key = |raw: i64| table.key_type.value(raw).to_text();
     if table.key_type.is_temporal() {
-        let to_raw = |micros: i64| if table.key_type == KeyType::Date { micros / MICROS_PER_DAY } else { micros };
-        let starts = (0..steps).map(|h| key(to_raw(prepared.next_step + h * prepared.step_micros))).collect();
-        let ends = (0..steps).map(|h| key(to_raw(prepared.next_step + (h + 1) * prepared.step_micros))).collect();
+        let to_raw = |micros: i64| {
+            if table.key_type == KeyType::Date {
+                micros / MICROS_PER_DAY
+            } else {
+                micros
+            }
+        };
+        let starts = (0..steps)
+            .map(|h| key(to_raw(prepared.next_step + h * prepared.step_micros)))
+            .collect();
+        let ends = (0..steps)
+            .map(|h| key(to_raw(prepared.next_step + (h + 1) * prepared.step_micros)))
+            .collect();
         return Ok((starts, ends, 1.0));
     }
     // Integer keys: ranges follow the frontier at the forecast speed.

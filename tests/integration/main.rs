@@ -3,5 +3,6 @@
 //! Run by `scripts/test` (`cargo test --features integration --test integration`).
 
 mod cluster;
+mod forecasting;
 mod foundation;
 mod workers;

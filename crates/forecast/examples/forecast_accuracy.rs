@@ -35,7 +35,13 @@ fn evaluate(s: &Scenario) -> Row {
     while origin + DAY <= series.len() {
         if let Some((o, p)) = previous.take() {
             let scored: Vec<Scored> = (0..DAY)
-                .map(|h| Scored { actual: series[o + h], point: p.point[h], lower: p.lower[h], upper: p.upper[h], naive: p.naive[h] })
+                .map(|h| Scored {
+                    actual: series[o + h],
+                    point: p.point[h],
+                    lower: p.lower[h],
+                    upper: p.upper[h],
+                    naive: p.naive[h],
+                })
                 .collect();
             learned = learn(&learned, &scored, &config);
         }
@@ -43,9 +49,17 @@ fn evaluate(s: &Scenario) -> Row {
         learned = next;
         forecasts += 1;
         // The baseline's own interval: seasonal naive with its empirical spread.
-        let baseline = predict(&series[..origin], DAY, &config, &Learned { model: Some(Model::SeasonalNaive), ..Learned::default() })
-            .expect("baseline")
-            .0;
+        let baseline = predict(
+            &series[..origin],
+            DAY,
+            &config,
+            &Learned {
+                model: Some(Model::SeasonalNaive),
+                ..Learned::default()
+            },
+        )
+        .expect("baseline")
+        .0;
         actual.extend_from_slice(&series[origin..origin + DAY]);
         point.extend_from_slice(&p.point);
         // A fixed baseline for every scenario: the same hour one week earlier.
@@ -65,7 +79,11 @@ fn evaluate(s: &Scenario) -> Row {
         engine_mase: metrics::mase(&actual, &point, &naive).unwrap_or(f64::NAN),
         engine_coverage: metrics::coverage(&actual, &lo, &hi),
         naive_coverage: metrics::coverage(&actual, &naive_lo, &naive_hi),
-        models: models.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "),
+        models: models
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(", "),
         // Includes the baseline prediction made alongside, so an upper bound.
         ms_per_forecast: started.elapsed().as_secs_f64() * 1e3 / forecasts as f64,
     }
@@ -80,7 +98,12 @@ fn main() {
         let r = evaluate(&s);
         println!(
             "| {} | {:.3} | {:.3} | {:.3} | {} | {:.0} |",
-            r.scenario, r.engine_mase, r.engine_coverage, r.naive_coverage, r.models, r.ms_per_forecast
+            r.scenario,
+            r.engine_mase,
+            r.engine_coverage,
+            r.naive_coverage,
+            r.models,
+            r.ms_per_forecast
         );
     }
 
@@ -97,8 +120,14 @@ fn main() {
         .collect();
     let config = Config::default();
     let started = Instant::now();
-    let learned: Vec<Learned> =
-        series.iter().map(|s| predict(s, DAY, &config, &Learned::default()).expect("forecast").1).collect();
+    let learned: Vec<Learned> = series
+        .iter()
+        .map(|s| {
+            predict(s, DAY, &config, &Learned::default())
+                .expect("forecast")
+                .1
+        })
+        .collect();
     let cold = started.elapsed().as_secs_f64();
     let started = Instant::now();
     for (s, l) in series.iter().zip(&learned) {
@@ -108,6 +137,12 @@ fn main() {
     println!("\n## Cost: 1,000 series x 672 hourly points, one thread\n");
     println!("| pass | total | per series |");
     println!("|---|---|---|");
-    println!("| model choice (backtest of every candidate) + forecast | {cold:.1} s | {:.1} ms |", cold);
-    println!("| forecast with the chosen model (the steady state) | {warm:.1} s | {:.1} ms |", warm);
+    println!(
+        "| model choice (backtest of every candidate) + forecast | {cold:.1} s | {:.1} ms |",
+        cold
+    );
+    println!(
+        "| forecast with the chosen model (the steady state) | {warm:.1} s | {:.1} ms |",
+        warm
+    );
 }

@@ -342,14 +342,17 @@ pub fn predict(
     }
     let mut learned = learned.clone();
     let periods = detect_periods(history, &config.periods);
-    // Compare with one week ago first: a day ago may already be after the shift.
-    let mut lags = config.periods.clone();
-    lags.sort_unstable_by(|a, b| b.cmp(a));
-    let (adjusted, level_shift) = lags
+    // Compare with the longest cycle the history covers (a week ago): a
+    // shorter lag would take a weekly pattern (quiet weekends) for a shift,
+    // and a day ago may already be after the shift.
+    let lag = config
+        .periods
         .iter()
-        .map(|lag| adjust_level_shift(history, *lag))
-        .find(|(_, shifted)| *shifted)
-        .unwrap_or_else(|| (history.to_vec(), false));
+        .copied()
+        .filter(|p| history.len() > p + 8)
+        .max()
+        .unwrap_or(0);
+    let (adjusted, level_shift) = adjust_level_shift(history, lag);
     // The baseline repeats the longest cycle: with a weekly pattern,
     // yesterday is a poor guess for a Saturday.
     let naive_period = periods.iter().copied().max().unwrap_or(1);
