@@ -393,7 +393,7 @@ fn write_forecast(
         &[
             table.oid.into(),
             prepared.name.into(),
-            prediction.model.name().into(),
+            if prediction.insufficient_history { "insufficient_history" } else { prediction.model.name() }.into(),
             step_start.into(),
             step_end.into(),
             (1..=steps as i32).collect::<Vec<i32>>().into(),
