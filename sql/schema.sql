@@ -36,6 +36,9 @@ CREATE TYPE partition_predict.cycle_summary AS (
     queries            bigint,
     forecast_steps     bigint,
     forecasts_scored   bigint,
+    shadows_created    bigint,
+    shadows_dropped    bigint,
+    activated          bigint,
     duration_ms        double precision,
     error              text
 );
@@ -165,12 +168,29 @@ CREATE TABLE partition_predict.series_state (
     PRIMARY KEY (parent, series)
 );
 
+-- Steps 3-4: partitions prepared ahead of the data. A shadow is a
+-- standalone table until it is attached; the row stays, with activated_at.
+CREATE TABLE partition_predict.shadows (
+    parent         pg_catalog.regclass NOT NULL
+                   REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    shadow         oid NOT NULL,
+    shadow_name    text NOT NULL,
+    range_from     bigint NOT NULL,
+    range_to       bigint NOT NULL,
+    range_start    text NOT NULL,
+    range_end      text NOT NULL,
+    predicted_rows double precision NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    activated_at   timestamptz,
+    PRIMARY KEY (parent, range_from)
+);
+
 DO $$
 DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['table_state', 'samples', 'partition_counters', 'key_time_counts', 'alert_log',
-                             'forecast_log', 'series_state'] LOOP
+                             'forecast_log', 'series_state', 'shadows'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE partition_predict.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format(
             'CREATE POLICY owner_rights ON partition_predict.%I USING (pg_catalog.pg_has_role(

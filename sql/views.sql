@@ -40,20 +40,62 @@ SELECT c.parent,
        b.range_end,
        CASE WHEN b.is_default THEN 'default' ELSE 'active' END               AS state,
        COALESCE(s.n_live_tup, GREATEST(r.reltuples, 0)::bigint)             AS rows,
+       sh.predicted_rows,
        pg_catalog.pg_total_relation_size(b.partition)                       AS size_bytes,
        pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(b.partition)) AS size,
-       COALESCE(t.spcname, dt.spcname)                                      AS tablespace
+       COALESCE(t.spcname, dt.spcname)                                      AS tablespace,
+       sh.created_at,
+       sh.activated_at
   FROM partition_predict.config c
  CROSS JOIN LATERAL partition_predict.partition_bounds(c.parent) b
   JOIN pg_catalog.pg_class r                 ON r.oid = b.partition
   LEFT JOIN pg_catalog.pg_stat_all_tables s  ON s.relid = b.partition
+  LEFT JOIN partition_predict.shadows sh     ON sh.parent = c.parent AND sh.shadow = b.partition::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_tablespace t       ON t.oid = r.reltablespace
   LEFT JOIN pg_catalog.pg_database d         ON d.datname = pg_catalog.current_database()
   LEFT JOIN pg_catalog.pg_tablespace dt      ON dt.oid = d.dattablespace
- WHERE pg_catalog.has_table_privilege(c.parent, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(c.parent, 'SELECT')
+UNION ALL
+SELECT sh.parent,
+       sh.shadow::pg_catalog.regclass,
+       sh.range_start,
+       sh.range_end,
+       'shadow',
+       0::bigint,
+       sh.predicted_rows,
+       pg_catalog.pg_total_relation_size(sh.shadow),
+       pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(sh.shadow)),
+       COALESCE(t.spcname, dt.spcname),
+       sh.created_at,
+       sh.activated_at
+  FROM partition_predict.shadows sh
+  JOIN pg_catalog.pg_class r                 ON r.oid = sh.shadow AND NOT r.relispartition
+  LEFT JOIN pg_catalog.pg_tablespace t       ON t.oid = r.reltablespace
+  LEFT JOIN pg_catalog.pg_database d         ON d.datname = pg_catalog.current_database()
+  LEFT JOIN pg_catalog.pg_tablespace dt      ON dt.oid = d.dattablespace
+ WHERE sh.activated_at IS NULL AND pg_catalog.has_table_privilege(sh.parent, 'SELECT');
 
 COMMENT ON VIEW partition_predict.partitions IS
-    'One row per partition of a managed table. Bounds are text; timestamptz bounds are in UTC.';
+    'One row per partition of a managed table, and per shadow prepared for it. Bounds are text; timestamptz bounds are in UTC.';
+
+-- activate() with a value of the key's own type: formatted to ISO text in
+-- UTC here, so the session's DateStyle and TimeZone cannot change its meaning.
+CREATE FUNCTION partition_predict.activate(parent regclass, up_to timestamptz) RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT partition_predict.activate(parent, to_char(up_to AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00')
+$$;
+CREATE FUNCTION partition_predict.activate(parent regclass, up_to timestamp) RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT partition_predict.activate(parent, to_char(up_to, 'YYYY-MM-DD HH24:MI:SS.US'))
+$$;
+CREATE FUNCTION partition_predict.activate(parent regclass, up_to date) RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT partition_predict.activate(parent, to_char(up_to, 'YYYY-MM-DD'))
+$$;
+CREATE FUNCTION partition_predict.activate(parent regclass, up_to bigint) RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT partition_predict.activate(parent, up_to::text)
+$$;
 
 CREATE VIEW partition_predict.stats_history AS
 SELECT s.parent,

@@ -15,6 +15,7 @@ const MAX_PAYLOAD_BYTES: usize = 7_900;
 pub enum AlertKind {
     Failure,
     ForecastMiss,
+    RowsInDefault,
 }
 
 impl AlertKind {
@@ -22,6 +23,7 @@ impl AlertKind {
         match self {
             AlertKind::Failure => "failure",
             AlertKind::ForecastMiss => "forecast_miss",
+            AlertKind::RowsInDefault => "rows_in_default",
         }
     }
 }

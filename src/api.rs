@@ -96,6 +96,51 @@ mod partition_predict {
         SetOfIterator::new(run(parent, Steps::Forecast))
     }
 
+    /// Cycle steps 3 and 4 for one managed table or every managed table the
+    /// caller owns: plans future partitions from the newest forecast and
+    /// creates, reshapes or drops shadow partitions to match.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn prepartition(
+        parent: default!(Option<Regclass>, "NULL"),
+    ) -> SetOfIterator<'static, pgrx::composite_type!('static, "partition_predict.cycle_summary")>
+    {
+        SetOfIterator::new(run(parent, Steps::Prepartition))
+    }
+
+    /// Attaches the shadows the data has reached, or all that start at or
+    /// before `up_to` (a value of the key's type, as text). Returns how many
+    /// were attached.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn activate(parent: Regclass, up_to: default!(Option<String>, "NULL")) -> i64 {
+        or_report(with_pinned_settings(|| {
+            let table = catalog::load_partitioned_table(parent.0, true)?;
+            if !is_managed(parent.0)? {
+                return Err(PredictError::NotManaged(table.name.to_string()));
+            }
+            let limit = up_to.map(|text| key_of_text(&table, &text)).transpose()?;
+            crate::session::as_role(table.owner_oid, || crate::shadows::activate(&table, limit))
+        }))
+    }
+
+    /// Invalidates cached plans involving the table (or every managed table
+    /// the caller owns), in every backend.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn force_replan(parent: default!(Option<Regclass>, "NULL")) -> i64 {
+        or_report(with_pinned_settings(|| {
+            let tables = match parent {
+                Some(Regclass(oid)) => {
+                    catalog::load_partitioned_table(oid, true)?;
+                    vec![oid]
+                }
+                None => cycle::managed_tables(None)?,
+            };
+            for oid in &tables {
+                crate::shadows::force_replan(*oid)?;
+            }
+            Ok(tables.len() as i64)
+        }))
+    }
+
     /// Exactly what one worker cycle does, for one table or all the caller
     /// owns; returns a summary row per table.
     #[pg_extern(volatile, parallel_unsafe)]
@@ -148,6 +193,7 @@ fn unmanage_table(parent: pg_sys::Oid) -> Result<()> {
     if owner_rights != Some(true) {
         return Err(PredictError::NotOwner(name));
     }
+    crate::shadows::drop_unused(parent)?;
     Spi::run_with_args(
         "DELETE FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
         &[parent.into()],
@@ -220,6 +266,9 @@ fn summary_row(outcome: cycle::Outcome) -> Result<PgHeapTuple<'static, Allocated
         ("queries", outcome.collected.queries),
         ("forecast_steps", outcome.forecast.steps),
         ("forecasts_scored", outcome.forecast.scored),
+        ("shadows_created", outcome.shadows.created),
+        ("shadows_dropped", outcome.shadows.dropped),
+        ("activated", outcome.shadows.activated),
     ] {
         row.set_by_name(name, value)
             .map_err(|e| PredictError::Internal(e.to_string()))?;
@@ -229,4 +278,27 @@ fn summary_row(outcome: cycle::Outcome) -> Result<PgHeapTuple<'static, Allocated
     row.set_by_name("error", outcome.error)
         .map_err(|e| PredictError::Internal(e.to_string()))?;
     Ok(row)
+}
+
+/// A key value written any way the key type's input accepts ('2024-03-01',
+/// 'now', '2024-03-01 10:00+02', '1e6'::bigint…), read in pinned settings.
+fn key_of_text(table: &catalog::PartitionedTable, text: &str) -> Result<i64> {
+    let invalid = |reason: String| PredictError::InvalidSetting {
+        setting: "up_to",
+        reason,
+    };
+    let canonical = crate::subxact::try_in_subtransaction(|| {
+        Spi::get_one_with_args::<String>(
+            &format!("SELECT $1::{}::text", table.key_type.sql_name()),
+            &[text.into()],
+        )
+    })
+    .map_err(|e| invalid(e.message))?
+    .map_err(PredictError::from)?
+    .ok_or_else(|| invalid("NULL".into()))?;
+    table
+        .key_type
+        .parse_value(&canonical)
+        .map(|v| v.raw)
+        .map_err(|e| invalid(e.to_string()))
 }

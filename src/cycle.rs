@@ -12,6 +12,7 @@ use crate::collect::{self, CollectSummary};
 use crate::error::{or_report, PredictError, Result};
 use crate::predict::{self, ForecastSummary};
 use crate::session::{as_role, with_pinned_settings};
+use crate::shadows::{self, ShadowSummary};
 use crate::subxact::try_in_subtransaction;
 
 /// Which steps to run.
@@ -21,6 +22,8 @@ pub enum Steps {
     Collect,
     /// `forecast()`: step 2 only; not counted as a cycle.
     Forecast,
+    /// `prepartition()`: steps 3 and 4 only; not counted as a cycle.
+    Prepartition,
     /// `run_cycle()` and the workers: every step that exists, recorded in
     /// `managed_tables` (last cycle, last error).
     Cycle,
@@ -31,6 +34,7 @@ pub struct Outcome {
     pub parent: pg_sys::Oid,
     pub collected: CollectSummary,
     pub forecast: ForecastSummary,
+    pub shadows: ShadowSummary,
     pub duration_ms: f64,
     pub error: Option<String>,
 }
@@ -57,18 +61,29 @@ pub fn managed_tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
     })
 }
 
-fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<(CollectSummary, ForecastSummary)> {
+type StepResults = (CollectSummary, ForecastSummary, ShadowSummary);
+
+fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<StepResults> {
     let table = catalog::load_partitioned_table(parent, false)?;
     as_role(table.owner_oid, || {
         let collected = match steps {
             Steps::Collect | Steps::Cycle => collect::collect(&table)?,
-            Steps::Forecast => CollectSummary::default(),
+            _ => CollectSummary::default(),
         };
         let forecast = match steps {
             Steps::Forecast | Steps::Cycle => predict::forecast(&table)?,
-            Steps::Collect => ForecastSummary::default(),
+            _ => ForecastSummary::default(),
         };
-        Ok((collected, forecast))
+        let mut shadows = ShadowSummary::default();
+        if matches!(steps, Steps::Prepartition | Steps::Cycle) {
+            shadows = shadows::prepare(&table)?;
+        }
+        if steps == Steps::Cycle {
+            // Activation reads the catalog as it is after step 4.
+            let table = catalog::load_partitioned_table(parent, false)?;
+            shadows.activated = shadows::activate(&table, None)?;
+        }
+        Ok((collected, forecast, shadows))
     })
 }
 
@@ -76,7 +91,8 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<(CollectSummary, Forec
 pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started = Instant::now();
     let started_at = or_report(with_pinned_settings(clock));
-    let (collected, forecast) = or_report(with_pinned_settings(|| run_steps(parent, steps)));
+    let (collected, forecast, shadows) =
+        or_report(with_pinned_settings(|| run_steps(parent, steps)));
     if steps == Steps::Cycle {
         or_report(with_pinned_settings(|| record(parent, &started_at, None)));
     }
@@ -84,6 +100,7 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
         parent,
         collected,
         forecast,
+        shadows,
         duration_ms: elapsed_ms(started),
         error: None,
     }
@@ -97,7 +114,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started_at = or_report(with_pinned_settings(clock));
     let attempt =
         try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent, steps))));
-    let ((collected, forecast), error) = match attempt {
+    let ((collected, forecast, shadows), error) = match attempt {
         Ok(done) => (done, None),
         Err(caught) => (Default::default(), Some((caught.sqlstate, caught.message))),
     };
@@ -129,6 +146,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
         parent,
         collected,
         forecast,
+        shadows,
         duration_ms: elapsed_ms(started),
         error: message,
     }

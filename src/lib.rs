@@ -21,6 +21,7 @@ mod predict;
 mod regclass;
 mod session;
 mod settings;
+mod shadows;
 mod subxact;
 mod worker;
 

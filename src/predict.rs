@@ -169,15 +169,7 @@ fn frontier(table: &PartitionedTable) -> Result<Option<Prepared>> {
     }
     let start_hour = first_hour.ceil() as i64;
     let next = start_hour + regular.len() as i64;
-    let rows_per_key = Spi::get_one_with_args::<f64>(
-        "SELECT (SELECT pg_catalog.sum(live_rows)::float8 / NULLIF(pg_catalog.max(frontier_raw) - pg_catalog.min(frontier_raw), 0)
-                   FROM (SELECT DISTINCT ON (partition) live_rows, frontier_raw FROM partition_predict.samples
-                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND NOT is_default
-                          ORDER BY partition, sampled_at DESC) latest)",
-        &[table.oid.into()],
-    )?
-    .filter(|r| r.is_finite() && *r > 0.0)
-    .unwrap_or(1.0);
+    let rows_per_key = crate::shadows::rows_per_key(table.oid)?;
     Ok(Some(Prepared {
         name: "frontier",
         values: regular.values,

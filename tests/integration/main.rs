@@ -5,4 +5,5 @@
 mod cluster;
 mod forecasting;
 mod foundation;
+mod shadows;
 mod workers;

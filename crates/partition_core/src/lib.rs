@@ -10,6 +10,7 @@ pub mod counters;
 pub mod databases;
 pub mod key;
 pub mod naming;
+pub mod planner;
 
 pub use bound::{Bound, BoundError, PartitionBound};
 pub use key::{KeyType, KeyValue, UnsupportedKeyType};

@@ -1,0 +1,452 @@
+//! Cycle step 3: the bounds of future partitions.
+//!
+//! From where the existing partitions end, ranges are laid out one after
+//! the other until the lookahead is covered. Each range is the largest
+//! natural span (hour, day, week, month, … for time keys; 1, 2 or 5 times a
+//! power of ten for integer keys) whose expected rows stay within
+//! `target_rows` (with [`TOLERANCE`]: "about" the target, so a span that
+//! would hold the target almost exactly is not halved over a rounding
+//! error), and within the table's `min_span`/`max_span`. A range that would run into an existing
+//! partition stops at it and planning resumes after it: the plan never
+//! overlaps an existing partition and never leaves a gap.
+
+use crate::calendar::{self, Grain, MICROS_PER_DAY, MICROS_PER_HOUR};
+use crate::KeyType;
+
+/// Expected rows in a key range `[start, end)` (raw key units).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Demand {
+    pub start: i64,
+    pub end: i64,
+    pub rows: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanInput<'a> {
+    pub key_type: KeyType,
+    /// Ranges of existing partitions `[from, to)`, in raw key units
+    /// (MINVALUE/MAXVALUE as `i64::MIN`/`i64::MAX`).
+    pub taken: &'a [(i64, i64)],
+    /// Highest key present, if any.
+    pub frontier: Option<i64>,
+    /// Expected rows ahead; beyond the last range the last day's density continues.
+    pub demand: &'a [Demand],
+    pub target_rows: f64,
+    /// Smallest and largest span of a partition, in raw key units.
+    pub min_span: Option<i64>,
+    pub max_span: Option<i64>,
+    /// Plan until this key is covered.
+    pub horizon_end: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlannedRange {
+    pub from: i64,
+    pub to: i64,
+    pub expected_rows: f64,
+}
+
+/// A natural span: a count of grains (time) or a round step (integers).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Span {
+    Time(Grain, i64),
+    Step(i64),
+}
+
+/// A range may be expected to hold up to this much more than `target_rows`.
+pub const TOLERANCE: f64 = 1.2;
+
+/// Plans no more than this many ranges in one go.
+const MAX_RANGES: usize = 10_000;
+
+fn time_spans(key_type: KeyType) -> Vec<Span> {
+    let mut spans = Vec::new();
+    if key_type != KeyType::Date {
+        for n in [1, 2, 3, 4, 6, 12] {
+            spans.push(Span::Time(Grain::Hour, n));
+        }
+    }
+    spans.extend([
+        Span::Time(Grain::Day, 1),
+        Span::Time(Grain::Week, 1),
+        Span::Time(Grain::Month, 1),
+        Span::Time(Grain::Month, 3),
+        Span::Time(Grain::Month, 6),
+        Span::Time(Grain::Year, 1),
+    ]);
+    spans
+}
+
+/// The end of a span starting at `start`: for a round step its next
+/// multiple (so a range starting at an odd key runs to the next round
+/// bound, and the ones after are aligned); for a time span, if `start` is
+/// aligned to it.
+fn aligned_end(key_type: KeyType, span: Span, start: i64) -> Option<i64> {
+    match span {
+        Span::Step(step) => calendar::floor_to_multiple(start, step).checked_add(step),
+        Span::Time(grain, n) => {
+            let (is_date, micros) = match key_type {
+                KeyType::Date => (true, start.checked_mul(MICROS_PER_DAY)?),
+                _ => (false, start),
+            };
+            let aligned = match grain {
+                Grain::Hour => micros.rem_euclid(n * MICROS_PER_HOUR) == 0,
+                Grain::Month => {
+                    calendar::floor_micros(micros, Grain::Month) == micros && {
+                        let (_, month, _) =
+                            calendar::civil_from_days(micros.div_euclid(MICROS_PER_DAY));
+                        (month as i64 - 1) % n == 0
+                    }
+                }
+                g => calendar::floor_micros(micros, g) == micros && n == 1,
+            };
+            if !aligned {
+                return None;
+            }
+            let end = calendar::add_grains_micros(micros, grain, n)?;
+            Some(if is_date { end / MICROS_PER_DAY } else { end })
+        }
+    }
+}
+
+/// The next boundary of the smallest natural span after `start`.
+fn next_boundary(key_type: KeyType, start: i64, step: i64) -> Option<i64> {
+    match key_type {
+        KeyType::Date => start.checked_add(1),
+        KeyType::Timestamp | KeyType::TimestampTz => {
+            calendar::floor_micros(start, Grain::Hour).checked_add(MICROS_PER_HOUR)
+        }
+        _ => calendar::floor_to_multiple(start, step).checked_add(step),
+    }
+}
+
+/// Expected rows in `[from, to)`: overlapping demand, prorated; past the last
+/// demand range, at the density of its last day.
+fn expected_rows(demand: &[Demand], tail_density: f64, from: i64, to: i64) -> f64 {
+    let mut rows = 0.0;
+    let mut covered_to = from;
+    for d in demand {
+        let lo = d.start.max(from);
+        let hi = d.end.min(to);
+        if lo < hi && d.end > d.start {
+            rows += d.rows * (hi as f64 - lo as f64) / (d.end as f64 - d.start as f64);
+            covered_to = covered_to.max(hi);
+        }
+    }
+    let demand_end = demand.iter().map(|d| d.end).max().unwrap_or(from);
+    let tail_from = covered_to.max(demand_end).max(from);
+    if to > tail_from {
+        rows += tail_density * (to as f64 - tail_from as f64);
+    }
+    rows
+}
+
+fn tail_density(key_type: KeyType, demand: &[Demand]) -> f64 {
+    let Some(end) = demand.iter().map(|d| d.end).max() else {
+        return 0.0;
+    };
+    let window = match key_type {
+        KeyType::Date => 1,
+        KeyType::Timestamp | KeyType::TimestampTz => MICROS_PER_DAY,
+        _ => demand.iter().map(|d| d.end - d.start).sum::<i64>().max(1),
+    };
+    let start = end.saturating_sub(window);
+    let rows: f64 = expected_rows(demand, 0.0, start, end);
+    rows / (end - start).max(1) as f64
+}
+
+/// Where planning starts: after the existing partition holding the
+/// frontier (or the highest one, if none holds it), else at the frontier's
+/// hour/day/step.
+fn plan_start(input: &PlanInput, unit: i64) -> Option<i64> {
+    let holding = input.frontier.and_then(|f| {
+        input
+            .taken
+            .iter()
+            .filter(|(a, b)| *a <= f && f < *b)
+            .map(|(_, b)| *b)
+            .max()
+    });
+    if let Some(end) = holding {
+        return (end != i64::MAX).then_some(end);
+    }
+    let highest_end = input
+        .taken
+        .iter()
+        .map(|(_, b)| *b)
+        .filter(|b| *b != i64::MAX)
+        .max();
+    match (input.frontier, highest_end) {
+        (Some(f), Some(end)) if end > f => Some(end),
+        (Some(f), _) => Some(match input.key_type {
+            KeyType::Timestamp | KeyType::TimestampTz => calendar::floor_micros(f, Grain::Hour),
+            KeyType::Date => f,
+            _ => calendar::floor_to_multiple(f, unit),
+        }),
+        (None, Some(end)) => Some(end),
+        (None, None) => None,
+    }
+}
+
+pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
+    let density = tail_density(input.key_type, input.demand);
+    let target = input.target_rows.max(1.0) * TOLERANCE;
+    // Integer keys: the step that would hold target_rows at the expected density.
+    let int_unit = if input.key_type.is_temporal() {
+        1
+    } else {
+        let keys = if density > 0.0 {
+            (target / density).floor() as i64
+        } else {
+            1_000_000
+        };
+        calendar::round_step_up(keys.max(1))
+    };
+    let Some(mut start) = plan_start(input, int_unit) else {
+        return Vec::new();
+    };
+    let spans: Vec<Span> = if input.key_type.is_temporal() {
+        time_spans(input.key_type)
+    } else {
+        let mut steps = Vec::new();
+        let mut step = 1i64;
+        while step <= int_unit.saturating_mul(1000) {
+            for f in [1, 2, 5] {
+                if let Some(s) = step.checked_mul(f) {
+                    steps.push(Span::Step(s));
+                }
+            }
+            match step.checked_mul(10) {
+                Some(s) => step = s,
+                None => break,
+            }
+        }
+        steps
+    };
+    let min_span = input.min_span.unwrap_or(1).max(1);
+    let max_span = input.max_span.unwrap_or(i64::MAX);
+    let mut plan = Vec::new();
+    while start < input.horizon_end && plan.len() < MAX_RANGES {
+        // An existing partition ahead caps this range; inside one, skip past it.
+        if let Some((_, end)) = input.taken.iter().find(|(a, b)| *a <= start && start < *b) {
+            if *end == i64::MAX {
+                break;
+            }
+            start = *end;
+            continue;
+        }
+        let cap = input
+            .taken
+            .iter()
+            .map(|(a, _)| *a)
+            .filter(|a| *a > start)
+            .min()
+            .unwrap_or(i64::MAX);
+        let fits = |end: i64| {
+            let len = end.saturating_sub(start);
+            end <= cap && len >= min_span && len <= max_span
+        };
+        let mut best: Option<i64> = None;
+        let mut smallest: Option<i64> = None;
+        for span in &spans {
+            let Some(end) = aligned_end(input.key_type, *span, start) else {
+                continue;
+            };
+            if !fits(end) {
+                continue;
+            }
+            if smallest.is_none_or(|s| end < s) {
+                smallest = Some(end);
+            }
+            // A round step is judged by its whole span, so ranges stay
+            // regular: an aligned start does not jump to a larger step's
+            // next multiple just because that partial range would fit.
+            let judged_from = match span {
+                Span::Step(step) => end - step,
+                Span::Time(..) => start,
+            };
+            if expected_rows(input.demand, density, judged_from, end) <= target
+                && best.is_none_or(|b| end > b)
+            {
+                best = Some(end);
+            }
+        }
+        // Not aligned to any allowed span (the first range after an odd
+        // bound), or nothing fits before the next partition: go to the next
+        // natural boundary, or to the partition.
+        let end = best.or(smallest).unwrap_or_else(|| {
+            next_boundary(input.key_type, start, int_unit.min(min_span.max(1)).max(1))
+                .unwrap_or(i64::MAX)
+                .min(cap)
+                .max(start.saturating_add(1))
+        });
+        plan.push(PlannedRange {
+            from: start,
+            to: end,
+            expected_rows: expected_rows(input.demand, density, start, end),
+        });
+        start = end;
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const H: i64 = MICROS_PER_HOUR;
+
+    fn hourly_demand(from: i64, hours: i64, per_hour: f64) -> Vec<Demand> {
+        (0..hours)
+            .map(|h| Demand {
+                start: from + h * H,
+                end: from + (h + 1) * H,
+                rows: per_hour,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sizes_follow_the_rate() {
+        let day = calendar::days_from_civil(2024, 3, 4) * MICROS_PER_DAY; // a Monday
+        let base = PlanInput {
+            key_type: KeyType::TimestampTz,
+            taken: &[(day - MICROS_PER_DAY, day)],
+            frontier: Some(day - 1),
+            demand: &[],
+            target_rows: 1_000_000.0,
+            min_span: None,
+            max_span: None,
+            horizon_end: day + 7 * MICROS_PER_DAY,
+        };
+        // 1,000 rows an hour: a day is 24,000 rows, a week 168,000: weekly partitions.
+        let slow = hourly_demand(day, 168, 1_000.0);
+        let p = plan(&PlanInput {
+            demand: &slow,
+            ..base.clone()
+        });
+        assert_eq!((p[0].from, p[0].to), (day, day + 7 * MICROS_PER_DAY));
+        // 120,000 rows an hour: 2.9M a day is too much, 12 hours (1.44M) too;
+        // 6 hours is 720,000.
+        let fast = hourly_demand(day, 168, 120_000.0);
+        let p = plan(&PlanInput {
+            demand: &fast,
+            ..base.clone()
+        });
+        assert_eq!(p[0].to - p[0].from, 6 * H);
+        assert!(p.last().unwrap().to >= base.horizon_end);
+    }
+
+    #[test]
+    fn integer_keys_get_round_bounds() {
+        let demand = [Demand {
+            start: 1_000_001,
+            end: 1_100_001,
+            rows: 100_000.0,
+        }];
+        let p = plan(&PlanInput {
+            key_type: KeyType::BigInt,
+            taken: &[(0, 1_000_000)],
+            frontier: Some(999_999),
+            demand: &demand,
+            target_rows: 250_000.0,
+            min_span: None,
+            max_span: None,
+            horizon_end: 3_000_000,
+        });
+        assert_eq!(p[0].from, 1_000_000);
+        assert!(p.iter().all(|r| r.to % 200_000 == 0), "{p:?}");
+    }
+
+    fn any_key_type() -> impl Strategy<Value = KeyType> {
+        proptest::sample::select(vec![
+            KeyType::TimestampTz,
+            KeyType::Timestamp,
+            KeyType::Date,
+            KeyType::BigInt,
+            KeyType::Integer,
+        ])
+    }
+
+    proptest! {
+        /// Whatever the rate and the existing partitions: contiguous, no
+        /// overlap with what exists, the horizon covered, spans respected.
+        #[test]
+        fn plans_are_contiguous_disjoint_and_cover_the_horizon(
+            key_type in any_key_type(),
+            rate in 0.0f64..1e6,
+            target in 1.0f64..1e7,
+            taken_count in 0usize..4,
+            gap in 0i64..50,
+            min_units in proptest::option::of(1i64..5),
+        ) {
+            let unit = match key_type { KeyType::Date => 1, k if k.is_temporal() => H, _ => 1_000 };
+            let origin = match key_type { KeyType::Date => 8_800, k if k.is_temporal() => 800_000_000 * 1_000_000 / H * H, _ => 5_000_000 };
+            // Existing partitions: one holding the frontier, others further ahead with gaps.
+            let mut taken = vec![(origin - 24 * unit, origin)];
+            let mut at = origin + gap * unit;
+            for i in 0..taken_count {
+                taken.push((at, at + (i as i64 + 1) * 7 * unit));
+                at += (i as i64 + 1) * 7 * unit + gap * unit;
+            }
+            let demand: Vec<Demand> = (0..200).map(|i| Demand { start: origin + i * unit, end: origin + (i + 1) * unit, rows: rate }).collect();
+            let horizon_end = origin + 300 * unit;
+            let input = PlanInput {
+                key_type,
+                taken: &taken,
+                frontier: Some(origin - 1),
+                demand: &demand,
+                target_rows: target,
+                min_span: min_units.map(|m| m * unit),
+                max_span: None,
+                horizon_end,
+            };
+            let p = plan(&input);
+            prop_assert!(!p.is_empty());
+            // Planning starts at the first key from the frontier's partition end that no partition holds.
+            let mut first = origin;
+            while let Some((_, b)) = taken.iter().find(|(a, b)| *a <= first && first < *b) {
+                first = *b;
+            }
+            prop_assert_eq!(p[0].from, first);
+            for r in &p {
+                prop_assert!(r.from < r.to);
+                for (a, b) in &taken {
+                    prop_assert!(r.to <= *a || r.from >= *b, "{r:?} overlaps ({a}, {b})");
+                }
+            }
+            // Between consecutive planned ranges only existing partitions may sit.
+            for w in p.windows(2) {
+                if w[0].to != w[1].from {
+                    prop_assert!(taken.iter().any(|(a, b)| *a == w[0].to && *b == w[1].from)
+                        || taken.iter().filter(|(a, b)| *a >= w[0].to && *b <= w[1].from).map(|(a, b)| b - a).sum::<i64>() == w[1].from - w[0].to,
+                        "gap between {:?} and {:?}", w[0], w[1]);
+                }
+            }
+            let covered = p.iter().map(|r| r.to).chain(taken.iter().map(|(_, b)| *b)).max().unwrap();
+            prop_assert!(covered >= horizon_end);
+        }
+
+        /// Time ranges end on natural boundaries.
+        #[test]
+        fn time_ranges_end_on_natural_boundaries(rate in 1.0f64..1e6, target in 1e3f64..1e7) {
+            let origin = calendar::days_from_civil(2024, 5, 1) * MICROS_PER_DAY;
+            let demand = hourly_demand(origin, 24 * 40, rate);
+            let p = plan(&PlanInput {
+                key_type: KeyType::TimestampTz,
+                taken: &[],
+                frontier: Some(origin + 5 * H + 17),
+                demand: &demand,
+                target_rows: target,
+                min_span: None,
+                max_span: None,
+                horizon_end: origin + 30 * MICROS_PER_DAY,
+            });
+            for r in &p {
+                prop_assert_eq!(calendar::floor_micros(r.to, Grain::Hour), r.to);
+                prop_assert!(r.expected_rows <= target * TOLERANCE || r.to - r.from == H, "{:?} holds {} > {}", r, r.expected_rows, target);
+            }
+        }
+    }
+}
