@@ -12,6 +12,7 @@ CREATE TABLE partition_predict.config (
     min_span      text,
     max_span      text,
     retention     interval NOT NULL DEFAULT '35 days' CHECK (retention > '0'),
+    tablespaces   name[],
     managed_since timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE partition_predict.config IS
@@ -180,6 +181,8 @@ CREATE TABLE partition_predict.shadows (
     range_start    text NOT NULL,
     range_end      text NOT NULL,
     predicted_rows double precision NOT NULL,
+    predicted_bytes bigint NOT NULL DEFAULT 0,
+    tablespace     name,
     created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     activated_at   timestamptz,
     PRIMARY KEY (parent, range_from)

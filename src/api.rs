@@ -28,6 +28,7 @@ mod partition_predict {
         min_span: default!(Option<String>, "NULL"),
         max_span: default!(Option<String>, "NULL"),
         retention: default!(Option<String>, "NULL"),
+        tablespaces: default!(Option<Vec<String>>, "NULL"),
     ) -> pgrx::composite_type!('static, "partition_predict.config") {
         or_report(with_pinned_settings(|| {
             let arguments = settings::Arguments {
@@ -36,6 +37,7 @@ mod partition_predict {
                 min_span: min_span.as_deref(),
                 max_span: max_span.as_deref(),
                 retention: retention.as_deref(),
+                tablespaces: tablespaces.as_deref(),
             };
             manage_table(parent.0, arguments)
         }))
@@ -215,8 +217,8 @@ fn insert_config(
     settings: &TableSettings,
 ) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     Spi::get_one_with_args::<PgHeapTuple<'static, AllocatedByRust>>(
-        "INSERT INTO partition_predict.config AS c (parent, target_rows, lookahead, min_span, max_span, retention)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6::pg_catalog.interval)
+        "INSERT INTO partition_predict.config AS c (parent, target_rows, lookahead, min_span, max_span, retention, tablespaces)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6::pg_catalog.interval, $7::pg_catalog.name[])
          RETURNING c",
         &[
             parent.into(),
@@ -225,6 +227,7 @@ fn insert_config(
             settings.min_span.clone().into(),
             settings.max_span.clone().into(),
             settings.retention.clone().into(),
+            settings.tablespaces.clone().into(),
         ],
     )?
     .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))

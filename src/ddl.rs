@@ -87,14 +87,22 @@ pub fn free_relation_name(schema: &str, base: &str, suffix: &str) -> Result<Stri
 
 /// Creates an empty table shaped like the parent (columns, defaults, CHECK
 /// and NOT NULL constraints, storage, comments, generated columns,
-/// statistics, tablespace) and owned by the parent's owner. Indexes are not
-/// copied: ATTACH builds the partitioned indexes' counterparts itself.
-pub fn create_table_like_parent(table: &PartitionedTable, name: &QualifiedName) -> Result<()> {
-    let tablespace = Spi::get_one_with_args::<String>(
-        "SELECT (SELECT t.spcname::text FROM pg_catalog.pg_class c
-                   JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = $1)",
-        &[table.oid.into()],
-    )?;
+/// statistics) in `tablespace` (default: the parent's), owned by the
+/// parent's owner. Indexes are not copied: ATTACH builds the partitioned
+/// indexes' counterparts itself, on a table that is still empty.
+pub fn create_table_like_parent(
+    table: &PartitionedTable,
+    name: &QualifiedName,
+    tablespace: Option<&str>,
+) -> Result<()> {
+    let tablespace = match tablespace {
+        Some(chosen) => Some(chosen.to_string()),
+        None => Spi::get_one_with_args::<String>(
+            "SELECT (SELECT t.spcname::text FROM pg_catalog.pg_class c
+                       JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = $1)",
+            &[table.oid.into()],
+        )?,
+    };
     let tablespace_clause = tablespace
         .map(|t| format!(" TABLESPACE {}", quote_identifier(t)))
         .unwrap_or_default();
@@ -124,7 +132,7 @@ pub fn add_default_partition(table: &PartitionedTable) -> Result<QualifiedName> 
         schema: table.name.schema.clone(),
         name: free_relation_name(&table.name.schema, &table.name.name, "default")?,
     };
-    create_table_like_parent(table, &name)?;
+    create_table_like_parent(table, &name, None)?;
     run_with_lock_retry(
         &table.name,
         "attaching the DEFAULT partition",

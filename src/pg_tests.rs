@@ -608,4 +608,50 @@ mod tests {
             "invalid retention",
         );
     }
+
+    #[pg_test]
+    fn refuses_unknown_tablespaces() {
+        run("CREATE TABLE spaced (at timestamptz) PARTITION BY RANGE (at)");
+        assert_refused(
+            "SELECT partition_predict.manage('spaced', tablespaces => '{nowhere}')",
+            "22023",
+            "tablespace \"nowhere\" does not exist",
+        );
+        run("SELECT partition_predict.manage('spaced', tablespaces => '{pg_default}')");
+        assert_eq!(
+            one::<String>("SELECT tablespaces::text FROM partition_predict.managed_tables")
+                .as_deref(),
+            Some("{pg_default}")
+        );
+    }
+
+    #[pg_test]
+    fn activate_and_prepartition_refuse_what_manage_refuses() {
+        run("CREATE TABLE loose (id bigint) PARTITION BY RANGE (id)");
+        assert_refused(
+            "SELECT partition_predict.activate('loose')",
+            "42704",
+            "public.loose is not managed",
+        );
+        assert_refused(
+            "SELECT * FROM partition_predict.prepartition('loose')",
+            "42704",
+            "public.loose is not managed",
+        );
+        run("SELECT partition_predict.manage('loose')");
+        assert_refused(
+            "SELECT partition_predict.activate('loose', 'soon')",
+            "22023",
+            "invalid up_to",
+        );
+        // Nothing planned yet (no data): nothing to attach, and no error.
+        assert_eq!(
+            one::<i64>("SELECT partition_predict.activate('loose', 100)"),
+            Some(0)
+        );
+        assert_eq!(
+            one::<i64>("SELECT partition_predict.force_replan('loose')"),
+            Some(1)
+        );
+    }
 }

@@ -22,6 +22,7 @@ pub struct TableSettings {
     pub min_span: Option<String>,
     pub max_span: Option<String>,
     pub retention: String,
+    pub tablespaces: Option<Vec<String>>,
 }
 
 /// A span, comparable within its kind.
@@ -51,6 +52,7 @@ pub struct Arguments<'a> {
     pub min_span: Option<&'a str>,
     pub max_span: Option<&'a str>,
     pub retention: Option<&'a str>,
+    pub tablespaces: Option<&'a [String]>,
 }
 
 pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSettings> {
@@ -60,6 +62,7 @@ pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSetting
         min_span,
         max_span,
         retention,
+        tablespaces,
     } = *arguments;
     if target_rows <= 0 {
         return Err(PredictError::InvalidSetting {
@@ -112,8 +115,10 @@ pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSetting
             })
         }
     };
+    let tablespaces = tablespaces.map(validate_tablespaces).transpose()?;
     Ok(TableSettings {
         retention,
+        tablespaces,
         target_rows,
         lookahead: lookahead.text(),
         min_span: min_span.map(|s| s.text()),
@@ -179,4 +184,39 @@ fn interval_of(text: &str) -> Option<(String, f64)> {
     .ok()?
     .ok()
     .and_then(|(normalised, seconds)| Some((normalised?, seconds?)))
+}
+
+/// Tablespaces shadows may be placed in: each must exist and allow the
+/// caller to create tables in it.
+fn validate_tablespaces(names: &[String]) -> Result<Vec<String>> {
+    if names.is_empty() {
+        return Err(PredictError::InvalidSetting {
+            setting: "tablespaces",
+            reason: "the list is empty".into(),
+        });
+    }
+    let mut valid = Vec::new();
+    for name in names {
+        let (exists, may_create) = Spi::get_two_with_args::<bool, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tablespace WHERE spcname = $1),
+                    (SELECT pg_catalog.has_tablespace_privilege(oid, 'CREATE') FROM pg_catalog.pg_tablespace WHERE spcname = $1)",
+            &[name.as_str().into()],
+        )?;
+        if exists != Some(true) {
+            return Err(PredictError::InvalidSetting {
+                setting: "tablespaces",
+                reason: format!("tablespace \"{name}\" does not exist"),
+            });
+        }
+        if may_create != Some(true) {
+            return Err(PredictError::InvalidSetting {
+                setting: "tablespaces",
+                reason: format!("permission denied to create tables in tablespace \"{name}\""),
+            });
+        }
+        if !valid.contains(name) {
+            valid.push(name.clone());
+        }
+    }
+    Ok(valid)
 }

@@ -396,7 +396,12 @@ fn create_shadow(table: &PartitionedTable, range: &PlannedRange) -> Result<()> {
             &name_suffix(table.key_type, range.from),
         )?,
     };
-    ddl::create_table_like_parent(table, &name)?;
+    let placement = choose_tablespace(table, range.expected_rows)?;
+    ddl::create_table_like_parent(
+        table,
+        &name,
+        placement.as_ref().map(|p| p.tablespace.as_str()),
+    )?;
     let column = quote_identifier(&table.key_column);
     let from = table.key_type.value(range.from).to_sql_literal();
     let to = table.key_type.value(range.to).to_sql_literal();
@@ -411,8 +416,10 @@ fn create_shadow(table: &PartitionedTable, range: &PlannedRange) -> Result<()> {
     ))?;
     copy_access_rules(table, &name)?;
     Spi::run_with_args(
-        "INSERT INTO partition_predict.shadows (parent, shadow, shadow_name, range_from, range_to, range_start, range_end, predicted_rows)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.to_regclass($2)::pg_catalog.oid, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO partition_predict.shadows (parent, shadow, shadow_name, range_from, range_to, range_start, range_end,
+                                                predicted_rows, predicted_bytes, tablespace)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.to_regclass($2)::pg_catalog.oid, $2, $3, $4, $5, $6,
+                 $7, $8, $9)",
         &[
             table.oid.into(),
             name.quoted().into(),
@@ -421,9 +428,90 @@ fn create_shadow(table: &PartitionedTable, range: &PlannedRange) -> Result<()> {
             table.key_type.value(range.from).to_text().into(),
             table.key_type.value(range.to).to_text().into(),
             range.expected_rows.into(),
+            placement.as_ref().map(|p| p.predicted_bytes).unwrap_or(0).into(),
+            placement.map(|p| p.tablespace).into(),
         ],
     )?;
     Ok(())
+}
+
+struct Placement {
+    tablespace: String,
+    predicted_bytes: i64,
+}
+
+/// With `manage(… tablespaces => …)`: the listed tablespace with the most
+/// headroom for this shadow, headroom being the free space of its
+/// filesystem less what the shadows already waiting there are expected to
+/// take. Without the setting, `None` (the parent's tablespace).
+fn choose_tablespace(table: &PartitionedTable, expected_rows: f64) -> Result<Option<Placement>> {
+    let candidates: Vec<(String, String, i64)> = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT t.spcname::text, pg_catalog.pg_tablespace_location(t.oid),
+                    COALESCE((SELECT pg_catalog.sum(s.predicted_bytes) FROM partition_predict.shadows s
+                               WHERE s.tablespace = t.spcname AND s.activated_at IS NULL), 0)::bigint
+               FROM partition_predict.config c, pg_catalog.unnest(c.tablespaces) WITH ORDINALITY AS n(name, i)
+               JOIN pg_catalog.pg_tablespace t ON t.spcname = n.name
+              WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass
+              ORDER BY n.i",
+            None,
+            &[table.oid.into()],
+        )?;
+        rows.map(|r| {
+            Ok((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<String>(2)?.unwrap_or_default(),
+                r.get::<i64>(3)?.unwrap_or(0),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()
+    })?;
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let predicted_bytes = (expected_rows * bytes_per_row(table)?) as i64;
+    let best = candidates
+        .into_iter()
+        .map(|(name, location, reserved)| {
+            let free = free_bytes(&location).unwrap_or(0);
+            (free - reserved - predicted_bytes, name)
+        })
+        .fold(None::<(i64, String)>, |best, (headroom, name)| match best {
+            Some((b, _)) if b >= headroom => best,
+            _ => Some((headroom, name)),
+        });
+    Ok(best.map(|(_, tablespace)| Placement {
+        tablespace,
+        predicted_bytes,
+    }))
+}
+
+/// Bytes per row of the table's partitions (indexes included), 100 when unknown.
+fn bytes_per_row(table: &PartitionedTable) -> Result<f64> {
+    Ok(Spi::get_one_with_args::<f64>(
+        "SELECT (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(i.inhrelid))::float8
+                        / NULLIF(pg_catalog.sum(GREATEST(c.reltuples, 0)), 0)
+                   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = $1)",
+        &[table.oid.into()],
+    )?
+    .filter(|b| b.is_finite() && *b > 0.0)
+    .unwrap_or(100.0))
+}
+
+/// Free bytes on the filesystem of a tablespace directory ('' is the data
+/// directory, where pg_default lives).
+fn free_bytes(location: &str) -> Option<i64> {
+    let path = if location.is_empty() {
+        unsafe { std::ffi::CStr::from_ptr(pg_sys::DataDir) }.to_owned()
+    } else {
+        std::ffi::CString::new(location).ok()?
+    };
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return None;
+    }
+    i64::try_from(stats.f_bavail as u128 * stats.f_frsize as u128).ok()
 }
 
 /// Grants and row-level security flags of the parent, so that reading the

@@ -204,6 +204,22 @@ impl Cluster {
         started.elapsed()
     }
 
+    /// A directory inside the cluster's, owned by the server's OS user (for a tablespace).
+    pub fn server_owned_dir(&self, name: &str) -> PathBuf {
+        let path = self.socket_dir().join(name);
+        let path_text = path.to_str().unwrap().to_string();
+        let status = if running_as_root() {
+            Command::new("sudo")
+                .args(["-u", "postgres", "mkdir", "-p", &path_text])
+                .status()
+        } else {
+            Command::new("mkdir").args(["-p", &path_text]).status()
+        }
+        .expect("mkdir");
+        assert!(status.success());
+        path
+    }
+
     /// The server log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.socket_dir().join("server.log")).unwrap_or_default()

@@ -588,3 +588,74 @@ fn activated_shadows_look_like_hand_made_partitions() {
     assert_eq!(parent.0.len(), 3, "{:?}", parent.0);
     assert_eq!(access(&mut client, &shadow), parent);
 }
+
+/// With several tablespaces, each shadow goes where there is most headroom
+/// for it: on one filesystem the tablespaces take turns, since every shadow
+/// placed reduces its tablespace's headroom by its predicted size.
+#[test]
+fn shadows_are_placed_by_tablespace_headroom() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    let (a, b) = (
+        cluster.server_owned_dir("ts_a"),
+        cluster.server_owned_dir("ts_b"),
+    );
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLESPACE ts_a LOCATION '{}'",
+            a.display()
+        ))
+        .unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLESPACE ts_b LOCATION '{}'",
+            b.display()
+        ))
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE placed (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, v int)
+                 PARTITION BY RANGE (at);
+             CREATE INDEX ON placed (at);
+             CREATE TABLE placed_history PARTITION OF placed FOR VALUES FROM ('2024-01-01') TO ('2024-01-04');
+             SELECT partition_predict.manage('placed', target_rows => 600, lookahead => '2 days',
+                                              tablespaces => '{ts_a, ts_b}');",
+        )
+        .unwrap();
+    let history: Vec<f64> = (0..72)
+        .map(|h| 50.0 + 30.0 * ((h % 24) as f64 / 24.0 * 6.283).sin())
+        .collect();
+    insert_hours(&mut client, "placed", 0, &history);
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('placed')")
+        .unwrap();
+    let placements: Vec<(String, String)> = client
+        .query(
+            "SELECT partition::text, tablespace FROM partition_predict.partitions
+              WHERE parent = 'placed'::regclass AND created_at IS NOT NULL ORDER BY range_start",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    println!("placements: {placements:?}");
+    assert!(placements.len() >= 4, "{placements:?}");
+    for ts in ["ts_a", "ts_b"] {
+        assert!(
+            placements.iter().any(|(_, t)| t == ts),
+            "nothing placed in {ts}: {placements:?}"
+        );
+    }
+    // The placement holds after activation: the attached partitions stay where they were put.
+    let active_in_ts: i64 = scalar_i64(
+        &mut client,
+        "SELECT count(*) FROM partition_predict.partitions
+          WHERE parent = 'placed'::regclass AND state = 'active' AND tablespace IN ('ts_a', 'ts_b')",
+    );
+    assert!(active_in_ts >= 1);
+}
