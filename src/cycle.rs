@@ -37,6 +37,8 @@ pub struct Outcome {
     pub shadows: ShadowSummary,
     pub duration_ms: f64,
     pub error: Option<String>,
+    /// Another session was running this table's steps; nothing was done.
+    pub skipped: bool,
 }
 
 /// The managed tables the current role may act on (row-level security on
@@ -62,6 +64,29 @@ pub fn managed_tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
 }
 
 type StepResults = (CollectSummary, ForecastSummary, ShadowSummary);
+
+/// First half of the advisory-lock key of a table's cycle.
+const CYCLE_LOCK_SPACE: i32 = 0x7070_7000;
+
+/// Serialises the steps of one table across sessions (a worker and a
+/// manual run_cycle() must not recount the same buckets at once). Held to
+/// the end of the transaction. `wait`: block until free; otherwise report
+/// whether it was free.
+pub fn lock_table_cycle(parent: pg_sys::Oid, wait: bool) -> Result<bool> {
+    let key = parent.to_u32() as i32;
+    if wait {
+        Spi::run_with_args(
+            "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
+            &[CYCLE_LOCK_SPACE.into(), key.into()],
+        )?;
+        return Ok(true);
+    }
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_try_advisory_xact_lock($1, $2)",
+        &[CYCLE_LOCK_SPACE.into(), key.into()],
+    )?
+    .unwrap_or(false))
+}
 
 fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<StepResults> {
     let table = catalog::load_partitioned_table(parent, false)?;
@@ -91,6 +116,7 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<StepResults> {
 pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started = Instant::now();
     let started_at = or_report(with_pinned_settings(clock));
+    or_report(with_pinned_settings(|| lock_table_cycle(parent, true)));
     let (collected, forecast, shadows) =
         or_report(with_pinned_settings(|| run_steps(parent, steps)));
     if steps == Steps::Cycle {
@@ -103,6 +129,7 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
         shadows,
         duration_ms: elapsed_ms(started),
         error: None,
+        skipped: false,
     }
 }
 
@@ -112,6 +139,19 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
 pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started = Instant::now();
     let started_at = or_report(with_pinned_settings(clock));
+    // Another session is running this table's steps right now: its result
+    // stands for this cycle too.
+    if !or_report(with_pinned_settings(|| lock_table_cycle(parent, false))) {
+        return Outcome {
+            parent,
+            collected: Default::default(),
+            forecast: Default::default(),
+            shadows: Default::default(),
+            duration_ms: elapsed_ms(started),
+            error: Some("skipped: another session is running this table's cycle".into()),
+            skipped: true,
+        };
+    }
     let attempt =
         try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent, steps))));
     let ((collected, forecast, shadows), error) = match attempt {
@@ -149,6 +189,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
         shadows,
         duration_ms: elapsed_ms(started),
         error: message,
+        skipped: false,
     }
 }
 

@@ -26,6 +26,8 @@ const HISTORY_STEPS: i64 = 4 * 168;
 const SETTLE_STEPS: i64 = 1;
 /// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_UNIX_SECONDS: i64 = 946_684_800;
+/// Forecast steps this close count when judging a miss.
+const NEAR_TERM_STEPS: i32 = 6;
 
 #[derive(Clone, Debug, Default)]
 pub struct ForecastSummary {
@@ -64,8 +66,16 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
 
     let scored = score(table, &prepared)?;
     if !scored.is_empty() {
-        learned = engine::learn(&learned, &scored, &config);
-        alert_on_miss(table, &prepared, &scored)?;
+        let all: Vec<Scored> = scored.iter().map(|(s, _)| *s).collect();
+        learned = engine::learn(&learned, &all, &config);
+        // A miss is judged on near-term steps: a forecast made a day ago for
+        // this hour says little about the forecasting now.
+        let near: Vec<Scored> = scored
+            .iter()
+            .filter(|(_, h)| *h <= NEAR_TERM_STEPS)
+            .map(|(s, _)| *s)
+            .collect();
+        alert_on_miss(table, &prepared, &near)?;
     }
     let mut summary = ForecastSummary {
         scored: scored.len() as i64,
@@ -248,7 +258,8 @@ fn timestamptz_text(micros: i64) -> String {
 }
 
 /// Fills in what arrived for every settled, unscored forecast step.
-fn score(table: &PartitionedTable, prepared: &Prepared) -> Result<Vec<Scored>> {
+/// Each comes with its horizon.
+fn score(table: &PartitionedTable, prepared: &Prepared) -> Result<Vec<(Scored, i32)>> {
     let actual_of = |step_start: i64| -> Option<f64> {
         let first = prepared.next_step - prepared.values.len() as i64 * prepared.step_micros;
         let index = (step_start - first).checked_div(prepared.step_micros)?;
@@ -289,13 +300,16 @@ fn score(table: &PartitionedTable, prepared: &Prepared) -> Result<Vec<Scored>> {
     for (made_at, horizon, step_start, point, lower, upper, naive) in pending {
         // A step before the history we hold (pruned by retention) cannot be scored any more.
         let actual = actual_of(step_start).unwrap_or(0.0) * prepared.rows_per_unit;
-        scored.push(Scored {
-            actual,
-            point,
-            lower,
-            upper,
-            naive,
-        });
+        scored.push((
+            Scored {
+                actual,
+                point,
+                lower,
+                upper,
+                naive,
+            },
+            horizon,
+        ));
         made.push(made_at);
         horizons.push(horizon);
         actuals.push(actual);
@@ -332,6 +346,18 @@ fn alert_on_miss(table: &PartitionedTable, prepared: &Prepared, scored: &[Scored
     }
     let error = (actual - predicted).abs() / actual.max(1.0);
     if error <= threshold {
+        return Ok(());
+    }
+    // One alert per table per hour: a miss stays a miss until the forecast
+    // catches up, and a DBA needs to hear it once.
+    let recent = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM partition_predict.alert_log
+                         WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND kind = 'forecast_miss'
+                           AND raised_at > pg_catalog.now() - interval '1 hour')",
+        &[table.oid.into()],
+    )?
+    .unwrap_or(false);
+    if recent {
         return Ok(());
     }
     let outside = scored

@@ -190,7 +190,9 @@ fn run_cycles(state: &mut WorkerState) {
             cycle::run_isolated(parent, Steps::Cycle)
         });
         if let Some(cycle::Outcome {
-            error: Some(error), ..
+            error: Some(error),
+            skipped: false,
+            ..
         }) = outcome
         {
             state.errors += 1;
