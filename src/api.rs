@@ -52,8 +52,8 @@ mod partition_predict {
     /// Bounds of every partition of `parent` as text (timestamps in UTC), for
     /// the `partitions` view. Never fails on a bound it cannot read: that
     /// partition's bounds are NULL instead, so one odd table does not break the
-    /// view for all.
-    #[pg_extern(stable, parallel_safe)]
+    /// view for all. Parallel unsafe: it pins settings and runs SPI.
+    #[pg_extern(stable, parallel_unsafe)]
     fn partition_bounds(
         parent: Regclass,
     ) -> TableIterator<

@@ -579,3 +579,60 @@ fn collection_cost_is_bounded_for_a_thousand_partitions() {
         "{baseline_queries} statements for a table of empty partitions"
     );
 }
+
+/// The worker and a DBA running run_cycle() by hand on the same table at
+/// the same time: the per-table lock makes one wait or skip, never fail.
+#[test]
+fn manual_cycles_beside_the_worker_never_collide() {
+    let cluster = Cluster::start_with(true, FAST_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    daily_events_table(&mut client, "shared", 3);
+    let mut loader = cluster.connect("postgres");
+    let started = Instant::now();
+    let mut cycles = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        loader
+            .batch_execute(&format!(
+                "INSERT INTO shared (at, v) SELECT '2024-01-01'::timestamptz + ({cycles} * 60 + g) * interval '1 second', g
+                   FROM generate_series(1, 50) g"
+            ))
+            .unwrap();
+        flush_stats(&mut loader);
+        let error: Option<String> = client
+            .query_one(
+                "SELECT error FROM partition_predict.run_cycle('shared')",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(error, None);
+        cycles += 1;
+    }
+    assert!(cycles >= 5);
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.alerts WHERE kind = 'failure'"
+        ),
+        0
+    );
+    let (worker_errors, failures): (i64, i64) = {
+        let r = client
+            .query_one(
+                "SELECT (SELECT coalesce(max(errors), 0) FROM partition_predict.worker_status),
+                        (SELECT failures FROM partition_predict.managed_tables WHERE parent = 'shared'::regclass)",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((worker_errors, failures), (0, 0));
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT sum(rows)::bigint FROM partition_predict.key_time_series WHERE parent = 'shared'::regclass"),
+        scalar_i64(&mut client, "SELECT count(*) FROM shared"),
+        "the key-time series counts every row exactly once"
+    );
+}
