@@ -41,6 +41,26 @@ pub struct Outcome {
     pub skipped: bool,
 }
 
+impl Outcome {
+    fn new(
+        parent: pg_sys::Oid,
+        started: Instant,
+        results: StepResults,
+        error: Option<String>,
+    ) -> Outcome {
+        let (collected, forecast, shadows) = results;
+        Outcome {
+            parent,
+            collected,
+            forecast,
+            shadows,
+            duration_ms: elapsed_ms(started),
+            error,
+            skipped: false,
+        }
+    }
+}
+
 /// The managed tables the current role may act on (row-level security on
 /// the configuration hides the others), or just `only`.
 pub fn managed_tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
@@ -117,20 +137,11 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started = Instant::now();
     let started_at = or_report(with_pinned_settings(clock));
     or_report(with_pinned_settings(|| lock_table_cycle(parent, true)));
-    let (collected, forecast, shadows) =
-        or_report(with_pinned_settings(|| run_steps(parent, steps)));
+    let results = or_report(with_pinned_settings(|| run_steps(parent, steps)));
     if steps == Steps::Cycle {
         or_report(with_pinned_settings(|| record(parent, &started_at, None)));
     }
-    Outcome {
-        parent,
-        collected,
-        forecast,
-        shadows,
-        duration_ms: elapsed_ms(started),
-        error: None,
-        skipped: false,
-    }
+    Outcome::new(parent, started, results, None)
 }
 
 /// Runs one table's steps in a subtransaction: a failure is rolled back,
@@ -142,19 +153,15 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     // Another session is running this table's steps right now: its result
     // stands for this cycle too.
     if !or_report(with_pinned_settings(|| lock_table_cycle(parent, false))) {
+        let message = "skipped: another session is running this table's cycle".to_string();
         return Outcome {
-            parent,
-            collected: Default::default(),
-            forecast: Default::default(),
-            shadows: Default::default(),
-            duration_ms: elapsed_ms(started),
-            error: Some("skipped: another session is running this table's cycle".into()),
             skipped: true,
+            ..Outcome::new(parent, started, Default::default(), Some(message))
         };
     }
     let attempt =
         try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent, steps))));
-    let ((collected, forecast, shadows), error) = match attempt {
+    let (results, error) = match attempt {
         Ok(done) => (done, None),
         Err(caught) => (Default::default(), Some((caught.sqlstate, caught.message))),
     };
@@ -182,15 +189,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
             );
         }
     }
-    Outcome {
-        parent,
-        collected,
-        forecast,
-        shadows,
-        duration_ms: elapsed_ms(started),
-        error: message,
-        skipped: false,
-    }
+    Outcome::new(parent, started, results, message)
 }
 
 fn clock() -> Result<String> {

@@ -9,7 +9,9 @@
 use forecast::engine::{self, Scored};
 use forecast::series;
 use forecast::{Config, Learned, Model};
-use partition_core::calendar::{MICROS_PER_DAY, MICROS_PER_HOUR};
+use partition_core::calendar::{
+    MICROS_PER_DAY, MICROS_PER_HOUR, UNIX_TO_PG_EPOCH_SECONDS as PG_EPOCH_UNIX_SECONDS,
+};
 use partition_core::KeyType;
 use pgrx::prelude::*;
 use serde_json::json;
@@ -24,8 +26,6 @@ const HISTORY_STEPS: i64 = 4 * 168;
 /// A bucket is scored once the key frontier is this many buckets past it,
 /// so late rows have had time to arrive.
 const SETTLE_STEPS: i64 = 1;
-/// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
-const PG_EPOCH_UNIX_SECONDS: i64 = 946_684_800;
 /// Forecast steps this close count when judging a miss.
 const NEAR_TERM_STEPS: i32 = 6;
 

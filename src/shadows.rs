@@ -23,8 +23,6 @@ use crate::error::{PredictError, Result};
 
 /// Name of the CHECK constraint that lets ATTACH skip its scan.
 const BOUND_CONSTRAINT: &str = "partition_predict_bound";
-/// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
-const PG_EPOCH_UNIX_SECONDS: f64 = 946_684_800.0;
 /// At most this many shadows are created in one cycle, to bound its cost.
 const MAX_CREATED_PER_CYCLE: usize = 48;
 
@@ -146,7 +144,9 @@ fn demand(table: &PartitionedTable) -> Result<(Vec<Demand>, f64)> {
     for (step_start, step_end, range_start, range_end, upper, point) in rows {
         let (start, end) = if table.key_type.is_temporal() {
             let to_raw = |epoch: f64| {
-                ((epoch - PG_EPOCH_UNIX_SECONDS) * units_per_second(table.key_type)).round() as i64
+                ((epoch - partition_core::calendar::UNIX_TO_PG_EPOCH_SECONDS as f64)
+                    * units_per_second(table.key_type))
+                .round() as i64
             };
             (to_raw(step_start), to_raw(step_end))
         } else {

@@ -21,20 +21,25 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Runs a command as the server's OS user (`postgres`), directly when we
+/// are not root.
+fn server_user_command(program: &str) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("sudo");
+        command.args(["-u", "postgres", program]);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
 /// Runs a PostgreSQL server binary as the `postgres` OS user.
 fn as_postgres(program: &str, args: &[&str]) -> Output {
     let path = format!("{PG_BIN}/{program}");
-    let output = if running_as_root() {
-        Command::new("sudo")
-            .arg("-u")
-            .arg("postgres")
-            .arg(&path)
-            .args(args)
-            .output()
-    } else {
-        Command::new(&path).args(args).output()
-    }
-    .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
+    let output = server_user_command(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
     assert!(
         output.status.success(),
         "{program} {args:?} failed: {}{}",
@@ -93,14 +98,10 @@ impl Cluster {
         let conf_path = data.join("postgresql.auto.conf");
         // The data directory belongs to postgres; append through a shell run as postgres.
         let script = format!("cat >> '{}' <<'CONF'\n{conf}CONF\n", conf_path.display());
-        let status = if running_as_root() {
-            Command::new("sudo")
-                .args(["-u", "postgres", "sh", "-c", &script])
-                .status()
-        } else {
-            Command::new("sh").args(["-c", &script]).status()
-        }
-        .expect("write postgresql.auto.conf");
+        let status = server_user_command("sh")
+            .args(["-c", &script])
+            .status()
+            .expect("write postgresql.auto.conf");
         assert!(status.success());
         let log = cluster.socket_dir().join("server.log");
         as_postgres(
@@ -208,14 +209,10 @@ impl Cluster {
     pub fn server_owned_dir(&self, name: &str) -> PathBuf {
         let path = self.socket_dir().join(name);
         let path_text = path.to_str().unwrap().to_string();
-        let status = if running_as_root() {
-            Command::new("sudo")
-                .args(["-u", "postgres", "mkdir", "-p", &path_text])
-                .status()
-        } else {
-            Command::new("mkdir").args(["-p", &path_text]).status()
-        }
-        .expect("mkdir");
+        let status = server_user_command("mkdir")
+            .args(["-p", &path_text])
+            .status()
+            .expect("mkdir");
         assert!(status.success());
         path
     }
@@ -248,24 +245,32 @@ pub fn wait_for<T>(
 impl Drop for Cluster {
     fn drop(&mut self) {
         let data = self.data_dir();
-        let path = format!("{PG_BIN}/pg_ctl");
-        let args = [
-            "-D",
-            data.to_str().unwrap_or_default(),
-            "-m",
-            "immediate",
-            "-w",
-            "stop",
-        ];
-        let _ = if running_as_root() {
-            Command::new("sudo")
-                .arg("-u")
-                .arg("postgres")
-                .arg(&path)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&path).args(args).output()
-        };
+        let _ = server_user_command(&format!("{PG_BIN}/pg_ctl"))
+            .args([
+                "-D",
+                data.to_str().unwrap_or_default(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
+            .output();
     }
+}
+
+/// The single bigint a query returns.
+pub fn scalar_i64(client: &mut postgres::Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// Makes this session's pending statistics visible to other sessions
+/// (PostgreSQL 15 flushes them at most once a second otherwise).
+pub fn flush_stats(client: &mut postgres::Client) {
+    client
+        .batch_execute("SELECT pg_stat_force_next_flush()")
+        .unwrap();
+    client.batch_execute("SELECT 1").unwrap();
 }

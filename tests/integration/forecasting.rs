@@ -4,7 +4,7 @@ use forecast::workload::{row_stream, scenarios};
 use partition_core::calendar::{days_from_civil, MICROS_PER_DAY};
 use postgres::Client;
 
-use crate::cluster::Cluster;
+use crate::cluster::{flush_stats, Cluster};
 
 const HOUR: i64 = 3_600_000_000;
 
@@ -18,10 +18,7 @@ fn insert_keys(client: &mut Client, keys: &[i64]) {
             )
             .unwrap();
     }
-    client
-        .batch_execute("SELECT pg_stat_force_next_flush()")
-        .unwrap();
-    client.batch_execute("SELECT 1").unwrap();
+    flush_stats(client);
 }
 
 #[test]

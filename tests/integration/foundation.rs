@@ -1,7 +1,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cluster::Cluster;
+use crate::cluster::{scalar_i64, Cluster};
 
 const EVENTS_TABLE: &str = r#"
     CREATE SCHEMA "My Schema";
@@ -15,13 +15,6 @@ const EVENTS_TABLE: &str = r#"
         FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
 "#;
 const EVENTS: &str = r#""My Schema"."Ev""ents 2024""#;
-
-fn count(client: &mut postgres::Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
 
 #[test]
 fn create_extension_warns_only_when_not_preloaded() {
@@ -63,7 +56,7 @@ fn create_extension_warns_only_when_not_preloaded() {
         )
         .unwrap();
     assert_eq!(
-        count(
+        scalar_i64(
             &mut client,
             "SELECT count(*) FROM partition_predict.managed_tables"
         ),
@@ -88,7 +81,7 @@ fn drop_extension_keeps_user_tables_and_data() {
                FROM generate_series(0, 1999) g"
         ))
         .unwrap();
-    let in_default = count(
+    let in_default = scalar_i64(
         &mut client,
         r#"SELECT count(*) FROM "My Schema"."Ev""ents 2024_default""#,
     );
@@ -98,25 +91,25 @@ fn drop_extension_keeps_user_tables_and_data() {
         .batch_execute("DROP EXTENSION pg_partition_predict")
         .unwrap();
     assert_eq!(
-        count(&mut client, &format!("SELECT count(*) FROM {EVENTS}")),
+        scalar_i64(&mut client, &format!("SELECT count(*) FROM {EVENTS}")),
         2000
     );
     assert_eq!(
-        count(
+        scalar_i64(
             &mut client,
             r#"SELECT count(*) FROM "My Schema"."Ev""ents 2024_default""#
         ),
         in_default
     );
     assert_eq!(
-        count(
+        scalar_i64(
             &mut client,
             &format!("SELECT count(*) FROM pg_inherits WHERE inhparent = '{EVENTS}'::regclass")
         ),
         2
     );
     assert_eq!(
-        count(
+        scalar_i64(
             &mut client,
             "SELECT count(*) FROM pg_namespace WHERE nspname = 'partition_predict'"
         ),
@@ -206,7 +199,7 @@ fn dump_and_restore_keeps_tables_managed_with_their_settings() {
     assert_eq!(managed_settings(&mut target), before);
     assert_eq!(partition_layout(&mut target), before_rows);
     assert_eq!(
-        count(&mut target, &format!("SELECT count(*) FROM {EVENTS}")),
+        scalar_i64(&mut target, &format!("SELECT count(*) FROM {EVENTS}")),
         2
     );
     // Still managed means still refused a second time.
@@ -289,13 +282,16 @@ fn manage_waits_for_locks_without_blocking_others() {
         "manage returned after {waited:?}, before the lock was free"
     );
     assert_eq!(
-        count(
+        scalar_i64(
             &mut setup,
             "SELECT count(*) FROM partition_predict.managed_tables"
         ),
         1
     );
-    assert_eq!(count(&mut setup, "SELECT count(*) FROM metrics"), inserted);
+    assert_eq!(
+        scalar_i64(&mut setup, "SELECT count(*) FROM metrics"),
+        inserted
+    );
 }
 
 /// When the lock never comes free, `manage` gives up after its retries with
@@ -339,11 +335,11 @@ fn manage_gives_up_cleanly_when_the_lock_never_comes() {
     holder.batch_execute("COMMIT").unwrap();
 
     assert_eq!(
-        count(&mut setup, "SELECT count(*) FROM partition_predict.config"),
+        scalar_i64(&mut setup, "SELECT count(*) FROM partition_predict.config"),
         0
     );
     assert_eq!(
-        count(
+        scalar_i64(
             &mut setup,
             "SELECT count(*) FROM pg_class WHERE relname LIKE 'orders_default%'"
         ),

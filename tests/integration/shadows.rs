@@ -8,23 +8,9 @@ use std::time::{Duration, Instant};
 use forecast::workload::Scenario;
 use postgres::Client;
 
-use crate::cluster::Cluster;
+use crate::cluster::{flush_stats, scalar_i64, Cluster};
 
 const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
-
-fn scalar_i64(client: &mut Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
-
-fn flush_stats(client: &mut Client) {
-    client
-        .batch_execute("SELECT pg_stat_force_next_flush()")
-        .unwrap();
-    client.batch_execute("SELECT 1").unwrap();
-}
 
 /// Inserts `rows[h]` rows spread over hour `first_hour + h` after 2024-01-01.
 fn insert_hours(client: &mut Client, table: &str, first_hour: usize, rows: &[f64]) {
@@ -295,8 +281,9 @@ fn attaching_a_shadow_skips_the_validation_scan() {
 }
 
 /// Fed by the generator at a varying rate for many cycles (the time-keyed
-/// table's rate triples on day 5), a time-keyed and an integer-keyed table
-/// end with no row in DEFAULT and partitions near `target_rows`.
+/// table's rate triples on day 5, the integer-keyed table's batches grow
+/// 2.5 times halfway), both end with no row in DEFAULT and partitions near
+/// `target_rows`.
 #[test]
 fn tables_fed_at_a_varying_rate_keep_default_empty_and_partitions_sized() {
     let cluster = Cluster::start_with(true, NO_WORKER);
@@ -346,9 +333,18 @@ fn tables_fed_at_a_varying_rate_keep_default_empty_and_partitions_sized() {
              SELECT partition_predict.manage('orders', target_rows => 5000);",
         )
         .unwrap();
+    // Batch sizes from the generator: a daily cycle, 2.5 times larger from batch 20 on.
+    let batches = Scenario {
+        daily_amplitude: 0.5,
+        noise: 0.05,
+        step: Some((20, 2.5)),
+        seed: 22,
+        ..Scenario::new("orders", 40, 900.0)
+    }
+    .series();
     let mut next_id = 1i64;
-    for batch in 0..40 {
-        let size = [400, 1200, 2500, 700][batch % 4];
+    for rows in batches {
+        let size = (rows as i64).max(1);
         client
             .execute(
                 "INSERT INTO orders SELECT g, 1 FROM generate_series($1::bigint, $2::bigint) g",

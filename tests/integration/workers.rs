@@ -5,27 +5,11 @@ use std::time::{Duration, Instant};
 
 use postgres::Client;
 
-use crate::cluster::{wait_for, Cluster};
+use crate::cluster::{flush_stats, scalar_i64, wait_for, Cluster};
 
 const FAST_WORKER: &[&str] = &["pg_partition_predict.naptime = 1"];
 /// No worker: tests that call collect_stats() by hand and want no interleaving.
 const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
-
-fn scalar_i64(client: &mut Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
-
-/// Makes this session's pending statistics visible to others (PG15 flushes
-/// them at most once a second otherwise).
-fn flush_stats(client: &mut Client) {
-    client
-        .batch_execute("SELECT pg_stat_force_next_flush()")
-        .unwrap();
-    client.batch_execute("SELECT 1").unwrap();
-}
 
 fn worker_cycles(client: &mut Client) -> Option<(i32, i64, String)> {
     client

@@ -18,6 +18,9 @@ pub const MAX_DATE_DAYS: i64 = 2_147_483_494 - 2_451_545 - 1;
 
 /// Days from 1970-01-01 to 2000-01-01.
 const UNIX_TO_PG_EPOCH_DAYS: i64 = 10_957;
+/// Seconds from the Unix epoch to PostgreSQL's (2000-01-01): what
+/// `date_part('epoch', …)` returns minus this is PostgreSQL's own clock.
+pub const UNIX_TO_PG_EPOCH_SECONDS: i64 = UNIX_TO_PG_EPOCH_DAYS * 86_400;
 
 /// Days since 2000-01-01 of a proleptic Gregorian date (astronomical year:
 /// 1 BC is year 0). Howard Hinnant's `days_from_civil`.
