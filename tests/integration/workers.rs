@@ -460,7 +460,7 @@ fn worker_never_runs_code_planted_by_the_table_owner() {
         CREATE FUNCTION public.date_trunc(text, timestamptz) RETURNS timestamptz LANGUAGE sql VOLATILE AS
             $$ INSERT INTO public.calls VALUES ('date_trunc', current_user); SELECT pg_catalog.date_trunc($1, $2) $$;
         CREATE TABLE app.readings (at timestamptz NOT NULL, v int) PARTITION BY RANGE (at);
-        CREATE TABLE app.readings_1 PARTITION OF app.readings FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+        CREATE TABLE app.readings_1 PARTITION OF app.readings FOR VALUES FROM ('2024-01-01') TO ('2024-01-04');
         SELECT partition_predict.manage('app.readings');
         "#,
     )
@@ -470,10 +470,12 @@ fn worker_never_runs_code_planted_by_the_table_owner() {
         .unwrap();
     assert_eq!(scalar_i64(&mut app, "WITH d AS (DELETE FROM public.calls WHERE what = '=' RETURNING 1) SELECT count(*) FROM d"), 1);
 
-    for batch in 0..3 {
+    // Three days of readings, one day per batch: enough for a forecast, so
+    // the worker also plans, creates and attaches shadows as the owner.
+    for day in 0..3 {
         app.batch_execute(&format!(
-            "INSERT INTO app.readings SELECT '2024-01-0{}'::timestamptz + g * interval '1 minute', g FROM generate_series(1, 50) g",
-            batch + 1
+            "INSERT INTO app.readings SELECT '2024-01-01'::timestamptz + interval '{day} days' + g * interval '3 minutes', g
+               FROM generate_series(0, 479) g"
         ))
         .unwrap();
         flush_stats(&mut app);
@@ -483,7 +485,7 @@ fn worker_never_runs_code_planted_by_the_table_owner() {
         "the worker to sample app.readings",
         Duration::from_secs(15),
         || {
-            (scalar_i64(&mut admin, "SELECT coalesce(sum(rows_inserted), 0)::bigint FROM partition_predict.stats_history") == 150)
+            (scalar_i64(&mut admin, "SELECT coalesce(sum(rows_inserted), 0)::bigint FROM partition_predict.stats_history") == 1440)
             .then_some(())
         },
     );
@@ -498,6 +500,34 @@ fn worker_never_runs_code_planted_by_the_table_owner() {
         .unwrap()
         .get(0);
     assert_eq!(owner, "app");
+    wait_for(
+        "the worker to prepare shadows",
+        Duration::from_secs(15),
+        || {
+            (scalar_i64(&mut admin, "SELECT count(*) FROM partition_predict.shadows") >= 2)
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM partition_predict.shadows s JOIN pg_class c ON c.oid = s.shadow
+              WHERE pg_get_userbyid(c.relowner) <> 'app'"
+        ),
+        0,
+        "shadows made by the worker belong to the table's owner"
+    );
+    assert!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM partition_predict.shadows WHERE activated_at IS NOT NULL"
+        ) >= 1
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM public.calls"),
+        0,
+        "planted code was executed"
+    );
 }
 
 /// One cycle over a table with 1,000 partitions takes well under a second
