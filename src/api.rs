@@ -22,7 +22,7 @@ mod partition_predict {
     /// `partition_predict.config`.
     #[pg_extern(volatile, parallel_unsafe)]
     fn manage(
-        parent: Regclass,
+        parent: Option<Regclass>,
         target_rows: default!(i64, 1000000),
         lookahead: default!(Option<String>, "NULL"),
         min_span: default!(Option<String>, "NULL"),
@@ -39,6 +39,7 @@ mod partition_predict {
                 retention: retention.as_deref(),
                 tablespaces: tablespaces.as_deref(),
             };
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             manage_table(parent.0, arguments)
         }))
     }
@@ -113,8 +114,9 @@ mod partition_predict {
     /// before `up_to` (a value of the key's type, as text). Returns how many
     /// were attached.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn activate(parent: Regclass, up_to: default!(Option<String>, "NULL")) -> i64 {
+    fn activate(parent: Option<Regclass>, up_to: default!(Option<String>, "NULL")) -> i64 {
         or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             let table = catalog::load_partitioned_table(parent.0, true)?;
             if !is_managed(parent.0)? {
                 return Err(PredictError::NotManaged(table.name.to_string()));

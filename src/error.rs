@@ -40,6 +40,8 @@ pub enum PredictError {
     AlreadyManaged(String),
     #[error("{0} is not managed by pg_partition_predict")]
     NotManaged(String),
+    #[error("{0} must not be NULL")]
+    NullArgument(&'static str),
     #[error("invalid {setting}: {reason}")]
     InvalidSetting {
         setting: &'static str,
@@ -81,6 +83,7 @@ impl PredictError {
             PredictError::AlreadyManaged(_) => ERRCODE_DUPLICATE_OBJECT,
             PredictError::NotManaged(_) => ERRCODE_UNDEFINED_OBJECT,
             PredictError::InvalidSetting { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            PredictError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
             PredictError::LockUnavailable { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
             PredictError::UndefinedTable(_) => ERRCODE_UNDEFINED_TABLE,
             PredictError::Postgres { sqlstate, .. } => *sqlstate,

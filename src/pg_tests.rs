@@ -654,4 +654,23 @@ mod tests {
             Some(1)
         );
     }
+
+    #[pg_test]
+    fn null_arguments_are_clear_errors() {
+        assert_refused(
+            "SELECT partition_predict.manage(NULL)",
+            "22004",
+            "parent must not be NULL",
+        );
+        assert_refused(
+            "SELECT partition_predict.activate(NULL)",
+            "22004",
+            "parent must not be NULL",
+        );
+        // unmanage() is STRICT: NULL in, NULL out, nothing done.
+        assert_eq!(
+            one::<bool>("SELECT partition_predict.unmanage(NULL) IS NULL"),
+            Some(true)
+        );
+    }
 }
