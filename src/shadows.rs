@@ -246,17 +246,28 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         .iter()
         .filter_map(|p| raw_bounds(p.bound))
         .collect();
-    // Keep shadows the forecast still finds reasonably sized; drop the others.
+    // Keep shadows unless the newest forecast expects one to overflow (more
+    // than 1.5x the target) and a smaller span is possible: then it is
+    // dropped and planned again. A shadow expected to be small is kept:
+    // replanning it would often give the same range back (a 6-hour range
+    // starting at 18:00 cannot grow into a day), and an extra small
+    // partition costs little, while dropping and recreating every cycle
+    // would be DDL for nothing.
+    let smallest_span = match table.key_type {
+        KeyType::Date => 1,
+        KeyType::Timestamp | KeyType::TimestampTz => partition_core::calendar::MICROS_PER_HOUR,
+        _ => 1,
+    }
+    .max(settings.min_span.unwrap_or(0));
     let mut kept: Vec<(i64, i64)> = Vec::new();
     for shadow in existing_shadows(table)? {
         let expected = planner_rows(&demand, shadow.from, shadow.to);
         let overlaps_active = active
             .iter()
             .any(|(a, b)| shadow.from < *b && *a < shadow.to);
-        let sized_ok = expected <= settings.target_rows * 1.5
-            && (expected >= settings.target_rows * 0.25
-                || shadow.to > horizon_end
-                || shadow.from >= frontier_key);
+        let overflowing =
+            expected > settings.target_rows * 1.5 && shadow.to - shadow.from > smallest_span;
+        let sized_ok = !overflowing;
         if !overlaps_active && sized_ok && shadow_exists(shadow.oid)? {
             kept.push((shadow.from, shadow.to));
         } else {

@@ -315,15 +315,25 @@ fn tables_fed_at_a_varying_rate_keep_default_empty_and_partitions_sized() {
     client
         .batch_execute("SELECT * FROM partition_predict.run_cycle('feed')")
         .unwrap();
+    let mut reshaped = 0;
     for hour in 72..series.len() {
         insert_hours(&mut client, "feed", hour, &series[hour..hour + 1]);
         flush_stats(&mut client);
-        let error: Option<String> = client
-            .query_one("SELECT error FROM partition_predict.run_cycle('feed')", &[])
-            .unwrap()
-            .get(0);
-        assert_eq!(error, None);
+        let row = client
+            .query_one(
+                "SELECT error, shadows_dropped FROM partition_predict.run_cycle('feed')",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(row.get::<_, Option<String>>(0), None);
+        reshaped += row.get::<_, i64>(1);
     }
+    // After the step, shadows planned for the old rate would overflow: the
+    // changed forecast drops them and plans smaller ones.
+    assert!(
+        reshaped >= 1,
+        "no shadow was reshaped after the rate tripled"
+    );
 
     // Integer key: serial ids in batches of varying size, a cycle after each.
     client
