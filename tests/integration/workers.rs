@@ -18,6 +18,17 @@ fn worker_cycles(client: &mut Client) -> Option<(i32, i64, String)> {
         .map(|r| (r.get(0), r.get(1), r.get(2)))
 }
 
+/// Waits until the worker has cycled the managed tables once (their baseline).
+fn wait_for_first_cycle(client: &mut Client) {
+    wait_for("a first cycle", Duration::from_secs(15), || {
+        (scalar_i64(
+            client,
+            "SELECT coalesce(max(cycles), 0) FROM partition_predict.managed_tables",
+        ) >= 1)
+            .then_some(())
+    });
+}
+
 fn daily_events_table(client: &mut Client, name: &str, days: u32) {
     client
         .batch_execute(&format!(
@@ -52,13 +63,7 @@ fn worker_samples_add_up_to_the_rows_inserted() {
         .unwrap();
     daily_events_table(&mut client, "events", 3);
     // The first cycle of a table is its baseline.
-    wait_for("a first cycle", Duration::from_secs(15), || {
-        (scalar_i64(
-            &mut client,
-            "SELECT coalesce(max(cycles), 0) FROM partition_predict.managed_tables",
-        ) >= 1)
-            .then_some(())
-    });
+    wait_for_first_cycle(&mut client);
 
     let mut expected: BTreeMap<String, i64> = BTreeMap::new();
     let batches = [(0, 120), (1, 7), (0, 33), (2, 500), (1, 1), (2, 64)];
@@ -141,13 +146,7 @@ fn stats_reset_gives_no_negative_delta_and_no_spike() {
         .batch_execute("CREATE EXTENSION pg_partition_predict")
         .unwrap();
     daily_events_table(&mut client, "events", 1);
-    wait_for("a first cycle", Duration::from_secs(15), || {
-        (scalar_i64(
-            &mut client,
-            "SELECT coalesce(max(cycles), 0) FROM partition_predict.managed_tables",
-        ) >= 1)
-            .then_some(())
-    });
+    wait_for_first_cycle(&mut client);
     let insert = |client: &mut Client, rows: i64| {
         client
             .batch_execute(&format!(

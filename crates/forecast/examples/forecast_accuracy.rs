@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use forecast::engine::{learn, predict, Scored};
+use forecast::engine::predict;
+use forecast::evaluation;
 use forecast::metrics;
 use forecast::workload::{scenarios, Scenario};
 use forecast::{Config, Learned, Model};
@@ -23,69 +24,42 @@ struct Row {
 /// Day-ahead forecasts from every day of weeks 5 and 6, learning as actuals arrive.
 fn evaluate(s: &Scenario) -> Row {
     let series = s.series();
-    let config = Config::default();
-    let mut learned = Learned::default();
-    let (mut actual, mut point, mut naive, mut lo, mut hi, mut naive_lo, mut naive_hi) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut models: Vec<Model> = vec![];
-    let mut previous: Option<(usize, forecast::Prediction)> = None;
     let started = Instant::now();
-    let mut forecasts = 0;
-    let mut origin = 4 * WEEK;
-    while origin + DAY <= series.len() {
-        if let Some((o, p)) = previous.take() {
-            let scored: Vec<Scored> = (0..DAY)
-                .map(|h| Scored {
-                    actual: series[o + h],
-                    point: p.point[h],
-                    lower: p.lower[h],
-                    upper: p.upper[h],
-                    naive: p.naive[h],
-                })
-                .collect();
-            learned = learn(&learned, &scored, &config);
-        }
-        let (p, next) = predict(&series[..origin], DAY, &config, &learned).expect("forecast");
-        learned = next;
-        forecasts += 1;
-        // The baseline's own interval: seasonal naive with its empirical spread.
-        let baseline = predict(
-            &series[..origin],
-            DAY,
-            &config,
-            &Learned {
-                model: Some(Model::SeasonalNaive),
-                ..Learned::default()
-            },
-        )
-        .expect("baseline")
-        .0;
-        actual.extend_from_slice(&series[origin..origin + DAY]);
-        point.extend_from_slice(&p.point);
-        // A fixed baseline for every scenario: the same hour one week earlier.
-        naive.extend_from_slice(&series[origin - WEEK..origin - WEEK + DAY]);
-        lo.extend_from_slice(&p.lower);
-        hi.extend_from_slice(&p.upper);
+    let e = evaluation::rolling(&series, 4 * WEEK, series.len(), DAY, DAY);
+    // Includes a backtest whenever the model choice is due.
+    let ms_per_forecast = started.elapsed().as_secs_f64() * 1e3 / e.forecasts.max(1) as f64;
+    // A fixed baseline for every scenario: the same hour one week earlier.
+    let weekly_naive: Vec<f64> = (0..e.forecasts)
+        .flat_map(|i| {
+            let origin = 4 * WEEK + i * DAY;
+            series[origin - WEEK..origin - WEEK + DAY].to_vec()
+        })
+        .collect();
+    // The baseline's own interval: seasonal naive with its empirical spread.
+    let (mut naive_lo, mut naive_hi) = (vec![], vec![]);
+    for i in 0..e.forecasts {
+        let origin = 4 * WEEK + i * DAY;
+        let seasonal_naive = Learned {
+            model: Some(Model::SeasonalNaive),
+            ..Learned::default()
+        };
+        let (baseline, _) =
+            predict(&series[..origin], DAY, &Config::default(), &seasonal_naive).expect("baseline");
         naive_lo.extend_from_slice(&baseline.lower);
         naive_hi.extend_from_slice(&baseline.upper);
-        if !models.contains(&p.model) {
-            models.push(p.model);
-        }
-        previous = Some((origin, p));
-        origin += DAY;
     }
     Row {
         scenario: s.name,
-        engine_mase: metrics::mase(&actual, &point, &naive).unwrap_or(f64::NAN),
-        engine_coverage: metrics::coverage(&actual, &lo, &hi),
-        naive_coverage: metrics::coverage(&actual, &naive_lo, &naive_hi),
-        models: models
+        engine_mase: metrics::mase(&e.actual, &e.point, &weekly_naive).unwrap_or(f64::NAN),
+        engine_coverage: metrics::coverage(&e.actual, &e.lower, &e.upper),
+        naive_coverage: metrics::coverage(&e.actual, &naive_lo, &naive_hi),
+        models: e
+            .models
             .iter()
             .map(|m| m.name())
             .collect::<Vec<_>>()
             .join(", "),
-        // Includes the baseline prediction made alongside, so an upper bound.
-        ms_per_forecast: started.elapsed().as_secs_f64() * 1e3 / forecasts as f64,
+        ms_per_forecast,
     }
 }
 

@@ -2,72 +2,20 @@
 //! rolling origins, forecasts scored against what arrived next, state
 //! carried from one prediction to the next.
 
-use forecast::engine::{learn, predict, Scored};
+use forecast::evaluation::rolling;
 use forecast::metrics;
 use forecast::workload::{scenarios, Scenario};
-use forecast::{Config, Learned};
 
 const DAY: usize = 24;
 
-struct Evaluation {
-    actual: Vec<f64>,
-    point: Vec<f64>,
-    naive: Vec<f64>,
-    lower: Vec<f64>,
-    upper: Vec<f64>,
-    /// MAPE of each day-ahead forecast, by origin.
-    mape_by_origin: Vec<(usize, f64)>,
-}
-
-/// Forecasts a day ahead from every `every` hours between `from` and `to`,
-/// learning from each forecast once its day has arrived.
-fn evaluate(series: &[f64], from: usize, to: usize, every: usize) -> Evaluation {
-    let config = Config::default();
-    let mut learned = Learned::default();
-    let mut e = Evaluation {
-        actual: vec![],
-        point: vec![],
-        naive: vec![],
-        lower: vec![],
-        upper: vec![],
-        mape_by_origin: vec![],
-    };
-    let mut pending: Vec<(usize, forecast::Prediction)> = Vec::new();
-    let mut origin = from;
-    while origin + DAY <= to {
-        // Score what has arrived by now.
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            pending.into_iter().partition(|(o, _)| o + DAY <= origin);
-        pending = waiting;
-        for (o, p) in ready {
-            let scored: Vec<Scored> = (0..DAY)
-                .map(|h| Scored {
-                    actual: series[o + h],
-                    point: p.point[h],
-                    lower: p.lower[h],
-                    upper: p.upper[h],
-                    naive: p.naive[h],
-                })
-                .collect();
-            learned = learn(&learned, &scored, &config);
-        }
-        let (prediction, next) =
-            predict(&series[..origin], DAY, &config, &learned).expect("forecast");
-        learned = next;
-        let actual = &series[origin..origin + DAY];
-        e.mape_by_origin.push((
-            origin,
-            metrics::mape(actual, &prediction.point).unwrap_or(0.0),
-        ));
-        e.actual.extend_from_slice(actual);
-        e.point.extend_from_slice(&prediction.point);
-        e.naive.extend_from_slice(&prediction.naive);
-        e.lower.extend_from_slice(&prediction.lower);
-        e.upper.extend_from_slice(&prediction.upper);
-        pending.push((origin, prediction));
-        origin += every;
-    }
-    e
+/// Day-ahead forecasts from every `every` hours between `from` and `to`.
+fn evaluate(
+    series: &[f64],
+    from: usize,
+    to: usize,
+    every: usize,
+) -> forecast::evaluation::Evaluation {
+    rolling(series, from, to, every, DAY)
 }
 
 fn scenario(name: &str) -> Scenario {
