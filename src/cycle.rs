@@ -124,8 +124,6 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<StepResults> {
             shadows = shadows::prepare(&table)?;
         }
         if steps == Steps::Cycle {
-            // Activation reads the catalog as it is after step 4.
-            let table = catalog::load_partitioned_table(parent, false)?;
             shadows.activated = shadows::activate(&table, None)?;
         }
         Ok((collected, forecast, shadows))

@@ -34,7 +34,9 @@ pub struct ShadowSummary {
 }
 
 struct Shadow {
-    oid: pg_sys::Oid,
+    /// The table's name as SQL needs it now, if it still exists as a
+    /// standalone table (someone may have dropped or attached it by hand).
+    current_name: Option<String>,
     name: String,
     from: i64,
     to: i64,
@@ -176,18 +178,22 @@ fn demand(table: &PartitionedTable) -> Result<(Vec<Demand>, f64)> {
     Ok((demand, upper_over_point))
 }
 
-fn existing_shadows(table: &PartitionedTable) -> Result<Vec<Shadow>> {
+/// Shadows of a table not attached yet, in key order.
+fn existing_shadows(parent: pg_sys::Oid) -> Result<Vec<Shadow>> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT shadow, shadow_name, range_from, range_to FROM partition_predict.shadows
-              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND activated_at IS NULL
-              ORDER BY range_from",
+            "SELECT (SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c
+                      WHERE c.oid = s.shadow AND NOT c.relispartition),
+                    s.shadow_name, s.range_from, s.range_to
+               FROM partition_predict.shadows s
+              WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL
+              ORDER BY s.range_from",
             None,
-            &[table.oid.into()],
+            &[parent.into()],
         )?;
         rows.map(|r| {
             Ok(Shadow {
-                oid: r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                current_name: r.get::<String>(1)?,
                 name: r.get::<String>(2)?.unwrap_or_default(),
                 from: r.get::<i64>(3)?.unwrap_or(0),
                 to: r.get::<i64>(4)?.unwrap_or(0),
@@ -260,7 +266,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
     }
     .max(settings.min_span.unwrap_or(0));
     let mut kept: Vec<(i64, i64)> = Vec::new();
-    for shadow in existing_shadows(table)? {
+    for shadow in existing_shadows(table.oid)? {
         let expected = planner_rows(&demand, shadow.from, shadow.to);
         let overlaps_active = active
             .iter()
@@ -268,7 +274,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         let overflowing =
             expected > settings.target_rows * 1.5 && shadow.to - shadow.from > smallest_span;
         let sized_ok = !overflowing;
-        if !overlaps_active && sized_ok && shadow_exists(shadow.oid)? {
+        if !overlaps_active && sized_ok && shadow.current_name.is_some() {
             kept.push((shadow.from, shadow.to));
         } else {
             drop_shadow(table, &shadow)?;
@@ -354,21 +360,8 @@ pub fn rows_per_key(table_oid: pg_sys::Oid) -> Result<f64> {
     .unwrap_or(1.0))
 }
 
-fn shadow_exists(oid: pg_sys::Oid) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = $1 AND NOT relispartition)",
-        &[oid.into()],
-    )?
-    .unwrap_or(false))
-}
-
 fn drop_shadow(table: &PartitionedTable, shadow: &Shadow) -> Result<()> {
-    if shadow_exists(shadow.oid)? {
-        let name = Spi::get_one_with_args::<String>(
-            "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
-            &[shadow.oid.into()],
-        )?
-        .unwrap_or_else(|| shadow.name.clone());
+    if let Some(name) = &shadow.current_name {
         Spi::run(&format!("DROP TABLE {name}"))?;
     }
     Spi::run_with_args(
@@ -561,7 +554,7 @@ fn copy_access_rules(table: &PartitionedTable, name: &QualifiedName) -> Result<(
 pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
     let frontier = frontier(table)?;
     let mut activated = 0;
-    for shadow in existing_shadows(table)? {
+    for shadow in existing_shadows(table.oid)? {
         let due = match up_to {
             Some(limit) => shadow.from <= limit,
             None => frontier.is_some_and(|f| {
@@ -571,9 +564,9 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
         if !due {
             break;
         }
-        if !shadow_exists(shadow.oid)? {
+        let Some(shadow_name) = shadow.current_name.as_deref() else {
             continue;
-        }
+        };
         if let Some(rows) = rows_in_default(table, &shadow)? {
             alerts::raise(
                 Some(table.oid),
@@ -589,7 +582,7 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
             )?;
             break;
         }
-        match attach(table, &shadow) {
+        match attach(table, &shadow, shadow_name) {
             Ok(()) => activated += 1,
             // A long-running transaction holds a conflicting lock: the next cycle tries again.
             Err(PredictError::LockUnavailable { .. }) if up_to.is_none() => break,
@@ -642,8 +635,7 @@ fn relation_name(oid: pg_sys::Oid) -> Result<String> {
     .ok_or(PredictError::UndefinedTable(oid.to_u32()))
 }
 
-fn attach(table: &PartitionedTable, shadow: &Shadow) -> Result<()> {
-    let shadow_name = relation_name(shadow.oid)?;
+fn attach(table: &PartitionedTable, shadow: &Shadow, shadow_name: &str) -> Result<()> {
     let bound = PartitionBound::range(
         Bound::Value(table.key_type.value(shadow.from)),
         Bound::Value(table.key_type.value(shadow.to)),
@@ -696,29 +688,13 @@ pub fn force_replan(parent: pg_sys::Oid) -> Result<()> {
 
 /// Drops the shadows of a table that were never attached (for `unmanage`).
 pub fn drop_unused(table_oid: pg_sys::Oid) -> Result<i64> {
-    let shadows: Vec<(pg_sys::Oid, String, i64)> = Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT shadow, shadow_name, range_from FROM partition_predict.shadows
-              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND activated_at IS NULL",
-            None,
-            &[table_oid.into()],
-        )?;
-        rows.map(|r| {
-            Ok((
-                r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
-                r.get::<String>(2)?.unwrap_or_default(),
-                r.get::<i64>(3)?.unwrap_or(0),
-            ))
-        })
-        .collect::<Result<Vec<_>>>()
-    })?;
     let mut dropped = 0;
-    for (oid, name, _) in shadows {
-        if shadow_exists(oid)? {
-            let current = relation_name(oid).unwrap_or(name);
-            Spi::run(&format!("DROP TABLE {current}"))?;
-            dropped += 1;
-        }
+    for name in existing_shadows(table_oid)?
+        .into_iter()
+        .filter_map(|s| s.current_name)
+    {
+        Spi::run(&format!("DROP TABLE {name}"))?;
+        dropped += 1;
     }
     Ok(dropped)
 }
