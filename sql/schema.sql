@@ -188,12 +188,38 @@ CREATE TABLE partition_predict.shadows (
     PRIMARY KEY (parent, range_from)
 );
 
+-- Moves of rows out of DEFAULT, one range each (migrate_default() and the
+-- workers). While state is starting, moving or yielding, a routing override
+-- makes every query on the parent read the shadow too.
+CREATE TABLE partition_predict.migrations (
+    id                bigserial PRIMARY KEY,
+    parent            pg_catalog.regclass NOT NULL
+                      REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    shadow            oid NOT NULL,
+    shadow_name       text NOT NULL,
+    default_partition oid NOT NULL,
+    range_from        bigint NOT NULL,
+    range_to          bigint NOT NULL,
+    range_start       text NOT NULL,
+    range_end         text NOT NULL,
+    state             text NOT NULL
+                      CHECK (state IN ('starting', 'moving', 'yielding', 'yielded', 'done')),
+    rows_moved        bigint NOT NULL DEFAULT 0,
+    batches           integer NOT NULL DEFAULT 0,
+    started_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    finished_at       timestamptz,
+    message           text
+);
+CREATE UNIQUE INDEX migrations_one_active_per_table ON partition_predict.migrations (parent)
+    WHERE state IN ('starting', 'moving', 'yielding');
+GRANT USAGE ON SEQUENCE partition_predict.migrations_id_seq TO PUBLIC;
+
 DO $$
 DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['table_state', 'samples', 'partition_counters', 'key_time_counts', 'alert_log',
-                             'forecast_log', 'series_state', 'shadows'] LOOP
+                             'forecast_log', 'series_state', 'shadows', 'migrations'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE partition_predict.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format(
             'CREATE POLICY owner_rights ON partition_predict.%I USING (pg_catalog.pg_has_role(

@@ -61,8 +61,13 @@ SELECT sh.parent,
        sh.shadow::pg_catalog.regclass,
        sh.range_start,
        sh.range_end,
-       'shadow',
-       0::bigint,
+       CASE WHEN EXISTS (SELECT 1 FROM partition_predict.migrations m
+                          WHERE m.parent = sh.parent AND m.shadow = sh.shadow
+                            AND m.state IN ('starting', 'moving', 'yielding'))
+            THEN 'migrating' ELSE 'shadow' END,
+       COALESCE((SELECT m.rows_moved FROM partition_predict.migrations m
+                  WHERE m.parent = sh.parent AND m.shadow = sh.shadow
+                    AND m.state IN ('starting', 'moving', 'yielding')), 0),
        sh.predicted_rows,
        pg_catalog.pg_total_relation_size(sh.shadow),
        pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(sh.shadow)),
@@ -97,6 +102,52 @@ CREATE FUNCTION partition_predict.activate(parent regclass, up_to bigint) RETURN
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
     SELECT partition_predict.activate(parent, up_to::text)
 $$;
+
+-- Moves rows of DEFAULT into the partitions they belong in, one range at a
+-- time, each batch its own transaction (so: CALL it outside a transaction
+-- block). Queries on the table stay exact throughout (routing_overrides).
+CREATE PROCEDURE partition_predict.migrate_default(parent regclass, batch_rows integer DEFAULT 10000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    next text;
+BEGIN
+    LOOP
+        next := partition_predict.migration_step(parent, batch_rows);
+        COMMIT;
+        EXIT WHEN next = 'done';
+        IF next LIKE 'yielded:%' THEN
+            RAISE EXCEPTION 'migration of % out of DEFAULT gave way: %', parent, pg_catalog.substr(next, 10)
+                USING ERRCODE = 'lock_not_available',
+                      HINT = 'The rows are back in DEFAULT and nothing was lost; call migrate_default() again when the blocking transaction has ended.';
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Active routing overrides: while rows of a range move out of DEFAULT,
+-- queries on the parent also read the target table.
+CREATE VIEW partition_predict.routing_overrides AS
+SELECT m.parent,
+       m.range_start,
+       m.range_end,
+       o.shadow_oid::pg_catalog.regclass AS target,
+       'migration out of DEFAULT'::text   AS reason,
+       m.state,
+       m.rows_moved,
+       o.since
+  FROM partition_predict.routing_overrides_in_memory() o
+  JOIN partition_predict.migrations m ON m.id = o.migration_id
+ WHERE m.state IN ('starting', 'moving', 'yielding')
+   AND pg_catalog.has_table_privilege(m.parent, 'SELECT');
+
+COMMENT ON VIEW partition_predict.routing_overrides IS
+    'Key ranges whose rows are being moved out of DEFAULT, and the table queries on the parent also read meanwhile.';
+
+CREATE VIEW partition_predict.migrations_history AS
+SELECT parent, range_start, range_end, shadow_name AS target, state, rows_moved, batches,
+       started_at, finished_at, message
+  FROM partition_predict.migrations
+ WHERE pg_catalog.has_table_privilege(parent, 'SELECT');
 
 CREATE VIEW partition_predict.stats_history AS
 SELECT s.parent,
@@ -182,7 +233,8 @@ SELECT w.database,
 GRANT SELECT ON partition_predict.managed_tables, partition_predict.partitions,
                 partition_predict.stats_history, partition_predict.key_time_series,
                 partition_predict.alerts, partition_predict.worker_status,
-                partition_predict.forecasts, partition_predict.forecast_accuracy TO PUBLIC;
+                partition_predict.forecasts, partition_predict.forecast_accuracy,
+                partition_predict.routing_overrides, partition_predict.migrations_history TO PUBLIC;
 
 DO $$
 BEGIN

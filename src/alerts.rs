@@ -16,6 +16,7 @@ pub enum AlertKind {
     Failure,
     ForecastMiss,
     RowsInDefault,
+    Migration,
 }
 
 impl AlertKind {
@@ -24,6 +25,7 @@ impl AlertKind {
             AlertKind::Failure => "failure",
             AlertKind::ForecastMiss => "forecast_miss",
             AlertKind::RowsInDefault => "rows_in_default",
+            AlertKind::Migration => "migration",
         }
     }
 }

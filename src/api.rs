@@ -155,6 +155,64 @@ mod partition_predict {
         SetOfIterator::new(run(parent, Steps::Cycle))
     }
 
+    /// One step of moving rows out of DEFAULT (the body of the procedure
+    /// `migrate_default`, which commits after each): 'again', 'done',
+    /// 'busy' or 'yielded: <reason>'.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn migration_step(parent: Option<Regclass>, batch_rows: default!(i64, 10000)) -> String {
+        or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            let table = catalog::load_partitioned_table(parent.0, true)?;
+            if !is_managed(parent.0)? {
+                return Err(PredictError::NotManaged(table.name.to_string()));
+            }
+            Ok(())
+        }));
+        let parent = parent.map(|p| p.0).unwrap_or(pg_sys::InvalidOid);
+        or_report(crate::migration::step(
+            parent,
+            batch_rows,
+            crate::migration::Caller::User,
+        ))
+        .as_text()
+    }
+
+    /// The routing overrides in shared memory for this database, for the
+    /// `routing_overrides` view.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn routing_overrides_in_memory() -> TableIterator<
+        'static,
+        (
+            name!(parent_oid, pg_sys::Oid),
+            name!(shadow_oid, pg_sys::Oid),
+            name!(migration_id, i64),
+            name!(since, pgrx::datum::TimestampWithTimeZone),
+        ),
+    > {
+        let rows: Vec<_> = if crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::routing::overrides_here()
+                .into_iter()
+                .filter_map(|o| {
+                    let since = unsafe {
+                        pgrx::datum::TimestampWithTimeZone::from_datum(
+                            pg_sys::Datum::from(o.since),
+                            false,
+                        )
+                    }?;
+                    Some((
+                        pg_sys::Oid::from(o.parent),
+                        pg_sys::Oid::from(o.shadow),
+                        o.migration_id,
+                        since,
+                    ))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        TableIterator::new(rows)
+    }
+
     /// Whether the library was loaded through shared_preload_libraries, which
     /// the background workers and the planner hook need.
     #[pg_extern(stable, parallel_safe)]
@@ -196,6 +254,9 @@ fn unmanage_table(parent: pg_sys::Oid) -> Result<()> {
     }
     if owner_rights != Some(true) {
         return Err(PredictError::NotOwner(name));
+    }
+    if crate::migration::in_progress(parent)? {
+        return Err(PredictError::MigrationInProgress(name));
     }
     crate::shadows::drop_unused(parent)?;
     Spi::run_with_args(

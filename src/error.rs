@@ -56,6 +56,15 @@ pub enum PredictError {
     },
     #[error("relation with OID {0} does not exist")]
     UndefinedTable(u32),
+    #[error("cannot {0}: pg_partition_predict is not in shared_preload_libraries")]
+    NotPreloaded(&'static str),
+    #[error("cannot move rows out of DEFAULT of {0}: pg_partition_predict.routing is off")]
+    RoutingOff(String),
+    #[error("cannot route more than {0} migrations at once")]
+    TooManyOverrides(usize),
+    #[error("rows of {0} are being moved out of its DEFAULT partition")]
+    MigrationInProgress(String),
+
     #[error("{message}")]
     Postgres {
         sqlstate: PgSqlErrorCode,
@@ -86,6 +95,11 @@ impl PredictError {
             PredictError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
             PredictError::LockUnavailable { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
             PredictError::UndefinedTable(_) => ERRCODE_UNDEFINED_TABLE,
+            PredictError::NotPreloaded(_) | PredictError::RoutingOff(_) => {
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
+            PredictError::TooManyOverrides(_) => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            PredictError::MigrationInProgress(_) => ERRCODE_OBJECT_IN_USE,
             PredictError::Postgres { sqlstate, .. } => *sqlstate,
             PredictError::Internal(_) | PredictError::Spi(_) => ERRCODE_INTERNAL_ERROR,
         }
@@ -99,6 +113,15 @@ impl PredictError {
             PredictError::LockUnavailable { .. } => Some(
                 "A long-running transaction holds a conflicting lock; retry later or raise pg_partition_predict.lock_timeout / lock_retries.",
             ),
+            PredictError::NotPreloaded(_) => Some(
+                "Add pg_partition_predict to shared_preload_libraries and restart the server.",
+            ),
+            PredictError::RoutingOff(_) => Some(
+                "While rows move, the planner hook makes queries on the table read them where they are; set pg_partition_predict.routing = on (postgresql.conf) and reload.",
+            ),
+            PredictError::MigrationInProgress(_) => {
+                Some("Wait for the migration to finish (see partition_predict.routing_overrides).")
+            }
             PredictError::NotOwner(_) => {
                 Some("Call this function as the table's owner, a member of the owning role, or a superuser.")
             }

@@ -74,10 +74,10 @@ pub fn register() {
     );
     GucRegistry::define_bool_guc(
         c"pg_partition_predict.routing",
-        c"Whether the planner hook routes queries to rows being migrated out of DEFAULT.",
-        c"",
+        c"Whether rows found in DEFAULT may be moved out of it online.",
+        c"While rows move, the planner hook makes every query on the table read them where they are. Off: no migration starts, and one under way gives way (moves its rows back); the hook keeps honouring overrides until then.",
         &ROUTING,
-        GucContext::Suset,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     // Typos such as pg_partition_predict.naptim are errors from now on,

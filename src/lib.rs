@@ -17,8 +17,10 @@ mod cycle;
 mod ddl;
 mod error;
 mod gucs;
+mod migration;
 mod predict;
 mod regclass;
+mod routing;
 mod session;
 mod settings;
 mod shadows;
@@ -42,6 +44,7 @@ pub extern "C-unwind" fn _PG_init() {
     // Background workers can only be registered while preloading.
     if preloaded {
         worker::register_launcher();
+        routing::install();
     }
 }
 

@@ -673,4 +673,34 @@ mod tests {
             Some(true)
         );
     }
+
+    #[pg_test]
+    fn migration_step_refuses_bad_input_clearly() {
+        run("CREATE TABLE m (k bigint NOT NULL) PARTITION BY RANGE (k)");
+        assert_refused(
+            "SELECT partition_predict.migration_step(NULL)",
+            "22004",
+            "parent must not be NULL",
+        );
+        assert_refused(
+            "SELECT partition_predict.migration_step('m')",
+            "42704",
+            "public.m is not managed",
+        );
+        run("SELECT partition_predict.manage('m')");
+        assert_refused(
+            "SELECT partition_predict.migration_step('m', 0)",
+            "22023",
+            "batch_rows",
+        );
+        // Nothing in DEFAULT: nothing to do, and no override left behind.
+        assert_eq!(
+            one::<String>("SELECT partition_predict.migration_step('m')").as_deref(),
+            Some("done")
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM partition_predict.routing_overrides"),
+            Some(0)
+        );
+    }
 }

@@ -24,6 +24,20 @@ pub fn with_pinned_settings<R>(f: impl FnOnce() -> R) -> R {
 
 /// Runs `f` with each `(name, value)` set for its duration only.
 pub fn with_settings<R>(settings: &[(&CStr, &str)], f: impl FnOnce() -> R) -> R {
+    with_settings_in_context(settings, pg_sys::GucContext::PGC_USERSET, f)
+}
+
+/// As `with_settings`, for superuser-only settings; the caller has checked
+/// that the session is a superuser's.
+pub fn with_superuser_settings<R>(settings: &[(&CStr, &str)], f: impl FnOnce() -> R) -> R {
+    with_settings_in_context(settings, pg_sys::GucContext::PGC_SUSET, f)
+}
+
+fn with_settings_in_context<R>(
+    settings: &[(&CStr, &str)],
+    context: pg_sys::GucContext::Type,
+    f: impl FnOnce() -> R,
+) -> R {
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
     for (name, value) in settings {
         // Values are ours, never user input; an interior NUL is a bug.
@@ -32,7 +46,7 @@ pub fn with_settings<R>(settings: &[(&CStr, &str)], f: impl FnOnce() -> R) -> R 
             pg_sys::set_config_option(
                 name.as_ptr(),
                 value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
+                context,
                 pg_sys::GucSource::PGC_S_SESSION,
                 pg_sys::GucAction::GUC_ACTION_SAVE,
                 true,

@@ -40,14 +40,17 @@ struct Shadow {
     name: String,
     from: i64,
     to: i64,
+    /// Rows are being moved into it out of DEFAULT: only the migration
+    /// may attach or drop it.
+    migrating: bool,
 }
 
-struct Settings {
-    target_rows: f64,
+pub struct Settings {
+    pub target_rows: f64,
     lookahead_seconds: Option<f64>,
     lookahead_keys: Option<i64>,
-    min_span: Option<i64>,
-    max_span: Option<i64>,
+    pub min_span: Option<i64>,
+    pub max_span: Option<i64>,
 }
 
 /// Raw key units per second of a span (time keys) or 1 (integer keys).
@@ -59,7 +62,7 @@ fn units_per_second(key_type: KeyType) -> f64 {
     }
 }
 
-fn load_settings(table: &PartitionedTable) -> Result<Settings> {
+pub fn load_settings(table: &PartitionedTable) -> Result<Settings> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT target_rows::float8,
@@ -184,7 +187,10 @@ fn existing_shadows(parent: pg_sys::Oid) -> Result<Vec<Shadow>> {
         let rows = client.select(
             "SELECT (SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c
                       WHERE c.oid = s.shadow AND NOT c.relispartition),
-                    s.shadow_name, s.range_from, s.range_to
+                    s.shadow_name, s.range_from, s.range_to,
+                    EXISTS (SELECT 1 FROM partition_predict.migrations m
+                             WHERE m.parent = s.parent AND m.shadow = s.shadow
+                               AND m.state IN ('starting', 'moving', 'yielding'))
                FROM partition_predict.shadows s
               WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL
               ORDER BY s.range_from",
@@ -197,13 +203,14 @@ fn existing_shadows(parent: pg_sys::Oid) -> Result<Vec<Shadow>> {
                 name: r.get::<String>(2)?.unwrap_or_default(),
                 from: r.get::<i64>(3)?.unwrap_or(0),
                 to: r.get::<i64>(4)?.unwrap_or(0),
+                migrating: r.get::<bool>(5)?.unwrap_or(false),
             })
         })
         .collect()
     })
 }
 
-fn raw_bounds(bound: PartitionBound) -> Option<(i64, i64)> {
+pub fn raw_bounds(bound: PartitionBound) -> Option<(i64, i64)> {
     match bound {
         PartitionBound::Default => None,
         PartitionBound::Range { from, to } => {
@@ -274,7 +281,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         let overflowing =
             expected > settings.target_rows * 1.5 && shadow.to - shadow.from > smallest_span;
         let sized_ok = !overflowing;
-        if !overlaps_active && sized_ok && shadow.current_name.is_some() {
+        if shadow.migrating || (!overlaps_active && sized_ok && shadow.current_name.is_some()) {
             kept.push((shadow.from, shadow.to));
         } else {
             drop_shadow(table, &shadow)?;
@@ -391,7 +398,8 @@ fn name_suffix(key_type: KeyType, from: i64) -> String {
     }
 }
 
-fn create_shadow(table: &PartitionedTable, range: &PlannedRange) -> Result<()> {
+/// Creates the shadow of a planned range; returns its name.
+pub fn create_shadow(table: &PartitionedTable, range: &PlannedRange) -> Result<QualifiedName> {
     let name = QualifiedName {
         schema: table.name.schema.clone(),
         name: ddl::free_relation_name(
@@ -436,7 +444,7 @@ fn create_shadow(table: &PartitionedTable, range: &PlannedRange) -> Result<()> {
             placement.map(|p| p.tablespace).into(),
         ],
     )?;
-    Ok(())
+    Ok(name)
 }
 
 struct Placement {
@@ -567,12 +575,16 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
         let Some(shadow_name) = shadow.current_name.as_deref() else {
             continue;
         };
+        if shadow.migrating {
+            // The migration attaches it when the last rows are in.
+            break;
+        }
         if let Some(rows) = rows_in_default(table, &shadow)? {
             alerts::raise(
                 Some(table.oid),
                 AlertKind::RowsInDefault,
                 &format!(
-                    "{rows} row(s) in DEFAULT fall in [{}, {}): shadow {} not attached, the range needs migration",
+                    "{rows} row(s) in DEFAULT fall in [{}, {}): shadow {} not attached; the rows are moved out of DEFAULT by migrate_default() or the worker",
                     table.key_type.value(shadow.from),
                     table.key_type.value(shadow.to),
                     shadow.name
@@ -582,7 +594,7 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
             )?;
             break;
         }
-        match attach(table, &shadow, shadow_name) {
+        match attach(table, shadow.from, shadow.to, shadow_name) {
             Ok(()) => activated += 1,
             // A long-running transaction holds a conflicting lock: the next cycle tries again.
             Err(PredictError::LockUnavailable { .. }) if up_to.is_none() => break,
@@ -635,10 +647,11 @@ fn relation_name(oid: pg_sys::Oid) -> Result<String> {
     .ok_or(PredictError::UndefinedTable(oid.to_u32()))
 }
 
-fn attach(table: &PartitionedTable, shadow: &Shadow, shadow_name: &str) -> Result<()> {
+/// Attaches the shadow of `[from, to)` and records it as activated.
+pub fn attach(table: &PartitionedTable, from: i64, to: i64, shadow_name: &str) -> Result<()> {
     let bound = PartitionBound::range(
-        Bound::Value(table.key_type.value(shadow.from)),
-        Bound::Value(table.key_type.value(shadow.to)),
+        Bound::Value(table.key_type.value(from)),
+        Bound::Value(table.key_type.value(to)),
     );
     ddl::run_with_lock_retry(
         &table.name,
@@ -652,7 +665,7 @@ fn attach(table: &PartitionedTable, shadow: &Shadow, shadow_name: &str) -> Resul
     Spi::run_with_args(
         "UPDATE partition_predict.shadows SET activated_at = pg_catalog.now()
           WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND range_from = $2",
-        &[table.oid.into(), shadow.from.into()],
+        &[table.oid.into(), from.into()],
     )?;
     // The partition constraint now does the CHECK's job; dropping it needs a
     // short ACCESS EXCLUSIVE on the new partition, so it waits its turn too.
@@ -684,6 +697,29 @@ pub fn force_replan(parent: pg_sys::Oid) -> Result<()> {
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
     }
     Ok(())
+}
+
+/// Standalone shadows of a table: `(from, to, oid, name as SQL needs it)`.
+pub fn standalone_shadows(parent: pg_sys::Oid) -> Result<Vec<(i64, i64, pg_sys::Oid, String)>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT s.range_from, s.range_to, c.oid, c.oid::pg_catalog.regclass::text
+               FROM partition_predict.shadows s JOIN pg_catalog.pg_class c ON c.oid = s.shadow AND NOT c.relispartition
+              WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL
+              ORDER BY s.range_from",
+            None,
+            &[parent.into()],
+        )?;
+        rows.map(|r| {
+            Ok((
+                r.get::<i64>(1)?.unwrap_or(0),
+                r.get::<i64>(2)?.unwrap_or(0),
+                r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
+                r.get::<String>(4)?.unwrap_or_default(),
+            ))
+        })
+        .collect()
+    })
 }
 
 /// Drops the shadows of a table that were never attached (for `unmanage`).

@@ -18,6 +18,7 @@ use pgrx::PgTryBuilder;
 
 use crate::cycle::{self, Steps};
 use crate::gucs;
+use crate::migration;
 use crate::session::with_pinned_settings;
 
 const LIBRARY: &str = "pg_partition_predict";
@@ -189,6 +190,7 @@ fn run_cycles(state: &mut WorkerState) {
         let outcome = in_transaction("a table's cycle", || {
             cycle::run_isolated(parent, Steps::Cycle)
         });
+        move_rows_out_of_default(parent);
         if let Some(cycle::Outcome {
             error: Some(error),
             skipped: false,
@@ -203,6 +205,23 @@ fn run_cycles(state: &mut WorkerState) {
     in_transaction("recording the cycle", || {
         report(state, "sleeping", Some("end"))
     });
+}
+
+/// Rows found in DEFAULT are moved where they belong at once (SPEC §5),
+/// each step of the migration in a transaction of its own.
+fn move_rows_out_of_default(parent: pg_sys::Oid) {
+    set_activity("moving rows out of DEFAULT");
+    loop {
+        if shutdown_requested() {
+            return;
+        }
+        let next = in_transaction("moving rows out of DEFAULT", || {
+            migration::step_isolated(parent)
+        });
+        if next != Some(migration::Next::Again) {
+            return;
+        }
+    }
 }
 
 fn extension_installed() -> bool {

@@ -103,7 +103,14 @@ impl Cluster {
             .status()
             .expect("write postgresql.auto.conf");
         assert!(status.success());
-        let log = cluster.socket_dir().join("server.log");
+        cluster.start_again();
+        cluster
+    }
+
+    /// Starts the (stopped) server again.
+    pub fn start_again(&self) {
+        let log = self.socket_dir().join("server.log");
+        let data = self.data_dir();
         as_postgres(
             "pg_ctl",
             &[
@@ -115,7 +122,23 @@ impl Cluster {
                 "start",
             ],
         );
-        cluster
+    }
+
+    /// `pg_ctl stop -m immediate`: every process quits at once, as in a
+    /// power failure; the next start runs crash recovery.
+    pub fn stop_immediate(&self) {
+        let data = self.data_dir();
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
     }
 
     pub fn socket_dir(&self) -> &Path {
@@ -140,6 +163,11 @@ impl Cluster {
         self.config(database)
             .connect(postgres::NoTls)
             .expect("connect")
+    }
+
+    /// A connection, or `None` while the server does not accept one (crash recovery).
+    pub fn try_connect(&self, database: &str) -> Option<postgres::Client> {
+        self.config(database).connect(postgres::NoTls).ok()
     }
 
     /// A connection that records every NOTICE/WARNING it receives.

@@ -5,5 +5,6 @@
 mod cluster;
 mod forecasting;
 mod foundation;
+mod migration;
 mod shadows;
 mod workers;

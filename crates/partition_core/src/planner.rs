@@ -290,6 +290,209 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
     plan
 }
 
+/// Rows found in DEFAULT: keys `[start, end)` (the smallest and one past
+/// the largest key of a group of rows) holding `rows` rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stranded {
+    pub start: i64,
+    pub end: i64,
+    pub rows: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MigrationInput<'a> {
+    pub key_type: KeyType,
+    /// Ranges of attached partitions other than DEFAULT.
+    pub taken: &'a [(i64, i64)],
+    /// Ranges of shadows not attached yet: rows they cover move into them.
+    pub shadows: &'a [(i64, i64)],
+    /// Groups of rows in DEFAULT, in key order.
+    pub stranded: &'a [Stranded],
+    pub target_rows: f64,
+    pub min_span: Option<i64>,
+    pub max_span: Option<i64>,
+}
+
+/// A range to move rows of DEFAULT into.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MigrationRange {
+    pub from: i64,
+    pub to: i64,
+    pub rows: f64,
+    /// The range is an existing shadow's (otherwise a new table is needed).
+    pub into_shadow: bool,
+}
+
+/// Start of the span that contains `key`, if the span can be aligned there.
+fn span_floor(key_type: KeyType, span: Span, key: i64) -> Option<i64> {
+    match span {
+        Span::Step(step) => Some(calendar::floor_to_multiple(key, step)),
+        Span::Time(grain, n) => {
+            let (is_date, micros) = match key_type {
+                KeyType::Date => (true, key.checked_mul(MICROS_PER_DAY)?),
+                _ => (false, key),
+            };
+            let floor = match grain {
+                Grain::Hour => micros - micros.rem_euclid(n * MICROS_PER_HOUR),
+                Grain::Month => {
+                    let month_start = calendar::floor_micros(micros, Grain::Month);
+                    let (_, month, _) =
+                        calendar::civil_from_days(month_start.div_euclid(MICROS_PER_DAY));
+                    let back = (month as i64 - 1) % n;
+                    calendar::add_grains_micros(month_start, Grain::Month, -back)?
+                }
+                g => calendar::floor_micros(micros, g),
+            };
+            Some(if is_date {
+                floor.div_euclid(MICROS_PER_DAY)
+            } else {
+                floor
+            })
+        }
+    }
+}
+
+/// Where rows stranded in DEFAULT should live. Rows inside a shadow's range
+/// go to that shadow. Others get a new range around them: the largest
+/// natural span, aligned as the planner aligns future ranges, that holds
+/// about `target_rows` of them and fits between the existing partitions
+/// (clipped where an unaligned partition is in the way). Ranges never
+/// overlap each other, a partition or a shadow.
+pub fn plan_migration(input: &MigrationInput) -> Vec<MigrationRange> {
+    let target = input.target_rows.max(1.0) * TOLERANCE;
+    let (finite_min, finite_max) = input.key_type.finite_range();
+    let spans: Vec<Span> = if input.key_type.is_temporal() {
+        time_spans(input.key_type)
+    } else {
+        let mut steps = Vec::new();
+        let mut step = 1i64;
+        loop {
+            for f in [1, 2, 5] {
+                if let Some(s) = step.checked_mul(f) {
+                    steps.push(Span::Step(s));
+                }
+            }
+            match step.checked_mul(10) {
+                Some(s) => step = s,
+                None => break,
+            }
+        }
+        steps
+    };
+    let min_span = input.min_span.unwrap_or(1).max(1);
+    let max_span = input.max_span.unwrap_or(i64::MAX);
+    let rows_in = |from: i64, to: i64| -> f64 {
+        input
+            .stranded
+            .iter()
+            .map(|s| {
+                let lo = s.start.max(from);
+                let hi = s.end.min(to);
+                if lo < hi {
+                    s.rows * (hi as f64 - lo as f64) / (s.end as f64 - s.start as f64).max(1.0)
+                } else {
+                    0.0
+                }
+            })
+            .sum()
+    };
+    // Beyond the highest stranded key rows are assumed to keep arriving at
+    // the density of the last stretch of them (a day of time keys, a tenth
+    // of the integer keys), so a range above the data is sized for what
+    // will come too, not stretched to hold just what is there.
+    let first_start = input.stranded.iter().map(|s| s.start).min().unwrap_or(0);
+    let last_end = input.stranded.iter().map(|s| s.end).max().unwrap_or(0);
+    let window = match input.key_type {
+        KeyType::Date => 1,
+        KeyType::Timestamp | KeyType::TimestampTz => MICROS_PER_DAY,
+        _ => (last_end.saturating_sub(first_start) / 10).max(1),
+    };
+    let tail_density = rows_in(last_end.saturating_sub(window), last_end) / window as f64;
+    let expected = |from: i64, to: i64| -> f64 {
+        let beyond = if to > last_end {
+            tail_density * (to as f64 - from.max(last_end) as f64)
+        } else {
+            0.0
+        };
+        rows_in(from, to) + beyond
+    };
+    let mut chosen: Vec<MigrationRange> = Vec::new();
+    for group in input.stranded {
+        let key = group.start;
+        if chosen.iter().any(|r| r.from <= key && key < r.to) {
+            continue;
+        }
+        if let Some((from, to)) = input.shadows.iter().find(|(a, b)| *a <= key && key < *b) {
+            chosen.push(MigrationRange {
+                from: *from,
+                to: *to,
+                rows: rows_in(*from, *to),
+                into_shadow: true,
+            });
+            continue;
+        }
+        // Rows of DEFAULT are outside every attached partition, so `key`
+        // lies in a gap between them (and the shadows, and ranges chosen).
+        let occupied = input
+            .taken
+            .iter()
+            .chain(input.shadows.iter())
+            .copied()
+            .chain(chosen.iter().map(|r| (r.from, r.to)));
+        let (mut lo, mut hi) = (finite_min, finite_max.saturating_add(1));
+        for (a, b) in occupied {
+            if b <= key {
+                lo = lo.max(b);
+            } else if a > key {
+                hi = hi.min(a);
+            }
+        }
+        let mut best: Option<(i64, i64)> = None;
+        let mut smallest_allowed: Option<(i64, i64)> = None;
+        let mut smallest_any: Option<(i64, i64)> = None;
+        for span in &spans {
+            let Some(start) = span_floor(input.key_type, *span, key) else {
+                continue;
+            };
+            let Some(end) = aligned_end(input.key_type, *span, start) else {
+                continue;
+            };
+            let len = end.saturating_sub(start);
+            if len > max_span {
+                break;
+            }
+            let (from, to) = (start.max(lo), end.min(hi));
+            if from > key || to <= key {
+                continue;
+            }
+            smallest_any.get_or_insert((from, to));
+            if len < min_span {
+                continue;
+            }
+            smallest_allowed.get_or_insert((from, to));
+            if expected(from, to) > target {
+                break; // larger spans only hold more
+            }
+            best = Some((from, to));
+            if from == lo && to == hi {
+                break; // larger spans would be clipped to the same gap
+            }
+        }
+        let (from, to) = best
+            .or(smallest_allowed)
+            .or(smallest_any)
+            .unwrap_or((key, key.saturating_add(1).min(hi)));
+        chosen.push(MigrationRange {
+            from,
+            to,
+            rows: rows_in(from, to),
+            into_shadow: false,
+        });
+    }
+    chosen.sort_by_key(|r| r.from);
+    chosen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,5 +651,150 @@ mod tests {
                 prop_assert!(r.expected_rows <= target * TOLERANCE || r.to - r.from == H, "{:?} holds {} > {}", r, r.expected_rows, target);
             }
         }
+
+        /// Every stranded key gets a range; ranges never overlap each
+        /// other, a partition or a shadow they were not given.
+        #[test]
+        fn migration_covers_every_stranded_key_without_overlap(
+            keys in proptest::collection::vec(0i64..100_000, 1..60),
+            rows in 1.0f64..5_000.0,
+            target in 10.0f64..100_000.0,
+        ) {
+            let taken = [(20_000i64, 30_000i64), (30_000, 31_337), (60_000, 70_000)];
+            let shadows = [(31_337i64, 40_000i64)];
+            let mut stranded: Vec<Stranded> = keys.iter()
+                .filter(|k| !taken.iter().any(|(a, b)| *a <= **k && **k < *b))
+                .map(|k| Stranded { start: *k, end: k + 1, rows })
+                .collect();
+            stranded.sort_by_key(|s| s.start);
+            let ranges = plan_migration(&MigrationInput {
+                key_type: KeyType::BigInt,
+                taken: &taken,
+                shadows: &shadows,
+                stranded: &stranded,
+                target_rows: target,
+                min_span: None,
+                max_span: None,
+            });
+            for s in &stranded {
+                prop_assert!(ranges.iter().any(|r| r.from <= s.start && s.start < r.to), "{} not covered", s.start);
+            }
+            for w in ranges.windows(2) {
+                prop_assert!(w[0].to <= w[1].from, "{:?} overlaps {:?}", w[0], w[1]);
+            }
+            for r in &ranges {
+                prop_assert!(!taken.iter().any(|(a, b)| r.from < *b && *a < r.to), "{:?} overlaps a partition", r);
+                if r.into_shadow {
+                    prop_assert_eq!((r.from, r.to), shadows[0]);
+                } else {
+                    prop_assert!(!shadows.iter().any(|(a, b)| r.from < *b && *a < r.to), "{:?} overlaps a shadow", r);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stranded_history_gets_natural_ranges_below_the_partitions() {
+        // Partitions from 2024-05-10 on; three days of rows before that sit in DEFAULT.
+        let day = MICROS_PER_DAY;
+        let origin = calendar::days_from_civil(2024, 5, 10) * day;
+        let taken = [(origin, origin + 7 * day)];
+        let stranded: Vec<Stranded> = (0..72)
+            .map(|h| {
+                let start = origin - 3 * day + h * H;
+                Stranded {
+                    start,
+                    end: start + H,
+                    rows: 100.0,
+                }
+            })
+            .collect();
+        let ranges = plan_migration(&MigrationInput {
+            key_type: KeyType::TimestampTz,
+            taken: &taken,
+            shadows: &[],
+            stranded: &stranded,
+            target_rows: 2_400.0,
+            min_span: None,
+            max_span: None,
+        });
+        let expected: Vec<(i64, i64)> = (0..3)
+            .map(|d| (origin - (3 - d) * day, origin - (2 - d) * day))
+            .collect();
+        assert_eq!(
+            ranges.iter().map(|r| (r.from, r.to)).collect::<Vec<_>>(),
+            expected
+        );
+        assert!(ranges.iter().all(|r| !r.into_shadow && r.rows == 2_400.0));
+    }
+
+    #[test]
+    fn a_range_above_the_stranded_rows_is_sized_for_rows_still_to_come() {
+        // Ids 200,000-299,999 in DEFAULT, nothing above: a 100,000 target
+        // gives [200000, 300000), not a range to the end of the key space.
+        let stranded: Vec<Stranded> = (0..1000)
+            .map(|i| Stranded {
+                start: 200_000 + i * 100,
+                end: 200_000 + (i + 1) * 100,
+                rows: 100.0,
+            })
+            .collect();
+        let ranges = plan_migration(&MigrationInput {
+            key_type: KeyType::BigInt,
+            taken: &[(0, 100_000)],
+            shadows: &[],
+            stranded: &stranded,
+            target_rows: 100_000.0,
+            min_span: None,
+            max_span: None,
+        });
+        assert_eq!(
+            ranges.iter().map(|r| (r.from, r.to)).collect::<Vec<_>>(),
+            vec![(200_000, 300_000)]
+        );
+    }
+
+    #[test]
+    fn stranded_rows_in_a_shadow_range_go_to_that_shadow_and_gaps_are_respected() {
+        let taken = [(0i64, 1_000i64), (1_500, 3_000)];
+        let shadows = [(3_000i64, 4_000i64)];
+        let stranded = [
+            Stranded {
+                start: 1_200,
+                end: 1_301,
+                rows: 50.0,
+            },
+            Stranded {
+                start: 3_500,
+                end: 3_501,
+                rows: 1.0,
+            },
+        ];
+        let ranges = plan_migration(&MigrationInput {
+            key_type: KeyType::Integer,
+            taken: &taken,
+            shadows: &shadows,
+            stranded: &stranded,
+            target_rows: 1_000.0,
+            min_span: None,
+            max_span: None,
+        });
+        assert_eq!(
+            ranges,
+            vec![
+                MigrationRange {
+                    from: 1_000,
+                    to: 1_500,
+                    rows: 50.0,
+                    into_shadow: false
+                },
+                MigrationRange {
+                    from: 3_000,
+                    to: 4_000,
+                    rows: 1.0,
+                    into_shadow: true
+                },
+            ]
+        );
     }
 }

@@ -1,0 +1,635 @@
+//! Moving rows out of DEFAULT online: exact reads, exact updates, crashes,
+//! the planner hook next to another library's.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use postgres::Client;
+
+use crate::cluster::{scalar_i64, wait_for, Cluster};
+
+const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
+
+/// `ev` partitioned by `k`, one partition [0, 1,000,000) and DEFAULT, and
+/// `ledger`, a plain table that receives every row `ev` does, in the same
+/// statement: what a query on `ev` must return under any snapshot.
+fn table_with_ledger(client: &mut Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE ev (id bigint NOT NULL, k bigint NOT NULL, v int NOT NULL DEFAULT 0) PARTITION BY RANGE (k);
+             CREATE TABLE ev_low PARTITION OF ev FOR VALUES FROM (0) TO (1000000);
+             CREATE TABLE ledger (id bigint NOT NULL, k bigint NOT NULL);
+             SELECT partition_predict.manage('ev', target_rows => 100000);",
+        )
+        .unwrap();
+}
+
+/// `rows` rows with ids from `first_id` and keys from 1,000,000 up: all in DEFAULT.
+fn fill_default(client: &mut Client, first_id: i64, rows: i64) {
+    client
+        .batch_execute(&format!(
+            "WITH r AS (INSERT INTO ev (id, k) SELECT {first_id} + g, 1000000 + g FROM generate_series(0, {rows} - 1) g
+                        RETURNING id, k)
+             INSERT INTO ledger SELECT id, k FROM r"
+        ))
+        .unwrap();
+}
+
+fn default_rows(client: &mut Client) -> i64 {
+    scalar_i64(client, "SELECT count(*) FROM ONLY ev_default")
+}
+
+/// Each query's (count, sum of ids) on `ev` against the ledger's, from
+/// the same statement and so the same snapshot; plus whether an override
+/// was active, so the test knows it exercised one.
+const CHECKS: [&str; 2] = [
+    "SELECT (SELECT count(*) FROM ev), (SELECT coalesce(sum(id), 0)::bigint FROM ev),
+            (SELECT count(*) FROM ledger), (SELECT coalesce(sum(id), 0)::bigint FROM ledger),
+            (SELECT count(*) FROM partition_predict.routing_overrides)",
+    "SELECT (SELECT count(*) FROM ev WHERE k >= 1050000 AND k < 1150000),
+            (SELECT coalesce(sum(id), 0)::bigint FROM ev WHERE k >= 1050000 AND k < 1150000),
+            (SELECT count(*) FROM ledger WHERE k >= 1050000 AND k < 1150000),
+            (SELECT coalesce(sum(id), 0)::bigint FROM ledger WHERE k >= 1050000 AND k < 1150000),
+            (SELECT count(*) FROM partition_predict.routing_overrides)",
+];
+
+#[derive(Default)]
+struct ReaderTally {
+    queries: AtomicI64,
+    during_override: AtomicI64,
+    mismatches: Mutex<Vec<String>>,
+}
+
+fn spawn_reader(
+    cluster: &Cluster,
+    index: usize,
+    stop: Arc<AtomicBool>,
+    tally: Arc<ReaderTally>,
+) -> thread::JoinHandle<()> {
+    let mut client = cluster.connect("postgres");
+    thread::spawn(move || {
+        // One reader runs cached generic plans: they must be re-planned
+        // when an override begins and ends.
+        if index == 3 {
+            client
+                .batch_execute("SET plan_cache_mode = force_generic_plan")
+                .unwrap();
+        }
+        let statements: Vec<_> = CHECKS
+            .iter()
+            .map(|sql| client.prepare(sql).unwrap())
+            .collect();
+        let mut i = index;
+        while !stop.load(Ordering::Relaxed) {
+            let row = client.query_one(&statements[i % 2], &[]).unwrap();
+            let (count, sum, expected_count, expected_sum, overrides): (i64, i64, i64, i64, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            tally.queries.fetch_add(1, Ordering::Relaxed);
+            if overrides > 0 {
+                tally.during_override.fetch_add(1, Ordering::Relaxed);
+            }
+            if (count, sum) != (expected_count, expected_sum) {
+                tally.mismatches.lock().unwrap().push(format!(
+                    "query {} saw ({count}, {sum}), ledger ({expected_count}, {expected_sum})",
+                    i % 2
+                ));
+            }
+            i += 1;
+        }
+    })
+}
+
+#[test]
+fn every_query_is_exact_while_rows_move_out_of_default() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    table_with_ledger(&mut client);
+    fill_default(&mut client, 1, 200_000);
+    assert_eq!(default_rows(&mut client), 200_000);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(ReaderTally::default());
+    let readers: Vec<_> = (0..4)
+        .map(|i| spawn_reader(&cluster, i, stop.clone(), tally.clone()))
+        .collect();
+    // A fifth session keeps inserting rows with known ids, half of them
+    // into the range being moved (they land in DEFAULT, then move too).
+    let inserted = Arc::new(AtomicI64::new(0));
+    let inserter = {
+        let mut client = cluster.connect("postgres");
+        let (stop, inserted) = (stop.clone(), inserted.clone());
+        thread::spawn(move || {
+            let insert = client
+                .prepare(
+                    "WITH r AS (INSERT INTO ev (id, k) VALUES ($1, $2) RETURNING id, k)
+                     INSERT INTO ledger SELECT id, k FROM r",
+                )
+                .unwrap();
+            let mut n: i64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = 10_000_000 + n;
+                let k = if n % 2 == 0 {
+                    1_000_000 + (n * 7_919) % 200_000
+                } else {
+                    n % 1_000_000
+                };
+                client.execute(&insert, &[&id, &k]).unwrap();
+                inserted.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+        })
+    };
+
+    thread::sleep(Duration::from_millis(300));
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev', 2000)")
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    inserter.join().unwrap();
+
+    let mismatches = tally.mismatches.lock().unwrap();
+    let queries = tally.queries.load(Ordering::Relaxed);
+    let during = tally.during_override.load(Ordering::Relaxed);
+    assert!(
+        mismatches.is_empty(),
+        "{} of {queries} queries were wrong, first: {:?}",
+        mismatches.len(),
+        mismatches.first()
+    );
+    assert!(
+        during >= 20,
+        "only {during} of {queries} queries ran during a migration"
+    );
+    assert!(inserted.load(Ordering::Relaxed) > 0);
+    // Rows inserted into the moving range after its last batch went to
+    // DEFAULT; one more call moves them too.
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev', 2000)")
+        .unwrap();
+    assert_eq!(default_rows(&mut client), 0);
+    let active: Vec<(String, String)> = client
+        .query(
+            "SELECT range_start, range_end FROM partition_predict.partitions
+              WHERE parent = 'ev'::regclass AND state = 'active' AND range_start::bigint >= 1000000
+              ORDER BY range_start::bigint",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        active,
+        vec![
+            ("1000000".to_string(), "1100000".to_string()),
+            ("1100000".to_string(), "1200000".to_string())
+        ]
+    );
+    let row = client.query_one(CHECKS[0], &[]).unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (row.get(2), row.get(3))
+    );
+    assert_eq!(
+        row.get::<_, i64>(4),
+        0,
+        "an override outlived its migration"
+    );
+    let started_finished = scalar_i64(
+        &mut client,
+        "SELECT count(*) FROM partition_predict.alerts WHERE kind = 'migration'
+            AND (details->>'event') IN ('started', 'finished')",
+    );
+    assert!(
+        started_finished >= 4,
+        "{started_finished} started/finished alerts"
+    );
+}
+
+#[test]
+fn updates_of_moving_rows_are_applied_exactly_once() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    table_with_ledger(&mut client);
+    fill_default(&mut client, 1, 50_000);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let applied = Arc::new(AtomicI64::new(0));
+    let missed = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let retried = Arc::new(AtomicI64::new(0));
+    let updaters: Vec<_> = (0..4i64)
+        .map(|u| {
+            let mut client = cluster.connect("postgres");
+            let (stop, applied, missed, retried) = (
+                stop.clone(),
+                applied.clone(),
+                missed.clone(),
+                retried.clone(),
+            );
+            thread::spawn(move || {
+                let update = client
+                    .prepare("UPDATE ev SET v = v + 1 WHERE id = $1")
+                    .unwrap();
+                let mut n = u;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = 1 + (n * 9_973) % 50_000;
+                    match client.execute(&update, &[&id]) {
+                        Ok(1) => {
+                            applied.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(_) => missed.lock().unwrap().push(id),
+                        Err(e) if e.code().map(|c| c.code()) == Some("40001") => {
+                            retried.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("UPDATE of id {id}: {e}"),
+                    }
+                    n += 4;
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev', 1000)")
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for updater in updaters {
+        updater.join().unwrap();
+    }
+    let missed = missed.lock().unwrap();
+    assert!(
+        missed.is_empty(),
+        "UPDATEs found no row for ids {:?}",
+        &missed[..missed.len().min(10)]
+    );
+    let applied = applied.load(Ordering::Relaxed);
+    assert!(applied > 100, "only {applied} updates ran");
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT sum(v)::bigint FROM ev"),
+        applied
+    );
+    assert_eq!(scalar_i64(&mut client, "SELECT count(*) FROM ev"), 50_000);
+    assert_eq!(default_rows(&mut client), 0);
+}
+
+/// Steps the migration by hand until rows have moved into the shadow and
+/// the override is active.
+fn migration_under_way(client: &mut Client, batch_rows: i64) {
+    for _ in 0..3 {
+        let next: String = client
+            .query_one(
+                "SELECT partition_predict.migration_step('ev', $1)",
+                &[&batch_rows],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(next, "again");
+    }
+    let moved = scalar_i64(
+        client,
+        "SELECT rows_moved FROM partition_predict.routing_overrides",
+    );
+    assert_eq!(moved, batch_rows);
+}
+
+fn totals(client: &mut Client) -> (i64, i64, i64, i64) {
+    let row = client.query_one(CHECKS[0], &[]).unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+#[test]
+fn a_crash_mid_migration_loses_nothing_and_the_next_cycle_finishes_it() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    table_with_ledger(&mut client);
+    fill_default(&mut client, 1, 60_000);
+
+    // kill -9 of the backend in the middle of migrate_default().
+    let migrator = {
+        let mut client = cluster.connect("postgres");
+        thread::spawn(move || {
+            client.batch_execute("CALL partition_predict.migrate_default('ev', 200)")
+        })
+    };
+    let pid = wait_for("rows moving", Duration::from_secs(30), || {
+        let mut c = cluster.connect("postgres");
+        let moved = c
+            .query_opt(
+                "SELECT rows_moved FROM partition_predict.routing_overrides",
+                &[],
+            )
+            .ok()??
+            .get::<_, i64>(0);
+        (moved >= 2_000).then(|| {
+            scalar_i64(
+                &mut c,
+                "SELECT pid::bigint FROM pg_stat_activity WHERE query LIKE 'CALL partition_predict.migrate_default%'",
+            )
+        })
+    });
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        migrator.join().unwrap().is_err(),
+        "the killed CALL did not fail"
+    );
+    let mut client = wait_for(
+        "the server back from crash recovery",
+        Duration::from_secs(60),
+        || {
+            let mut c = cluster.try_connect("postgres")?;
+            c.batch_execute("SELECT 1").ok()?;
+            Some(c)
+        },
+    );
+    let (count, sum, expected_count, expected_sum) = totals(&mut client);
+    assert_eq!(
+        (count, sum),
+        (expected_count, expected_sum),
+        "after kill -9"
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ),
+        1,
+        "the override did not survive the crash restart"
+    );
+
+    // An immediate shutdown of the whole cluster, mid-migration again.
+    migration_under_way_after_resume(&mut client);
+    cluster.stop_immediate();
+    cluster.start_again();
+    let mut client = cluster.connect("postgres");
+    let (count, sum, expected_count, expected_sum) = totals(&mut client);
+    assert_eq!(
+        (count, sum),
+        (expected_count, expected_sum),
+        "after an immediate shutdown"
+    );
+
+    // The next cycle completes the migration.
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('ev')")
+        .unwrap();
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap();
+    assert_eq!(default_rows(&mut client), 0);
+    let (count, sum, expected_count, expected_sum) = totals(&mut client);
+    assert_eq!(
+        (count, sum),
+        (expected_count, expected_sum),
+        "after the migration finished"
+    );
+    assert_eq!(count, 60_000);
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ),
+        0
+    );
+}
+
+/// A few more batches of the interrupted migration, by hand.
+fn migration_under_way_after_resume(client: &mut Client) {
+    for _ in 0..3 {
+        let next: String = client
+            .query_one("SELECT partition_predict.migration_step('ev', 500)", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(next, "again");
+    }
+    assert!(scalar_i64(client, "SELECT count(*) FROM ONLY ev_default") > 0);
+}
+
+#[test]
+fn the_worker_finishes_a_migration_a_crash_interrupted() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.naptime = 1",
+            "pg_partition_predict.enabled = off",
+        ],
+    );
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    table_with_ledger(&mut client);
+    fill_default(&mut client, 1, 20_000);
+    migration_under_way(&mut client, 1_000);
+    cluster.stop_immediate();
+    cluster.start_again();
+    let mut client = cluster.connect("postgres");
+    let (count, sum, expected_count, expected_sum) = totals(&mut client);
+    assert_eq!((count, sum), (expected_count, expected_sum));
+    client
+        .batch_execute("ALTER SYSTEM SET pg_partition_predict.enabled = on")
+        .unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    wait_for(
+        "the worker to empty DEFAULT",
+        Duration::from_secs(60),
+        || {
+            (default_rows(&mut client) == 0
+                && scalar_i64(
+                    &mut client,
+                    "SELECT count(*) FROM partition_predict.routing_overrides",
+                ) == 0)
+                .then_some(())
+        },
+    );
+    let (count, sum, expected_count, expected_sum) = totals(&mut client);
+    assert_eq!((count, sum), (expected_count, expected_sum));
+}
+
+fn explain(client: &mut Client, sql: &str) -> String {
+    client
+        .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const PLANNED: [&str; 3] = [
+    "SELECT count(*) FROM ev",
+    "SELECT id FROM ev WHERE k = 1000500",
+    "SELECT e.id FROM ev e JOIN ledger l USING (id) WHERE e.k BETWEEN 5 AND 10",
+];
+
+#[test]
+fn explain_shows_the_shadow_only_while_an_override_is_active() {
+    let plain = Cluster::start(false);
+    let preloaded = Cluster::start_with(true, NO_WORKER);
+    let mut plans = Vec::new();
+    for cluster in [&plain, &preloaded] {
+        let mut client = cluster.connect("postgres");
+        client
+            .batch_execute("CREATE EXTENSION pg_partition_predict")
+            .unwrap();
+        table_with_ledger(&mut client);
+        fill_default(&mut client, 1, 5_000);
+        client.batch_execute("ANALYZE ev, ledger").unwrap();
+        plans.push(PLANNED.map(|sql| explain(&mut client, sql)));
+    }
+    assert_eq!(
+        plans[0], plans[1],
+        "the library changed plans with no override active"
+    );
+
+    let mut client = preloaded.connect("postgres");
+    migration_under_way(&mut client, 1_000);
+    let shadow: String = client
+        .query_one(
+            "SELECT target::text FROM partition_predict.routing_overrides",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let during = explain(&mut client, PLANNED[0]);
+    assert!(
+        during.contains(&format!("Seq Scan on {shadow}")),
+        "{during}"
+    );
+    assert!(during.contains("ev_default"), "{during}");
+    // A key outside the moving range: the shadow's CHECK excludes it.
+    let elsewhere = explain(&mut client, PLANNED[2]);
+    assert!(!elsewhere.contains(&shadow), "{elsewhere}");
+    assert_eq!(scalar_i64(&mut client, "SELECT count(*) FROM ev"), 5_000);
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM ev WHERE k = 1000500"),
+        1
+    );
+    // Whole rows and column subsets read through the override too.
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(DISTINCT e) FROM ev e WHERE k >= 1000000"
+        ),
+        5_000
+    );
+    // System columns cannot be read through a subquery: such a query waits
+    // for the migration instead, so with one paused it must not run now.
+    client
+        .batch_execute("SET statement_timeout = '300ms'")
+        .unwrap();
+    let waited = client.query("SELECT count(DISTINCT tableoid) FROM ev", &[]);
+    assert_eq!(
+        waited.unwrap_err().code().map(|c| c.code()),
+        Some("57014"),
+        "a query reading tableoid did not wait for the migration"
+    );
+    client.batch_execute("RESET statement_timeout").unwrap();
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap();
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ),
+        0
+    );
+    assert_eq!(scalar_i64(&mut client, "SELECT count(*) FROM ev"), 5_000);
+}
+
+#[test]
+fn the_planner_hook_chains_with_pg_stat_statements_in_either_order() {
+    for libraries in [
+        "pg_stat_statements, pg_partition_predict",
+        "pg_partition_predict, pg_stat_statements",
+    ] {
+        let setting = format!("shared_preload_libraries = '{libraries}'");
+        let cluster = Cluster::start_with(
+            false,
+            &[
+                &setting,
+                "pg_partition_predict.database = ''",
+                "pg_stat_statements.track = all",
+            ],
+        );
+        let mut client = cluster.connect("postgres");
+        client
+            .batch_execute(
+                "CREATE EXTENSION pg_partition_predict; CREATE EXTENSION pg_stat_statements",
+            )
+            .unwrap();
+        table_with_ledger(&mut client);
+        fill_default(&mut client, 1, 3_000);
+        migration_under_way(&mut client, 1_000);
+        assert_eq!(
+            scalar_i64(&mut client, "SELECT count(*) FROM ev /* chained */"),
+            3_000,
+            "{libraries}"
+        );
+        let seen = scalar_i64(
+            &mut client,
+            "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements WHERE query LIKE '%FROM ev /* chained */%'",
+        );
+        assert!(seen >= 1, "{libraries}: pg_stat_statements saw no call");
+        let plan = explain(&mut client, "SELECT count(*) FROM ev");
+        assert!(plan.contains("ev_p1000000"), "{libraries}: {plan}");
+    }
+}
+
+#[test]
+fn migration_refuses_without_routing_and_unmanage_waits_for_it() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    table_with_ledger(&mut client);
+    fill_default(&mut client, 1, 3_000);
+    migration_under_way(&mut client, 1_000);
+    let refused = client
+        .batch_execute("SELECT partition_predict.unmanage('ev')")
+        .unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("55006"), "{refused}");
+
+    // Routing off: the migration under way gives way, rows go back to DEFAULT.
+    client
+        .batch_execute("ALTER SYSTEM SET pg_partition_predict.routing = off")
+        .unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let failed = client
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap_err();
+    assert_eq!(failed.code().map(|c| c.code()), Some("55P03"), "{failed}");
+    assert_eq!(default_rows(&mut client), 3_000);
+    let (count, sum, expected_count, expected_sum) = totals(&mut client);
+    assert_eq!((count, sum), (expected_count, expected_sum));
+    let refused = client
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("55000"), "{refused}");
+    assert!(
+        refused.to_string().contains("routing is off")
+            || format!("{refused:?}").contains("routing is off")
+    );
+}
