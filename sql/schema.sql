@@ -203,7 +203,7 @@ CREATE TABLE partition_predict.migrations (
     range_start       text NOT NULL,
     range_end         text NOT NULL,
     state             text NOT NULL
-                      CHECK (state IN ('starting', 'moving', 'yielding', 'yielded', 'done')),
+                      CHECK (state IN ('starting', 'moving', 'attaching', 'yielding', 'yielded', 'done')),
     rows_moved        bigint NOT NULL DEFAULT 0,
     batches           integer NOT NULL DEFAULT 0,
     started_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -211,7 +211,7 @@ CREATE TABLE partition_predict.migrations (
     message           text
 );
 CREATE UNIQUE INDEX migrations_one_active_per_table ON partition_predict.migrations (parent)
-    WHERE state IN ('starting', 'moving', 'yielding');
+    WHERE state IN ('starting', 'moving', 'attaching', 'yielding');
 GRANT USAGE ON SEQUENCE partition_predict.migrations_id_seq TO PUBLIC;
 
 DO $$

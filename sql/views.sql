@@ -63,11 +63,11 @@ SELECT sh.parent,
        sh.range_end,
        CASE WHEN EXISTS (SELECT 1 FROM partition_predict.migrations m
                           WHERE m.parent = sh.parent AND m.shadow = sh.shadow
-                            AND m.state IN ('starting', 'moving', 'yielding'))
+                            AND m.state IN ('starting', 'moving', 'attaching', 'yielding'))
             THEN 'migrating' ELSE 'shadow' END,
        COALESCE((SELECT m.rows_moved FROM partition_predict.migrations m
                   WHERE m.parent = sh.parent AND m.shadow = sh.shadow
-                    AND m.state IN ('starting', 'moving', 'yielding')), 0),
+                    AND m.state IN ('starting', 'moving', 'attaching', 'yielding')), 0),
        sh.predicted_rows,
        pg_catalog.pg_total_relation_size(sh.shadow),
        pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(sh.shadow)),
@@ -137,7 +137,7 @@ SELECT m.parent,
        o.since
   FROM partition_predict.routing_overrides_in_memory() o
   JOIN partition_predict.migrations m ON m.id = o.migration_id
- WHERE m.state IN ('starting', 'moving', 'yielding')
+ WHERE m.state IN ('starting', 'moving', 'attaching', 'yielding')
    AND pg_catalog.has_table_privilege(m.parent, 'SELECT');
 
 COMMENT ON VIEW partition_predict.routing_overrides IS

@@ -14,7 +14,9 @@
 //!   does not read the shadow); writers that arrived since wait for us in
 //!   the planner hook and are not waited for. Then `moving`.
 //! - `moving`: move a batch (`DELETE … RETURNING` into the shadow). A short
-//!   batch means DEFAULT holds no more of the range: take the locks (with
+//!   batch means DEFAULT holds no more of the range: `attaching`, from which
+//!   on INSERTs wait in the planner hook too (cached plans are invalidated).
+//! - `attaching`: wait for INSERTs already running, take the locks (with
 //!   `lock_timeout` and retries), move what arrived meanwhile, ATTACH, done.
 //!   If the locks cannot be had, `yielding`.
 //! - `yielding`: move the rows back, batch by batch, then `yielded`; the
@@ -136,8 +138,8 @@ fn step_as_owner(
     let Some(migration) = current else {
         return start(table, caller, superuser);
     };
-    // Left set by an attempt whose transaction did not commit.
-    routing::set_finishing(table.oid, false);
+    // INSERTs wait while attaching (also after a restart, which clears it).
+    routing::set_finishing(table.oid, migration.state == "attaching");
     if routing::override_of(table.oid).is_none_or(|o| o.migration_id != migration.id) {
         // Lost (a state file that could not be read): publish it again and
         // wait out the transactions that planned without it.
@@ -147,7 +149,7 @@ fn step_as_owner(
     }
     match migration.state.as_str() {
         "starting" => pass_barrier(table, &migration),
-        "moving" if !gucs::ROUTING.get() => {
+        "moving" | "attaching" if !gucs::ROUTING.get() => {
             give_way(
                 table,
                 &migration,
@@ -156,6 +158,10 @@ fn step_as_owner(
             Ok(Next::Again)
         }
         "moving" => move_batch(table, &migration, batch_rows),
+        "attaching" => {
+            let default_name = relation_name(migration.default_partition)?;
+            finish(table, &migration, &default_name)
+        }
         "yielding" => move_back(table, &migration, batch_rows),
         other => Err(PredictError::Internal(format!(
             "migration {} is in unknown state {other}",
@@ -170,7 +176,7 @@ fn active_migration(parent: pg_sys::Oid) -> Result<Option<Migration>> {
             "SELECT id, shadow, shadow_name, default_partition, range_from, range_to, state, rows_moved
                FROM partition_predict.migrations
               WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-                AND state IN ('starting', 'moving', 'yielding')",
+                AND state IN ('starting', 'moving', 'attaching', 'yielding')",
             None,
             &[parent.into()],
         )?;
@@ -227,6 +233,9 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
     let Some(default) = table.default_partition else {
         return Ok(Next::Done);
     };
+    if caller == Caller::Worker && !collector_saw_keys_in(table, default)? {
+        return Ok(Next::Done);
+    }
     let stranded = stranded_rows(table, default)?;
     if stranded.is_empty() {
         return Ok(Next::Done);
@@ -409,6 +418,18 @@ fn stranded_rows(table: &PartitionedTable, default: pg_sys::Oid) -> Result<Vec<S
     }
     stranded.sort_by_key(|s| s.start);
     Ok(stranded)
+}
+
+/// Whether the cycle's collect step, which just ran, found keys in DEFAULT
+/// (so the worker does not scan an empty DEFAULT every cycle).
+fn collector_saw_keys_in(table: &PartitionedTable, default: pg_sys::Oid) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM partition_predict.partition_counters
+                         WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2
+                           AND frontier_raw IS NOT NULL)",
+        &[table.oid.into(), default.into()],
+    )?
+    .unwrap_or(false))
 }
 
 fn relation_name(oid: pg_sys::Oid) -> Result<String> {
@@ -596,38 +617,22 @@ fn move_batch(table: &PartitionedTable, m: &Migration, batch_rows: i64) -> Resul
     if moved == batch_rows {
         return Ok(Next::Again);
     }
-    finish(table, m, &default_name, m.rows_moved + moved)
+    // DEFAULT holds no more of the range. From now on INSERTs wait in the
+    // planner hook until the ATTACH, and cached plans (which do not pass
+    // the hook) are invalidated when this commits: no INSERT may route a
+    // row to DEFAULT and then meet DEFAULT's new partition constraint.
+    set_state(m.id, "attaching", None)?;
+    routing::set_finishing(table.oid, true);
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(table.oid) };
+    Ok(Next::Again)
 }
 
 /// The last, short transaction: locks, the rows that arrived since the last
 /// batch, ATTACH. The override is withdrawn by the next step, after this
 /// one has committed (until then the hook sees the shadow is attached and
 /// leaves queries alone).
-fn finish(
-    table: &PartitionedTable,
-    m: &Migration,
-    default_name: &str,
-    moved_so_far: i64,
-) -> Result<Next> {
-    // New INSERTs wait in the planner hook from here on; those already
-    // running are waited for, so none routes a row to DEFAULT and then
-    // meets DEFAULT's new constraint.
-    struct Attaching {
-        parent: pg_sys::Oid,
-        done: bool,
-    }
-    impl Drop for Attaching {
-        fn drop(&mut self) {
-            if !self.done {
-                routing::set_finishing(self.parent, false);
-            }
-        }
-    }
-    routing::set_finishing(table.oid, true);
-    let mut attaching = Attaching {
-        parent: table.oid,
-        done: false,
-    };
+fn finish(table: &PartitionedTable, m: &Migration, default_name: &str) -> Result<Next> {
+    // INSERTs that were already running when the hook began holding them.
     if !wait_for_earlier_transactions(table.oid, pg_sys::ShareLock, writers_timeout()) {
         give_way(
             table,
@@ -655,15 +660,12 @@ fn finish(
     }
     let remainder = move_rows(table, m, default_name, &m.shadow_name, None)?;
     shadows::attach(table, m.from, m.to, &m.shadow_name)?;
-    let total = moved_so_far + remainder;
+    let total = m.rows_moved + remainder;
     Spi::run_with_args(
         "UPDATE partition_predict.migrations SET rows_moved = $2 WHERE id = $1",
         &[m.id.into(), total.into()],
     )?;
     set_state(m.id, "done", None)?;
-    // Until this commits, INSERTs keep waiting; then the shadow is attached
-    // and they route to it.
-    attaching.done = true;
     alerts::raise(
         Some(table.oid),
         AlertKind::Migration,
@@ -679,6 +681,7 @@ fn finish(
 
 fn give_way(table: &PartitionedTable, m: &Migration, reason: &str) -> Result<()> {
     set_state(m.id, "yielding", Some(reason))?;
+    routing::set_finishing(table.oid, false);
     alerts::raise(
         Some(table.oid),
         AlertKind::Migration,
@@ -750,6 +753,20 @@ pub fn step_isolated(parent: pg_sys::Oid) -> Next {
                 );
             }
             Next::Done
+        }
+    }
+}
+
+/// Withdraws overrides of tables that were dropped mid-migration (their
+/// rows of `migrations` went with them), so queries elsewhere stop paying
+/// for a look at them.
+pub fn withdraw_orphaned_overrides() {
+    for o in routing::overrides_here() {
+        let parent = pg_sys::Oid::from(o.parent);
+        if unsafe { pg_sys::get_rel_relkind(parent) } == 0 {
+            if let Err(e) = routing::withdraw(parent) {
+                pgrx::log!("pg_partition_predict: could not withdraw the override of dropped table {}: {e}", o.parent);
+            }
         }
     }
 }

@@ -190,7 +190,7 @@ fn existing_shadows(parent: pg_sys::Oid) -> Result<Vec<Shadow>> {
                     s.shadow_name, s.range_from, s.range_to,
                     EXISTS (SELECT 1 FROM partition_predict.migrations m
                              WHERE m.parent = s.parent AND m.shadow = s.shadow
-                               AND m.state IN ('starting', 'moving', 'yielding'))
+                               AND m.state IN ('starting', 'moving', 'attaching', 'yielding'))
                FROM partition_predict.shadows s
               WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL
               ORDER BY s.range_from",

@@ -180,6 +180,7 @@ fn run_cycles(state: &mut WorkerState) {
             return None;
         }
         report(state, "cycling", Some("start"));
+        migration::withdraw_orphaned_overrides();
         Some(or_log(cycle::managed_tables(None)).unwrap_or_default())
     });
     let Some(Some(tables)) = tables else { return };

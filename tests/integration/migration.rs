@@ -355,10 +355,16 @@ fn a_crash_mid_migration_loses_nothing_and_the_next_cycle_finishes_it() {
     let mut client = wait_for(
         "the server back from crash recovery",
         Duration::from_secs(60),
+        // The postmaster ends every backend and reinitialises shared
+        // memory: connect once it says it is ready again.
         || {
-            let mut c = cluster.try_connect("postgres")?;
-            c.batch_execute("SELECT 1").ok()?;
-            Some(c)
+            let ready = cluster
+                .log()
+                .matches("database system is ready to accept connections")
+                .count();
+            (ready >= 2)
+                .then(|| cluster.try_connect("postgres"))
+                .flatten()
         },
     );
     let (count, sum, expected_count, expected_sum) = totals(&mut client);
