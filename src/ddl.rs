@@ -26,10 +26,30 @@ pub fn run_with_lock_retry(
     action: &'static str,
     sql: &str,
 ) -> Result<()> {
+    run_with_lock_retry_watching(relation, action, sql, &[])
+}
+
+/// As `run_with_lock_retry`; an attempt is skipped (counted, and followed by
+/// the back-off) while a transaction older than twice `lock_timeout` holds a
+/// lock on one of `watched`: the request would only wait out its timeout,
+/// and every query needing those tables would queue behind it meanwhile.
+pub fn run_with_lock_retry_watching(
+    relation: &QualifiedName,
+    action: &'static str,
+    sql: &str,
+    watched: &[pg_sys::Oid],
+) -> Result<()> {
     let timeout_ms = gucs::lock_timeout_ms();
     let attempts = gucs::lock_retries() + 1;
     let mut backoff_ms: u64 = 10;
     for attempt in 1..=attempts {
+        if !watched.is_empty() && old_transaction_holds_lock(watched, timeout_ms)? {
+            if attempt < attempts {
+                sleep_interruptibly(backoff_ms);
+                backoff_ms = (backoff_ms * 2).min(MAX_BACKOFF_MS);
+            }
+            continue;
+        }
         let timeout = format!("{timeout_ms}ms");
         let outcome = with_settings(&[(c"lock_timeout", &timeout)], || {
             try_in_subtransaction(|| Spi::run(sql))
@@ -56,6 +76,18 @@ pub fn run_with_lock_retry(
         attempts,
         timeout_ms,
     })
+}
+
+fn old_transaction_holds_lock(relations: &[pg_sys::Oid], timeout_ms: i32) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                         WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
+                           AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                           AND l.relation = ANY ($1)
+                           AND a.xact_start < pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2 * 2 / 1000.0))",
+        &[relations.to_vec().into(), timeout_ms.into()],
+    )?
+    .unwrap_or(false))
 }
 
 fn sleep_interruptibly(ms: u64) {

@@ -641,7 +641,7 @@ fn finish(table: &PartitionedTable, m: &Migration, default_name: &str) -> Result
         )?;
         return Ok(Next::Again);
     }
-    let locked = ddl::run_with_lock_retry(
+    let locked = ddl::run_with_lock_retry_watching(
         &table.name,
         "attaching a migrated range",
         &format!(
@@ -649,6 +649,7 @@ fn finish(table: &PartitionedTable, m: &Migration, default_name: &str) -> Result
             table.name.quoted(),
             m.shadow_name
         ),
+        &[m.shadow, m.default_partition],
     );
     match locked {
         Ok(()) => {}

@@ -653,7 +653,15 @@ pub fn attach(table: &PartitionedTable, from: i64, to: i64, shadow_name: &str) -
         Bound::Value(table.key_type.value(from)),
         Bound::Value(table.key_type.value(to)),
     );
-    ddl::run_with_lock_retry(
+    let shadow_oid = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+        &[shadow_name.into()],
+    )?;
+    let watched: Vec<pg_sys::Oid> = shadow_oid
+        .into_iter()
+        .chain(table.default_partition)
+        .collect();
+    ddl::run_with_lock_retry_watching(
         &table.name,
         "attaching a shadow partition",
         &format!(
@@ -661,6 +669,7 @@ pub fn attach(table: &PartitionedTable, from: i64, to: i64, shadow_name: &str) -
             table.name.quoted(),
             bound.to_sql()
         ),
+        &watched,
     )?;
     Spi::run_with_args(
         "UPDATE partition_predict.shadows SET activated_at = pg_catalog.now()
