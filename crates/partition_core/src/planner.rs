@@ -77,6 +77,29 @@ fn time_spans(key_type: KeyType) -> Vec<Span> {
     spans
 }
 
+/// The spans a range may have, smallest first: calendar spans for time
+/// keys; for integer keys 1, 2 and 5 times powers of ten, from the power
+/// of ten at or below `largest_step`.
+fn natural_spans(key_type: KeyType, largest_step: i64) -> Vec<Span> {
+    if key_type.is_temporal() {
+        return time_spans(key_type);
+    }
+    let mut steps = Vec::new();
+    let mut step = 1i64;
+    while step <= largest_step {
+        for f in [1, 2, 5] {
+            if let Some(s) = step.checked_mul(f) {
+                steps.push(Span::Step(s));
+            }
+        }
+        match step.checked_mul(10) {
+            Some(s) => step = s,
+            None => break,
+        }
+    }
+    steps
+}
+
 /// The end of a span starting at `start`: for a round step its next
 /// multiple (so a range starting at an odd key runs to the next round
 /// bound, and the ones after are aligned); for a time span, if `start` is
@@ -205,24 +228,7 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
     let Some(mut start) = plan_start(input, int_unit) else {
         return Vec::new();
     };
-    let spans: Vec<Span> = if input.key_type.is_temporal() {
-        time_spans(input.key_type)
-    } else {
-        let mut steps = Vec::new();
-        let mut step = 1i64;
-        while step <= int_unit.saturating_mul(1000) {
-            for f in [1, 2, 5] {
-                if let Some(s) = step.checked_mul(f) {
-                    steps.push(Span::Step(s));
-                }
-            }
-            match step.checked_mul(10) {
-                Some(s) => step = s,
-                None => break,
-            }
-        }
-        steps
-    };
+    let spans = natural_spans(input.key_type, int_unit.saturating_mul(1000));
     let min_span = input.min_span.unwrap_or(1).max(1);
     let max_span = input.max_span.unwrap_or(i64::MAX);
     let mut plan = Vec::new();
@@ -361,24 +367,7 @@ fn span_floor(key_type: KeyType, span: Span, key: i64) -> Option<i64> {
 pub fn plan_migration(input: &MigrationInput) -> Vec<MigrationRange> {
     let target = input.target_rows.max(1.0) * TOLERANCE;
     let (finite_min, finite_max) = input.key_type.finite_range();
-    let spans: Vec<Span> = if input.key_type.is_temporal() {
-        time_spans(input.key_type)
-    } else {
-        let mut steps = Vec::new();
-        let mut step = 1i64;
-        loop {
-            for f in [1, 2, 5] {
-                if let Some(s) = step.checked_mul(f) {
-                    steps.push(Span::Step(s));
-                }
-            }
-            match step.checked_mul(10) {
-                Some(s) => step = s,
-                None => break,
-            }
-        }
-        steps
-    };
+    let spans = natural_spans(input.key_type, i64::MAX);
     let min_span = input.min_span.unwrap_or(1).max(1);
     let max_span = input.max_span.unwrap_or(i64::MAX);
     let rows_in = |from: i64, to: i64| -> f64 {
