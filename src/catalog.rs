@@ -282,6 +282,16 @@ pub fn lenient_bounds(parent: pg_sys::Oid) -> Result<Vec<DisplayBounds>> {
 }
 
 /// Whether a relation of this name exists in the schema (any kind).
+/// The relation's name as SQL needs it (quoted, schema-qualified when not
+/// on the search path), from its OID.
+pub fn relation_name(oid: pg_sys::Oid) -> Result<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
+        &[oid.into()],
+    )?
+    .ok_or(PredictError::UndefinedTable(oid.to_u32()))
+}
+
 pub fn relation_exists(schema: &str, name: &str) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c

@@ -30,9 +30,11 @@ pub fn run_with_lock_retry(
 }
 
 /// As `run_with_lock_retry`; an attempt is skipped (counted, and followed by
-/// the back-off) while a transaction older than twice `lock_timeout` holds a
-/// lock on one of `watched`: the request would only wait out its timeout,
-/// and every query needing those tables would queue behind it meanwhile.
+/// the back-off) while a transaction open for more than ten times
+/// `lock_timeout` (and at least a second) holds a lock on one of `watched`:
+/// such a transaction is a long report, not a busy moment, the request
+/// would only wait out its timeout, and every query needing those tables
+/// would queue behind it meanwhile. Shorter holders are waited for as usual.
 pub fn run_with_lock_retry_watching(
     relation: &QualifiedName,
     action: &'static str,
@@ -84,7 +86,8 @@ fn old_transaction_holds_lock(relations: &[pg_sys::Oid], timeout_ms: i32) -> Res
                          WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
                            AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
                            AND l.relation = ANY ($1)
-                           AND a.xact_start < pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2 * 2 / 1000.0))",
+                           AND a.xact_start < pg_catalog.clock_timestamp()
+                                              - pg_catalog.make_interval(secs => GREATEST($2 * 10 / 1000.0, 1)))",
         &[relations.to_vec().into(), timeout_ms.into()],
     )?
     .unwrap_or(false))

@@ -159,7 +159,7 @@ fn step_as_owner(
         }
         "moving" => move_batch(table, &migration, batch_rows),
         "attaching" => {
-            let default_name = relation_name(migration.default_partition)?;
+            let default_name = catalog::relation_name(migration.default_partition)?;
             finish(table, &migration, &default_name)
         }
         "yielding" => move_back(table, &migration, batch_rows),
@@ -365,7 +365,7 @@ fn publish(table: &PartitionedTable, m: &Migration) -> Result<()> {
 /// (integers).
 fn stranded_rows(table: &PartitionedTable, default: pg_sys::Oid) -> Result<Vec<Stranded>> {
     let column = quote_identifier(&table.key_column);
-    let default_name = relation_name(default)?;
+    let default_name = catalog::relation_name(default)?;
     let bucket = match table.key_type {
         KeyType::Timestamp | KeyType::TimestampTz => {
             format!("pg_catalog.date_trunc('hour', {column})::text")
@@ -432,14 +432,6 @@ fn collector_saw_keys_in(table: &PartitionedTable, default: pg_sys::Oid) -> Resu
     .unwrap_or(false))
 }
 
-fn relation_name(oid: pg_sys::Oid) -> Result<String> {
-    Spi::get_one_with_args::<String>(
-        "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
-        &[oid.into()],
-    )?
-    .ok_or(PredictError::UndefinedTable(oid.to_u32()))
-}
-
 fn yielded_recently(parent: pg_sys::Oid) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM partition_predict.migrations
@@ -482,17 +474,6 @@ fn set_state(id: i64, state: &str, message: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn lock_tag(relation: pg_sys::Oid) -> pg_sys::LOCKTAG {
-    pg_sys::LOCKTAG {
-        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        locktag_field2: relation.to_u32(),
-        locktag_field3: 0,
-        locktag_field4: 0,
-        locktag_type: pg_sys::LockTagType::LOCKTAG_RELATION as u8,
-        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
-    }
-}
-
 /// Waits for the transactions that held a lock on the parent when this
 /// step began, except those waiting in the planner hook for this
 /// migration. Returns false on timeout.
@@ -503,7 +484,7 @@ fn wait_for_earlier_transactions(
     conflicting_with: u32,
     timeout: Duration,
 ) -> bool {
-    let tag = lock_tag(parent);
+    let tag = routing::relation_lock_tag(parent);
     let mut count: std::ffi::c_int = 0;
     let holders: Vec<pg_sys::VirtualTransactionId> = unsafe {
         let array =
@@ -611,7 +592,7 @@ fn record_progress(id: i64, moved: i64) -> Result<()> {
 }
 
 fn move_batch(table: &PartitionedTable, m: &Migration, batch_rows: i64) -> Result<Next> {
-    let default_name = relation_name(m.default_partition)?;
+    let default_name = catalog::relation_name(m.default_partition)?;
     let moved = move_rows(table, m, &default_name, &m.shadow_name, Some(batch_rows))?;
     record_progress(m.id, moved)?;
     if moved == batch_rows {
@@ -695,7 +676,7 @@ fn give_way(table: &PartitionedTable, m: &Migration, reason: &str) -> Result<()>
 }
 
 fn move_back(table: &PartitionedTable, m: &Migration, batch_rows: i64) -> Result<Next> {
-    let default_name = relation_name(m.default_partition)?;
+    let default_name = catalog::relation_name(m.default_partition)?;
     let moved = move_rows(table, m, &m.shadow_name, &default_name, Some(batch_rows))?;
     record_progress(m.id, -moved)?;
     if moved == batch_rows {

@@ -439,15 +439,20 @@ unsafe fn must_wait(queries: &[*mut pg_sys::Query], o: &Override) -> Wait {
     wait
 }
 
-unsafe fn holds_any_lock_on(relation: u32) -> bool {
-    let tag = pg_sys::LOCKTAG {
+/// The lock tag of a relation of this database (SET_LOCKTAG_RELATION).
+pub fn relation_lock_tag(relation: pg_sys::Oid) -> pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
-        locktag_field2: relation,
+        locktag_field2: relation.to_u32(),
         locktag_field3: 0,
         locktag_field4: 0,
         locktag_type: pg_sys::LockTagType::LOCKTAG_RELATION as u8,
         locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
-    };
+    }
+}
+
+unsafe fn holds_any_lock_on(relation: u32) -> bool {
+    let tag = relation_lock_tag(pg_sys::Oid::from(relation));
     (1..=pg_sys::AccessExclusiveLock as i32).any(|mode| unsafe { pg_sys::LockHeldByMe(&tag, mode) })
 }
 

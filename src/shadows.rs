@@ -17,7 +17,7 @@ use pgrx::spi::quote_identifier;
 use serde_json::json;
 
 use crate::alerts::{self, AlertKind};
-use crate::catalog::{PartitionedTable, QualifiedName};
+use crate::catalog::{self, PartitionedTable, QualifiedName};
 use crate::ddl;
 use crate::error::{PredictError, Result};
 
@@ -628,7 +628,7 @@ fn rows_in_default(table: &PartitionedTable, shadow: &Shadow) -> Result<Option<i
     let count = Spi::get_one_with_args::<i64>(
         &format!(
             "SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {} WHERE {column} >= {} AND {column} < {} LIMIT 1000) d",
-            relation_name(default)?,
+            catalog::relation_name(default)?,
             table.key_type.value(shadow.from).to_sql_literal(),
             table.key_type.value(shadow.to).to_sql_literal()
         ),
@@ -636,15 +636,6 @@ fn rows_in_default(table: &PartitionedTable, shadow: &Shadow) -> Result<Option<i
     )?
     .unwrap_or(0);
     Ok((count > 0).then_some(count))
-}
-
-/// The relation's name as SQL needs it, from its OID.
-fn relation_name(oid: pg_sys::Oid) -> Result<String> {
-    Spi::get_one_with_args::<String>(
-        "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
-        &[oid.into()],
-    )?
-    .ok_or(PredictError::UndefinedTable(oid.to_u32()))
 }
 
 /// Attaches the shadow of `[from, to)` and records it as activated.
