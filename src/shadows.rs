@@ -38,6 +38,7 @@ struct Shadow {
     /// standalone table (someone may have dropped or attached it by hand).
     current_name: Option<String>,
     name: String,
+    oid: pg_sys::Oid,
     from: i64,
     to: i64,
     /// Rows are being moved into it out of DEFAULT: only the migration
@@ -190,7 +191,8 @@ fn existing_shadows(parent: pg_sys::Oid) -> Result<Vec<Shadow>> {
                     s.shadow_name, s.range_from, s.range_to,
                     EXISTS (SELECT 1 FROM partition_predict.migrations m
                              WHERE m.parent = s.parent AND m.shadow = s.shadow
-                               AND m.state IN ('starting', 'moving', 'attaching', 'yielding'))
+                               AND m.state IN ('starting', 'moving', 'attaching', 'yielding')),
+                    s.shadow
                FROM partition_predict.shadows s
               WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL
               ORDER BY s.range_from",
@@ -199,6 +201,7 @@ fn existing_shadows(parent: pg_sys::Oid) -> Result<Vec<Shadow>> {
         )?;
         rows.map(|r| {
             Ok(Shadow {
+                oid: r.get::<pg_sys::Oid>(6)?.unwrap_or(pg_sys::InvalidOid),
                 current_name: r.get::<String>(1)?,
                 name: r.get::<String>(2)?.unwrap_or_default(),
                 from: r.get::<i64>(3)?.unwrap_or(0),
@@ -701,25 +704,10 @@ pub fn force_replan(parent: pg_sys::Oid) -> Result<()> {
 
 /// Standalone shadows of a table: `(from, to, oid, name as SQL needs it)`.
 pub fn standalone_shadows(parent: pg_sys::Oid) -> Result<Vec<(i64, i64, pg_sys::Oid, String)>> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT s.range_from, s.range_to, c.oid, c.oid::pg_catalog.regclass::text
-               FROM partition_predict.shadows s JOIN pg_catalog.pg_class c ON c.oid = s.shadow AND NOT c.relispartition
-              WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL
-              ORDER BY s.range_from",
-            None,
-            &[parent.into()],
-        )?;
-        rows.map(|r| {
-            Ok((
-                r.get::<i64>(1)?.unwrap_or(0),
-                r.get::<i64>(2)?.unwrap_or(0),
-                r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
-                r.get::<String>(4)?.unwrap_or_default(),
-            ))
-        })
-        .collect()
-    })
+    Ok(existing_shadows(parent)?
+        .into_iter()
+        .filter_map(|s| s.current_name.map(|name| (s.from, s.to, s.oid, name)))
+        .collect())
 }
 
 /// Drops the shadows of a table that were never attached (for `unmanage`).
