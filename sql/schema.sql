@@ -183,6 +183,8 @@ CREATE TABLE partition_predict.shadows (
     predicted_rows double precision NOT NULL,
     predicted_bytes bigint NOT NULL DEFAULT 0,
     tablespace     name,
+    -- What the range was made for: only a forecast's shadows carry a prediction.
+    origin         text NOT NULL DEFAULT 'forecast' CHECK (origin IN ('forecast', 'migration', 'ingest')),
     created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     activated_at   timestamptz,
     PRIMARY KEY (parent, range_from)
@@ -214,12 +216,30 @@ CREATE UNIQUE INDEX migrations_one_active_per_table ON partition_predict.migrati
     WHERE state IN ('starting', 'moving', 'attaching', 'yielding');
 GRANT USAGE ON SEQUENCE partition_predict.migrations_id_seq TO PUBLIC;
 
+-- Batches loaded by ingest(): one row per batch, written by the load's own
+-- transaction (a batch is recorded if and only if it was loaded).
+CREATE TABLE partition_predict.ingests (
+    id                   bigserial PRIMARY KEY,
+    parent               pg_catalog.regclass NOT NULL
+                         REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    source               text NOT NULL,
+    rows_loaded          bigint NOT NULL,
+    partitions_created   integer NOT NULL,
+    partitions_activated integer NOT NULL,
+    rows_per_partition   jsonb NOT NULL,
+    forecast_rows        double precision,
+    rows_in_forecast     bigint,
+    started_at           timestamptz NOT NULL,
+    finished_at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+GRANT USAGE ON SEQUENCE partition_predict.ingests_id_seq TO PUBLIC;
+
 DO $$
 DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['table_state', 'samples', 'partition_counters', 'key_time_counts', 'alert_log',
-                             'forecast_log', 'series_state', 'shadows', 'migrations'] LOOP
+                             'forecast_log', 'series_state', 'shadows', 'migrations', 'ingests'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE partition_predict.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format(
             'CREATE POLICY owner_rights ON partition_predict.%I USING (pg_catalog.pg_has_role(

@@ -124,6 +124,68 @@ BEGIN
 END
 $$;
 
+-- The bulk-ingestion handler: the batch's partitions are made ready first
+-- (created standalone, attached one per transaction), then the batch is
+-- loaded in one statement, so readers see none of it or all of it and no
+-- row passes through DEFAULT. Commits between stages: CALL it outside a
+-- transaction block.
+CREATE PROCEDURE partition_predict.ingest(
+    parent regclass,
+    source regclass,
+    INOUT rows_loaded bigint DEFAULT NULL,
+    INOUT partitions_created integer DEFAULT NULL,
+    INOUT partitions_activated integer DEFAULT NULL,
+    INOUT rows_per_partition jsonb DEFAULT NULL,
+    INOUT duration_ms double precision DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    started  timestamptz := pg_catalog.clock_timestamp();
+    made     integer;
+    targets  text[];
+    overlap  boolean;
+    target   text;
+BEGIN
+    SELECT p.created, p.targets, p.default_overlap INTO made, targets, overlap
+      FROM partition_predict.ingest_prepare(parent, source) p;
+    partitions_created := made;
+    IF overlap THEN
+        -- Rows already in DEFAULT in the batch's ranges would make the ATTACH fail: move them first.
+        COMMIT;
+        CALL partition_predict.migrate_default(parent);
+        SELECT p.created, p.targets, p.default_overlap INTO made, targets, overlap
+          FROM partition_predict.ingest_prepare(parent, source) p;
+        partitions_created := partitions_created + made;
+        IF overlap THEN
+            RAISE EXCEPTION 'DEFAULT of % still holds rows in the ranges of the batch', parent
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Rows keep arriving there: CALL partition_predict.migrate_default() and retry.';
+        END IF;
+    END IF;
+    COMMIT;
+    partitions_activated := 0;
+    FOREACH target IN ARRAY targets LOOP
+        IF partition_predict.ingest_activate(parent, target) THEN
+            partitions_activated := partitions_activated + 1;
+        END IF;
+        COMMIT;
+    END LOOP;
+    SELECT l.rows_loaded, l.rows_per_partition INTO rows_loaded, rows_per_partition
+      FROM partition_predict.ingest_load(parent, source, partitions_created, partitions_activated, started::text) l;
+    COMMIT;
+    duration_ms := 1000 * pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - started);
+END
+$$;
+
+CREATE VIEW partition_predict.ingest_history AS
+SELECT parent, source, rows_loaded, partitions_created, partitions_activated, rows_per_partition,
+       forecast_rows, rows_in_forecast, started_at, finished_at,
+       1000 * pg_catalog.date_part('epoch', finished_at - started_at) AS duration_ms
+  FROM partition_predict.ingests
+ WHERE pg_catalog.has_table_privilege(parent, 'SELECT');
+
+COMMENT ON VIEW partition_predict.ingest_history IS
+    'Batches loaded by ingest(): rows per partition, partitions created and attached for them, and the forecast of the partitions that were prepared for them.';
+
 -- Active routing overrides: while rows of a range move out of DEFAULT,
 -- queries on the parent also read the target table.
 CREATE VIEW partition_predict.routing_overrides AS
@@ -234,7 +296,8 @@ GRANT SELECT ON partition_predict.managed_tables, partition_predict.partitions,
                 partition_predict.stats_history, partition_predict.key_time_series,
                 partition_predict.alerts, partition_predict.worker_status,
                 partition_predict.forecasts, partition_predict.forecast_accuracy,
-                partition_predict.routing_overrides, partition_predict.migrations_history TO PUBLIC;
+                partition_predict.routing_overrides, partition_predict.migrations_history,
+                partition_predict.ingest_history TO PUBLIC;
 
 DO $$
 BEGIN

@@ -177,6 +177,64 @@ mod partition_predict {
         .as_text()
     }
 
+    /// Stage 1 of the procedure `ingest`: checks the source, plans and
+    /// creates the partitions the batch needs; returns how many were
+    /// created, the shadows to attach, and whether DEFAULT must be emptied
+    /// of rows in their ranges first.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn ingest_prepare(
+        parent: Option<Regclass>,
+        source: Option<Regclass>,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(created, i32),
+            name!(targets, Vec<String>),
+            name!(default_overlap, bool),
+        ),
+    > {
+        let prepared = or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            let source = source.ok_or(PredictError::NullArgument("source"))?;
+            crate::ingest::prepare(parent.0, source.0)
+        }));
+        TableIterator::once((prepared.created, prepared.targets, prepared.default_overlap))
+    }
+
+    /// Stage 2 of `ingest`, for one shadow: attaches it (non-blocking);
+    /// false when it was attached already.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn ingest_activate(parent: Regclass, target: String) -> bool {
+        or_report(with_pinned_settings(|| {
+            crate::ingest::activate(parent.0, &target)
+        }))
+    }
+
+    /// Stage 3 of `ingest`: loads the batch in one statement and records it.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn ingest_load(
+        parent: Regclass,
+        source: Regclass,
+        partitions_created: i32,
+        partitions_activated: i32,
+        started_at: String,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(rows_loaded, i64),
+            name!(rows_per_partition, pgrx::JsonB),
+        ),
+    > {
+        let loaded = or_report(crate::ingest::load(
+            parent.0,
+            source.0,
+            partitions_created,
+            partitions_activated,
+            &started_at,
+        ));
+        TableIterator::once((loaded.rows, pgrx::JsonB(loaded.per_partition)))
+    }
+
     /// The routing overrides in shared memory for this database, for the
     /// `routing_overrides` view.
     #[pg_extern(volatile, parallel_unsafe)]

@@ -217,3 +217,18 @@ fn record(parent: pg_sys::Oid, started_at: &str, error: Option<&str>) -> Result<
 fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
+
+/// Attaches every prepared shadow of `parent` (all lie within `lookahead`
+/// of the frontier), for a bulk load about to run; how many. Nothing when
+/// another session is running the table's steps or it is not managed.
+pub fn activate_for_bulk_load(parent: pg_sys::Oid) -> Result<i64> {
+    with_pinned_settings(|| {
+        if !lock_table_cycle(parent, false)? || managed_tables(Some(parent))?.is_empty() {
+            return Ok(0);
+        }
+        let table = catalog::load_partitioned_table(parent, false)?;
+        as_role(table.owner_oid, || {
+            shadows::activate(&table, Some(i64::MAX))
+        })
+    })
+}

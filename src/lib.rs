@@ -11,12 +11,14 @@ use pgrx::prelude::*;
 
 mod alerts;
 mod api;
+mod bulk;
 mod catalog;
 mod collect;
 mod cycle;
 mod ddl;
 mod error;
 mod gucs;
+mod ingest;
 mod migration;
 mod predict;
 mod regclass;
@@ -25,6 +27,7 @@ mod session;
 mod settings;
 mod shadows;
 mod subxact;
+mod wakeup;
 mod worker;
 
 pgrx::pg_module_magic!();
@@ -45,6 +48,8 @@ pub extern "C-unwind" fn _PG_init() {
     if preloaded {
         worker::register_launcher();
         routing::install();
+        wakeup::install();
+        bulk::install();
     }
 }
 

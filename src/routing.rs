@@ -296,17 +296,22 @@ unsafe extern "C-unwind" fn plan_with_overrides(
     cursor_options: std::ffi::c_int,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
-    if ACTIVE.get().load(Ordering::Acquire) != 0 && !MIGRATING_HERE.load(Ordering::Relaxed) {
+    let migrating_here = MIGRATING_HERE.load(Ordering::Relaxed);
+    if ACTIVE.get().load(Ordering::Acquire) != 0 && !migrating_here {
         unsafe { apply_overrides(parse) };
     }
-    unsafe {
+    let planned = unsafe {
         match PREVIOUS_PLANNER {
             Some(previous) => {
                 call_previous_planner(previous, parse, query_string, cursor_options, bound_params)
             }
             None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
         }
+    };
+    if !migrating_here && unsafe { (*parse).commandType } == pg_sys::CmdType::CMD_INSERT {
+        unsafe { crate::bulk::insert_planned(parse, planned) };
     }
+    planned
 }
 
 /// Another library's planner hook may raise an ERROR (a longjmp): it is
@@ -451,7 +456,7 @@ pub fn relation_lock_tag(relation: pg_sys::Oid) -> pg_sys::LOCKTAG {
     }
 }
 
-unsafe fn holds_any_lock_on(relation: u32) -> bool {
+pub unsafe fn holds_any_lock_on(relation: u32) -> bool {
     let tag = relation_lock_tag(pg_sys::Oid::from(relation));
     (1..=pg_sys::AccessExclusiveLock as i32).any(|mode| unsafe { pg_sys::LockHeldByMe(&tag, mode) })
 }

@@ -303,7 +303,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         horizon_end,
     });
     for range in plan.into_iter().take(MAX_CREATED_PER_CYCLE) {
-        create_shadow(table, &range)?;
+        create_shadow(table, &range, Origin::Forecast)?;
         summary.created += 1;
     }
     Ok(summary)
@@ -401,8 +401,31 @@ fn name_suffix(key_type: KeyType, from: i64) -> String {
     }
 }
 
+/// Why a shadow was made, recorded in `partition_predict.shadows.origin`:
+/// only a forecast's shadows say what was expected to arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Forecast,
+    Migration,
+    Ingest,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Origin::Forecast => "forecast",
+            Origin::Migration => "migration",
+            Origin::Ingest => "ingest",
+        }
+    }
+}
+
 /// Creates the shadow of a planned range; returns its name.
-pub fn create_shadow(table: &PartitionedTable, range: &PlannedRange) -> Result<QualifiedName> {
+pub fn create_shadow(
+    table: &PartitionedTable,
+    range: &PlannedRange,
+    origin: Origin,
+) -> Result<QualifiedName> {
     let name = QualifiedName {
         schema: table.name.schema.clone(),
         name: ddl::free_relation_name(
@@ -432,9 +455,9 @@ pub fn create_shadow(table: &PartitionedTable, range: &PlannedRange) -> Result<Q
     copy_access_rules(table, &name)?;
     Spi::run_with_args(
         "INSERT INTO partition_predict.shadows (parent, shadow, shadow_name, range_from, range_to, range_start, range_end,
-                                                predicted_rows, predicted_bytes, tablespace)
+                                                predicted_rows, predicted_bytes, tablespace, origin)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.to_regclass($2)::pg_catalog.oid, $2, $3, $4, $5, $6,
-                 $7, $8, $9)",
+                 $7, $8, $9, $10)",
         &[
             table.oid.into(),
             name.quoted().into(),
@@ -445,6 +468,7 @@ pub fn create_shadow(table: &PartitionedTable, range: &PlannedRange) -> Result<Q
             range.expected_rows.into(),
             placement.as_ref().map(|p| p.predicted_bytes).unwrap_or(0).into(),
             placement.map(|p| p.tablespace).into(),
+            origin.as_str().into(),
         ],
     )?;
     Ok(name)
@@ -582,7 +606,7 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
             // The migration attaches it when the last rows are in.
             break;
         }
-        if let Some(rows) = rows_in_default(table, &shadow)? {
+        if let Some(rows) = rows_in_default(table, shadow.from, shadow.to)? {
             alerts::raise(
                 Some(table.oid),
                 AlertKind::RowsInDefault,
@@ -622,8 +646,8 @@ fn activation_lead(key_type: KeyType, shadow: &Shadow) -> i64 {
     }
 }
 
-/// Rows DEFAULT holds in the shadow's range (counted up to 1,000), if any.
-fn rows_in_default(table: &PartitionedTable, shadow: &Shadow) -> Result<Option<i64>> {
+/// Rows DEFAULT holds in `[from, to)` (counted up to 1,000), if any.
+pub fn rows_in_default(table: &PartitionedTable, from: i64, to: i64) -> Result<Option<i64>> {
     let Some(default) = table.default_partition else {
         return Ok(None);
     };
@@ -632,8 +656,8 @@ fn rows_in_default(table: &PartitionedTable, shadow: &Shadow) -> Result<Option<i
         &format!(
             "SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {} WHERE {column} >= {} AND {column} < {} LIMIT 1000) d",
             catalog::relation_name(default)?,
-            table.key_type.value(shadow.from).to_sql_literal(),
-            table.key_type.value(shadow.to).to_sql_literal()
+            table.key_type.value(from).to_sql_literal(),
+            table.key_type.value(to).to_sql_literal()
         ),
         &[],
     )?

@@ -20,6 +20,7 @@ use crate::cycle::{self, Steps};
 use crate::gucs;
 use crate::migration;
 use crate::session::with_pinned_settings;
+use crate::wakeup;
 
 const LIBRARY: &str = "pg_partition_predict";
 /// How often the launcher checks on its workers.
@@ -148,28 +149,74 @@ pub extern "C-unwind" fn pg_partition_predict_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    wakeup::register_worker();
     let mut state = WorkerState {
         started_at: None,
         cycles: 0,
         errors: 0,
         last_error: None,
     };
+    let mut next_cycle = Instant::now();
     loop {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        if gucs::ENABLED.get() {
-            run_cycles(&mut state);
-        } else {
-            in_transaction("recording the paused state", || {
-                report(&mut state, "paused", None)
-            });
+        serve_requests(&mut state);
+        if Instant::now() >= next_cycle {
+            if gucs::ENABLED.get() {
+                run_cycles(&mut state);
+            } else {
+                in_transaction("recording the paused state", || {
+                    report(&mut state, "paused", None)
+                });
+            }
+            let naptime = Duration::from_secs(gucs::NAPTIME_SECONDS.get().max(1) as u64);
+            next_cycle = Instant::now() + naptime;
         }
-        let naptime = Duration::from_secs(gucs::NAPTIME_SECONDS.get().max(1) as u64);
         set_activity("waiting for the next cycle");
-        if !BackgroundWorker::wait_latch(Some(naptime)) {
+        let until_cycle = next_cycle.saturating_duration_since(Instant::now());
+        if !BackgroundWorker::wait_latch(Some(until_cycle.max(Duration::from_millis(1)))) {
             break;
         }
+    }
+}
+
+/// Requests posted by bulk loads (see `bulk`): attach a table's shadows
+/// before a load, run its cycle right after one. The load waiting for the
+/// shadows is released as soon as they are attached.
+fn serve_requests(state: &mut WorkerState) {
+    for request in wakeup::take_mine() {
+        if !gucs::ENABLED.get() {
+            wakeup::mark_served(request.parent, request.ticket);
+            continue;
+        }
+        if request.attach {
+            set_activity("attaching shadows before a bulk load");
+            in_transaction("attaching shadows before a bulk load", || {
+                or_log(cycle::activate_for_bulk_load(request.parent))
+            });
+        }
+        wakeup::mark_served(request.parent, request.ticket);
+        if request.cycle {
+            set_activity("cycle after a bulk load");
+            let outcome = in_transaction("a table's cycle after a bulk load", || {
+                cycle::run_isolated(request.parent, Steps::Cycle)
+            });
+            move_rows_out_of_default(request.parent, migration::Caller::WorkerAfterLoad);
+            record_outcome(state, outcome);
+        }
+    }
+}
+
+fn record_outcome(state: &mut WorkerState, outcome: Option<cycle::Outcome>) {
+    if let Some(cycle::Outcome {
+        error: Some(error),
+        skipped: false,
+        ..
+    }) = outcome
+    {
+        state.errors += 1;
+        state.last_error = Some(error);
     }
 }
 
@@ -191,16 +238,10 @@ fn run_cycles(state: &mut WorkerState) {
         let outcome = in_transaction("a table's cycle", || {
             cycle::run_isolated(parent, Steps::Cycle)
         });
-        move_rows_out_of_default(parent);
-        if let Some(cycle::Outcome {
-            error: Some(error),
-            skipped: false,
-            ..
-        }) = outcome
-        {
-            state.errors += 1;
-            state.last_error = Some(error);
-        }
+        move_rows_out_of_default(parent, migration::Caller::Worker);
+        record_outcome(state, outcome);
+        // A bulk load waiting for shadows should not wait for every table.
+        serve_requests(state);
     }
     state.cycles += 1;
     in_transaction("recording the cycle", || {
@@ -210,14 +251,14 @@ fn run_cycles(state: &mut WorkerState) {
 
 /// Rows found in DEFAULT are moved where they belong at once (SPEC §5),
 /// each step of the migration in a transaction of its own.
-fn move_rows_out_of_default(parent: pg_sys::Oid) {
+fn move_rows_out_of_default(parent: pg_sys::Oid, caller: migration::Caller) {
     set_activity("moving rows out of DEFAULT");
     loop {
         if shutdown_requested() {
             return;
         }
         let next = in_transaction("moving rows out of DEFAULT", || {
-            migration::step_isolated(parent)
+            migration::step_isolated(parent, caller)
         });
         if next != Some(migration::Next::Again) {
             return;

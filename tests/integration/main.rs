@@ -5,6 +5,7 @@
 mod cluster;
 mod forecasting;
 mod foundation;
+mod ingest;
 mod migration;
 mod shadows;
 mod workers;

@@ -13,7 +13,7 @@ use crate::cluster::{flush_stats, scalar_i64, Cluster};
 const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
 
 /// Inserts `rows[h]` rows spread over hour `first_hour + h` after 2024-01-01.
-fn insert_hours(client: &mut Client, table: &str, first_hour: usize, rows: &[f64]) {
+pub(crate) fn insert_hours(client: &mut Client, table: &str, first_hour: usize, rows: &[f64]) {
     for (i, n) in rows.iter().enumerate() {
         let hour = first_hour + i;
         client
@@ -69,7 +69,7 @@ fn table_with_shadows(client: &mut Client, table: &str, days: usize) {
 
 /// Latencies of a client that keeps inserting into and reading the parent,
 /// until `stop` is set.
-fn traffic(
+pub(crate) fn traffic(
     cluster: &Cluster,
     table: &'static str,
     stop: Arc<AtomicBool>,
@@ -99,7 +99,7 @@ fn traffic(
 
 /// Samples pg_locks while the traffic runs: the longest time any other
 /// session was seen waiting for a lock on the table's relations.
-fn longest_wait_seen(
+pub(crate) fn longest_wait_seen(
     cluster: &Cluster,
     exclude_pid: i32,
     stop: Arc<AtomicBool>,
@@ -127,14 +127,14 @@ fn longest_wait_seen(
     })
 }
 
-struct Run {
-    slowest: Duration,
-    longest_lock_wait: Duration,
+pub(crate) struct Run {
+    pub slowest: Duration,
+    pub longest_lock_wait: Duration,
 }
 
 /// While a long transaction that has read the parent stays open for two
 /// seconds, `ddl` runs in another session; measures what the traffic felt.
-fn with_long_reader(
+pub(crate) fn with_long_reader(
     cluster: &Cluster,
     table: &'static str,
     ddl: &str,

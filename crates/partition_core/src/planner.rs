@@ -482,6 +482,122 @@ pub fn plan_migration(input: &MigrationInput) -> Vec<MigrationRange> {
     chosen
 }
 
+/// What a bulk load needs before it runs: the batch's keys in groups, as
+/// `Stranded` (smallest key, one past the largest, rows).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngestInput<'a> {
+    pub key_type: KeyType,
+    /// Ranges of attached partitions other than DEFAULT.
+    pub taken: &'a [(i64, i64)],
+    /// Ranges of shadows not attached yet.
+    pub shadows: &'a [(i64, i64)],
+    /// Groups of the batch's keys, in key order.
+    pub batch: &'a [Stranded],
+    pub target_rows: f64,
+    pub min_span: Option<i64>,
+    pub max_span: Option<i64>,
+}
+
+/// `[from, to)` less the union of `covered` (sorted or not).
+fn uncovered_parts(from: i64, to: i64, covered: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut sorted: Vec<(i64, i64)> = covered
+        .iter()
+        .copied()
+        .filter(|(a, b)| *a < to && from < *b)
+        .collect();
+    sorted.sort_unstable();
+    let mut parts = Vec::new();
+    let mut cursor = from;
+    for (a, b) in sorted {
+        if a > cursor {
+            parts.push((cursor, a.min(to)));
+        }
+        cursor = cursor.max(b);
+        if cursor >= to {
+            break;
+        }
+    }
+    if cursor < to {
+        parts.push((cursor, to));
+    }
+    parts
+}
+
+/// The partitions a batch needs so that none of its rows reaches DEFAULT:
+/// shadows its keys fall in (to attach), and new ranges for keys outside
+/// every partition and shadow, sized as a migration sizes them (about
+/// `target_rows` of the batch's rows, aligned like planned ranges). Every
+/// group of the batch ends up inside `taken` or the result; the result
+/// never overlaps `taken` or itself.
+pub fn plan_ingest(input: &IngestInput) -> Vec<MigrationRange> {
+    let mut chosen: Vec<MigrationRange> = Vec::new();
+    // A group wider than one range needs several; each round covers at
+    // least the first uncovered key of every group, so rounds are few.
+    for _ in 0..10_000 {
+        let occupied: Vec<(i64, i64)> = input
+            .taken
+            .iter()
+            .copied()
+            .chain(chosen.iter().map(|r| (r.from, r.to)))
+            .collect();
+        let mut uncovered: Vec<Stranded> = Vec::new();
+        for group in input.batch.iter().filter(|g| g.end > g.start) {
+            let width = (group.end as f64 - group.start as f64).max(1.0);
+            for (lo, hi) in uncovered_parts(group.start, group.end, &occupied) {
+                uncovered.push(Stranded {
+                    start: lo,
+                    end: hi,
+                    rows: group.rows * (hi as f64 - lo as f64) / width,
+                });
+            }
+        }
+        if uncovered.is_empty() {
+            break;
+        }
+        uncovered.sort_by_key(|s| s.start);
+        let shadows: Vec<(i64, i64)> = input
+            .shadows
+            .iter()
+            .copied()
+            .filter(|(a, _)| !chosen.iter().any(|r| r.into_shadow && r.from == *a))
+            .collect();
+        let round = plan_migration(&MigrationInput {
+            key_type: input.key_type,
+            taken: &occupied,
+            shadows: &shadows,
+            stranded: &uncovered,
+            target_rows: input.target_rows,
+            min_span: input.min_span,
+            max_span: input.max_span,
+        });
+        let progress = round
+            .iter()
+            .any(|r| !chosen.iter().any(|c| c.from == r.from && c.to == r.to));
+        if !progress {
+            break;
+        }
+        chosen.extend(round);
+    }
+    // Rows are those of the whole batch, not of the round that chose the range.
+    for range in &mut chosen {
+        range.rows = input
+            .batch
+            .iter()
+            .map(|g| {
+                let lo = g.start.max(range.from);
+                let hi = g.end.min(range.to);
+                if lo < hi {
+                    g.rows * (hi as f64 - lo as f64) / (g.end as f64 - g.start as f64).max(1.0)
+                } else {
+                    0.0
+                }
+            })
+            .sum();
+    }
+    chosen.sort_by_key(|r| r.from);
+    chosen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,5 +901,151 @@ mod tests {
                 },
             ]
         );
+    }
+
+    fn assert_batch_covered(batch: &[Stranded], taken: &[(i64, i64)], ranges: &[MigrationRange]) {
+        let all: Vec<(i64, i64)> = taken
+            .iter()
+            .copied()
+            .chain(ranges.iter().map(|r| (r.from, r.to)))
+            .collect();
+        for g in batch {
+            assert!(
+                uncovered_parts(g.start, g.end, &all).is_empty(),
+                "group {g:?} not covered by {all:?}"
+            );
+        }
+        for (i, r) in ranges.iter().enumerate() {
+            assert!(r.from < r.to);
+            assert!(
+                taken.iter().all(|(a, b)| r.to <= *a || *b <= r.from),
+                "{r:?} overlaps a partition"
+            );
+            assert!(
+                ranges[i + 1..]
+                    .iter()
+                    .all(|o| r.to <= o.from || o.to <= r.from),
+                "{r:?} overlaps another range"
+            );
+        }
+    }
+
+    #[test]
+    fn a_backfill_gets_daily_partitions_in_the_past_and_the_shadows_ahead() {
+        let day = calendar::days_from_civil(2024, 3, 4) * MICROS_PER_DAY;
+        let taken = [(day - MICROS_PER_DAY, day)];
+        let shadows = [
+            (day, day + MICROS_PER_DAY),
+            (day + MICROS_PER_DAY, day + 2 * MICROS_PER_DAY),
+        ];
+        // 30 days back and 2 ahead, 650 rows an hour: about 15,600 a day.
+        let batch: Vec<Stranded> = (-30 * 24..2 * 24)
+            .map(|h| Stranded {
+                start: day + h * H,
+                end: day + h * H + H - 1,
+                rows: 650.0,
+            })
+            .collect();
+        let ranges = plan_ingest(&IngestInput {
+            key_type: KeyType::TimestampTz,
+            taken: &taken,
+            shadows: &shadows,
+            batch: &batch,
+            target_rows: 20_000.0,
+            min_span: None,
+            max_span: None,
+        });
+        assert_batch_covered(&batch, &taken, &ranges);
+        let (into_shadows, new): (Vec<&MigrationRange>, Vec<&MigrationRange>) =
+            ranges.iter().partition(|r| r.into_shadow);
+        assert_eq!(into_shadows.len(), 2);
+        assert_eq!(into_shadows[0].rows, 650.0 * 24.0);
+        // The day already partitioned needs nothing; the other 29 days one each.
+        assert_eq!(new.len(), 29);
+        assert!(new
+            .iter()
+            .all(|r| r.to - r.from == MICROS_PER_DAY && r.from % MICROS_PER_DAY == 0));
+    }
+
+    #[test]
+    fn a_batch_inside_existing_partitions_needs_nothing() {
+        let batch = [Stranded {
+            start: 10,
+            end: 900,
+            rows: 5_000.0,
+        }];
+        let ranges = plan_ingest(&IngestInput {
+            key_type: KeyType::BigInt,
+            taken: &[(0, 500), (500, 1_000)],
+            shadows: &[(1_000, 2_000)],
+            batch: &batch,
+            target_rows: 1_000.0,
+            min_span: None,
+            max_span: None,
+        });
+        assert!(ranges.is_empty());
+        assert!(plan_ingest(&IngestInput {
+            key_type: KeyType::BigInt,
+            taken: &[],
+            shadows: &[],
+            batch: &[],
+            target_rows: 1_000.0,
+            min_span: None,
+            max_span: None,
+        })
+        .is_empty());
+    }
+
+    #[test]
+    fn a_group_wider_than_one_partition_is_split_until_covered() {
+        // One group of ids spanning ten partitions' worth of rows, straddling
+        // an existing partition and a shadow.
+        let batch = [Stranded {
+            start: 0,
+            end: 100_000,
+            rows: 100_000.0,
+        }];
+        let taken = [(40_000i64, 50_000i64)];
+        let ranges = plan_ingest(&IngestInput {
+            key_type: KeyType::BigInt,
+            taken: &taken,
+            shadows: &[(50_000, 60_000)],
+            batch: &batch,
+            target_rows: 10_000.0,
+            min_span: None,
+            max_span: None,
+        });
+        assert_batch_covered(&batch, &taken, &ranges);
+        assert!(ranges.iter().any(|r| r.into_shadow && r.from == 50_000));
+        assert!(ranges.iter().all(|r| r.rows <= 10_000.0 * TOLERANCE));
+    }
+
+    proptest! {
+        #[test]
+        fn every_key_of_a_batch_gets_a_partition(
+            groups in proptest::collection::vec((0i64..1_000_000, 1i64..50_000, 1u32..20_000), 1..40),
+            target in 1_000u32..200_000,
+        ) {
+            let mut batch: Vec<Stranded> = groups
+                .iter()
+                .map(|(start, len, rows)| Stranded { start: *start, end: start + len, rows: *rows as f64 })
+                .collect();
+            batch.sort_by_key(|g| g.start);
+            let taken = [(200_000i64, 300_000i64), (600_000, 610_000)];
+            let shadows = [(300_000i64, 350_000i64), (900_000, 1_000_000)];
+            let ranges = plan_ingest(&IngestInput {
+                key_type: KeyType::BigInt,
+                taken: &taken,
+                shadows: &shadows,
+                batch: &batch,
+                target_rows: target as f64,
+                min_span: None,
+                max_span: None,
+            });
+            assert_batch_covered(&batch, &taken, &ranges);
+            for r in ranges.iter().filter(|r| r.into_shadow) {
+                prop_assert!(shadows.contains(&(r.from, r.to)));
+            }
+        }
     }
 }

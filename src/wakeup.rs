@@ -1,0 +1,234 @@
+//! Requests to a database's worker, posted in shared memory and delivered
+//! by setting the worker's latch.
+//!
+//! A bulk load (COPY, a large INSERT … SELECT) wants the prepared shadows
+//! attached before it runs, and a cycle as soon as it has committed, so
+//! rows that reached DEFAULT move out at once rather than a naptime later.
+//! Neither may happen inside the loading transaction: an ATTACH there would
+//! hold DEFAULT's ACCESS EXCLUSIVE lock until the load commits. The worker
+//! does both in transactions of its own.
+
+use std::time::{Duration, Instant};
+
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+
+/// Databases with a worker, over the cluster.
+const MAX_WORKERS: usize = 64;
+/// Tables with a request not yet served, over the cluster.
+const MAX_REQUESTS: usize = 256;
+
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct WorkerSlot {
+    database: u32,
+    pid: i32,
+}
+
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct Request {
+    database: u32,
+    parent: u32,
+    attach: bool,
+    cycle: bool,
+    /// Ticket of the newest request for this table.
+    posted: u64,
+    /// Every request up to this ticket has been served.
+    served: u64,
+}
+
+impl Request {
+    fn pending(&self) -> bool {
+        self.attach || self.cycle
+    }
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Board {
+    workers: [WorkerSlot; MAX_WORKERS],
+    requests: [Request; MAX_REQUESTS],
+    next_ticket: u64,
+}
+
+unsafe impl PGRXSharedMemory for Board {}
+
+impl Default for Board {
+    fn default() -> Board {
+        Board {
+            workers: [WorkerSlot::default(); MAX_WORKERS],
+            requests: [Request::default(); MAX_REQUESTS],
+            next_ticket: 1,
+        }
+    }
+}
+
+static BOARD: PgLwLock<Board> = unsafe { PgLwLock::new(c"pg_partition_predict_requests") };
+
+/// What a worker is asked to do for a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// Attach the table's prepared shadows now (a bulk load is about to run).
+    Attach,
+    /// Run the table's cycle now, and move any rows out of DEFAULT.
+    Cycle,
+}
+
+/// A request taken by the worker.
+#[derive(Clone, Copy, Debug)]
+pub struct Taken {
+    pub parent: pg_sys::Oid,
+    pub attach: bool,
+    pub cycle: bool,
+    pub ticket: u64,
+}
+
+/// Shared memory; only while preloading.
+pub fn install() {
+    pg_shmem_init!(BOARD = Board::default());
+}
+
+fn database() -> u32 {
+    unsafe { pg_sys::MyDatabaseId }.to_u32()
+}
+
+fn alive(pid: i32) -> bool {
+    pid != 0 && !unsafe { pg_sys::BackendPidGetProc(pid) }.is_null()
+}
+
+/// Called by a worker once connected: requests for its database reach it.
+pub fn register_worker() {
+    let (db, pid) = (database(), unsafe { pg_sys::MyProcPid });
+    let mut board = BOARD.exclusive();
+    let slot = board
+        .workers
+        .iter()
+        .position(|w| w.database == db)
+        .or_else(|| board.workers.iter().position(|w| !alive(w.pid)));
+    if let Some(slot) = slot {
+        board.workers[slot] = WorkerSlot { database: db, pid };
+    }
+}
+
+/// The pid of this database's worker, if one is running.
+pub fn worker_here() -> Option<i32> {
+    let db = database();
+    let pid = BOARD
+        .share()
+        .workers
+        .iter()
+        .find(|w| w.database == db)
+        .map(|w| w.pid)?;
+    alive(pid).then_some(pid)
+}
+
+/// Posts a request for `parent` to this database's worker and wakes it;
+/// the ticket to wait for, or `None` when there is no worker or no room.
+/// Never raises an error (it runs in commit callbacks).
+pub fn post(parent: pg_sys::Oid, ask: Ask) -> Option<u64> {
+    let pid = worker_here()?;
+    let db = database();
+    let ticket = {
+        let mut board = BOARD.exclusive();
+        let slot = board
+            .requests
+            .iter()
+            .position(|r| r.database == db && r.parent == parent.to_u32())
+            .or_else(|| {
+                board
+                    .requests
+                    .iter()
+                    .position(|r| !r.pending() && r.served >= r.posted)
+            })?;
+        let ticket = board.next_ticket;
+        board.next_ticket += 1;
+        let request = &mut board.requests[slot];
+        if request.database != db || request.parent != parent.to_u32() {
+            *request = Request {
+                database: db,
+                parent: parent.to_u32(),
+                served: ticket - 1,
+                ..Request::default()
+            };
+        }
+        request.posted = ticket;
+        match ask {
+            Ask::Attach => request.attach = true,
+            Ask::Cycle => request.cycle = true,
+        }
+        ticket
+    };
+    let proc = unsafe { pg_sys::BackendPidGetProc(pid) };
+    if !proc.is_null() {
+        unsafe { pg_sys::SetLatch(&raw mut (*proc).procLatch) };
+    }
+    Some(ticket)
+}
+
+/// Waits until the worker has served `ticket` for `parent`, or `timeout`
+/// has passed; whether it was served.
+pub fn wait_served(parent: pg_sys::Oid, ticket: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let db = database();
+    loop {
+        let served = BOARD
+            .share()
+            .requests
+            .iter()
+            .find(|r| r.database == db && r.parent == parent.to_u32())
+            .is_none_or(|r| r.served >= ticket);
+        if served {
+            return true;
+        }
+        if Instant::now() >= deadline || worker_here().is_none() {
+            return false;
+        }
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                5,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+        pgrx::check_for_interrupts!();
+    }
+}
+
+/// For the worker: the requests of its database, cleared from the board
+/// (a request posted meanwhile is taken next time).
+pub fn take_mine() -> Vec<Taken> {
+    let db = database();
+    let mut board = BOARD.exclusive();
+    board
+        .requests
+        .iter_mut()
+        .filter(|r| r.database == db && r.pending())
+        .map(|r| {
+            let taken = Taken {
+                parent: pg_sys::Oid::from(r.parent),
+                attach: r.attach,
+                cycle: r.cycle,
+                ticket: r.posted,
+            };
+            r.attach = false;
+            r.cycle = false;
+            taken
+        })
+        .collect()
+}
+
+/// For the worker: requests for `parent` up to `ticket` are served.
+pub fn mark_served(parent: pg_sys::Oid, ticket: u64) {
+    let db = database();
+    let mut board = BOARD.exclusive();
+    if let Some(r) = board
+        .requests
+        .iter_mut()
+        .find(|r| r.database == db && r.parent == parent.to_u32())
+    {
+        r.served = r.served.max(ticket);
+    }
+}
