@@ -1,8 +1,11 @@
 //! pg_partition_predict: PostgreSQL glue around the pure `partition_core` crate.
 //!
 //! One module per concern: settings (`gucs`), the SQL API (`api`), catalog
-//! reads (`catalog`), non-blocking DDL (`ddl`), pinned session settings
-//! (`session`), subtransactions (`subxact`) and errors (`error`).
+//! reads (`catalog`), the cycle's steps (`collect`, `predict`, `shadows`,
+//! `cycle`), moving rows out of DEFAULT (`migration`, `routing`), bulk loads
+//! (`ingest`, `bulk`), the workers (`worker`, `wakeup`), non-blocking DDL
+//! (`ddl`), pinned session settings (`session`), subtransactions (`subxact`)
+//! and errors (`error`). CONTRIBUTING.md has the full map.
 #![deny(ffi_unwind_calls)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
