@@ -217,7 +217,7 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
         return Err(PredictError::Postgres {
             sqlstate: PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
             message:
-                "ingest() commits between its stages and cannot run inside a transaction block"
+                "ingest() commits between its stages and cannot run inside a transaction block (or a query string of several statements)"
                     .into(),
         });
     }

@@ -301,6 +301,61 @@ fn ingest_refuses_a_bad_source_and_changes_nothing() {
     assert_eq!(rows_in_default(&mut client, "guarded"), 0);
 }
 
+/// A batch that brings four times what the forecast expected into a
+/// prepared shadow is recorded against the forecast and raises an alert.
+#[test]
+fn ingest_scores_the_batch_against_the_forecast() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    event_table(&mut client, "scored");
+    let (start, end, predicted): (String, String, f64) = {
+        let row = client
+            .query_one(
+                "SELECT range_start, range_end, predicted_rows::float8 FROM partition_predict.partitions
+                  WHERE parent = 'scored'::regclass AND state = 'shadow' ORDER BY range_start LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert!(predicted > 5_000.0, "the shadow expects {predicted} rows");
+    let burst = (predicted * 4.0) as i64;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE burst (at timestamptz, v int);
+             INSERT INTO burst SELECT '{start}'::timestamptz + g * (('{end}'::timestamptz - '{start}') / {burst}), g
+               FROM generate_series(0, {burst} - 1) g;"
+        ))
+        .unwrap();
+    // On its own: a query string of several statements is one transaction block.
+    client
+        .batch_execute("CALL partition_predict.ingest('scored', 'burst')")
+        .unwrap();
+    let row = client
+        .query_one(
+            "SELECT forecast_rows, rows_in_forecast FROM partition_predict.ingest_history WHERE parent = 'scored'::regclass",
+            &[],
+        )
+        .unwrap();
+    let (forecast_rows, rows_in_forecast): (Option<f64>, Option<i64>) = (row.get(0), row.get(1));
+    assert_eq!(rows_in_forecast, Some(burst));
+    assert!(
+        forecast_rows.is_some_and(|f| (f - predicted).abs() < 1.0),
+        "forecast_rows {forecast_rows:?}, shadow predicted {predicted}"
+    );
+    assert_eq!(
+        count(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.alerts
+              WHERE parent = 'scored'::regclass AND kind = 'forecast_miss' AND details->>'event' = 'ingest'"
+        ),
+        1
+    );
+}
+
 /// COPY and a large INSERT … SELECT into a managed parent: keys in the
 /// shadows' ranges find them attached (the worker did it before the load
 /// ran), keys beyond every shadow are moved out of DEFAULT right after the
