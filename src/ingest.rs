@@ -243,11 +243,7 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
     }
     as_role(table.owner_oid, || {
         let settings = shadows::load_settings(&table)?;
-        let taken: Vec<(i64, i64)> = table
-            .partitions
-            .iter()
-            .filter_map(|p| shadows::raw_bounds(p.bound))
-            .collect();
+        let taken = shadows::attached_ranges(&table);
         let standalone = shadows::standalone_shadows(table.oid)?;
         let shadow_ranges: Vec<(i64, i64)> = standalone.iter().map(|s| (s.0, s.1)).collect();
         let plan = planner::plan_ingest(&IngestInput {

@@ -257,11 +257,7 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
         refuse_if_rows_have_side_effects(table, default)?;
     }
     let settings = shadows::load_settings(table)?;
-    let taken: Vec<(i64, i64)> = table
-        .partitions
-        .iter()
-        .filter_map(|p| shadows::raw_bounds(p.bound))
-        .collect();
+    let taken = shadows::attached_ranges(table);
     let standalone = shadows::standalone_shadows(table.oid)?;
     let shadow_ranges: Vec<(i64, i64)> = standalone.iter().map(|s| (s.0, s.1)).collect();
     let plan = planner::plan_migration(&MigrationInput {

@@ -213,7 +213,16 @@ fn existing_shadows(parent: pg_sys::Oid) -> Result<Vec<Shadow>> {
     })
 }
 
-pub fn raw_bounds(bound: PartitionBound) -> Option<(i64, i64)> {
+/// The key ranges of the table's attached partitions, DEFAULT aside.
+pub fn attached_ranges(table: &PartitionedTable) -> Vec<(i64, i64)> {
+    table
+        .partitions
+        .iter()
+        .filter_map(|p| raw_bounds(p.bound))
+        .collect()
+}
+
+fn raw_bounds(bound: PartitionBound) -> Option<(i64, i64)> {
     match bound {
         PartitionBound::Default => None,
         PartitionBound::Range { from, to } => {
@@ -257,11 +266,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
     }
     let horizon_end = horizon_end(table, &settings, frontier_key, &demand, upper_over_point);
 
-    let active: Vec<(i64, i64)> = table
-        .partitions
-        .iter()
-        .filter_map(|p| raw_bounds(p.bound))
-        .collect();
+    let active = attached_ranges(table);
     // Keep shadows unless the newest forecast expects one to overflow (more
     // than 1.5x the target) and a smaller span is possible: then it is
     // dropped and planned again. A shadow expected to be small is kept:

@@ -160,6 +160,9 @@ pub extern "C-unwind" fn pg_partition_predict_worker_main(_arg: pg_sys::Datum) {
     loop {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            // A reload is acted on at once: a new naptime, a paused worker
+            // resumed, an extension created since the last cycle.
+            next_cycle = Instant::now();
         }
         serve_requests(&mut state);
         if Instant::now() >= next_cycle {
