@@ -117,10 +117,7 @@ mod partition_predict {
     fn activate(parent: Option<Regclass>, up_to: default!(Option<String>, "NULL")) -> i64 {
         or_report(with_pinned_settings(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
-            let table = catalog::load_partitioned_table(parent.0, true)?;
-            if !is_managed(parent.0)? {
-                return Err(PredictError::NotManaged(table.name.to_string()));
-            }
+            let table = catalog::load_managed_table(parent.0)?;
             let limit = up_to.map(|text| key_of_text(&table, &text)).transpose()?;
             crate::session::as_role(table.owner_oid, || crate::shadows::activate(&table, limit))
         }))
@@ -162,11 +159,7 @@ mod partition_predict {
     fn migration_step(parent: Option<Regclass>, batch_rows: default!(i64, 10000)) -> String {
         or_report(with_pinned_settings(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
-            let table = catalog::load_partitioned_table(parent.0, true)?;
-            if !is_managed(parent.0)? {
-                return Err(PredictError::NotManaged(table.name.to_string()));
-            }
-            Ok(())
+            catalog::load_managed_table(parent.0).map(|_| ())
         }));
         let parent = parent.map(|p| p.0).unwrap_or(pg_sys::InvalidOid);
         or_report(crate::migration::step(
@@ -284,7 +277,7 @@ fn manage_table(
     arguments: settings::Arguments,
 ) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     let table = catalog::load_partitioned_table(parent, true)?;
-    if is_managed(parent)? {
+    if catalog::is_managed(parent)? {
         return Err(PredictError::AlreadyManaged(table.name.to_string()));
     }
     let settings = settings::validate(table.key_type, &arguments)?;
@@ -307,7 +300,7 @@ fn unmanage_table(parent: pg_sys::Oid) -> Result<()> {
         &[parent.into()],
     )?;
     let name = name.ok_or(PredictError::UndefinedTable(parent.to_u32()))?;
-    if !is_managed(parent)? {
+    if !catalog::is_managed(parent)? {
         return Err(PredictError::NotManaged(name));
     }
     if owner_rights != Some(true) {
@@ -322,15 +315,6 @@ fn unmanage_table(parent: pg_sys::Oid) -> Result<()> {
         &[parent.into()],
     )?;
     Ok(())
-}
-
-fn is_managed(parent: pg_sys::Oid) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM partition_predict.config
-                         WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
-        &[parent.into()],
-    )?
-    .unwrap_or(false))
 }
 
 fn insert_config(
@@ -357,14 +341,7 @@ fn insert_config(
 fn run(parent: Option<Regclass>, steps: Steps) -> Vec<PgHeapTuple<'static, AllocatedByRust>> {
     let outcomes = match parent {
         Some(Regclass(oid)) => {
-            // Ownership first, as manage() checks it: a non-owner cannot see
-            // the configuration row and would only learn "not managed".
-            let table = or_report(with_pinned_settings(|| {
-                catalog::load_partitioned_table(oid, true)
-            }));
-            if !or_report(is_managed(oid)) {
-                PredictError::NotManaged(table.name.to_string()).report();
-            }
+            or_report(with_pinned_settings(|| catalog::load_managed_table(oid)));
             vec![cycle::run_raising(oid, steps)]
         }
         None => or_report(cycle::managed_tables(None))

@@ -74,8 +74,9 @@ fn inserted_by_this_transaction(relation: Option<pg_sys::Oid>) -> i64 {
 /// `(managed, shadows waiting, DEFAULT)` of a partitioned table, read as its
 /// owner (the configuration is visible to owners only).
 fn bulk_target(parent: pg_sys::Oid) -> crate::error::Result<Option<(bool, Option<pg_sys::Oid>)>> {
-    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+    let (owner, default) = Spi::get_two_with_args::<pg_sys::Oid, pg_sys::Oid>(
+        "SELECT (SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1),
+                (SELECT NULLIF(partdefid, 0) FROM pg_catalog.pg_partitioned_table WHERE partrelid = $1)",
         &[parent.into()],
     )?;
     let Some(owner) = owner else { return Ok(None) };
@@ -88,14 +89,7 @@ fn bulk_target(parent: pg_sys::Oid) -> crate::error::Result<Option<(bool, Option
                              WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL)",
             &[parent.into()],
         )?;
-        if managed != Some(true) {
-            return Ok(None);
-        }
-        let default = Spi::get_one_with_args::<pg_sys::Oid>(
-            "SELECT NULLIF(partdefid, 0) FROM pg_catalog.pg_partitioned_table WHERE partrelid = $1",
-            &[parent.into()],
-        )?;
-        Ok(Some((waiting == Some(true), default)))
+        Ok((managed == Some(true)).then_some((waiting == Some(true), default)))
     })
 }
 
@@ -148,7 +142,7 @@ pub fn before_bulk_load(parent: pg_sys::Oid) -> Option<Watched> {
 
 /// After a bulk load: a cycle right after the commit if rows reached
 /// DEFAULT or the load was large.
-pub fn after_bulk_load(watched: &Watched, rows: Option<u64>) {
+fn after_bulk_load(watched: &Watched, rows: Option<u64>) {
     let into_default =
         inserted_by_this_transaction(watched.default_partition) > watched.inserted_into_default;
     if into_default || rows.is_none_or(|r| r as f64 >= BULK_ROWS) {
@@ -245,8 +239,10 @@ pub unsafe fn insert_planned(parse: *mut pg_sys::Query, planned: *mut pg_sys::Pl
         if (*source).plan_rows < BULK_ROWS {
             return;
         }
-        if let Some(watched) = before_bulk_load((*rte).relid) {
-            after_bulk_load(&watched, None);
+        // Planned, not run: whether rows reach DEFAULT is unknown yet, and
+        // a load this large earns the cycle anyway.
+        if before_bulk_load((*rte).relid).is_some() {
+            cycle_after_commit((*rte).relid);
         }
     }
 }

@@ -301,3 +301,24 @@ pub fn relation_exists(schema: &str, name: &str) -> Result<bool> {
     )?
     .unwrap_or(false))
 }
+
+/// Whether `partition_predict.manage()` registered the table (and the
+/// caller may see that: the configuration shows owners their own tables).
+pub fn is_managed(parent: pg_sys::Oid) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM partition_predict.config
+                         WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
+        &[parent.into()],
+    )?
+    .unwrap_or(false))
+}
+
+/// A managed table the caller owns: ownership is checked first, as
+/// `manage()` checks it (a non-owner could only learn "not managed").
+pub fn load_managed_table(parent: pg_sys::Oid) -> Result<PartitionedTable> {
+    let table = load_partitioned_table(parent, true)?;
+    if !is_managed(parent)? {
+        return Err(PredictError::NotManaged(table.name.to_string()));
+    }
+    Ok(table)
+}

@@ -197,20 +197,6 @@ fn check_source(table: &PartitionedTable, source: pg_sys::Oid) -> Result<String>
     Ok(list)
 }
 
-fn managed_table(parent: pg_sys::Oid) -> Result<PartitionedTable> {
-    let table = catalog::load_partitioned_table(parent, true)?;
-    let managed = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM partition_predict.config
-                         WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
-        &[parent.into()],
-    )?
-    .unwrap_or(false);
-    if !managed {
-        return Err(PredictError::NotManaged(table.name.to_string()));
-    }
-    Ok(table)
-}
-
 /// Stage 1.
 pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
     if unsafe { pg_sys::IsTransactionBlock() } {
@@ -222,20 +208,21 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
         });
     }
     cycle::lock_table_cycle(parent, true)?;
-    let table = managed_table(parent)?;
+    let table = catalog::load_managed_table(parent)?;
     if migration::in_progress(parent)? {
         return Err(PredictError::MigrationInProgress(table.name.to_string()));
     }
     check_source(&table, source)?;
     // Read with the caller's rights, before anything changes.
-    let keys = migration::key_groups(&table, &catalog::relation_name(source)?)?;
+    let source_name = catalog::relation_name(source)?;
+    let keys = migration::key_groups(&table, &source_name)?;
     if keys.null_keys > 0 {
         return Err(invalid_source(
             PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
             format!(
                 "{} row(s) of source {} have a NULL \"{}\"; the partition key of {} cannot be NULL (such rows would land in DEFAULT)",
                 keys.null_keys,
-                catalog::relation_name(source)?,
+                source_name,
                 table.key_column,
                 table.name
             ),
@@ -293,7 +280,7 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
 /// it was attached meanwhile, by the worker for instance).
 pub fn activate(parent: pg_sys::Oid, target: &str) -> Result<bool> {
     cycle::lock_table_cycle(parent, true)?;
-    let table = managed_table(parent)?;
+    let table = catalog::load_managed_table(parent)?;
     as_role(table.owner_oid, || {
         let standalone = shadows::standalone_shadows(table.oid)?;
         let Some((from, to, _, name)) = standalone.into_iter().find(|s| s.3 == target) else {
@@ -321,7 +308,8 @@ pub fn load(
     activated: i32,
     started_at: &str,
 ) -> Result<Loaded> {
-    let table = managed_table(parent)?;
+    let table = catalog::load_managed_table(parent)?;
+    // Again: the source may have been altered since stage 1 committed.
     let columns = check_source(&table, source)?;
     let source_name = catalog::relation_name(source)?;
     let key = quote_identifier(&table.key_column);
