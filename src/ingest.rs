@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use partition_core::planner::{self, IngestInput, PlannedRange};
+use partition_core::planner::{self, MigrationInput, PlannedRange};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::PgSqlErrorCode;
@@ -233,11 +233,11 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
         let taken = shadows::attached_ranges(&table);
         let standalone = shadows::standalone_shadows(table.oid)?;
         let shadow_ranges: Vec<(i64, i64)> = standalone.iter().map(|s| (s.0, s.1)).collect();
-        let plan = planner::plan_ingest(&IngestInput {
+        let plan = planner::plan_ingest(&MigrationInput {
             key_type: table.key_type,
             taken: &taken,
             shadows: &shadow_ranges,
-            batch: &keys.groups,
+            stranded: &keys.groups,
             target_rows: settings.target_rows,
             min_span: settings.min_span,
             max_span: settings.max_span,

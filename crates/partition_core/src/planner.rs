@@ -358,6 +358,23 @@ fn span_floor(key_type: KeyType, span: Span, key: i64) -> Option<i64> {
     }
 }
 
+/// Rows of `groups` with keys in `[from, to)`, a group's rows taken as
+/// spread evenly over its keys.
+fn rows_within(groups: &[Stranded], from: i64, to: i64) -> f64 {
+    groups
+        .iter()
+        .map(|g| {
+            let lo = g.start.max(from);
+            let hi = g.end.min(to);
+            if lo < hi {
+                g.rows * (hi as f64 - lo as f64) / (g.end as f64 - g.start as f64).max(1.0)
+            } else {
+                0.0
+            }
+        })
+        .sum()
+}
+
 /// Where rows stranded in DEFAULT should live. Rows inside a shadow's range
 /// go to that shadow. Others get a new range around them: the largest
 /// natural span, aligned as the planner aligns future ranges, that holds
@@ -370,21 +387,7 @@ pub fn plan_migration(input: &MigrationInput) -> Vec<MigrationRange> {
     let spans = natural_spans(input.key_type, i64::MAX);
     let min_span = input.min_span.unwrap_or(1).max(1);
     let max_span = input.max_span.unwrap_or(i64::MAX);
-    let rows_in = |from: i64, to: i64| -> f64 {
-        input
-            .stranded
-            .iter()
-            .map(|s| {
-                let lo = s.start.max(from);
-                let hi = s.end.min(to);
-                if lo < hi {
-                    s.rows * (hi as f64 - lo as f64) / (s.end as f64 - s.start as f64).max(1.0)
-                } else {
-                    0.0
-                }
-            })
-            .sum()
-    };
+    let rows_in = |from: i64, to: i64| rows_within(input.stranded, from, to);
     // Beyond the highest stranded key rows are assumed to keep arriving at
     // the density of the last stretch of them (a day of time keys, a tenth
     // of the integer keys), so a range above the data is sized for what
@@ -482,22 +485,6 @@ pub fn plan_migration(input: &MigrationInput) -> Vec<MigrationRange> {
     chosen
 }
 
-/// What a bulk load needs before it runs: the batch's keys in groups, as
-/// `Stranded` (smallest key, one past the largest, rows).
-#[derive(Clone, Debug, PartialEq)]
-pub struct IngestInput<'a> {
-    pub key_type: KeyType,
-    /// Ranges of attached partitions other than DEFAULT.
-    pub taken: &'a [(i64, i64)],
-    /// Ranges of shadows not attached yet.
-    pub shadows: &'a [(i64, i64)],
-    /// Groups of the batch's keys, in key order.
-    pub batch: &'a [Stranded],
-    pub target_rows: f64,
-    pub min_span: Option<i64>,
-    pub max_span: Option<i64>,
-}
-
 /// `[from, to)` less the union of `covered` (sorted or not).
 fn uncovered_parts(from: i64, to: i64, covered: &[(i64, i64)]) -> Vec<(i64, i64)> {
     let mut sorted: Vec<(i64, i64)> = covered
@@ -523,13 +510,14 @@ fn uncovered_parts(from: i64, to: i64, covered: &[(i64, i64)]) -> Vec<(i64, i64)
     parts
 }
 
-/// The partitions a batch needs so that none of its rows reaches DEFAULT:
-/// shadows its keys fall in (to attach), and new ranges for keys outside
-/// every partition and shadow, sized as a migration sizes them (about
-/// `target_rows` of the batch's rows, aligned like planned ranges). Every
-/// group of the batch ends up inside `taken` or the result; the result
-/// never overlaps `taken` or itself.
-pub fn plan_ingest(input: &IngestInput) -> Vec<MigrationRange> {
+/// The partitions a bulk load needs so that none of its rows reaches
+/// DEFAULT, `input.stranded` being the batch's key groups: shadows its keys
+/// fall in (to attach), and new ranges for keys outside every partition and
+/// shadow, sized as a migration sizes them (about `target_rows` of the
+/// batch's rows, aligned like planned ranges). Every group of the batch
+/// ends up inside `taken` or the result; the result never overlaps `taken`
+/// or itself.
+pub fn plan_ingest(input: &MigrationInput) -> Vec<MigrationRange> {
     let mut chosen: Vec<MigrationRange> = Vec::new();
     // A group wider than one range needs several; each round covers at
     // least the first uncovered key of every group, so rounds are few.
@@ -541,7 +529,7 @@ pub fn plan_ingest(input: &IngestInput) -> Vec<MigrationRange> {
             .chain(chosen.iter().map(|r| (r.from, r.to)))
             .collect();
         let mut uncovered: Vec<Stranded> = Vec::new();
-        for group in input.batch.iter().filter(|g| g.end > g.start) {
+        for group in input.stranded.iter().filter(|g| g.end > g.start) {
             let width = (group.end as f64 - group.start as f64).max(1.0);
             for (lo, hi) in uncovered_parts(group.start, group.end, &occupied) {
                 uncovered.push(Stranded {
@@ -580,19 +568,7 @@ pub fn plan_ingest(input: &IngestInput) -> Vec<MigrationRange> {
     }
     // Rows are those of the whole batch, not of the round that chose the range.
     for range in &mut chosen {
-        range.rows = input
-            .batch
-            .iter()
-            .map(|g| {
-                let lo = g.start.max(range.from);
-                let hi = g.end.min(range.to);
-                if lo < hi {
-                    g.rows * (hi as f64 - lo as f64) / (g.end as f64 - g.start as f64).max(1.0)
-                } else {
-                    0.0
-                }
-            })
-            .sum();
+        range.rows = rows_within(input.stranded, range.from, range.to);
     }
     chosen.sort_by_key(|r| r.from);
     chosen
@@ -946,11 +922,11 @@ mod tests {
                 rows: 650.0,
             })
             .collect();
-        let ranges = plan_ingest(&IngestInput {
+        let ranges = plan_ingest(&MigrationInput {
             key_type: KeyType::TimestampTz,
             taken: &taken,
             shadows: &shadows,
-            batch: &batch,
+            stranded: &batch,
             target_rows: 20_000.0,
             min_span: None,
             max_span: None,
@@ -974,21 +950,21 @@ mod tests {
             end: 900,
             rows: 5_000.0,
         }];
-        let ranges = plan_ingest(&IngestInput {
+        let ranges = plan_ingest(&MigrationInput {
             key_type: KeyType::BigInt,
             taken: &[(0, 500), (500, 1_000)],
             shadows: &[(1_000, 2_000)],
-            batch: &batch,
+            stranded: &batch,
             target_rows: 1_000.0,
             min_span: None,
             max_span: None,
         });
         assert!(ranges.is_empty());
-        assert!(plan_ingest(&IngestInput {
+        assert!(plan_ingest(&MigrationInput {
             key_type: KeyType::BigInt,
             taken: &[],
             shadows: &[],
-            batch: &[],
+            stranded: &[],
             target_rows: 1_000.0,
             min_span: None,
             max_span: None,
@@ -1006,11 +982,11 @@ mod tests {
             rows: 100_000.0,
         }];
         let taken = [(40_000i64, 50_000i64)];
-        let ranges = plan_ingest(&IngestInput {
+        let ranges = plan_ingest(&MigrationInput {
             key_type: KeyType::BigInt,
             taken: &taken,
             shadows: &[(50_000, 60_000)],
-            batch: &batch,
+            stranded: &batch,
             target_rows: 10_000.0,
             min_span: None,
             max_span: None,
@@ -1033,11 +1009,11 @@ mod tests {
             batch.sort_by_key(|g| g.start);
             let taken = [(200_000i64, 300_000i64), (600_000, 610_000)];
             let shadows = [(300_000i64, 350_000i64), (900_000, 1_000_000)];
-            let ranges = plan_ingest(&IngestInput {
+            let ranges = plan_ingest(&MigrationInput {
                 key_type: KeyType::BigInt,
                 taken: &taken,
                 shadows: &shadows,
-                batch: &batch,
+                stranded: &batch,
                 target_rows: target as f64,
                 min_span: None,
                 max_span: None,
