@@ -190,9 +190,14 @@ CREATE TABLE partition_predict.shadows (
     PRIMARY KEY (parent, range_from)
 );
 
+-- The states of a move of rows out of DEFAULT (src/act/migrate.rs walks
+-- them; src/catalog/migrations.rs mirrors them as a Rust enum).
+CREATE TYPE partition_predict.migration_state AS ENUM
+    ('starting', 'moving', 'attaching', 'yielding', 'yielded', 'done');
+
 -- Moves of rows out of DEFAULT, one range each (migrate_default() and the
--- workers). While state is starting, moving or yielding, a routing override
--- makes every query on the parent read the shadow too.
+-- workers). While one is active, a routing override makes every query on
+-- the parent read the shadow too.
 CREATE TABLE partition_predict.migrations (
     id                bigserial PRIMARY KEY,
     parent            pg_catalog.regclass NOT NULL
@@ -204,8 +209,9 @@ CREATE TABLE partition_predict.migrations (
     range_to          bigint NOT NULL,
     range_start       text NOT NULL,
     range_end         text NOT NULL,
-    state             text NOT NULL
-                      CHECK (state IN ('starting', 'moving', 'attaching', 'yielding', 'yielded', 'done')),
+    state             partition_predict.migration_state NOT NULL,
+    -- Every query that asks "under way?" reads this, so the answer is written once.
+    active            boolean NOT NULL GENERATED ALWAYS AS (state NOT IN ('yielded', 'done')) STORED,
     rows_moved        bigint NOT NULL DEFAULT 0,
     batches           integer NOT NULL DEFAULT 0,
     started_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -213,7 +219,8 @@ CREATE TABLE partition_predict.migrations (
     message           text
 );
 CREATE UNIQUE INDEX migrations_one_active_per_table ON partition_predict.migrations (parent)
-    WHERE state IN ('starting', 'moving', 'attaching', 'yielding');
+    WHERE active;
+CREATE INDEX ON partition_predict.migrations (parent, id);
 GRANT USAGE ON SEQUENCE partition_predict.migrations_id_seq TO PUBLIC;
 
 -- Batches loaded by ingest(): one row per batch, written by the load's own

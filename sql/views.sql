@@ -61,13 +61,8 @@ SELECT sh.parent,
        sh.shadow::pg_catalog.regclass,
        sh.range_start,
        sh.range_end,
-       CASE WHEN EXISTS (SELECT 1 FROM partition_predict.migrations m
-                          WHERE m.parent = sh.parent AND m.shadow = sh.shadow
-                            AND m.state IN ('starting', 'moving', 'attaching', 'yielding'))
-            THEN 'migrating' ELSE 'shadow' END,
-       COALESCE((SELECT m.rows_moved FROM partition_predict.migrations m
-                  WHERE m.parent = sh.parent AND m.shadow = sh.shadow
-                    AND m.state IN ('starting', 'moving', 'attaching', 'yielding')), 0),
+       CASE WHEN m.id IS NOT NULL THEN 'migrating' ELSE 'shadow' END,
+       COALESCE(m.rows_moved, 0),
        sh.predicted_rows,
        pg_catalog.pg_total_relation_size(sh.shadow),
        pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(sh.shadow)),
@@ -76,6 +71,7 @@ SELECT sh.parent,
        sh.activated_at
   FROM partition_predict.shadows sh
   JOIN pg_catalog.pg_class r                 ON r.oid = sh.shadow AND NOT r.relispartition
+  LEFT JOIN partition_predict.migrations m   ON m.parent = sh.parent AND m.shadow = sh.shadow AND m.active
   LEFT JOIN pg_catalog.pg_tablespace t       ON t.oid = r.reltablespace
   LEFT JOIN pg_catalog.pg_database d         ON d.datname = pg_catalog.current_database()
   LEFT JOIN pg_catalog.pg_tablespace dt      ON dt.oid = d.dattablespace
@@ -109,14 +105,19 @@ $$;
 CREATE PROCEDURE partition_predict.migrate_default(parent regclass, batch_rows integer DEFAULT 10000)
 LANGUAGE plpgsql AS $$
 DECLARE
-    next text;
+    next   text;
+    reason text;
 BEGIN
     LOOP
         next := partition_predict.migration_step(parent, batch_rows);
         COMMIT;
         EXIT WHEN next = 'done';
-        IF next LIKE 'yielded:%' THEN
-            RAISE EXCEPTION 'migration of % out of DEFAULT gave way: %', parent, pg_catalog.substr(next, 10)
+        IF next = 'yielded' THEN
+            SELECT m.message INTO reason FROM partition_predict.migrations m
+             WHERE m.parent = migrate_default.parent AND m.state = 'yielded'
+             ORDER BY m.id DESC LIMIT 1;
+            RAISE EXCEPTION 'migration of % out of DEFAULT gave way: %', parent,
+                            COALESCE(reason, 'it could not take its locks')
                 USING ERRCODE = 'lock_not_available',
                       HINT = 'The rows are back in DEFAULT and nothing was lost; call migrate_default() again when the blocking transaction has ended.';
         END IF;
@@ -194,19 +195,19 @@ SELECT m.parent,
        m.range_end,
        o.shadow_oid::pg_catalog.regclass AS target,
        'migration out of DEFAULT'::text   AS reason,
-       m.state,
+       m.state::text                      AS state,
        m.rows_moved,
        o.since
   FROM partition_predict.routing_overrides_in_memory() o
   JOIN partition_predict.migrations m ON m.id = o.migration_id
- WHERE m.state IN ('starting', 'moving', 'attaching', 'yielding')
+ WHERE m.active
    AND pg_catalog.has_table_privilege(m.parent, 'SELECT');
 
 COMMENT ON VIEW partition_predict.routing_overrides IS
     'Key ranges whose rows are being moved out of DEFAULT, and the table queries on the parent also read meanwhile.';
 
 CREATE VIEW partition_predict.migrations_history AS
-SELECT parent, range_start, range_end, shadow_name AS target, state, rows_moved, batches,
+SELECT parent, range_start, range_end, shadow_name AS target, state::text AS state, rows_moved, batches,
        started_at, finished_at, message
   FROM partition_predict.migrations
  WHERE pg_catalog.has_table_privilege(parent, 'SELECT');
@@ -241,12 +242,16 @@ COMMENT ON VIEW partition_predict.key_time_series IS
     'Time keys: rows per hour (per day for date keys) of the key''s own time.';
 
 CREATE VIEW partition_predict.forecasts AS
+WITH newest AS (
+    SELECT l.parent, l.series, pg_catalog.max(l.made_at) AS made_at
+      FROM partition_predict.forecast_log l
+     GROUP BY l.parent, l.series)
 SELECT f.parent, f.series, f.range_start, f.range_end, f.step_start, f.step_end, f.horizon,
        f.predicted_rows, f.lower_rows AS lower, f.upper_rows AS upper, f.model, f.made_at
-  FROM partition_predict.forecast_log f
- WHERE f.made_at = (SELECT pg_catalog.max(l.made_at) FROM partition_predict.forecast_log l
-                     WHERE l.parent = f.parent AND l.series = f.series)
-   AND pg_catalog.has_table_privilege(f.parent, 'SELECT');
+  FROM newest n
+  JOIN partition_predict.forecast_log f
+    ON f.parent = n.parent AND f.series = n.series AND f.made_at = n.made_at
+ WHERE pg_catalog.has_table_privilege(f.parent, 'SELECT');
 
 COMMENT ON VIEW partition_predict.forecasts IS
     'The newest forecast of each managed table: predicted rows per future key range, with the prediction interval.';

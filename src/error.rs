@@ -64,7 +64,74 @@ pub enum PredictError {
     TooManyOverrides(usize),
     #[error("rows of {0} are being moved out of its DEFAULT partition")]
     MigrationInProgress(String),
+    #[error("could not write {0} while rows are being moved out of its DEFAULT partition")]
+    WriteDuringMigration(String),
+    #[error("shadow {0} is not empty; rows of DEFAULT cannot be moved into it")]
+    ShadowNotEmpty(String),
+    #[error("moving rows of {table} would fire its {what}: only a superuser (or the background worker) can move them with those suppressed")]
+    SideEffects { table: String, what: &'static str },
+    #[error("could not write {file}: {reason}")]
+    StateFile { file: &'static str, reason: String },
+    #[error("{0} commits between its stages and cannot run inside a transaction block (or a query string of several statements)")]
+    InTransactionBlock(&'static str),
 
+    // `ingest`'s checks of its source (the batch).
+    #[error("source {0} is not a table, view or materialized view")]
+    SourceNotTable(String),
+    #[error("source {batch} is {table} or one of its partitions")]
+    SourceIsTarget { batch: String, table: String },
+    #[error("permission denied to read source {0}: ingest reads it with the caller's rights")]
+    SourceUnreadable(String),
+    #[error("column \"{column}\" of source {batch} does not exist in {table}")]
+    SourceColumnUnknown {
+        column: String,
+        batch: String,
+        table: String,
+    },
+    #[error("column \"{column}\" of {table} is generated; leave it out of source {batch}")]
+    SourceColumnGenerated {
+        column: String,
+        batch: String,
+        table: String,
+    },
+    #[error("column \"{column}\" of source {batch} has type {batch_type}, but it is the partition key of {table}, of type {key_type}")]
+    SourceKeyType {
+        column: String,
+        batch: String,
+        batch_type: String,
+        table: String,
+        key_type: String,
+    },
+    #[error("source {batch} has no column \"{column}\", the partition key of {table}")]
+    SourceWithoutKey {
+        column: String,
+        batch: String,
+        table: String,
+    },
+    /// A plan of the load failed: PostgreSQL's own error, with its SQLSTATE.
+    #[error("source {batch} does not fit {table}: {message}")]
+    SourceDoesNotFit {
+        batch: String,
+        table: String,
+        sqlstate: PgSqlErrorCode,
+        message: String,
+    },
+    #[error("{rows} row(s) of source {batch} have a NULL \"{column}\"; the partition key of {table} cannot be NULL (such rows would land in DEFAULT)")]
+    SourceNullKeys {
+        rows: i64,
+        batch: String,
+        column: String,
+        table: String,
+    },
+    #[error("{rows} row(s) of {batch} fall outside every partition of {table} (rows with new keys or NULL {column} were added to the source while ingest ran); nothing was loaded")]
+    RowsOutsidePartitions {
+        rows: i64,
+        batch: String,
+        table: String,
+        column: String,
+    },
+
+    /// An error PostgreSQL raised and the extension caught, passed on as it was.
     #[error("{message}")]
     Postgres {
         sqlstate: PgSqlErrorCode,
@@ -100,6 +167,24 @@ impl PredictError {
             }
             PredictError::TooManyOverrides(_) => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             PredictError::MigrationInProgress(_) => ERRCODE_OBJECT_IN_USE,
+            PredictError::WriteDuringMigration(_) => ERRCODE_T_R_SERIALIZATION_FAILURE,
+            PredictError::ShadowNotEmpty(_) | PredictError::RowsOutsidePartitions { .. } => {
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
+            PredictError::SideEffects { .. } | PredictError::SourceUnreadable(_) => {
+                ERRCODE_INSUFFICIENT_PRIVILEGE
+            }
+            PredictError::StateFile { .. } => ERRCODE_IO_ERROR,
+            PredictError::InTransactionBlock(_) => ERRCODE_ACTIVE_SQL_TRANSACTION,
+            PredictError::SourceNotTable(_) => ERRCODE_WRONG_OBJECT_TYPE,
+            PredictError::SourceIsTarget { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            PredictError::SourceColumnUnknown { .. } | PredictError::SourceWithoutKey { .. } => {
+                ERRCODE_UNDEFINED_COLUMN
+            }
+            PredictError::SourceColumnGenerated { .. } => ERRCODE_GENERATED_ALWAYS,
+            PredictError::SourceKeyType { .. } => ERRCODE_DATATYPE_MISMATCH,
+            PredictError::SourceNullKeys { .. } => ERRCODE_NOT_NULL_VIOLATION,
+            PredictError::SourceDoesNotFit { sqlstate, .. } => *sqlstate,
             PredictError::Postgres { sqlstate, .. } => *sqlstate,
             PredictError::Internal(_) | PredictError::Spi(_) => ERRCODE_INTERNAL_ERROR,
         }
@@ -125,6 +210,23 @@ impl PredictError {
             PredictError::NotOwner(_) => {
                 Some("Call this function as the table's owner, a member of the owning role, or a superuser.")
             }
+            PredictError::WriteDuringMigration(_) => Some("Retry the transaction."),
+            PredictError::ShadowNotEmpty(_) => Some(
+                "Rows were written into the shadow table directly; once they are moved out of it, retry.",
+            ),
+            PredictError::InTransactionBlock(_) => Some("CALL it on its own, outside BEGIN … COMMIT."),
+            PredictError::RowsOutsidePartitions { .. } => {
+                Some("Do not change the source while ingest runs; call ingest again.")
+            }
+            _ => None,
+        }
+    }
+
+    fn detail(&self) -> Option<&'static str> {
+        match self {
+            PredictError::WriteDuringMigration(_) => Some(
+                "This transaction read or wrote the table earlier, before or during the move; waiting here could hold the move up forever.",
+            ),
             _ => None,
         }
     }
@@ -135,6 +237,9 @@ impl PredictError {
             ErrorReport::new(self.sqlstate(), self.to_string(), "pg_partition_predict");
         if let Some(hint) = self.hint() {
             report = report.set_hint(hint);
+        }
+        if let Some(detail) = self.detail() {
+            report = report.set_detail(detail);
         }
         report.report(PgLogLevel::ERROR);
         unreachable!("ERROR-level reports do not return")

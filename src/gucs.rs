@@ -1,21 +1,24 @@
-//! The `pg_partition_predict.*` settings, with typed accessors.
+//! The `pg_partition_predict.*` settings: private statics, one typed
+//! accessor each, registered by `init()`.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
-pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
-pub static NAPTIME_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
-pub static DATABASES: GucSetting<Option<CString>> =
+static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+static NAPTIME_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
+static DATABASES: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
-pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
-pub static LOCK_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(20);
-pub static FORECAST_ALERT_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.5);
-pub static ROUTING: GucSetting<bool> = GucSetting::<bool>::new(true);
+static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+static LOCK_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(20);
+static FORECAST_ALERT_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+static ROUTING: GucSetting<bool> = GucSetting::<bool>::new(true);
 
-pub const PREFIX: &std::ffi::CStr = c"pg_partition_predict";
+/// Reserved by `_PG_init`: a typo such as `pg_partition_predict.naptim`
+/// is an error, not a silently created placeholder.
+pub const PREFIX: &CStr = c"pg_partition_predict";
 
-pub fn register() {
+pub fn init() {
     GucRegistry::define_bool_guc(
         c"pg_partition_predict.enabled",
         c"Whether the background workers run maintenance cycles.",
@@ -80,9 +83,22 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::default(),
     );
-    // Typos such as pg_partition_predict.naptim are errors from now on,
-    // not silently created placeholders.
-    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(PREFIX.as_ptr()) };
+}
+
+pub fn enabled() -> bool {
+    ENABLED.get()
+}
+
+pub fn naptime() -> std::time::Duration {
+    std::time::Duration::from_secs(NAPTIME_SECONDS.get().max(1) as u64)
+}
+
+/// The database list as written; see `partition_core::databases` for its syntax.
+pub fn databases() -> String {
+    DATABASES
+        .get()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 pub fn lock_timeout_ms() -> i32 {
@@ -93,10 +109,10 @@ pub fn lock_retries() -> u32 {
     LOCK_RETRIES.get().max(0) as u32
 }
 
-/// The database list as written; see `partition_core::databases` for its syntax.
-pub fn databases() -> String {
-    DATABASES
-        .get()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+pub fn forecast_alert_threshold() -> f64 {
+    FORECAST_ALERT_THRESHOLD.get()
+}
+
+pub fn routing() -> bool {
+    ROUTING.get()
 }

@@ -1,36 +1,35 @@
-//! pg_partition_predict: PostgreSQL glue around the pure `partition_core` crate.
+//! pg_partition_predict: PostgreSQL glue around the pure `partition_core`
+//! and `forecast` crates. The tree reads top-down as the program runs;
+//! CONTRIBUTING.md draws the layers and the rule each follows.
 //!
-//! One module per concern: settings (`gucs`), the SQL API (`api`), catalog
-//! reads (`catalog`), the cycle's steps (`collect`, `predict`, `shadows`,
-//! `cycle`), moving rows out of DEFAULT (`migration`, `routing`), bulk loads
-//! (`ingest`, `bulk`), the workers (`worker`, `wakeup`), non-blocking DDL
-//! (`ddl`), pinned session settings (`session`), subtransactions (`subxact`)
-//! and errors (`error`). CONTRIBUTING.md has the full map.
+//! - `api`: the SQL functions; `worker`: the background workers.
+//! - `cycle`: one cycle per table (collect → predict → plan);
+//!   `act`: activation, migration out of DEFAULT, ingest.
+//! - `hooks`: the planner and ProcessUtility hooks.
+//! - `catalog`: the extension's state tables and what it reads of
+//!   PostgreSQL's catalog; the tables it creates.
+//! - `shmem`: routing overrides and worker requests in shared memory.
+//! - `pg`: safe wrappers over PostgreSQL internals.
+//! - `gucs`, `error`: settings and errors, used everywhere.
 #![deny(ffi_unwind_calls)]
-
-use std::sync::atomic::{AtomicBool, Ordering};
+// `unsafe` lives only where PostgreSQL internals are touched: `pg`,
+// `hooks`, `shmem`, and the entry points below.
+#![deny(unsafe_code)]
 
 use pgrx::prelude::*;
 
-mod alerts;
+mod act;
 mod api;
-mod bulk;
 mod catalog;
-mod collect;
 mod cycle;
-mod ddl;
 mod error;
 mod gucs;
-mod ingest;
-mod migration;
-mod predict;
-mod regclass;
-mod routing;
-mod session;
-mod settings;
-mod shadows;
-mod subxact;
-mod wakeup;
+#[allow(unsafe_code)]
+mod hooks;
+#[allow(unsafe_code)]
+mod pg;
+#[allow(unsafe_code)]
+mod shmem;
 mod worker;
 
 pgrx::pg_module_magic!();
@@ -38,22 +37,31 @@ pgrx::pg_module_magic!();
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
-/// Set when the postmaster loaded the library through
-/// `shared_preload_libraries`; backends inherit it through fork.
-static PRELOADED: AtomicBool = AtomicBool::new(false);
-
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    gucs::register();
-    let preloaded = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
-    PRELOADED.store(preloaded, Ordering::Relaxed);
-    // Background workers can only be registered while preloading.
-    if preloaded {
-        worker::register_launcher();
-        routing::install();
-        wakeup::install();
-        bulk::install();
+    gucs::init();
+    pg::backend::reserve_guc_prefix(gucs::PREFIX);
+    // Shared memory, hooks and background workers can only be set up
+    // while the postmaster preloads the library.
+    if pg::backend::note_preloading() {
+        shmem::init();
+        hooks::init();
+        worker::init();
     }
+}
+
+#[pg_guard]
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_partition_predict_launcher_main(_arg: pg_sys::Datum) {
+    worker::launcher::run();
+}
+
+#[pg_guard]
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_partition_predict_worker_main(_arg: pg_sys::Datum) {
+    worker::database::run();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

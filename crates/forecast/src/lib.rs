@@ -8,6 +8,8 @@
 //! - [`workload`]: a deterministic generator of realistic arrival series and
 //!   row streams, for tests and benchmarks.
 
+#![forbid(unsafe_code)]
+
 pub mod engine;
 pub mod evaluation;
 pub mod metrics;

@@ -105,6 +105,20 @@ impl PartitionBound {
         PartitionBound::Range { from, to }
     }
 
+    /// `[from, to)` in raw key units (MINVALUE/MAXVALUE as `i64::MIN`/`i64::MAX`);
+    /// `None` for DEFAULT.
+    pub fn raw_range(self) -> Option<(i64, i64)> {
+        let raw = |b: Bound| match b {
+            Bound::MinValue => i64::MIN,
+            Bound::MaxValue => i64::MAX,
+            Bound::Value(v) => v.raw,
+        };
+        match self {
+            PartitionBound::Default => None,
+            PartitionBound::Range { from, to } => Some((raw(from), raw(to))),
+        }
+    }
+
     /// The clause for `ATTACH PARTITION … FOR VALUES …` / `… DEFAULT`.
     pub fn to_sql(self) -> String {
         match self {

@@ -123,6 +123,17 @@ impl KeyType {
         })
     }
 
+    /// Raw key units per second of wall-clock time (microseconds for
+    /// timestamps, days for dates); 1 for integer keys, whose spans are
+    /// counts of keys.
+    pub fn units_per_second(self) -> f64 {
+        match self {
+            KeyType::Date => 1.0 / 86_400.0,
+            KeyType::Timestamp | KeyType::TimestampTz => 1e6,
+            _ => 1.0,
+        }
+    }
+
     pub fn value(self, raw: i64) -> KeyValue {
         KeyValue {
             key_type: self,

@@ -3,6 +3,7 @@
 //! Nothing here links against PostgreSQL: the extension crate feeds catalog
 //! text in and gets plain values out, so everything in this crate is tested
 //! with `cargo test -p partition_core` in milliseconds.
+#![forbid(unsafe_code)]
 
 pub mod bound;
 pub mod calendar;

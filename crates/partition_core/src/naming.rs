@@ -5,6 +5,8 @@
 //! A derived name that does not fit keeps a readable prefix and adds a hash
 //! of the full name instead.
 
+use crate::KeyType;
+
 /// PostgreSQL's NAMEDATALEN - 1.
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
@@ -28,6 +30,27 @@ pub fn derived_name(base: &str, suffix: &str) -> String {
         name.pop();
     }
     name
+}
+
+/// The suffix of a shadow's name: its first key, readable
+/// (`2024-03-04 06:00:00+00` gives `p20240304_06`, the hour kept only when
+/// not midnight; `-5` gives `pm5`).
+pub fn shadow_suffix(key_type: KeyType, from: i64) -> String {
+    let text = key_type.value(from).to_text();
+    if key_type.is_temporal() {
+        let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
+        let (day, hour) = (
+            digits.get(..8).unwrap_or(&digits),
+            digits.get(8..10).unwrap_or("00"),
+        );
+        if hour == "00" || key_type == KeyType::Date {
+            format!("p{day}")
+        } else {
+            format!("p{day}_{hour}")
+        }
+    } else {
+        format!("p{}", text.replace('-', "m"))
+    }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -57,6 +80,18 @@ mod tests {
         let (na, nb) = (derived_name(&a, "default"), derived_name(&b, "default"));
         assert_ne!(na, nb);
         assert!(na.len() <= MAX_IDENTIFIER_BYTES && na.ends_with("_default"));
+    }
+
+    #[test]
+    fn shadow_suffixes_read_as_their_first_key() {
+        let hour = crate::calendar::parse_iso_timestamp("2024-03-04 06:00:00+00", true).unwrap();
+        assert_eq!(shadow_suffix(KeyType::TimestampTz, hour), "p20240304_06");
+        let midnight = crate::calendar::parse_iso_timestamp("2024-03-04 00:00:00", false).unwrap();
+        assert_eq!(shadow_suffix(KeyType::Timestamp, midnight), "p20240304");
+        let day = crate::calendar::parse_iso_date("2024-03-04").unwrap();
+        assert_eq!(shadow_suffix(KeyType::Date, day), "p20240304");
+        assert_eq!(shadow_suffix(KeyType::BigInt, -5), "pm5");
+        assert_eq!(shadow_suffix(KeyType::Integer, 100000), "p100000");
     }
 
     proptest! {

@@ -13,12 +13,37 @@
 use crate::calendar::{self, Grain, MICROS_PER_DAY, MICROS_PER_HOUR};
 use crate::KeyType;
 
-/// Expected rows in a key range `[start, end)` (raw key units).
+/// Rows in a key range `[start, end)` (raw key units), taken as spread
+/// evenly over its keys: rows a forecast expects ([`Demand`]) or rows found
+/// somewhere ([`Stranded`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Demand {
+pub struct RowsInRange {
     pub start: i64,
     pub end: i64,
     pub rows: f64,
+}
+
+/// Rows a forecast expects in a key range.
+pub type Demand = RowsInRange;
+
+/// Rows found in DEFAULT (or in a batch): keys `[start, end)` (the smallest
+/// and one past the largest key of a group of rows) holding `rows` rows.
+pub type Stranded = RowsInRange;
+
+/// Rows of `ranges` with keys in `[from, to)`, each range's rows prorated.
+pub fn rows_within(ranges: &[RowsInRange], from: i64, to: i64) -> f64 {
+    ranges
+        .iter()
+        .map(|r| {
+            let lo = r.start.max(from);
+            let hi = r.end.min(to);
+            if lo < hi {
+                r.rows * (hi as f64 - lo as f64) / (r.end as f64 - r.start as f64).max(1.0)
+            } else {
+                0.0
+            }
+        })
+        .sum()
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -146,22 +171,14 @@ fn next_boundary(key_type: KeyType, start: i64, step: i64) -> Option<i64> {
 /// Expected rows in `[from, to)`: overlapping demand, prorated; past the last
 /// demand range, at the density of its last day.
 fn expected_rows(demand: &[Demand], tail_density: f64, from: i64, to: i64) -> f64 {
-    let mut rows = 0.0;
-    let mut covered_to = from;
-    for d in demand {
-        let lo = d.start.max(from);
-        let hi = d.end.min(to);
-        if lo < hi && d.end > d.start {
-            rows += d.rows * (hi as f64 - lo as f64) / (d.end as f64 - d.start as f64);
-            covered_to = covered_to.max(hi);
-        }
-    }
     let demand_end = demand.iter().map(|d| d.end).max().unwrap_or(from);
-    let tail_from = covered_to.max(demand_end).max(from);
-    if to > tail_from {
-        rows += tail_density * (to as f64 - tail_from as f64);
-    }
-    rows
+    let tail_from = demand_end.max(from);
+    let tail = if to > tail_from {
+        tail_density * (to as f64 - tail_from as f64)
+    } else {
+        0.0
+    };
+    rows_within(demand, from, to) + tail
 }
 
 fn tail_density(key_type: KeyType, demand: &[Demand]) -> f64 {
@@ -296,15 +313,6 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
     plan
 }
 
-/// Rows found in DEFAULT: keys `[start, end)` (the smallest and one past
-/// the largest key of a group of rows) holding `rows` rows.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Stranded {
-    pub start: i64,
-    pub end: i64,
-    pub rows: f64,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct MigrationInput<'a> {
     pub key_type: KeyType,
@@ -356,23 +364,6 @@ fn span_floor(key_type: KeyType, span: Span, key: i64) -> Option<i64> {
             })
         }
     }
-}
-
-/// Rows of `groups` with keys in `[from, to)`, a group's rows taken as
-/// spread evenly over its keys.
-fn rows_within(groups: &[Stranded], from: i64, to: i64) -> f64 {
-    groups
-        .iter()
-        .map(|g| {
-            let lo = g.start.max(from);
-            let hi = g.end.min(to);
-            if lo < hi {
-                g.rows * (hi as f64 - lo as f64) / (g.end as f64 - g.start as f64).max(1.0)
-            } else {
-                0.0
-            }
-        })
-        .sum()
 }
 
 /// Where rows stranded in DEFAULT should live. Rows inside a shadow's range
@@ -572,6 +563,77 @@ pub fn plan_ingest(input: &MigrationInput) -> Vec<MigrationRange> {
     }
     chosen.sort_by_key(|r| r.from);
     chosen
+}
+
+/// What the table's settings say about how far ahead to prepare.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Lookahead {
+    /// Wall-clock time of data (time keys; integer keys at the forecast rate).
+    Seconds(f64),
+    /// A number of key values (integer keys).
+    Keys(i64),
+}
+
+/// How far ahead shadows must reach from `frontier`: for time keys the
+/// lookahead (default a week); for integer keys the farthest of the
+/// lookahead in keys, the forecast's reach at its upper bound
+/// (`upper_over_point` times the point forecast's advance), and two
+/// partitions' worth of keys at the newest density.
+pub fn horizon_end(
+    key_type: KeyType,
+    lookahead: Option<Lookahead>,
+    target_rows: f64,
+    frontier: i64,
+    demand: &[Demand],
+    upper_over_point: f64,
+) -> i64 {
+    if key_type.is_temporal() {
+        let seconds = match lookahead {
+            Some(Lookahead::Seconds(s)) => s,
+            _ => 7.0 * 86_400.0,
+        };
+        return frontier.saturating_add((seconds * key_type.units_per_second()) as i64);
+    }
+    let forecast_reach = demand.iter().map(|d| d.end).max().unwrap_or(frontier);
+    let advance = ((forecast_reach - frontier) as f64 * upper_over_point.max(1.0)) as i64;
+    let density = demand
+        .last()
+        .map(|d| d.rows / (d.end - d.start).max(1) as f64)
+        .unwrap_or(1.0)
+        .max(1e-9);
+    let two_partitions = (2.0 * target_rows / density) as i64;
+    let keys = match lookahead {
+        Some(Lookahead::Keys(k)) => k,
+        _ => 0,
+    }
+    .max(advance)
+    .max(two_partitions);
+    let (_, max) = key_type.finite_range();
+    frontier.saturating_add(keys).min(max)
+}
+
+/// How far ahead of the frontier a shadow `[from, to)` is attached. Time
+/// keys: an hour (a day for dates) or a tenth of the shadow's span if
+/// longer, late enough that a changed forecast can still reshape it.
+/// Integer keys arrive in jumps (a batch of ids at once): a whole shadow's
+/// length.
+pub fn activation_lead(key_type: KeyType, from: i64, to: i64) -> i64 {
+    let span = to - from;
+    match key_type {
+        KeyType::Date => (span / 10).max(1),
+        KeyType::Timestamp | KeyType::TimestampTz => (span / 10).max(MICROS_PER_HOUR),
+        _ => span,
+    }
+}
+
+/// The smallest span a partition may have: an hour (a day for dates, one
+/// key for integers), or `min_span` if larger.
+pub fn smallest_span(key_type: KeyType, min_span: Option<i64>) -> i64 {
+    let natural = match key_type {
+        KeyType::Timestamp | KeyType::TimestampTz => MICROS_PER_HOUR,
+        _ => 1,
+    };
+    natural.max(min_span.unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -16,10 +16,11 @@ use partition_core::KeyType;
 use pgrx::prelude::*;
 use serde_json::json;
 
-use crate::alerts::{self, AlertKind};
-use crate::catalog::PartitionedTable;
+use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::{history, settings, PartitionedTable};
 use crate::error::{PredictError, Result};
 use crate::gucs;
+use partition_core::planner::Lookahead;
 
 /// Four weeks of hourly history: two weekly cycles for MSTL, plus backtests.
 const HISTORY_STEPS: i64 = 4 * 168;
@@ -179,7 +180,7 @@ fn frontier(table: &PartitionedTable) -> Result<Option<Prepared>> {
     }
     let start_hour = first_hour.ceil() as i64;
     let next = start_hour + regular.len() as i64;
-    let rows_per_key = crate::shadows::rows_per_key(table.oid)?;
+    let rows_per_key = history::rows_per_key(table.oid)?;
     Ok(Some(Prepared {
         name: "frontier",
         values: regular.values,
@@ -192,13 +193,10 @@ fn frontier(table: &PartitionedTable) -> Result<Option<Prepared>> {
 
 /// Steps to forecast: the table's lookahead, at least a day.
 fn horizon_steps(table: &PartitionedTable, prepared: &Prepared) -> Result<usize> {
-    let seconds = Spi::get_one_with_args::<f64>(
-        "SELECT (SELECT CASE WHEN c.lookahead ~ '^[0-9]+$' THEN NULL
-                             ELSE pg_catalog.date_part('epoch', c.lookahead::pg_catalog.interval) END
-                   FROM partition_predict.config c WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass)",
-        &[table.oid.into()],
-    )?
-    .unwrap_or(7.0 * 86_400.0);
+    let seconds = match settings::load(table)?.lookahead {
+        Some(Lookahead::Seconds(seconds)) => seconds,
+        _ => 7.0 * 86_400.0,
+    };
     const MAX_STEPS: usize = 24 * 90;
     let steps = (seconds * 1e6 / prepared.step_micros as f64).ceil() as usize;
     let a_day = (MICROS_PER_DAY / prepared.step_micros).max(1) as usize;
@@ -247,8 +245,9 @@ fn latest_forecast_start(table: &PartitionedTable, series: &str) -> Result<Optio
         "SELECT (SELECT ((pg_catalog.date_part('epoch', pg_catalog.min(f.step_start))::bigint - $3) * 1000000)
                    FROM partition_predict.forecast_log f
                   WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
-                    AND f.made_at = (SELECT pg_catalog.max(l.made_at) FROM partition_predict.forecast_log l
-                                      WHERE l.parent = f.parent AND l.series = f.series))",
+                    AND f.made_at = (SELECT l.made_at FROM partition_predict.forecast_log l
+                                      WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2
+                                      ORDER BY l.made_at DESC LIMIT 1))",
         &[table.oid.into(), series.into(), PG_EPOCH_UNIX_SECONDS.into()],
     )?)
 }
@@ -340,7 +339,7 @@ fn alert_on_miss(table: &PartitionedTable, prepared: &Prepared, scored: &[Scored
     const MIN_ROWS: f64 = 100.0;
     let actual: f64 = scored.iter().map(|s| s.actual).sum();
     let predicted: f64 = scored.iter().map(|s| s.point).sum();
-    let threshold = gucs::FORECAST_ALERT_THRESHOLD.get();
+    let threshold = gucs::forecast_alert_threshold();
     if actual.max(predicted) < MIN_ROWS {
         return Ok(());
     }
@@ -453,12 +452,7 @@ fn key_ranges(
         return Ok((starts, ends, 1.0));
     }
     // Integer keys: ranges follow the frontier at the forecast speed.
-    let frontier = Spi::get_one_with_args::<i64>(
-        "SELECT (SELECT pg_catalog.max(frontier_raw) FROM partition_predict.partition_counters
-                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
-        &[table.oid.into()],
-    )?
-    .unwrap_or(0);
+    let frontier = history::frontier(table)?.unwrap_or(0);
     let (lo, hi) = table.key_type.finite_range();
     let mut position = frontier as f64 + 1.0;
     let mut starts = Vec::new();

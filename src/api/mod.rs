@@ -1,14 +1,21 @@
-//! The SQL functions of SPEC §2 that exist so far.
+//! The SQL functions, in schema `partition_predict`: each checks its
+//! arguments, pins the session settings and calls the layer below.
+//! Procedures, views and SQL-language overloads are in `sql/`.
+
+mod cycle_summary;
+mod manage;
 
 use pgrx::prelude::*;
 
-use crate::catalog;
+use self::cycle_summary::run;
+use crate::act::{activate, ingest, migrate};
+use crate::catalog::{self, settings};
 use crate::cycle::{self, Steps};
-use crate::ddl;
-use crate::error::{or_report, PredictError, Result};
-use crate::regclass::Regclass;
-use crate::session::with_pinned_settings;
-use crate::settings::{self, TableSettings};
+use crate::error::{or_report, PredictError};
+use crate::pg::backend;
+use crate::pg::regclass::Regclass;
+use crate::pg::session::{as_role, with_pinned_settings};
+use crate::shmem::routing;
 
 /// The SQL-facing functions, created in schema `partition_predict`.
 #[pg_schema]
@@ -40,14 +47,14 @@ mod partition_predict {
                 tablespaces: tablespaces.as_deref(),
             };
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
-            manage_table(parent.0, arguments)
+            manage::manage(parent.0, arguments)
         }))
     }
 
     /// Stops managing a table. Never drops data or partitions.
     #[pg_extern(volatile, parallel_unsafe)]
     fn unmanage(parent: Regclass) {
-        or_report(with_pinned_settings(|| unmanage_table(parent.0)))
+        or_report(with_pinned_settings(|| manage::unmanage(parent.0)))
     }
 
     /// Bounds of every partition of `parent` as text (timestamps in UTC), for
@@ -66,7 +73,9 @@ mod partition_predict {
             name!(is_default, bool),
         ),
     > {
-        let rows = or_report(with_pinned_settings(|| catalog::lenient_bounds(parent.0)));
+        let rows = or_report(with_pinned_settings(|| {
+            catalog::table::lenient_bounds(parent.0)
+        }));
         TableIterator::new(rows.into_iter().map(|b| {
             (
                 Regclass(b.partition),
@@ -118,8 +127,10 @@ mod partition_predict {
         or_report(with_pinned_settings(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             let table = catalog::load_managed_table(parent.0)?;
-            let limit = up_to.map(|text| key_of_text(&table, &text)).transpose()?;
-            crate::session::as_role(table.owner_oid, || crate::shadows::activate(&table, limit))
+            let limit = up_to
+                .map(|text| cycle_summary::key_of_text(&table, &text))
+                .transpose()?;
+            as_role(table.owner_oid, || activate::activate(&table, limit))
         }))
     }
 
@@ -133,10 +144,10 @@ mod partition_predict {
                     catalog::load_partitioned_table(oid, true)?;
                     vec![oid]
                 }
-                None => cycle::managed_tables(None)?,
+                None => cycle::tables(None)?,
             };
             for oid in &tables {
-                crate::shadows::force_replan(*oid)?;
+                activate::force_replan(*oid)?;
             }
             Ok(tables.len() as i64)
         }))
@@ -154,7 +165,7 @@ mod partition_predict {
 
     /// One step of moving rows out of DEFAULT (the body of the procedure
     /// `migrate_default`, which commits after each): 'again', 'done',
-    /// 'busy' or 'yielded: <reason>'.
+    /// 'busy' or 'yielded' (the reason is the migration's `message`).
     #[pg_extern(volatile, parallel_unsafe)]
     fn migration_step(parent: Option<Regclass>, batch_rows: default!(i64, 10000)) -> String {
         or_report(with_pinned_settings(|| {
@@ -162,12 +173,9 @@ mod partition_predict {
             catalog::load_managed_table(parent.0).map(|_| ())
         }));
         let parent = parent.map(|p| p.0).unwrap_or(pg_sys::InvalidOid);
-        or_report(crate::migration::step(
-            parent,
-            batch_rows,
-            crate::migration::Caller::User,
-        ))
-        .as_text()
+        or_report(migrate::step(parent, batch_rows, migrate::Caller::User))
+            .as_text()
+            .to_string()
     }
 
     /// Stage 1 of the procedure `ingest`: checks the source, plans and
@@ -189,7 +197,7 @@ mod partition_predict {
         let prepared = or_report(with_pinned_settings(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             let source = source.ok_or(PredictError::NullArgument("source"))?;
-            crate::ingest::prepare(parent.0, source.0)
+            ingest::prepare(parent.0, source.0)
         }));
         TableIterator::once((prepared.created, prepared.targets, prepared.default_overlap))
     }
@@ -198,9 +206,7 @@ mod partition_predict {
     /// false when it was attached already.
     #[pg_extern(volatile, parallel_unsafe)]
     fn ingest_activate(parent: Regclass, target: String) -> bool {
-        or_report(with_pinned_settings(|| {
-            crate::ingest::activate(parent.0, &target)
-        }))
+        or_report(with_pinned_settings(|| ingest::activate(parent.0, &target)))
     }
 
     /// Stage 3 of `ingest`: loads the batch in one statement and records it.
@@ -218,7 +224,7 @@ mod partition_predict {
             name!(rows_per_partition, pgrx::JsonB),
         ),
     > {
-        let loaded = or_report(crate::ingest::load(
+        let loaded = or_report(ingest::load(
             parent.0,
             source.0,
             partitions_created,
@@ -240,16 +246,11 @@ mod partition_predict {
             name!(since, pgrx::datum::TimestampWithTimeZone),
         ),
     > {
-        let rows: Vec<_> = if crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed) {
-            crate::routing::overrides_here()
+        let rows: Vec<_> = if backend::library_preloaded() {
+            routing::overrides_here()
                 .into_iter()
                 .filter_map(|o| {
-                    let since = unsafe {
-                        pgrx::datum::TimestampWithTimeZone::from_datum(
-                            pg_sys::Datum::from(o.since),
-                            false,
-                        )
-                    }?;
+                    let since = backend::timestamptz(o.since)?;
                     Some((
                         pg_sys::Oid::from(o.parent),
                         pg_sys::Oid::from(o.shadow),
@@ -268,138 +269,6 @@ mod partition_predict {
     /// the background workers and the planner hook need.
     #[pg_extern(stable, parallel_safe)]
     fn is_preloaded() -> bool {
-        crate::PRELOADED.load(std::sync::atomic::Ordering::Relaxed)
+        backend::library_preloaded()
     }
-}
-
-fn manage_table(
-    parent: pg_sys::Oid,
-    arguments: settings::Arguments,
-) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
-    let table = catalog::load_partitioned_table(parent, true)?;
-    if catalog::is_managed(parent)? {
-        return Err(PredictError::AlreadyManaged(table.name.to_string()));
-    }
-    let settings = settings::validate(table.key_type, &arguments)?;
-    if table.default_partition.is_none() {
-        ddl::add_default_partition(&table)?;
-    }
-    let row = insert_config(parent, &settings)?;
-    // The baseline of the statistics: every row that arrives from now on counts.
-    let table = catalog::load_partitioned_table(parent, true)?;
-    crate::session::as_role(table.owner_oid, || crate::collect::collect(&table))?;
-    Ok(row)
-}
-
-fn unmanage_table(parent: pg_sys::Oid) -> Result<()> {
-    let (name, owner_rights) = Spi::get_two_with_args::<String, bool>(
-        "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
-                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.oid = $1),
-                (SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $1)",
-        &[parent.into()],
-    )?;
-    let name = name.ok_or(PredictError::UndefinedTable(parent.to_u32()))?;
-    if !catalog::is_managed(parent)? {
-        return Err(PredictError::NotManaged(name));
-    }
-    if owner_rights != Some(true) {
-        return Err(PredictError::NotOwner(name));
-    }
-    if crate::migration::in_progress(parent)? {
-        return Err(PredictError::MigrationInProgress(name));
-    }
-    crate::shadows::drop_unused(parent)?;
-    Spi::run_with_args(
-        "DELETE FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
-        &[parent.into()],
-    )?;
-    Ok(())
-}
-
-fn insert_config(
-    parent: pg_sys::Oid,
-    settings: &TableSettings,
-) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
-    Spi::get_one_with_args::<PgHeapTuple<'static, AllocatedByRust>>(
-        "INSERT INTO partition_predict.config AS c (parent, target_rows, lookahead, min_span, max_span, retention, tablespaces)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6::pg_catalog.interval, $7::pg_catalog.name[])
-         RETURNING c",
-        &[
-            parent.into(),
-            settings.target_rows.into(),
-            settings.lookahead.clone().into(),
-            settings.min_span.clone().into(),
-            settings.max_span.clone().into(),
-            settings.retention.clone().into(),
-            settings.tablespaces.clone().into(),
-        ],
-    )?
-    .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
-}
-
-fn run(parent: Option<Regclass>, steps: Steps) -> Vec<PgHeapTuple<'static, AllocatedByRust>> {
-    let outcomes = match parent {
-        Some(Regclass(oid)) => {
-            or_report(with_pinned_settings(|| catalog::load_managed_table(oid)));
-            vec![cycle::run_raising(oid, steps)]
-        }
-        None => or_report(cycle::managed_tables(None))
-            .into_iter()
-            .map(|oid| cycle::run_isolated(oid, steps))
-            .collect(),
-    };
-    outcomes
-        .into_iter()
-        .map(|o| or_report(summary_row(o)))
-        .collect()
-}
-
-fn summary_row(outcome: cycle::Outcome) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
-    let mut row = PgHeapTuple::new_composite_type("partition_predict.cycle_summary")
-        .map_err(|e| PredictError::Internal(e.to_string()))?;
-    row.set_by_name("parent", Regclass(outcome.parent))
-        .map_err(|e| PredictError::Internal(e.to_string()))?;
-    for (name, value) in [
-        ("partitions_sampled", outcome.collected.partitions_sampled),
-        ("rows_inserted", outcome.collected.rows_inserted),
-        ("rows_in_default", outcome.collected.rows_in_default),
-        ("queries", outcome.collected.queries),
-        ("forecast_steps", outcome.forecast.steps),
-        ("forecasts_scored", outcome.forecast.scored),
-        ("shadows_created", outcome.shadows.created),
-        ("shadows_dropped", outcome.shadows.dropped),
-        ("activated", outcome.shadows.activated),
-    ] {
-        row.set_by_name(name, value)
-            .map_err(|e| PredictError::Internal(e.to_string()))?;
-    }
-    row.set_by_name("duration_ms", outcome.duration_ms)
-        .map_err(|e| PredictError::Internal(e.to_string()))?;
-    row.set_by_name("error", outcome.error)
-        .map_err(|e| PredictError::Internal(e.to_string()))?;
-    Ok(row)
-}
-
-/// A key value written any way the key type's input accepts ('2024-03-01',
-/// 'now', '2024-03-01 10:00+02', '1e6'::bigint…), read in pinned settings.
-fn key_of_text(table: &catalog::PartitionedTable, text: &str) -> Result<i64> {
-    let invalid = |reason: String| PredictError::InvalidSetting {
-        setting: "up_to",
-        reason,
-    };
-    let canonical = crate::subxact::try_in_subtransaction(|| {
-        Spi::get_one_with_args::<String>(
-            &format!("SELECT $1::{}::text", table.key_type.sql_name()),
-            &[text.into()],
-        )
-    })
-    .map_err(|e| invalid(e.message))?
-    .map_err(PredictError::from)?
-    .ok_or_else(|| invalid("NULL".into()))?;
-    table
-        .key_type
-        .parse_value(&canonical)
-        .map(|v| v.raw)
-        .map_err(|e| invalid(e.to_string()))
 }

@@ -1,19 +1,34 @@
-//! One cycle per managed table: the steps that exist so far (1 collect,
-//! 2 forecast), run as the table's owner, each table's failure isolated.
+//! The cycle, one managed table at a time, run as the table's owner, each
+//! table's failure isolated:
+//!
+//! 1. `collect`: snapshot the statistics PostgreSQL keeps;
+//! 2. `predict`: score past forecasts, learn, forecast;
+//! 3. and 4. `plan`: plan future partitions and prepare shadows to match;
+//! then attach the shadows the data has reached (`act::activate`).
+//!
+//! Moving rows out of DEFAULT is not a step of the cycle: the worker runs
+//! `act::migrate` after each table's cycle, step by step, each step in a
+//! transaction of its own.
+
+pub mod collect;
+pub mod plan;
+pub mod predict;
 
 use std::time::Instant;
 
 use pgrx::prelude::*;
 use serde_json::json;
 
-use crate::alerts::{self, AlertKind};
-use crate::catalog;
-use crate::collect::{self, CollectSummary};
-use crate::error::{or_report, PredictError, Result};
-use crate::predict::{self, ForecastSummary};
-use crate::session::{as_role, with_pinned_settings};
-use crate::shadows::{self, ShadowSummary};
-use crate::subxact::try_in_subtransaction;
+use self::collect::CollectSummary;
+use self::plan::ShadowSummary;
+use self::predict::ForecastSummary;
+use crate::act::activate;
+use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::{self, table::managed_tables};
+use crate::error::{or_report, Result};
+use crate::pg::locks::lock_table_steps;
+use crate::pg::session::{as_role, with_pinned_settings};
+use crate::pg::subxact::try_in_subtransaction;
 
 /// Which steps to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,52 +76,12 @@ impl Outcome {
     }
 }
 
-/// The managed tables the current role may act on (row-level security on
-/// the configuration hides the others), or just `only`.
-pub fn managed_tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
-    with_pinned_settings(|| {
-        Spi::connect(|client| {
-            let rows = client.select(
-                "SELECT parent::pg_catalog.oid FROM partition_predict.config
-                  WHERE $1::pg_catalog.oid IS NULL OR parent = $1::pg_catalog.oid::pg_catalog.regclass
-                  ORDER BY parent::pg_catalog.oid",
-                None,
-                &[only.into()],
-            )?;
-            rows.map(|row| {
-                row.get::<pg_sys::Oid>(1)
-                    .map(|oid| oid.unwrap_or(pg_sys::InvalidOid))
-                    .map_err(PredictError::from)
-            })
-            .collect()
-        })
-    })
+/// The managed tables the current role may act on, or just `only`.
+pub fn tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
+    with_pinned_settings(|| managed_tables(only))
 }
 
 type StepResults = (CollectSummary, ForecastSummary, ShadowSummary);
-
-/// First half of the advisory-lock key of a table's cycle.
-const CYCLE_LOCK_SPACE: i32 = 0x7070_7000;
-
-/// Serialises the steps of one table across sessions (a worker and a
-/// manual run_cycle() must not recount the same buckets at once). Held to
-/// the end of the transaction. `wait`: block until free; otherwise report
-/// whether it was free.
-pub fn lock_table_cycle(parent: pg_sys::Oid, wait: bool) -> Result<bool> {
-    let key = parent.to_u32() as i32;
-    if wait {
-        Spi::run_with_args(
-            "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
-            &[CYCLE_LOCK_SPACE.into(), key.into()],
-        )?;
-        return Ok(true);
-    }
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.pg_try_advisory_xact_lock($1, $2)",
-        &[CYCLE_LOCK_SPACE.into(), key.into()],
-    )?
-    .unwrap_or(false))
-}
 
 fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<StepResults> {
     let table = catalog::load_partitioned_table(parent, false)?;
@@ -121,10 +96,10 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<StepResults> {
         };
         let mut shadows = ShadowSummary::default();
         if matches!(steps, Steps::Prepartition | Steps::Cycle) {
-            shadows = shadows::prepare(&table)?;
+            shadows = plan::prepare(&table)?;
         }
         if steps == Steps::Cycle {
-            shadows.activated = shadows::activate(&table, None)?;
+            shadows.activated = activate::activate(&table, None)?;
         }
         Ok((collected, forecast, shadows))
     })
@@ -134,7 +109,7 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<StepResults> {
 pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started = Instant::now();
     let started_at = or_report(with_pinned_settings(clock));
-    or_report(with_pinned_settings(|| lock_table_cycle(parent, true)));
+    or_report(with_pinned_settings(|| lock_table_steps(parent, true)));
     let results = or_report(with_pinned_settings(|| run_steps(parent, steps)));
     if steps == Steps::Cycle {
         or_report(with_pinned_settings(|| record(parent, &started_at, None)));
@@ -150,7 +125,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started_at = or_report(with_pinned_settings(clock));
     // Another session is running this table's steps right now: its result
     // stands for this cycle too.
-    if !or_report(with_pinned_settings(|| lock_table_cycle(parent, false))) {
+    if !or_report(with_pinned_settings(|| lock_table_steps(parent, false))) {
         let message = "skipped: another session is running this table's cycle".to_string();
         return Outcome {
             skipped: true,
@@ -216,19 +191,4 @@ fn record(parent: pg_sys::Oid, started_at: &str, error: Option<&str>) -> Result<
 /// Milliseconds, to the microsecond.
 fn elapsed_ms(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// Attaches every prepared shadow of `parent` (all lie within `lookahead`
-/// of the frontier), for a bulk load about to run; how many. Nothing when
-/// another session is running the table's steps or it is not managed.
-pub fn activate_for_bulk_load(parent: pg_sys::Oid) -> Result<i64> {
-    with_pinned_settings(|| {
-        if !lock_table_cycle(parent, false)? || managed_tables(Some(parent))?.is_empty() {
-            return Ok(0);
-        }
-        let table = catalog::load_partitioned_table(parent, false)?;
-        as_role(table.owner_oid, || {
-            shadows::activate(&table, Some(i64::MAX))
-        })
-    })
 }

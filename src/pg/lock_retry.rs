@@ -1,4 +1,5 @@
-//! DDL that never queues other sessions behind it.
+//! Statements that take locks on busy tables without queueing other
+//! sessions behind them.
 //!
 //! A lock request waits in the lock queue, and every later request that
 //! conflicts with it waits behind it: one ALTER TABLE behind a long report
@@ -7,14 +8,14 @@
 //! the queue, sleeps and tries again.
 
 use pgrx::prelude::*;
-use pgrx::spi::quote_identifier;
 use pgrx::PgSqlErrorCode;
 
-use crate::catalog::{self, PartitionedTable, QualifiedName};
+use super::backend::sleep_interruptibly;
+use super::relation::QualifiedName;
+use super::session::with_settings;
+use super::subxact::try_in_subtransaction;
 use crate::error::{PredictError, Result};
 use crate::gucs;
-use crate::session::with_settings;
-use crate::subxact::try_in_subtransaction;
 
 const MAX_BACKOFF_MS: u64 = 2_000;
 
@@ -91,91 +92,4 @@ fn old_transaction_holds_lock(relations: &[pg_sys::Oid], timeout_ms: i32) -> Res
         &[relations.to_vec().into(), timeout_ms.into()],
     )?
     .unwrap_or(false))
-}
-
-fn sleep_interruptibly(ms: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms);
-    while std::time::Instant::now() < deadline {
-        pg_sys::check_for_interrupts!();
-        unsafe { pg_sys::pg_usleep(10_000) };
-    }
-}
-
-/// A name `{base}_{suffix}` (or `_{suffix}_2`, …) that no relation in the
-/// schema uses yet.
-pub fn free_relation_name(schema: &str, base: &str, suffix: &str) -> Result<String> {
-    for n in 1..1000 {
-        let numbered = if n == 1 {
-            suffix.to_string()
-        } else {
-            format!("{suffix}_{n}")
-        };
-        let candidate = partition_core::naming::derived_name(base, &numbered);
-        if !catalog::relation_exists(schema, &candidate)? {
-            return Ok(candidate);
-        }
-    }
-    Err(PredictError::Internal(format!(
-        "no free name for {base}_{suffix} in schema {schema}"
-    )))
-}
-
-/// Creates an empty table shaped like the parent (columns, defaults, CHECK
-/// and NOT NULL constraints, storage, comments, generated columns,
-/// statistics) in `tablespace` (default: the parent's), owned by the
-/// parent's owner. Indexes are not copied: ATTACH builds the partitioned
-/// indexes' counterparts itself, on a table that is still empty.
-pub fn create_table_like_parent(
-    table: &PartitionedTable,
-    name: &QualifiedName,
-    tablespace: Option<&str>,
-) -> Result<()> {
-    let tablespace = match tablespace {
-        Some(chosen) => Some(chosen.to_string()),
-        None => Spi::get_one_with_args::<String>(
-            "SELECT (SELECT t.spcname::text FROM pg_catalog.pg_class c
-                       JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = $1)",
-            &[table.oid.into()],
-        )?,
-    };
-    let tablespace_clause = tablespace
-        .map(|t| format!(" TABLESPACE {}", quote_identifier(t)))
-        .unwrap_or_default();
-    Spi::run(&format!(
-        "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE \
-         INCLUDING COMMENTS INCLUDING COMPRESSION INCLUDING GENERATED INCLUDING STATISTICS){}",
-        name.quoted(),
-        table.name.quoted(),
-        tablespace_clause
-    ))?;
-    let current_user = Spi::get_one::<String>("SELECT current_user::text")?.unwrap_or_default();
-    if current_user != table.owner {
-        Spi::run(&format!(
-            "ALTER TABLE {} OWNER TO {}",
-            name.quoted(),
-            quote_identifier(&table.owner)
-        ))?;
-    }
-    Ok(())
-}
-
-/// Adds a DEFAULT partition the non-blocking way: built standalone, then
-/// attached (SHARE UPDATE EXCLUSIVE on the parent, not ACCESS EXCLUSIVE as
-/// `CREATE TABLE … PARTITION OF … DEFAULT` would take).
-pub fn add_default_partition(table: &PartitionedTable) -> Result<QualifiedName> {
-    let name = QualifiedName {
-        schema: table.name.schema.clone(),
-        name: free_relation_name(&table.name.schema, &table.name.name, "default")?,
-    };
-    create_table_like_parent(table, &name, None)?;
-    run_with_lock_retry(
-        &table.name,
-        "attaching the DEFAULT partition",
-        &format!(
-            "ALTER TABLE {} ATTACH PARTITION {} DEFAULT",
-            table.name.quoted(),
-            name.quoted()
-        ),
-    )?;
-    Ok(name)
 }

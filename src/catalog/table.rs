@@ -1,49 +1,28 @@
-//! What the catalogs say about a partitioned table, read in two queries.
+//! A managed table: what the PostgreSQL catalogs say about it (read in two
+//! queries) and its row in `partition_predict.config`.
 
 use partition_core::{KeyType, PartitionBound};
 use pgrx::prelude::*;
-use pgrx::spi::{quote_identifier, quote_qualified_identifier};
+use pgrx::spi::quote_identifier;
 
 use crate::error::{PredictError, Result};
+use crate::pg::relation::qualified_name;
+pub use crate::pg::relation::QualifiedName;
 
-/// A relation name with both parts, quoted for splicing into SQL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QualifiedName {
-    pub schema: String,
-    pub name: String,
-}
-
-impl QualifiedName {
-    pub fn quoted(&self) -> String {
-        quote_qualified_identifier(&self.schema, &self.name)
-    }
-}
-
-impl std::fmt::Display for QualifiedName {
-    /// For messages: quoted as SQL would need it, so a name with spaces or
-    /// quotes is unambiguous (`"My Schema"."Ev""ents"`, `public.events`).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.quoted())
-    }
-}
-
-/// Read now to refuse tables `manage` cannot handle; the planner (cycle
-/// step 3) works from these bounds.
-#[allow(dead_code)]
+/// An attached partition; the planner works from the bounds.
 #[derive(Clone, Debug)]
 pub struct Partition {
     pub oid: pg_sys::Oid,
-    pub name: QualifiedName,
     pub bound: PartitionBound,
 }
 
 /// A range-partitioned table that passed every check `manage` makes.
-/// Key column and partitions are what the planner (cycle step 3) works from.
-#[allow(dead_code)]
 #[derive(Clone, Debug)]
 pub struct PartitionedTable {
     pub oid: pg_sys::Oid,
     pub name: QualifiedName,
+    /// Owner's role name and OID: shadows get this owner, and the cycle acts
+    /// with its rights.
     pub owner: String,
     pub owner_oid: pg_sys::Oid,
     pub key_column: String,
@@ -121,7 +100,9 @@ fn relation_facts(oid: pg_sys::Oid) -> Result<RelationFacts> {
     })
 }
 
-/// Reads a table and checks everything SPEC §1 requires of a managed table.
+/// Reads a table and checks everything a managed table must be: range
+/// partitioned on one plain column of a supported type, not temporary,
+/// without sub-partitions, with bounds that can be read.
 /// Ownership is checked only when `require_owner` is set.
 pub fn load_partitioned_table(oid: pg_sys::Oid, require_owner: bool) -> Result<PartitionedTable> {
     let facts = relation_facts(oid)?;
@@ -235,7 +216,6 @@ fn load_partitions(
             })?;
             Ok(Partition {
                 oid: raw.oid,
-                name: raw.name,
                 bound,
             })
         })
@@ -281,17 +261,15 @@ pub fn lenient_bounds(parent: pg_sys::Oid) -> Result<Vec<DisplayBounds>> {
         .collect())
 }
 
-/// Whether a relation of this name exists in the schema (any kind).
-/// The relation's name as SQL needs it (quoted, schema-qualified when not
-/// on the search path), from its OID.
+/// The relation's name as SQL needs it (quoted, schema-qualified), rebuilt
+/// from its OID.
 pub fn relation_name(oid: pg_sys::Oid) -> Result<String> {
-    Spi::get_one_with_args::<String>(
-        "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
-        &[oid.into()],
-    )?
-    .ok_or(PredictError::UndefinedTable(oid.to_u32()))
+    qualified_name(oid)
+        .map(|n| n.quoted())
+        .ok_or(PredictError::UndefinedTable(oid.to_u32()))
 }
 
+/// Whether a relation of this name exists in the schema (any kind).
 pub fn relation_exists(schema: &str, name: &str) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
@@ -321,4 +299,56 @@ pub fn load_managed_table(parent: pg_sys::Oid) -> Result<PartitionedTable> {
         return Err(PredictError::NotManaged(table.name.to_string()));
     }
     Ok(table)
+}
+
+impl PartitionedTable {
+    /// The key ranges of the attached partitions, DEFAULT aside.
+    pub fn attached_ranges(&self) -> Vec<(i64, i64)> {
+        self.partitions
+            .iter()
+            .filter_map(|p| p.bound.raw_range())
+            .collect()
+    }
+}
+
+/// The managed tables the current role may act on (row-level security on
+/// the configuration hides the others), or just `only`.
+pub fn managed_tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT parent::pg_catalog.oid FROM partition_predict.config
+              WHERE $1::pg_catalog.oid IS NULL OR parent = $1::pg_catalog.oid::pg_catalog.regclass
+              ORDER BY parent::pg_catalog.oid",
+            None,
+            &[only.into()],
+        )?;
+        rows.map(|row| {
+            row.get::<pg_sys::Oid>(1)
+                .map(|oid| oid.unwrap_or(pg_sys::InvalidOid))
+                .map_err(PredictError::from)
+        })
+        .collect()
+    })
+}
+
+/// Stops managing a table: its configuration row (and, by cascade, its history).
+pub fn forget(parent: pg_sys::Oid) -> Result<()> {
+    Spi::run_with_args(
+        "DELETE FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
+        &[parent.into()],
+    )?;
+    Ok(())
+}
+
+/// Name and whether the caller has the owner's rights, for any relation
+/// (`None` if it does not exist).
+pub fn name_and_owner_rights(oid: pg_sys::Oid) -> Result<Option<(QualifiedName, bool)>> {
+    let Some(name) = qualified_name(oid) else {
+        return Ok(None);
+    };
+    let rights = Spi::get_one_with_args::<bool>(
+        "SELECT (SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $1)",
+        &[oid.into()],
+    )?;
+    Ok(Some((name, rights == Some(true))))
 }

@@ -16,43 +16,24 @@
 //! A failure in 1 or 2 leaves only empty partitions (or shadows, which the
 //! cycle then looks after), never rows.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use partition_core::planner::{self, MigrationInput, PlannedRange};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use pgrx::PgSqlErrorCode;
 use serde_json::json;
 
-use crate::alerts::{self, AlertKind};
-use crate::catalog::{self, PartitionedTable};
-use crate::cycle;
+use super::activate;
+use super::key_groups::key_groups;
+use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::shadows::{self, Origin};
+use crate::catalog::{self, create, migrations, settings, PartitionedTable};
 use crate::error::{PredictError, Result};
 use crate::gucs;
-use crate::migration;
-use crate::session::as_role;
-use crate::shadows::{self, Origin};
-use crate::subxact::try_in_subtransaction;
-
-/// Set while this backend runs ingest's own statements: its INSERT is not
-/// a bulk load for the planner hook to prepare (ingest prepared it).
-static INGESTING: AtomicBool = AtomicBool::new(false);
-
-pub fn ingesting_here() -> bool {
-    INGESTING.load(Ordering::Relaxed)
-}
-
-fn while_ingesting<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            INGESTING.store(false, Ordering::Relaxed);
-        }
-    }
-    INGESTING.store(true, Ordering::Relaxed);
-    let _reset = Reset;
-    f()
-}
+use crate::hooks::while_ingesting;
+use crate::pg::backend;
+use crate::pg::locks::lock_table_steps;
+use crate::pg::session::as_role;
+use crate::pg::subxact::try_in_subtransaction;
+use crate::shmem::requests;
 
 /// What stage 1 found and made.
 pub struct Prepared {
@@ -62,10 +43,6 @@ pub struct Prepared {
     /// DEFAULT holds rows in a range the batch needs: they must move out
     /// first (`migrate_default`), or the ATTACH would fail.
     pub default_overlap: bool,
-}
-
-fn invalid_source(sqlstate: PgSqlErrorCode, message: String) -> PredictError {
-    PredictError::Postgres { sqlstate, message }
 }
 
 /// The source's columns the parent receives, quoted and comma-separated,
@@ -84,10 +61,7 @@ fn check_source(table: &PartitionedTable, source: pg_sys::Oid) -> Result<String>
         return Err(PredictError::UndefinedTable(source.to_u32()));
     };
     if !["r", "p", "v", "m", "f"].contains(&kind.as_str()) {
-        return Err(invalid_source(
-            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-            format!("source {name} is not a table, view or materialized view"),
-        ));
+        return Err(PredictError::SourceNotTable(name));
     }
     let is_target = Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors($1) a WHERE a.relid = $2)",
@@ -95,18 +69,13 @@ fn check_source(table: &PartitionedTable, source: pg_sys::Oid) -> Result<String>
     )?
     .unwrap_or(false);
     if is_target {
-        return Err(invalid_source(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("source {name} is {} or one of its partitions", table.name),
-        ));
+        return Err(PredictError::SourceIsTarget {
+            batch: name,
+            table: table.name.to_string(),
+        });
     }
     if !readable {
-        return Err(invalid_source(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!(
-                "permission denied to read source {name}: ingest reads it with the caller's rights"
-            ),
-        ));
+        return Err(PredictError::SourceUnreadable(name));
     }
     let columns: Vec<(String, String, Option<String>, bool)> = Spi::connect(|client| {
         let rows = client.select(
@@ -133,44 +102,38 @@ fn check_source(table: &PartitionedTable, source: pg_sys::Oid) -> Result<String>
     let mut key_seen = false;
     for (column, source_type, parent_type, generated) in &columns {
         let Some(parent_type) = parent_type else {
-            return Err(invalid_source(
-                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!(
-                    "column \"{column}\" of source {name} does not exist in {}",
-                    table.name
-                ),
-            ));
+            return Err(PredictError::SourceColumnUnknown {
+                column: column.clone(),
+                batch: name,
+                table: table.name.to_string(),
+            });
         };
         if *generated {
-            return Err(invalid_source(
-                PgSqlErrorCode::ERRCODE_GENERATED_ALWAYS,
-                format!(
-                    "column \"{column}\" of {} is generated; leave it out of source {name}",
-                    table.name
-                ),
-            ));
+            return Err(PredictError::SourceColumnGenerated {
+                column: column.clone(),
+                batch: name,
+                table: table.name.to_string(),
+            });
         }
         if *column == table.key_column {
             key_seen = true;
             if source_type != parent_type {
-                return Err(invalid_source(
-                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                    format!(
-                        "column \"{column}\" of source {name} has type {source_type}, but it is the partition key of {}, of type {parent_type}",
-                        table.name
-                    ),
-                ));
+                return Err(PredictError::SourceKeyType {
+                    column: column.clone(),
+                    batch: name,
+                    batch_type: source_type.clone(),
+                    table: table.name.to_string(),
+                    key_type: parent_type.clone(),
+                });
             }
         }
     }
     if !key_seen {
-        return Err(invalid_source(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-            format!(
-                "source {name} has no column \"{}\", the partition key of {}",
-                table.key_column, table.name
-            ),
-        ));
+        return Err(PredictError::SourceWithoutKey {
+            column: table.key_column.clone(),
+            batch: name,
+            table: table.name.to_string(),
+        });
     }
     let list = columns
         .iter()
@@ -185,13 +148,12 @@ fn check_source(table: &PartitionedTable, source: pg_sys::Oid) -> Result<String>
     match planned {
         Ok(result) => result?,
         Err(caught) => {
-            return Err(invalid_source(
-                caught.sqlstate,
-                format!(
-                    "source {name} does not fit {}: {}",
-                    table.name, caught.message
-                ),
-            ))
+            return Err(PredictError::SourceDoesNotFit {
+                batch: name,
+                table: table.name.to_string(),
+                sqlstate: caught.sqlstate,
+                message: caught.message,
+            })
         }
     }
     Ok(list)
@@ -199,39 +161,30 @@ fn check_source(table: &PartitionedTable, source: pg_sys::Oid) -> Result<String>
 
 /// Stage 1.
 pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
-    if unsafe { pg_sys::IsTransactionBlock() } {
-        return Err(PredictError::Postgres {
-            sqlstate: PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
-            message:
-                "ingest() commits between its stages and cannot run inside a transaction block (or a query string of several statements)"
-                    .into(),
-        });
+    if backend::in_transaction_block() {
+        return Err(PredictError::InTransactionBlock("ingest()"));
     }
-    cycle::lock_table_cycle(parent, true)?;
+    lock_table_steps(parent, true)?;
     let table = catalog::load_managed_table(parent)?;
-    if migration::in_progress(parent)? {
+    if migrations::in_progress(parent)? {
         return Err(PredictError::MigrationInProgress(table.name.to_string()));
     }
     check_source(&table, source)?;
     // Read with the caller's rights, before anything changes.
-    let source_name = catalog::relation_name(source)?;
-    let keys = migration::key_groups(&table, &source_name)?;
+    let source_name = catalog::table::relation_name(source)?;
+    let keys = key_groups(&table, &source_name)?;
     if keys.null_keys > 0 {
-        return Err(invalid_source(
-            PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
-            format!(
-                "{} row(s) of source {} have a NULL \"{}\"; the partition key of {} cannot be NULL (such rows would land in DEFAULT)",
-                keys.null_keys,
-                source_name,
-                table.key_column,
-                table.name
-            ),
-        ));
+        return Err(PredictError::SourceNullKeys {
+            rows: keys.null_keys,
+            batch: source_name,
+            column: table.key_column.clone(),
+            table: table.name.to_string(),
+        });
     }
     as_role(table.owner_oid, || {
-        let settings = shadows::load_settings(&table)?;
-        let taken = shadows::attached_ranges(&table);
-        let standalone = shadows::standalone_shadows(table.oid)?;
+        let settings = settings::load(&table)?;
+        let taken = table.attached_ranges();
+        let standalone = shadows::standalone(table.oid)?;
         let shadow_ranges: Vec<(i64, i64)> = standalone.iter().map(|s| (s.0, s.1)).collect();
         let plan = planner::plan_ingest(&MigrationInput {
             key_type: table.key_type,
@@ -248,7 +201,7 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
             default_overlap: false,
         };
         for range in plan {
-            if shadows::rows_in_default(&table, range.from, range.to)?.is_some() {
+            if activate::rows_in_default(&table, range.from, range.to)?.is_some() {
                 prepared.default_overlap = true;
             }
             let name = if range.into_shadow {
@@ -259,7 +212,7 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
                     .ok_or_else(|| PredictError::Internal("planned shadow vanished".into()))?
             } else {
                 prepared.created += 1;
-                shadows::create_shadow(
+                create::shadow(
                     &table,
                     &PlannedRange {
                         from: range.from,
@@ -268,6 +221,7 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
                     },
                     Origin::Ingest,
                 )?
+                .name
                 .quoted()
             };
             prepared.targets.push(name);
@@ -279,17 +233,17 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
 /// Stage 2, for one shadow: whether this call attached it (false when
 /// it was attached meanwhile, by the worker for instance).
 pub fn activate(parent: pg_sys::Oid, target: &str) -> Result<bool> {
-    cycle::lock_table_cycle(parent, true)?;
+    lock_table_steps(parent, true)?;
     let table = catalog::load_managed_table(parent)?;
     as_role(table.owner_oid, || {
-        let standalone = shadows::standalone_shadows(table.oid)?;
-        let Some((from, to, _, name)) = standalone.into_iter().find(|s| s.3 == target) else {
+        let standalone = shadows::standalone(table.oid)?;
+        let Some((from, to, oid, name)) = standalone.into_iter().find(|s| s.3 == target) else {
             return Ok(false);
         };
-        if migration::in_progress(parent)? {
+        if migrations::in_progress(parent)? {
             return Err(PredictError::MigrationInProgress(table.name.to_string()));
         }
-        shadows::attach(&table, from, to, &name)?;
+        activate::attach(&table, oid, from, to, &name)?;
         Ok(true)
     })
 }
@@ -311,7 +265,7 @@ pub fn load(
     let table = catalog::load_managed_table(parent)?;
     // Again: the source may have been altered since stage 1 committed.
     let columns = check_source(&table, source)?;
-    let source_name = catalog::relation_name(source)?;
+    let source_name = catalog::table::relation_name(source)?;
     let key = quote_identifier(&table.key_column);
     let default = table.default_partition.unwrap_or(pg_sys::InvalidOid);
     let per_partition: Vec<(pg_sys::Oid, String, i64)> = while_ingesting(|| {
@@ -338,34 +292,15 @@ pub fn load(
         })
     })?;
     if let Some((_, _, rows)) = per_partition.iter().find(|p| p.0 == default) {
-        return Err(PredictError::Postgres {
-            sqlstate: PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            message: format!(
-                "{rows} row(s) of {source_name} fall outside every partition of {} (rows with new keys or NULL {key} were added to the source while ingest ran); nothing was loaded",
-                table.name
-            ),
+        return Err(PredictError::RowsOutsidePartitions {
+            rows: *rows,
+            batch: source_name,
+            table: table.name.to_string(),
+            column: key,
         });
     }
     let rows: i64 = per_partition.iter().map(|p| p.2).sum();
-    let forecast: Vec<(pg_sys::Oid, f64)> = Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT shadow, predicted_rows FROM partition_predict.shadows
-              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND origin = 'forecast'
-                AND shadow = ANY ($2)",
-            None,
-            &[
-                table.oid.into(),
-                per_partition.iter().map(|p| p.0).collect::<Vec<_>>().into(),
-            ],
-        )?;
-        rows.map(|r| {
-            Ok((
-                r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
-                r.get::<f64>(2)?.unwrap_or(0.0),
-            ))
-        })
-        .collect::<Result<Vec<_>>>()
-    })?;
+    let forecast = shadows::forecast_rows(table.oid, per_partition.iter().map(|p| p.0).collect())?;
     let per_partition_json = serde_json::Value::Array(
         per_partition
             .iter()
@@ -399,7 +334,7 @@ pub fn load(
         ],
     )?;
     if let Some(expected) = forecast_rows {
-        let threshold = gucs::FORECAST_ALERT_THRESHOLD.get();
+        let threshold = gucs::forecast_alert_threshold();
         if rows_in_forecast as f64 > expected.max(1.0) * (1.0 + threshold) {
             alerts::raise(
                 Some(table.oid),
@@ -414,7 +349,7 @@ pub fn load(
     }
     // The worker's next cycle of this table (collect, score, replan) comes
     // right after this commits, not a naptime later.
-    crate::bulk::cycle_after_commit(table.oid);
+    requests::cycle_after_commit(table.oid);
     Ok(Loaded {
         rows,
         per_partition: per_partition_json,

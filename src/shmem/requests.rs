@@ -8,10 +8,13 @@
 //! hold DEFAULT's ACCESS EXCLUSIVE lock until the load commits. The worker
 //! does both in transactions of its own.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+
+use crate::pg::backend;
 
 /// Databases with a worker, over the cluster.
 const MAX_WORKERS: usize = 64;
@@ -85,21 +88,21 @@ pub struct Taken {
 }
 
 /// Shared memory; only while preloading.
-pub fn install() {
+pub fn init() {
     pg_shmem_init!(BOARD = Board::default());
 }
 
 fn database() -> u32 {
-    unsafe { pg_sys::MyDatabaseId }.to_u32()
+    backend::database_id().to_u32()
 }
 
 fn alive(pid: i32) -> bool {
-    pid != 0 && !unsafe { pg_sys::BackendPidGetProc(pid) }.is_null()
+    backend::process_alive(pid)
 }
 
 /// Called by a worker once connected: requests for its database reach it.
 pub fn register_worker() {
-    let (db, pid) = (database(), unsafe { pg_sys::MyProcPid });
+    let (db, pid) = (database(), backend::process_id());
     let mut board = BOARD.exclusive();
     let slot = board
         .workers
@@ -159,10 +162,7 @@ pub fn post(parent: pg_sys::Oid, ask: Ask) -> Option<u64> {
         }
         ticket
     };
-    let proc = unsafe { pg_sys::BackendPidGetProc(pid) };
-    if !proc.is_null() {
-        unsafe { pg_sys::SetLatch(&raw mut (*proc).procLatch) };
-    }
+    backend::wake_process(pid);
     Some(ticket)
 }
 
@@ -184,16 +184,7 @@ pub fn wait_served(parent: pg_sys::Oid, ticket: u64, timeout: Duration) -> bool 
         if Instant::now() >= deadline || worker_here().is_none() {
             return false;
         }
-        unsafe {
-            pg_sys::WaitLatch(
-                pg_sys::MyLatch,
-                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                5,
-                pg_sys::PG_WAIT_EXTENSION,
-            );
-            pg_sys::ResetLatch(pg_sys::MyLatch);
-        }
-        pgrx::check_for_interrupts!();
+        backend::wait_on_latch(5);
     }
 }
 
@@ -230,5 +221,48 @@ pub fn mark_served(parent: pg_sys::Oid, ticket: u64) {
         .find(|r| r.database == db && r.parent == parent.to_u32())
     {
         r.served = r.served.max(ticket);
+    }
+}
+
+/// Tables whose cycle the worker runs when this transaction commits.
+static CYCLE_AT_COMMIT: Mutex<Vec<pg_sys::Oid>> = Mutex::new(Vec::new());
+static mut CALLBACK_REGISTERED: bool = false;
+
+/// Asks this database's worker for a cycle of `parent` once the current
+/// transaction commits (nothing if it aborts).
+pub fn cycle_after_commit(parent: pg_sys::Oid) {
+    unsafe {
+        if !CALLBACK_REGISTERED {
+            pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
+            CALLBACK_REGISTERED = true;
+        }
+    }
+    if let Ok(mut pending) = CYCLE_AT_COMMIT.lock() {
+        if !pending.contains(&parent) {
+            pending.push(parent);
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    let commit = event == pg_sys::XactEvent::XACT_EVENT_COMMIT;
+    let ended = commit
+        || event == pg_sys::XactEvent::XACT_EVENT_ABORT
+        || event == pg_sys::XactEvent::XACT_EVENT_PREPARE;
+    if !ended {
+        return;
+    }
+    let parents = match CYCLE_AT_COMMIT.lock() {
+        Ok(mut pending) => std::mem::take(&mut *pending),
+        Err(_) => return,
+    };
+    if commit {
+        for parent in parents {
+            post(parent, Ask::Cycle);
+        }
     }
 }

@@ -1,15 +1,18 @@
-//! Per-table settings given to `manage`: validated, normalised, stored as text.
+//! Per-table settings: given to `manage`, validated, normalised and stored
+//! as text in `partition_predict.config`; read back as numbers for planning.
 //!
 //! Spans are given as text, as pg_partman's `p_interval` is: an interval
 //! ('7 days') for time keys, a whole number of key values ('100000') for
 //! integer keys. `lookahead` of an integer key may also be an interval: how
 //! much wall-clock time of data to prepare for at the forecast rate.
 
+use partition_core::planner::Lookahead;
 use partition_core::KeyType;
 use pgrx::prelude::*;
 
+use super::table::PartitionedTable;
 use crate::error::{PredictError, Result};
-use crate::subxact::try_in_subtransaction;
+use crate::pg::subxact::try_in_subtransaction;
 
 pub const DEFAULT_LOOKAHEAD: &str = "7 days";
 pub const DEFAULT_RETENTION: &str = "35 days";
@@ -219,4 +222,78 @@ fn validate_tablespaces(names: &[String]) -> Result<Vec<String>> {
         }
     }
     Ok(valid)
+}
+
+/// Stores a table's validated settings: its row of `partition_predict.config`,
+/// returned as that row.
+pub fn store(
+    parent: pg_sys::Oid,
+    settings: &TableSettings,
+) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
+    Spi::get_one_with_args::<PgHeapTuple<'static, AllocatedByRust>>(
+        "INSERT INTO partition_predict.config AS c (parent, target_rows, lookahead, min_span, max_span, retention, tablespaces)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6::pg_catalog.interval, $7::pg_catalog.name[])
+         RETURNING c",
+        &[
+            parent.into(),
+            settings.target_rows.into(),
+            settings.lookahead.clone().into(),
+            settings.min_span.clone().into(),
+            settings.max_span.clone().into(),
+            settings.retention.clone().into(),
+            settings.tablespaces.clone().into(),
+        ],
+    )?
+    .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
+}
+
+/// A table's settings as planning uses them, spans in raw key units.
+pub struct PlanningSettings {
+    pub target_rows: f64,
+    pub lookahead: Option<Lookahead>,
+    pub min_span: Option<i64>,
+    pub max_span: Option<i64>,
+}
+
+pub fn load(table: &PartitionedTable) -> Result<PlanningSettings> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT target_rows::float8,
+                    CASE WHEN lookahead ~ '^[0-9]+$' THEN NULL
+                         ELSE pg_catalog.date_part('epoch', lookahead::pg_catalog.interval) END,
+                    CASE WHEN lookahead ~ '^[0-9]+$' THEN lookahead::bigint END,
+                    CASE WHEN min_span ~ '^[0-9]+$' THEN min_span::float8
+                         ELSE pg_catalog.date_part('epoch', min_span::pg_catalog.interval) END,
+                    CASE WHEN max_span ~ '^[0-9]+$' THEN max_span::float8
+                         ELSE pg_catalog.date_part('epoch', max_span::pg_catalog.interval) END
+               FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
+            None,
+            &[table.oid.into()],
+        )?;
+        let row = rows.first();
+        if row.is_empty() {
+            return Err(PredictError::NotManaged(table.name.to_string()));
+        }
+        // Spans of time keys are intervals in seconds; of integer keys, key counts.
+        let span = |v: Option<f64>| {
+            v.map(|v| {
+                if table.key_type.is_temporal() {
+                    (v * table.key_type.units_per_second()) as i64
+                } else {
+                    v as i64
+                }
+            })
+        };
+        let lookahead = match (row.get::<f64>(2)?, row.get::<i64>(3)?) {
+            (Some(seconds), _) => Some(Lookahead::Seconds(seconds)),
+            (None, Some(keys)) => Some(Lookahead::Keys(keys)),
+            (None, None) => None,
+        };
+        Ok(PlanningSettings {
+            target_rows: row.get::<f64>(1)?.unwrap_or(1e6),
+            lookahead,
+            min_span: span(row.get::<f64>(4)?),
+            max_span: span(row.get::<f64>(5)?),
+        })
+    })
 }

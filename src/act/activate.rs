@@ -1,0 +1,167 @@
+//! Activation: shadows attached ahead of the data, never blocking queries.
+//!
+//! ATTACH takes SHARE UPDATE EXCLUSIVE on the parent and ACCESS EXCLUSIVE on
+//! the shadow and on DEFAULT (which it scans); it skips scanning the shadow
+//! because a validated CHECK equal to the bound (and NOT NULL on the key)
+//! proves every row fits. Every lock request goes through
+//! `pg::lock_retry`, so a long-running query never makes other sessions
+//! queue behind the extension for longer than `lock_timeout`.
+
+use partition_core::planner;
+use partition_core::{Bound, PartitionBound};
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use serde_json::json;
+
+use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::create::BOUND_CONSTRAINT;
+use crate::catalog::{self, history, shadows, PartitionedTable};
+use crate::error::{PredictError, Result};
+use crate::pg::lock_retry::{run_with_lock_retry, run_with_lock_retry_watching};
+use crate::pg::locks::lock_table_steps;
+use crate::pg::relation;
+use crate::pg::session::{as_role, with_pinned_settings};
+
+/// Attaches the shadows that the data has reached: those starting at or
+/// below `up_to` (for `activate(parent, up_to)`), or, by default, those the
+/// frontier is within one partition-length lead of. A shadow whose range
+/// already has rows in DEFAULT is not attached blindly: an alert is raised
+/// and the range waits for migration.
+pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
+    let frontier = history::frontier(table)?;
+    let mut activated = 0;
+    for shadow in shadows::waiting(table.oid)? {
+        let due = match up_to {
+            Some(limit) => shadow.from <= limit,
+            None => frontier.is_some_and(|f| {
+                let lead = planner::activation_lead(table.key_type, shadow.from, shadow.to);
+                f.saturating_add(lead) >= shadow.from
+            }),
+        };
+        if !due {
+            break;
+        }
+        let Some(shadow_name) = shadow.current_name.as_deref() else {
+            continue;
+        };
+        if shadow.migrating {
+            // The migration attaches it when the last rows are in.
+            break;
+        }
+        if let Some(rows) = rows_in_default(table, shadow.from, shadow.to)? {
+            alerts::raise(
+                Some(table.oid),
+                AlertKind::RowsInDefault,
+                &format!(
+                    "{rows} row(s) in DEFAULT fall in [{}, {}): shadow {} not attached; the rows are moved out of DEFAULT by migrate_default() or the worker",
+                    table.key_type.value(shadow.from),
+                    table.key_type.value(shadow.to),
+                    shadow.name
+                ),
+                json!({"range_start": table.key_type.value(shadow.from).to_text(),
+                       "range_end": table.key_type.value(shadow.to).to_text(), "rows": rows, "shadow": shadow.name}),
+            )?;
+            break;
+        }
+        match attach(table, shadow.oid, shadow.from, shadow.to, shadow_name) {
+            Ok(()) => activated += 1,
+            // A long-running transaction holds a conflicting lock: the next cycle tries again.
+            Err(PredictError::LockUnavailable { .. }) if up_to.is_none() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(activated)
+}
+
+/// Rows DEFAULT holds in `[from, to)` (counted up to 1,000), if any.
+pub fn rows_in_default(table: &PartitionedTable, from: i64, to: i64) -> Result<Option<i64>> {
+    let Some(default) = table.default_partition else {
+        return Ok(None);
+    };
+    let column = quote_identifier(&table.key_column);
+    let count = Spi::get_one_with_args::<i64>(
+        &format!(
+            "SELECT pg_catalog.count(*) FROM (SELECT 1 FROM {} WHERE {column} >= {} AND {column} < {} LIMIT 1000) d",
+            catalog::table::relation_name(default)?,
+            table.key_type.value(from).to_sql_literal(),
+            table.key_type.value(to).to_sql_literal()
+        ),
+        &[],
+    )?
+    .unwrap_or(0);
+    Ok((count > 0).then_some(count))
+}
+
+/// Attaches shadow `shadow` (named `shadow_name` in SQL) as the partition
+/// of `[from, to)` and records it as activated.
+pub fn attach(
+    table: &PartitionedTable,
+    shadow: pg_sys::Oid,
+    from: i64,
+    to: i64,
+    shadow_name: &str,
+) -> Result<()> {
+    let bound = PartitionBound::range(
+        Bound::Value(table.key_type.value(from)),
+        Bound::Value(table.key_type.value(to)),
+    );
+    let watched: Vec<pg_sys::Oid> = std::iter::once(shadow)
+        .chain(table.default_partition)
+        .collect();
+    run_with_lock_retry_watching(
+        &table.name,
+        "attaching a shadow partition",
+        &format!(
+            "ALTER TABLE {} ATTACH PARTITION {shadow_name} {}",
+            table.name.quoted(),
+            bound.to_sql()
+        ),
+        &watched,
+    )?;
+    shadows::mark_activated(table.oid, from)?;
+    // The partition constraint now does the CHECK's job; dropping it needs a
+    // short ACCESS EXCLUSIVE on the new partition, so it waits its turn too.
+    let dropped = run_with_lock_retry(
+        &table.name,
+        "dropping the attached shadow's bound constraint",
+        &format!("ALTER TABLE {shadow_name} DROP CONSTRAINT IF EXISTS {BOUND_CONSTRAINT}"),
+    );
+    if let Err(e) = dropped {
+        pgrx::log!("pg_partition_predict: kept the redundant constraint on {shadow_name}: {e}");
+    }
+    force_replan(table.oid)
+}
+
+/// Invalidates cached plans that involve the table, in every backend: a
+/// relcache invalidation of the parent and each partition is sent through
+/// the shared invalidation queue at commit.
+pub fn force_replan(parent: pg_sys::Oid) -> Result<()> {
+    let partitions: Vec<pg_sys::Oid> = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT inhrelid FROM pg_catalog.pg_inherits WHERE inhparent = $1",
+            None,
+            &[parent.into()],
+        )?;
+        rows.map(|r| Ok(r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid)))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    for oid in std::iter::once(parent).chain(partitions) {
+        relation::invalidate_plans(oid);
+    }
+    Ok(())
+}
+
+/// Attaches every prepared shadow of `parent` (all lie within `lookahead`
+/// of the frontier), for a bulk load about to run; how many. Nothing when
+/// another session is running the table's steps or it is not managed.
+pub fn activate_for_bulk_load(parent: pg_sys::Oid) -> Result<i64> {
+    with_pinned_settings(|| {
+        if !lock_table_steps(parent, false)?
+            || catalog::table::managed_tables(Some(parent))?.is_empty()
+        {
+            return Ok(0);
+        }
+        let table = catalog::load_partitioned_table(parent, false)?;
+        as_role(table.owner_oid, || activate(&table, Some(i64::MAX)))
+    })
+}

@@ -1,0 +1,104 @@
+//! Reading the keys of a user relation (DEFAULT, or a batch to ingest) in
+//! one scan, and the columns a move of rows copies.
+
+use partition_core::planner::Stranded;
+use partition_core::KeyType;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+
+use crate::catalog::PartitionedTable;
+use crate::error::Result;
+
+/// The keys of a relation, grouped: per hour (time keys), day (dates) or a
+/// thousandth of the key span (integers), in key order.
+pub struct KeyGroups {
+    pub groups: Vec<Stranded>,
+    pub null_keys: i64,
+    pub rows: i64,
+}
+
+/// Groups the keys of `relation` (SQL: a quoted name, maybe `ONLY …`),
+/// whose key column is named and typed as the table's, in one scan.
+pub fn key_groups(table: &PartitionedTable, relation: &str) -> Result<KeyGroups> {
+    let column = quote_identifier(&table.key_column);
+    // date_bin and integer division: grouping by text or numeric costs
+    // two to three times as much on a large batch.
+    let bucket = match table.key_type {
+        KeyType::Timestamp => format!(
+            "pg_catalog.date_bin('1 hour', {column}, '2000-01-01 00:00:00'::pg_catalog.timestamp)"
+        ),
+        KeyType::TimestampTz => format!(
+            "pg_catalog.date_bin('1 hour', {column}, '2000-01-01 00:00:00+00'::pg_catalog.timestamptz)"
+        ),
+        KeyType::Date => column.clone(),
+        _ => {
+            let (min, max) = Spi::get_two::<i64, i64>(&format!(
+                "SELECT pg_catalog.min({column})::bigint, pg_catalog.max({column})::bigint FROM {relation}"
+            ))?;
+            match (min, max) {
+                (Some(min), Some(max)) => {
+                    let width = partition_core::calendar::round_step_up(
+                        (((max as i128 - min as i128) / 1000) as i64).max(1),
+                    );
+                    format!("{column}::bigint / {width}")
+                }
+                // No key at all: one group, of the NULL keys if any.
+                _ => "NULL::bigint".to_string(),
+            }
+        }
+    };
+    let rows: Vec<(Option<String>, Option<String>, i64)> = Spi::connect(|client| {
+        let rows = client.select(
+            &format!(
+                "SELECT pg_catalog.min({column})::text, pg_catalog.max({column})::text, pg_catalog.count(*)
+                   FROM {relation} GROUP BY {bucket} ORDER BY 1"
+            ),
+            None,
+            &[],
+        )?;
+        rows.map(|r| {
+            Ok((
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<i64>(3)?.unwrap_or(0),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()
+    })?;
+    let mut groups = KeyGroups {
+        groups: Vec::new(),
+        null_keys: 0,
+        rows: 0,
+    };
+    for (min, max, count) in rows {
+        groups.rows += count;
+        let (Some(min), Some(max)) = (min, max) else {
+            groups.null_keys += count;
+            continue;
+        };
+        if let (Ok(min), Ok(max)) = (
+            table.key_type.parse_value(&min),
+            table.key_type.parse_value(&max),
+        ) {
+            groups.groups.push(Stranded {
+                start: min.raw,
+                end: max.raw.saturating_add(1),
+                rows: count as f64,
+            });
+        }
+    }
+    groups.groups.sort_by_key(|s| s.start);
+    Ok(groups)
+}
+
+/// The table's columns that can be copied as they are (generated columns
+/// are computed again, identically, on insert).
+pub fn copied_columns(table: &PartitionedTable) -> Result<String> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
+           FROM pg_catalog.pg_attribute
+          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+        &[table.oid.into()],
+    )?
+    .unwrap_or_default())
+}

@@ -1,0 +1,8 @@
+//! What the extension does to a managed table beyond planning: attach
+//! shadows (`activate`), move rows out of DEFAULT (`migrate`) and load a
+//! batch with its partitions ready first (`ingest`).
+
+pub mod activate;
+pub mod ingest;
+mod key_groups;
+pub mod migrate;

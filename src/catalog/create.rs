@@ -1,0 +1,272 @@
+//! Tables the extension creates for a managed table: its DEFAULT partition
+//! and its shadows, always as standalone tables that are attached later
+//! (`CREATE TABLE … PARTITION OF` would take ACCESS EXCLUSIVE on the parent).
+
+use partition_core::naming;
+use partition_core::planner::PlannedRange;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+
+use super::shadows::{self, NewShadow, Origin, Shadow};
+use super::table::{relation_exists, PartitionedTable, QualifiedName};
+use crate::error::{PredictError, Result};
+use crate::pg::backend;
+use crate::pg::lock_retry::run_with_lock_retry;
+
+/// Name of the CHECK constraint that lets ATTACH skip its scan.
+pub const BOUND_CONSTRAINT: &str = "partition_predict_bound";
+
+/// A name `{base}_{suffix}` (or `_{suffix}_2`, …) that no relation in the
+/// schema uses yet.
+fn free_relation_name(schema: &str, base: &str, suffix: &str) -> Result<String> {
+    for n in 1..1000 {
+        let numbered = if n == 1 {
+            suffix.to_string()
+        } else {
+            format!("{suffix}_{n}")
+        };
+        let candidate = naming::derived_name(base, &numbered);
+        if !relation_exists(schema, &candidate)? {
+            return Ok(candidate);
+        }
+    }
+    Err(PredictError::Internal(format!(
+        "no free name for {base}_{suffix} in schema {schema}"
+    )))
+}
+
+/// Creates an empty table shaped like the parent (columns, defaults, CHECK
+/// and NOT NULL constraints, storage, comments, generated columns,
+/// statistics) in `tablespace` (default: the parent's), owned by the
+/// parent's owner. Indexes are not copied: ATTACH builds the partitioned
+/// indexes' counterparts itself, on a table that is still empty.
+fn create_table_like_parent(
+    table: &PartitionedTable,
+    name: &QualifiedName,
+    tablespace: Option<&str>,
+) -> Result<()> {
+    let tablespace = match tablespace {
+        Some(chosen) => Some(chosen.to_string()),
+        None => Spi::get_one_with_args::<String>(
+            "SELECT (SELECT t.spcname::text FROM pg_catalog.pg_class c
+                       JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = $1)",
+            &[table.oid.into()],
+        )?,
+    };
+    let tablespace_clause = tablespace
+        .map(|t| format!(" TABLESPACE {}", quote_identifier(t)))
+        .unwrap_or_default();
+    Spi::run(&format!(
+        "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE \
+         INCLUDING COMMENTS INCLUDING COMPRESSION INCLUDING GENERATED INCLUDING STATISTICS){}",
+        name.quoted(),
+        table.name.quoted(),
+        tablespace_clause
+    ))?;
+    let current_user = Spi::get_one::<String>("SELECT current_user::text")?.unwrap_or_default();
+    if current_user != table.owner {
+        Spi::run(&format!(
+            "ALTER TABLE {} OWNER TO {}",
+            name.quoted(),
+            quote_identifier(&table.owner)
+        ))?;
+    }
+    Ok(())
+}
+
+/// Adds a DEFAULT partition the non-blocking way: built standalone, then
+/// attached (SHARE UPDATE EXCLUSIVE on the parent, not ACCESS EXCLUSIVE as
+/// `CREATE TABLE … PARTITION OF … DEFAULT` would take).
+pub fn add_default_partition(table: &PartitionedTable) -> Result<QualifiedName> {
+    let name = QualifiedName {
+        schema: table.name.schema.clone(),
+        name: free_relation_name(&table.name.schema, &table.name.name, "default")?,
+    };
+    create_table_like_parent(table, &name, None)?;
+    run_with_lock_retry(
+        &table.name,
+        "attaching the DEFAULT partition",
+        &format!(
+            "ALTER TABLE {} ATTACH PARTITION {} DEFAULT",
+            table.name.quoted(),
+            name.quoted()
+        ),
+    )?;
+    Ok(name)
+}
+
+/// A shadow just made.
+pub struct CreatedShadow {
+    pub oid: pg_sys::Oid,
+    pub name: QualifiedName,
+}
+
+/// Creates the shadow of a planned range: an empty table shaped like the
+/// parent, owned by its owner, with the access rules of the parent and a
+/// validated CHECK equal to the bound, recorded in `shadows`.
+pub fn shadow(
+    table: &PartitionedTable,
+    range: &PlannedRange,
+    origin: Origin,
+) -> Result<CreatedShadow> {
+    let name = QualifiedName {
+        schema: table.name.schema.clone(),
+        name: free_relation_name(
+            &table.name.schema,
+            &table.name.name,
+            &naming::shadow_suffix(table.key_type, range.from),
+        )?,
+    };
+    let placement = choose_tablespace(table, range.expected_rows)?;
+    create_table_like_parent(
+        table,
+        &name,
+        placement.as_ref().map(|p| p.tablespace.as_str()),
+    )?;
+    let column = quote_identifier(&table.key_column);
+    let from = table.key_type.value(range.from).to_sql_literal();
+    let to = table.key_type.value(range.to).to_sql_literal();
+    // NOT NULL and a validated CHECK equal to the bound: ATTACH then needs no scan.
+    Spi::run(&format!(
+        "ALTER TABLE {} ALTER COLUMN {column} SET NOT NULL",
+        name.quoted()
+    ))?;
+    Spi::run(&format!(
+        "ALTER TABLE {} ADD CONSTRAINT {BOUND_CONSTRAINT} CHECK ({column} >= {from} AND {column} < {to})",
+        name.quoted()
+    ))?;
+    copy_access_rules(table, &name)?;
+    let oid = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+        &[name.quoted().into()],
+    )?
+    .ok_or_else(|| PredictError::Internal(format!("created shadow {name} not found")))?;
+    shadows::record(NewShadow {
+        parent: table.oid,
+        shadow: oid,
+        name: &name.quoted(),
+        from: range.from,
+        to: range.to,
+        range_start: table.key_type.value(range.from).to_text(),
+        range_end: table.key_type.value(range.to).to_text(),
+        predicted_rows: range.expected_rows,
+        predicted_bytes: placement.as_ref().map(|p| p.predicted_bytes).unwrap_or(0),
+        tablespace: placement.map(|p| p.tablespace),
+        origin,
+    })?;
+    Ok(CreatedShadow { oid, name })
+}
+
+struct Placement {
+    tablespace: String,
+    predicted_bytes: i64,
+}
+
+/// With `manage(… tablespaces => …)`: the listed tablespace with the most
+/// headroom for this shadow, headroom being the free space of its
+/// filesystem less what the shadows already waiting there are expected to
+/// take. Without the setting, `None` (the parent's tablespace).
+fn choose_tablespace(table: &PartitionedTable, expected_rows: f64) -> Result<Option<Placement>> {
+    let candidates: Vec<(String, String, i64)> = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT t.spcname::text, pg_catalog.pg_tablespace_location(t.oid),
+                    COALESCE((SELECT pg_catalog.sum(s.predicted_bytes) FROM partition_predict.shadows s
+                               WHERE s.tablespace = t.spcname AND s.activated_at IS NULL), 0)::bigint
+               FROM partition_predict.config c, pg_catalog.unnest(c.tablespaces) WITH ORDINALITY AS n(name, i)
+               JOIN pg_catalog.pg_tablespace t ON t.spcname = n.name
+              WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass
+              ORDER BY n.i",
+            None,
+            &[table.oid.into()],
+        )?;
+        rows.map(|r| {
+            Ok((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<String>(2)?.unwrap_or_default(),
+                r.get::<i64>(3)?.unwrap_or(0),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()
+    })?;
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let predicted_bytes = (expected_rows * bytes_per_row(table)?) as i64;
+    let best = candidates
+        .into_iter()
+        .map(|(name, location, reserved)| {
+            let free = backend::free_bytes(&location).unwrap_or(0);
+            (free - reserved - predicted_bytes, name)
+        })
+        .fold(None::<(i64, String)>, |best, (headroom, name)| match best {
+            Some((b, _)) if b >= headroom => best,
+            _ => Some((headroom, name)),
+        });
+    Ok(best.map(|(_, tablespace)| Placement {
+        tablespace,
+        predicted_bytes,
+    }))
+}
+
+/// Bytes per row of the table's partitions (indexes included), 100 when unknown.
+fn bytes_per_row(table: &PartitionedTable) -> Result<f64> {
+    Ok(Spi::get_one_with_args::<f64>(
+        "SELECT (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(i.inhrelid))::float8
+                        / NULLIF(pg_catalog.sum(GREATEST(c.reltuples, 0)), 0)
+                   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = $1)",
+        &[table.oid.into()],
+    )?
+    .filter(|b| b.is_finite() && *b > 0.0)
+    .unwrap_or(100.0))
+}
+
+/// Grants and row-level security flags of the parent, so that reading the
+/// partition directly is allowed to exactly whom reading the parent is.
+fn copy_access_rules(table: &PartitionedTable, name: &QualifiedName) -> Result<()> {
+    let statements: Vec<String> = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT pg_catalog.format('GRANT %s ON %s TO %s%s', a.privilege_type, $2,
+                        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                        CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.oid = $1 AND a.grantee <> c.relowner
+             UNION ALL
+             SELECT pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', $2)
+               FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relrowsecurity
+             UNION ALL
+             SELECT pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', $2)
+               FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relforcerowsecurity",
+            None,
+            &[table.oid.into(), name.quoted().into()],
+        )?;
+        rows.map(|r| Ok(r.get::<String>(1)?.unwrap_or_default()))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    for statement in statements {
+        Spi::run(&statement)?;
+    }
+    Ok(())
+}
+
+/// Drops a shadow that was never attached, and its record.
+pub fn drop_shadow(table: &PartitionedTable, shadow: &Shadow) -> Result<()> {
+    if let Some(name) = &shadow.current_name {
+        Spi::run(&format!("DROP TABLE {name}"))?;
+    }
+    shadows::forget(table.oid, shadow.from)?;
+    Ok(())
+}
+
+/// Drops the shadows of a table that were never attached (for `unmanage`).
+pub fn drop_unused(table_oid: pg_sys::Oid) -> Result<i64> {
+    let mut dropped = 0;
+    for name in shadows::waiting(table_oid)?
+        .into_iter()
+        .filter_map(|s| s.current_name)
+    {
+        Spi::run(&format!("DROP TABLE {name}"))?;
+        dropped += 1;
+    }
+    Ok(dropped)
+}

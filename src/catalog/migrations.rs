@@ -1,0 +1,178 @@
+//! `partition_predict.migrations`: one row per range of DEFAULT being (or
+//! having been) moved out, the state machine of `act::migrate`.
+
+use pgrx::prelude::*;
+
+use crate::error::{PredictError, Result};
+
+/// The states of a migration, as the SQL type `partition_predict.migration_state`
+/// has them. Every state but the last two is *active*: a routing override
+/// makes queries on the parent read the shadow too (the table's generated
+/// column `active`, which every query uses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MigrationState {
+    Starting,
+    Moving,
+    Attaching,
+    Yielding,
+    Yielded,
+    Done,
+}
+
+impl MigrationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationState::Starting => "starting",
+            MigrationState::Moving => "moving",
+            MigrationState::Attaching => "attaching",
+            MigrationState::Yielding => "yielding",
+            MigrationState::Yielded => "yielded",
+            MigrationState::Done => "done",
+        }
+    }
+
+    fn parse(text: &str) -> Result<MigrationState> {
+        Ok(match text {
+            "starting" => MigrationState::Starting,
+            "moving" => MigrationState::Moving,
+            "attaching" => MigrationState::Attaching,
+            "yielding" => MigrationState::Yielding,
+            "yielded" => MigrationState::Yielded,
+            "done" => MigrationState::Done,
+            other => {
+                return Err(PredictError::Internal(format!(
+                    "unknown migration state {other}"
+                )))
+            }
+        })
+    }
+}
+
+/// An active migration.
+pub struct Migration {
+    pub id: i64,
+    pub shadow: pg_sys::Oid,
+    pub default_partition: pg_sys::Oid,
+    pub from: i64,
+    pub to: i64,
+    pub state: MigrationState,
+    pub rows_moved: i64,
+}
+
+/// The table's active migration, if any (there is at most one).
+pub fn active(parent: pg_sys::Oid) -> Result<Option<Migration>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT id, shadow, default_partition, range_from, range_to, state::text, rows_moved
+               FROM partition_predict.migrations
+              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND active",
+            None,
+            &[parent.into()],
+        )?;
+        let Some(r) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some(Migration {
+            id: r.get::<i64>(1)?.unwrap_or(0),
+            shadow: r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
+            default_partition: r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
+            from: r.get::<i64>(4)?.unwrap_or(0),
+            to: r.get::<i64>(5)?.unwrap_or(0),
+            state: MigrationState::parse(&r.get::<String>(6)?.unwrap_or_default())?,
+            rows_moved: r.get::<i64>(7)?.unwrap_or(0),
+        }))
+    })
+}
+
+/// Whether a migration of the table is under way.
+pub fn in_progress(parent: pg_sys::Oid) -> Result<bool> {
+    Ok(active(parent)?.is_some())
+}
+
+/// Records a new migration of `[from, to)` (text forms for display) out of
+/// `default_partition` into `shadow`, in state `starting`; its id.
+#[allow(clippy::too_many_arguments)]
+pub fn start(
+    parent: pg_sys::Oid,
+    shadow: pg_sys::Oid,
+    shadow_name: &str,
+    default_partition: pg_sys::Oid,
+    from: i64,
+    to: i64,
+    range_start: String,
+    range_end: String,
+) -> Result<i64> {
+    Spi::get_one_with_args::<i64>(
+        "INSERT INTO partition_predict.migrations
+                (parent, shadow, shadow_name, default_partition, range_from, range_to, range_start, range_end, state)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, 'starting')
+         RETURNING id",
+        &[
+            parent.into(),
+            shadow.into(),
+            shadow_name.into(),
+            default_partition.into(),
+            from.into(),
+            to.into(),
+            range_start.into(),
+            range_end.into(),
+        ],
+    )?
+    .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
+}
+
+pub fn set_state(id: i64, state: MigrationState, message: Option<&str>) -> Result<()> {
+    Spi::run_with_args(
+        "UPDATE partition_predict.migrations
+            SET state = $2::partition_predict.migration_state, message = COALESCE($3, message),
+                finished_at = CASE WHEN NOT $4 THEN pg_catalog.now() END
+          WHERE id = $1",
+        &[
+            id.into(),
+            state.as_str().into(),
+            message.into(),
+            (!matches!(state, MigrationState::Yielded | MigrationState::Done)).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Adds a batch of `moved` rows (negative when moving back).
+pub fn record_batch(id: i64, moved: i64) -> Result<()> {
+    Spi::run_with_args(
+        "UPDATE partition_predict.migrations SET rows_moved = rows_moved + $2, batches = batches + 1 WHERE id = $1",
+        &[id.into(), moved.into()],
+    )?;
+    Ok(())
+}
+
+pub fn set_rows_moved(id: i64, total: i64) -> Result<()> {
+    Spi::run_with_args(
+        "UPDATE partition_predict.migrations SET rows_moved = $2 WHERE id = $1",
+        &[id.into(), total.into()],
+    )?;
+    Ok(())
+}
+
+/// The state of migration `id` and its message, if it exists.
+pub fn outcome(id: i64) -> Result<Option<(MigrationState, Option<String>)>> {
+    let (state, message) = Spi::get_two_with_args::<String, String>(
+        "SELECT (SELECT state::text FROM partition_predict.migrations WHERE id = $1),
+                (SELECT message FROM partition_predict.migrations WHERE id = $1)",
+        &[id.into()],
+    )?;
+    state
+        .map(|s| Ok((MigrationState::parse(&s)?, message)))
+        .transpose()
+}
+
+/// Whether a migration of the table gave way in the last `minutes`.
+pub fn yielded_within(parent: pg_sys::Oid, minutes: i32) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM partition_predict.migrations
+                         WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND state = 'yielded'
+                           AND finished_at > pg_catalog.now() - pg_catalog.make_interval(mins => $2))",
+        &[parent.into(), minutes.into()],
+    )?
+    .unwrap_or(false))
+}

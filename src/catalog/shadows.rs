@@ -1,0 +1,179 @@
+//! `partition_predict.shadows`: the partitions prepared ahead of the data,
+//! standalone tables until they are attached (the row then stays, with
+//! `activated_at`).
+
+use pgrx::prelude::*;
+
+use crate::error::Result;
+use crate::pg::session::as_role;
+
+pub struct Shadow {
+    /// The table's name as SQL needs it now, if it still exists as a
+    /// standalone table (someone may have dropped or attached it by hand).
+    pub current_name: Option<String>,
+    /// The name it was created with, for messages.
+    pub name: String,
+    pub oid: pg_sys::Oid,
+    pub from: i64,
+    pub to: i64,
+    /// Rows are being moved into it out of DEFAULT: only the migration
+    /// may attach or drop it.
+    pub migrating: bool,
+}
+
+/// Why a shadow was made, recorded in `partition_predict.shadows.origin`:
+/// only a forecast's shadows say what was expected to arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Forecast,
+    Migration,
+    Ingest,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Origin::Forecast => "forecast",
+            Origin::Migration => "migration",
+            Origin::Ingest => "ingest",
+        }
+    }
+}
+
+/// Shadows of a table not attached yet, in key order.
+pub fn waiting(parent: pg_sys::Oid) -> Result<Vec<Shadow>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT (SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c
+                      WHERE c.oid = s.shadow AND NOT c.relispartition),
+                    s.shadow_name, s.range_from, s.range_to,
+                    EXISTS (SELECT 1 FROM partition_predict.migrations m
+                             WHERE m.parent = s.parent AND m.shadow = s.shadow AND m.active),
+                    s.shadow
+               FROM partition_predict.shadows s
+              WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL
+              ORDER BY s.range_from",
+            None,
+            &[parent.into()],
+        )?;
+        rows.map(|r| {
+            Ok(Shadow {
+                oid: r.get::<pg_sys::Oid>(6)?.unwrap_or(pg_sys::InvalidOid),
+                current_name: r.get::<String>(1)?,
+                name: r.get::<String>(2)?.unwrap_or_default(),
+                from: r.get::<i64>(3)?.unwrap_or(0),
+                to: r.get::<i64>(4)?.unwrap_or(0),
+                migrating: r.get::<bool>(5)?.unwrap_or(false),
+            })
+        })
+        .collect()
+    })
+}
+
+/// Standalone shadows of a table: `(from, to, oid, name as SQL needs it)`.
+pub fn standalone(parent: pg_sys::Oid) -> Result<Vec<(i64, i64, pg_sys::Oid, String)>> {
+    Ok(waiting(parent)?
+        .into_iter()
+        .filter_map(|s| s.current_name.map(|name| (s.from, s.to, s.oid, name)))
+        .collect())
+}
+
+/// What `create::shadow` records of a new shadow.
+pub struct NewShadow<'a> {
+    pub parent: pg_sys::Oid,
+    pub shadow: pg_sys::Oid,
+    pub name: &'a str,
+    pub from: i64,
+    pub to: i64,
+    pub range_start: String,
+    pub range_end: String,
+    pub predicted_rows: f64,
+    pub predicted_bytes: i64,
+    pub tablespace: Option<String>,
+    pub origin: Origin,
+}
+
+pub fn record(new: NewShadow) -> Result<()> {
+    Spi::run_with_args(
+        "INSERT INTO partition_predict.shadows (parent, shadow, shadow_name, range_from, range_to, range_start, range_end,
+                                                predicted_rows, predicted_bytes, tablespace, origin)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            new.parent.into(),
+            new.shadow.into(),
+            new.name.into(),
+            new.from.into(),
+            new.to.into(),
+            new.range_start.into(),
+            new.range_end.into(),
+            new.predicted_rows.into(),
+            new.predicted_bytes.into(),
+            new.tablespace.into(),
+            new.origin.as_str().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn mark_activated(parent: pg_sys::Oid, from: i64) -> Result<()> {
+    Spi::run_with_args(
+        "UPDATE partition_predict.shadows SET activated_at = pg_catalog.now()
+          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND range_from = $2",
+        &[parent.into(), from.into()],
+    )?;
+    Ok(())
+}
+
+pub fn forget(parent: pg_sys::Oid, from: i64) -> Result<()> {
+    Spi::run_with_args(
+        "DELETE FROM partition_predict.shadows WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND range_from = $2",
+        &[parent.into(), from.into()],
+    )?;
+    Ok(())
+}
+
+/// Rows forecast for those of `partitions` that a forecast prepared.
+pub fn forecast_rows(
+    parent: pg_sys::Oid,
+    partitions: Vec<pg_sys::Oid>,
+) -> Result<Vec<(pg_sys::Oid, f64)>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT shadow, predicted_rows FROM partition_predict.shadows
+              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND origin = 'forecast'
+                AND shadow = ANY ($2)",
+            None,
+            &[parent.into(), partitions.into()],
+        )?;
+        rows.map(|r| {
+            Ok((
+                r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                r.get::<f64>(2)?.unwrap_or(0.0),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()
+    })
+}
+
+/// For a bulk load into `parent`: `None` if it is not managed, else whether
+/// shadows wait to be attached and its DEFAULT. Read as the table's owner
+/// (the configuration shows owners their own tables).
+pub fn bulk_load_target(parent: pg_sys::Oid) -> Result<Option<(bool, Option<pg_sys::Oid>)>> {
+    let (owner, default) = Spi::get_two_with_args::<pg_sys::Oid, pg_sys::Oid>(
+        "SELECT (SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1),
+                (SELECT NULLIF(partdefid, 0) FROM pg_catalog.pg_partitioned_table WHERE partrelid = $1)",
+        &[parent.into()],
+    )?;
+    let Some(owner) = owner else { return Ok(None) };
+    as_role(owner, || {
+        let (managed, waiting) = Spi::get_two_with_args::<bool, bool>(
+            "SELECT EXISTS (SELECT 1 FROM partition_predict.config
+                             WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass),
+                    EXISTS (SELECT 1 FROM partition_predict.shadows s
+                              JOIN pg_catalog.pg_class c ON c.oid = s.shadow AND NOT c.relispartition
+                             WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL)",
+            &[parent.into()],
+        )?;
+        Ok((managed == Some(true)).then_some((waiting == Some(true), default)))
+    })
+}

@@ -1,0 +1,99 @@
+//! Cycle steps 3 and 4: plan future partitions from the newest forecast
+//! and make the prepared shadows match the plan. Active partitions are
+//! never touched.
+
+use partition_core::planner::{self, Demand, PlanInput};
+
+use crate::catalog::shadows::{self, Origin};
+use crate::catalog::{create, history, settings, PartitionedTable};
+use crate::error::Result;
+
+/// At most this many shadows are created in one cycle, to bound its cost.
+const MAX_CREATED_PER_CYCLE: usize = 48;
+
+#[derive(Clone, Debug, Default)]
+pub struct ShadowSummary {
+    pub created: i64,
+    pub dropped: i64,
+    pub activated: i64,
+}
+
+/// Steps 3 and 4 for one table: plan future ranges and make the shadows
+/// match the plan. Active partitions are never touched.
+pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
+    let mut summary = ShadowSummary::default();
+    let (demand, upper_over_point) = history::demand(table)?;
+    let frontier = history::frontier(table)?;
+    let Some(frontier_key) = frontier else {
+        return Ok(summary);
+    };
+    let settings = settings::load(table)?;
+    let rows_per_key = if table.key_type.is_temporal() {
+        None
+    } else {
+        Some(history::rows_per_key(table.oid)?)
+    };
+    if demand.is_empty() && table.key_type.is_temporal() {
+        // Nothing to size partitions by yet: the first forecast comes after two days of history.
+        return Ok(summary);
+    }
+    let mut demand = demand;
+    if let (Some(density), true) = (rows_per_key, demand.is_empty()) {
+        // Integer keys before the first forecast: the observed rows per key.
+        demand.push(Demand {
+            start: frontier_key,
+            end: frontier_key.saturating_add(1),
+            rows: density,
+        });
+    }
+    let horizon_end = planner::horizon_end(
+        table.key_type,
+        settings.lookahead,
+        settings.target_rows,
+        frontier_key,
+        &demand,
+        upper_over_point,
+    );
+
+    let active = table.attached_ranges();
+    // Keep shadows unless the newest forecast expects one to overflow (more
+    // than 1.5x the target) and a smaller span is possible: then it is
+    // dropped and planned again. A shadow expected to be small is kept:
+    // replanning it would often give the same range back (a 6-hour range
+    // starting at 18:00 cannot grow into a day), and an extra small
+    // partition costs little, while dropping and recreating every cycle
+    // would be DDL for nothing.
+    let smallest_span = planner::smallest_span(table.key_type, settings.min_span);
+    let mut kept: Vec<(i64, i64)> = Vec::new();
+    for shadow in shadows::waiting(table.oid)? {
+        let expected = planner::rows_within(&demand, shadow.from, shadow.to);
+        let overlaps_active = active
+            .iter()
+            .any(|(a, b)| shadow.from < *b && *a < shadow.to);
+        let overflowing =
+            expected > settings.target_rows * 1.5 && shadow.to - shadow.from > smallest_span;
+        let sized_ok = !overflowing;
+        if shadow.migrating || (!overlaps_active && sized_ok && shadow.current_name.is_some()) {
+            kept.push((shadow.from, shadow.to));
+        } else {
+            create::drop_shadow(table, &shadow)?;
+            summary.dropped += 1;
+        }
+    }
+    let taken: Vec<(i64, i64)> = active.iter().chain(kept.iter()).copied().collect();
+    let plan = planner::plan(&PlanInput {
+        key_type: table.key_type,
+        taken: &taken,
+        frontier: Some(frontier_key),
+        demand: &demand,
+        target_rows: settings.target_rows,
+        min_span: settings.min_span,
+        max_span: settings.max_span,
+        horizon_end,
+    });
+    for range in plan.into_iter().take(MAX_CREATED_PER_CYCLE) {
+        create::shadow(table, &range, Origin::Forecast)?;
+        summary.created += 1;
+    }
+    Ok(summary)
+}

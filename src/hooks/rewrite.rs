@@ -1,0 +1,304 @@
+//! Routing overrides applied by the planner hook.
+//!
+//! While rows of a range are moved out of DEFAULT into a detached shadow,
+//! each batch in its own transaction, a row is in DEFAULT or in the shadow
+//! for any one snapshot, never both and never neither. So a query that reads
+//! `parent UNION ALL shadow` under one snapshot sees every row exactly once.
+//! The hook makes that rewrite for every query that reads the parent, the
+//! way view expansion replaces a relation by a subquery.
+//!
+//! Statements that write the parent (UPDATE, DELETE, MERGE, INSERT … ON
+//! CONFLICT, SELECT … FOR UPDATE/SHARE), and the rare reads the rewrite
+//! cannot express (system columns, TABLESAMPLE), cannot be pointed at two
+//! tables: they wait, before planning, until the range's migration is over,
+//! then plan against the attached partition.
+
+use std::ffi::{c_void, CStr, CString};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::PgList;
+
+use crate::error::PredictError;
+use crate::pg::backend;
+use crate::pg::locks::{holds_any_lock_on, lock_for_reading, my_transaction};
+use crate::pg::relation::{qualified_name, table_state, TableState};
+use crate::shmem::routing::{self, Override};
+
+#[pg_guard]
+unsafe extern "C-unwind" fn collect_queries(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    unsafe {
+        if (*node).type_ == pg_sys::NodeTag::T_Query {
+            let query = node.cast::<pg_sys::Query>();
+            (*context.cast::<Vec<*mut pg_sys::Query>>()).push(query);
+            return pg_sys::query_tree_walker(query, Some(collect_queries), context, 0);
+        }
+        pg_sys::expression_tree_walker(node, Some(collect_queries), context)
+    }
+}
+
+/// The query and every query nested in it (subqueries, CTEs, sublinks).
+unsafe fn all_queries(parse: *mut pg_sys::Query) -> Vec<*mut pg_sys::Query> {
+    let mut found = vec![parse];
+    unsafe {
+        pg_sys::query_tree_walker(
+            parse,
+            Some(collect_queries),
+            (&raw mut found).cast::<c_void>(),
+            0,
+        );
+    }
+    found
+}
+
+unsafe fn range_table(query: *mut pg_sys::Query) -> PgList<pg_sys::RangeTblEntry> {
+    unsafe { PgList::from_pg((*query).rtable) }
+}
+
+unsafe fn relation_of(rtable: &PgList<pg_sys::RangeTblEntry>, rti: i64) -> pg_sys::Oid {
+    let Ok(index) = usize::try_from(rti - 1) else {
+        return pg_sys::InvalidOid;
+    };
+    match rtable.get_ptr(index) {
+        Some(rte) if unsafe { (*rte).rtekind } == pg_sys::RTEKind::RTE_RELATION => unsafe {
+            (*rte).relid
+        },
+        _ => pg_sys::InvalidOid,
+    }
+}
+
+/// System columns (ctid, tableoid, …) among the columns read.
+unsafe fn reads_system_columns(rte: *mut pg_sys::RangeTblEntry) -> bool {
+    let first = unsafe { pg_sys::bms_next_member((*rte).selectedCols, -1) };
+    // Members are attnos offset by -FirstLowInvalidHeapAttributeNumber: 0 is
+    // the whole row, below it system columns.
+    (0..-pg_sys::FirstLowInvalidHeapAttributeNumber).contains(&first)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    No,
+    /// Until the migration is over.
+    ForMigration,
+    /// An INSERT: only while the migration attaches.
+    WhileAttaching,
+}
+
+/// Whether some query writes the parent (or its DEFAULT), or reads it in a
+/// way the rewrite cannot express.
+unsafe fn must_wait(queries: &[*mut pg_sys::Query], o: &Override) -> Wait {
+    let mut wait = Wait::No;
+    let is_ours = |oid: pg_sys::Oid| {
+        oid != pg_sys::InvalidOid
+            && (oid.to_u32() == o.parent || oid.to_u32() == o.default_partition)
+    };
+    for &query in queries {
+        unsafe {
+            let rtable = range_table(query);
+            let target = relation_of(&rtable, (*query).resultRelation as i64);
+            let writes = match (*query).commandType {
+                pg_sys::CmdType::CMD_UPDATE
+                | pg_sys::CmdType::CMD_DELETE
+                | pg_sys::CmdType::CMD_MERGE => is_ours(target),
+                pg_sys::CmdType::CMD_INSERT => !(*query).onConflict.is_null() && is_ours(target),
+                _ => false,
+            };
+            if writes {
+                return Wait::ForMigration;
+            }
+            if (*query).commandType == pg_sys::CmdType::CMD_INSERT && is_ours(target) {
+                wait = Wait::WhileAttaching;
+            }
+            let marks = PgList::<pg_sys::RowMarkClause>::from_pg((*query).rowMarks);
+            for mark in marks.iter_ptr() {
+                if is_ours(relation_of(&rtable, (*mark).rti as i64)) {
+                    return Wait::ForMigration;
+                }
+            }
+            for rte in rtable.iter_ptr() {
+                if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION
+                    && (*rte).relid.to_u32() == o.parent
+                    && (*rte).inh
+                    && (!(*rte).tablesample.is_null() || reads_system_columns(rte))
+                {
+                    return Wait::ForMigration;
+                }
+            }
+        }
+    }
+    wait
+}
+
+/// Waits until the migration of `o.parent` is over (its override withdrawn
+/// or its shadow attached). A transaction that already holds a lock on
+/// DEFAULT or the shadow would keep the migration from attaching while it
+/// waits for the migration: it gets a serialization failure instead, which
+/// applications retry.
+unsafe fn wait_for_migration(o: &Override, wait: Wait) {
+    if wait == Wait::WhileAttaching && !o.finishing {
+        return;
+    }
+    if holds_any_lock_on(oid(o.default_partition)) || holds_any_lock_on(oid(o.shadow)) {
+        PredictError::WriteDuringMigration(display_name(oid(o.parent))).report();
+    }
+    let (backend_id, local_xid) = my_transaction();
+    let _waiting = routing::wait_for(o, backend_id, local_xid);
+    loop {
+        backend::accept_invalidations();
+        let over = match routing::override_of(oid(o.parent)) {
+            None => true,
+            Some(c) if wait == Wait::WhileAttaching && !c.finishing => true,
+            Some(c) => table_state(oid(c.shadow)) != TableState::Standalone,
+        };
+        if over {
+            break;
+        }
+        backend::wait_on_latch(10);
+    }
+}
+
+/// Before planning `parse`: waits where it must (see `must_wait`), then
+/// rewrites every read of a parent under migration.
+pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) {
+    let mut overrides = routing::overrides_here();
+    if overrides.is_empty() {
+        return;
+    }
+    let queries = unsafe { all_queries(parse) };
+    let mut waited = false;
+    for o in &overrides {
+        let wait = unsafe { must_wait(&queries, o) };
+        if wait != Wait::No {
+            unsafe { wait_for_migration(o, wait) };
+            waited = true;
+        }
+    }
+    if waited {
+        // Plan against what the migrations left: attached partitions.
+        backend::accept_invalidations();
+        overrides = routing::overrides_here();
+    }
+    for o in &overrides {
+        for &query in &queries {
+            unsafe {
+                let result_relation = (*query).resultRelation as usize;
+                let rtable = range_table(query);
+                for (index, rte) in rtable.iter_ptr().enumerate() {
+                    if index + 1 != result_relation
+                        && (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION
+                        && (*rte).relid.to_u32() == o.parent
+                        && (*rte).inh
+                    {
+                        read_shadow_too(rte, o);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A relation's name for SQL and messages, rebuilt from its OID.
+fn display_name(relation: pg_sys::Oid) -> String {
+    qualified_name(relation)
+        .map(|n| n.quoted())
+        .unwrap_or_else(|| format!("relation {}", relation.to_u32()))
+}
+
+fn oid(raw: u32) -> pg_sys::Oid {
+    pg_sys::Oid::from(raw)
+}
+
+/// Replaces the parent's range table entry by `parent UNION ALL shadow`.
+/// Columns keep the parent's positions (a dropped column is a NULL), so the
+/// query's references to the entry stay valid. Permissions stay those the
+/// query was checked for on the parent; the shadow's rows are the parent's.
+unsafe fn read_shadow_too(rte: *mut pg_sys::RangeTblEntry, o: &Override) {
+    let shadow = oid(o.shadow);
+    let parent = oid(o.parent);
+    // Locked before looking: an ATTACH of the shadow cannot then commit
+    // until this query is over, so it cannot be read twice.
+    lock_for_reading(shadow);
+    if table_state(shadow) != TableState::Standalone {
+        return;
+    }
+    unsafe {
+        let relation = pg_sys::RelationIdGetRelation(parent);
+        if relation.is_null() {
+            return;
+        }
+        let descriptor = (*relation).rd_att;
+        let columns: Vec<String> = (*descriptor)
+            .attrs
+            .as_slice((*descriptor).natts as usize)
+            .iter()
+            .map(|a| {
+                if a.attisdropped {
+                    "NULL::pg_catalog.int4".to_string()
+                } else {
+                    quote_identifier(
+                        CStr::from_ptr(a.attname.data.as_ptr())
+                            .to_string_lossy()
+                            .as_ref(),
+                    )
+                }
+            })
+            .collect();
+        pg_sys::RelationClose(relation);
+        let columns = columns.join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM {} UNION ALL SELECT {columns} FROM {}",
+            display_name(parent),
+            display_name(shadow)
+        );
+        let Ok(sql) = CString::new(sql) else { return };
+        let sql = pg_sys::pstrdup(sql.as_ptr());
+        let statements = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(
+            sql,
+            pg_sys::RawParseMode::RAW_PARSE_DEFAULT,
+        ));
+        let Some(statement) = statements.get_ptr(0) else {
+            return;
+        };
+        let union = pg_sys::parse_analyze_fixedparams(
+            statement,
+            sql,
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+        );
+        for query in all_queries(union) {
+            for inner in range_table(query).iter_ptr() {
+                if (*inner).rtekind != pg_sys::RTEKind::RTE_RELATION {
+                    continue;
+                }
+                if (*inner).relid == parent {
+                    (*inner).requiredPerms = (*rte).requiredPerms;
+                    (*inner).checkAsUser = (*rte).checkAsUser;
+                    (*inner).selectedCols = pg_sys::bms_copy((*rte).selectedCols);
+                } else if (*inner).relid == shadow {
+                    (*inner).requiredPerms = 0;
+                    (*inner).selectedCols = std::ptr::null_mut();
+                }
+            }
+        }
+        // As the rewriter turns a view's entry into a subquery.
+        (*rte).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
+        (*rte).subquery = union;
+        (*rte).security_barrier = false;
+        (*rte).relid = pg_sys::InvalidOid;
+        (*rte).relkind = 0;
+        (*rte).rellockmode = 0;
+        (*rte).tablesample = std::ptr::null_mut();
+        (*rte).inh = false;
+        (*rte).requiredPerms = 0;
+        (*rte).checkAsUser = pg_sys::InvalidOid;
+        (*rte).selectedCols = std::ptr::null_mut();
+        (*rte).insertedCols = std::ptr::null_mut();
+        (*rte).updatedCols = std::ptr::null_mut();
+        (*rte).extraUpdatedCols = std::ptr::null_mut();
+    }
+}

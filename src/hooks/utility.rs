@@ -1,0 +1,124 @@
+//! The ProcessUtility hook: a `COPY … FROM` into a managed parent is a bulk
+//! load (see `bulk_load`).
+
+use std::ffi::c_char;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::bulk_load;
+use crate::pg::relation::is_partitioned_table;
+
+static mut PREVIOUS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+pub fn init() {
+    unsafe {
+        PREVIOUS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+    }
+}
+
+/// The partitioned table a `COPY … FROM` writes, if that is what `pstmt` is.
+unsafe fn copy_from_target(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
+    unsafe {
+        let node = (*pstmt).utilityStmt;
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_CopyStmt {
+            return None;
+        }
+        let copy = node as *mut pg_sys::CopyStmt;
+        if !(*copy).is_from || (*copy).relation.is_null() {
+            return None;
+        }
+        let oid = pg_sys::RangeVarGetRelidExtended(
+            (*copy).relation,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        (oid != pg_sys::InvalidOid && is_partitioned_table(oid)).then_some(oid)
+    }
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    let watched = unsafe { copy_from_target(pstmt) }.and_then(bulk_load::before_bulk_load);
+    unsafe {
+        match PREVIOUS_UTILITY {
+            Some(previous) => call_previous_utility(
+                previous,
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
+    }
+    if let Some(watched) = watched {
+        let rows = (!qc.is_null()).then(|| unsafe { (*qc).nprocessed });
+        bulk_load::after_bulk_load(&watched, rows);
+    }
+}
+
+/// Another library's hook may raise an ERROR (a longjmp): see
+/// `planner::call_previous_planner`.
+#[allow(ffi_unwind_calls, clippy::too_many_arguments)]
+unsafe fn call_previous_utility(
+    previous: unsafe extern "C-unwind" fn(
+        *mut pg_sys::PlannedStmt,
+        *const c_char,
+        bool,
+        pg_sys::ProcessUtilityContext::Type,
+        pg_sys::ParamListInfo,
+        *mut pg_sys::QueryEnvironment,
+        *mut pg_sys::DestReceiver,
+        *mut pg_sys::QueryCompletion,
+    ),
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    unsafe {
+        pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
+            previous(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            )
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! This backend: who it is, its transactions, its wait points and what it
+//! reports to `pg_stat_activity`.
+
+use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::PgTryBuilder;
+
+/// Set when the postmaster loaded the library through
+/// `shared_preload_libraries`; backends inherit it through fork.
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// Called from `_PG_init`: whether the library is being preloaded (the
+/// only time background workers, hooks and shared memory can be set up).
+pub fn note_preloading() -> bool {
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    PRELOADED.store(preloading, Ordering::Relaxed);
+    preloading
+}
+
+/// Whether the library came in through `shared_preload_libraries`, which
+/// the workers, the routing overrides and the hooks need.
+pub fn library_preloaded() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
+/// OID of the database this backend is connected to.
+pub fn database_id() -> pg_sys::Oid {
+    unsafe { pg_sys::MyDatabaseId }
+}
+
+pub fn process_id() -> i32 {
+    unsafe { pg_sys::MyProcPid }
+}
+
+/// Whether the current user is a superuser.
+pub fn is_superuser() -> bool {
+    unsafe { pg_sys::superuser() }
+}
+
+/// Whether a transaction block (BEGIN, or a multi-statement query string) is open.
+pub fn in_transaction_block() -> bool {
+    unsafe { pg_sys::IsTransactionBlock() }
+}
+
+/// The current time as a PostgreSQL timestamp (microseconds since 2000).
+pub fn now_timestamp() -> i64 {
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// A PostgreSQL timestamp as a `timestamptz` value.
+pub fn timestamptz(timestamp: i64) -> Option<pgrx::datum::TimestampWithTimeZone> {
+    use pgrx::FromDatum;
+    unsafe { pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(timestamp), false) }
+}
+
+/// The data directory (where pg_default's files live).
+fn data_directory() -> CString {
+    unsafe { CStr::from_ptr(pg_sys::DataDir) }.to_owned()
+}
+
+/// Free bytes on the filesystem of a tablespace directory ('' is the data
+/// directory, where pg_default lives).
+pub fn free_bytes(location: &str) -> Option<i64> {
+    let path = if location.is_empty() {
+        data_directory()
+    } else {
+        CString::new(location).ok()?
+    };
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return None;
+    }
+    i64::try_from(stats.f_bavail as u128 * stats.f_frsize as u128).ok()
+}
+
+/// Sleeps `ms` milliseconds, answering interrupts (cancel, terminate) every 10 ms.
+pub fn sleep_interruptibly(ms: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_millis(ms);
+    while std::time::Instant::now() < deadline {
+        pg_sys::check_for_interrupts!();
+        unsafe { pg_sys::pg_usleep(10_000) };
+    }
+}
+
+/// Waits on this backend's latch for at most `ms` milliseconds (woken
+/// early when someone sets it), then answers interrupts.
+pub fn wait_on_latch(ms: i64) {
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pg_sys::check_for_interrupts!();
+}
+
+/// Sets the latch of backend `pid`, if it is still running.
+pub fn wake_process(pid: i32) {
+    let proc = unsafe { pg_sys::BackendPidGetProc(pid) };
+    if !proc.is_null() {
+        unsafe { pg_sys::SetLatch(&raw mut (*proc).procLatch) };
+    }
+}
+
+/// Whether a backend with this pid is running.
+pub fn process_alive(pid: i32) -> bool {
+    pid != 0 && !unsafe { pg_sys::BackendPidGetProc(pid) }.is_null()
+}
+
+/// Processes catalog invalidations other sessions have sent (new
+/// partitions, dropped tables) before looking at the catalog again.
+pub fn accept_invalidations() {
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+}
+
+/// Re-reads the configuration files (after SIGHUP).
+pub fn reload_configuration() {
+    unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+}
+
+/// SIGTERM was received (pg_ctl stop, pg_terminate_backend).
+pub fn shutdown_requested() -> bool {
+    unsafe { (&raw const pg_sys::ShutdownRequestPending).read_volatile() != 0 }
+}
+
+/// What `pg_stat_activity.query` shows for this (worker) process.
+pub fn set_activity(activity: &str) {
+    if let Ok(text) = CString::new(activity) {
+        unsafe {
+            pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr())
+        };
+    }
+}
+
+/// Reserves a GUC prefix: `prefix.anything` not defined by the library is
+/// then an error, not a silently created placeholder.
+pub fn reserve_guc_prefix(prefix: &CStr) {
+    unsafe { pg_sys::MarkGUCPrefixReserved(prefix.as_ptr()) };
+}
+
+/// Rows this transaction has inserted into `relation` so far, committed
+/// subtransactions and the current one (pg_stat_get_xact_tuples_inserted).
+pub fn inserted_by_this_transaction(relation: pg_sys::Oid) -> i64 {
+    unsafe {
+        let entry = pg_sys::find_tabstat_entry(relation);
+        if entry.is_null() {
+            return 0;
+        }
+        let mut total = (*entry).t_counts.t_tuples_inserted;
+        let mut level = (*entry).trans;
+        while !level.is_null() {
+            total += (*level).tuples_inserted;
+            level = (*level).upper;
+        }
+        total
+    }
+}
+
+/// For a background worker between transactions: runs `f` in a transaction
+/// of its own. An error aborts that transaction, is logged with `what`,
+/// and `None` is returned so the worker carries on.
+pub fn in_own_transaction<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    let f = std::panic::AssertUnwindSafe(f);
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let outcome = PgTryBuilder::new(|| Ok(f())).catch_others(Err).execute();
+    match outcome {
+        Ok(value) => {
+            unsafe {
+                pg_sys::PopActiveSnapshot();
+                pg_sys::CommitTransactionCommand();
+                // Background workers flush their statistics themselves.
+                pg_sys::pgstat_report_stat(true);
+            }
+            Some(value)
+        }
+        Err(error) => {
+            let message = match &error {
+                CaughtError::PostgresError(r)
+                | CaughtError::ErrorReport(r)
+                | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+            };
+            unsafe { pg_sys::AbortCurrentTransaction() };
+            pgrx::log!("pg_partition_predict: {what} failed: {message}");
+            None
+        }
+    }
+}
+
+/// Whether the extension is installed in this database (a worker may run
+/// where it was never created, or dropped).
+pub fn extension_installed() -> bool {
+    let oid = unsafe { pg_sys::get_extension_oid(c"pg_partition_predict".as_ptr(), true) };
+    oid != pg_sys::InvalidOid
+}

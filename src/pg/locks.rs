@@ -1,0 +1,125 @@
+//! Heavyweight locks: lock tags, what this backend holds, and waiting for
+//! the transactions that hold a lock to end.
+
+use std::time::{Duration, Instant};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::Result;
+
+/// The lock tag of a relation of this database (SET_LOCKTAG_RELATION).
+fn relation_lock_tag(relation: pg_sys::Oid) -> pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: relation.to_u32(),
+        locktag_field3: 0,
+        locktag_field4: 0,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_RELATION as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    }
+}
+
+/// Whether this backend holds a lock of any mode on `relation`.
+pub fn holds_any_lock_on(relation: pg_sys::Oid) -> bool {
+    let tag = relation_lock_tag(relation);
+    (1..=pg_sys::AccessExclusiveLock as i32).any(|mode| unsafe { pg_sys::LockHeldByMe(&tag, mode) })
+}
+
+/// Takes ACCESS SHARE on `relation` until the end of the transaction.
+pub fn lock_for_reading(relation: pg_sys::Oid) {
+    unsafe { pg_sys::LockRelationOid(relation, pg_sys::AccessShareLock as pg_sys::LOCKMODE) };
+}
+
+/// A transaction of another backend, by virtual transaction id.
+#[derive(Clone, Copy, Debug)]
+pub struct Holder {
+    pub backend_id: i32,
+    pub local_xid: u32,
+    vxid: pg_sys::VirtualTransactionId,
+}
+
+/// The lock modes a waiter can ask `lock_holders` about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conflicting {
+    /// Every transaction holding any lock on the relation.
+    WithEveryone,
+    /// Transactions holding a lock that conflicts with SHARE: writers.
+    WithWriters,
+}
+
+/// The transactions that hold a lock on `relation` conflicting with `mode`.
+pub fn lock_holders(relation: pg_sys::Oid, mode: Conflicting) -> Vec<Holder> {
+    let tag = relation_lock_tag(relation);
+    let lock_mode = match mode {
+        Conflicting::WithEveryone => pg_sys::AccessExclusiveLock,
+        Conflicting::WithWriters => pg_sys::ShareLock,
+    } as pg_sys::LOCKMODE;
+    let mut count: std::ffi::c_int = 0;
+    unsafe {
+        let array = pg_sys::GetLockConflicts(&tag, lock_mode, &mut count);
+        if array.is_null() {
+            return Vec::new();
+        }
+        std::slice::from_raw_parts(array, usize::try_from(count).unwrap_or(0))
+            .iter()
+            .map(|vxid| Holder {
+                backend_id: vxid.backendId,
+                local_xid: vxid.localTransactionId,
+                vxid: *vxid,
+            })
+            .collect()
+    }
+}
+
+/// Waits until each holder's transaction has ended or `excused(holder)` is
+/// true, at most `timeout` in all; whether every one was passed.
+pub fn wait_for_holders(
+    holders: &[Holder],
+    timeout: Duration,
+    excused: impl Fn(&Holder) -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    for holder in holders {
+        loop {
+            let ended = unsafe { pg_sys::VirtualXactLock(holder.vxid, false) };
+            if ended || excused(holder) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            pg_sys::check_for_interrupts!();
+            unsafe { pg_sys::pg_usleep(5_000) };
+        }
+    }
+    true
+}
+
+/// This backend's virtual transaction: `(backend id, local xid)`.
+pub fn my_transaction() -> (i32, u32) {
+    unsafe { (pg_sys::MyBackendId, (*pg_sys::MyProc).lxid) }
+}
+
+/// First half of the advisory-lock key of a table's cycle.
+const CYCLE_LOCK_SPACE: i32 = 0x7070_7000;
+
+/// Serialises the steps of one table across sessions (a worker and a
+/// manual run_cycle() must not recount the same buckets at once). Held to
+/// the end of the transaction. `wait`: block until free; otherwise report
+/// whether it was free.
+pub fn lock_table_steps(parent: pg_sys::Oid, wait: bool) -> Result<bool> {
+    let key = parent.to_u32() as i32;
+    if wait {
+        Spi::run_with_args(
+            "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
+            &[CYCLE_LOCK_SPACE.into(), key.into()],
+        )?;
+        return Ok(true);
+    }
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_try_advisory_xact_lock($1, $2)",
+        &[CYCLE_LOCK_SPACE.into(), key.into()],
+    )?
+    .unwrap_or(false))
+}

@@ -1,0 +1,86 @@
+//! Relations as the system caches see them: names rebuilt from OIDs, what
+//! kind of table an OID is now, and plan invalidation.
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::spi::quote_qualified_identifier;
+
+/// A relation name with both parts, quoted for splicing into SQL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QualifiedName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl QualifiedName {
+    pub fn quoted(&self) -> String {
+        quote_qualified_identifier(&self.schema, &self.name)
+    }
+}
+
+impl std::fmt::Display for QualifiedName {
+    /// For messages: quoted as SQL would need it, so a name with spaces or
+    /// quotes is unambiguous (`"My Schema"."Ev""ents"`, `public.events`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.quoted())
+    }
+}
+
+/// The current name of relation `oid`, rebuilt from the catalog (never
+/// from text stored earlier); `None` if it does not exist.
+pub fn qualified_name(oid: pg_sys::Oid) -> Option<QualifiedName> {
+    unsafe {
+        let name = pg_sys::get_rel_name(oid);
+        if name.is_null() {
+            return None;
+        }
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(oid));
+        if schema.is_null() {
+            return None;
+        }
+        Some(QualifiedName {
+            schema: CStr::from_ptr(schema).to_string_lossy().into_owned(),
+            name: CStr::from_ptr(name).to_string_lossy().into_owned(),
+        })
+    }
+}
+
+/// What a plain table (a shadow, a partition) is right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableState {
+    /// Dropped, or not a plain table any more.
+    Gone,
+    /// A table of its own, not a partition.
+    Standalone,
+    /// A partition of some table.
+    Attached,
+}
+
+pub fn table_state(oid: pg_sys::Oid) -> TableState {
+    if unsafe { pg_sys::get_rel_relkind(oid) } as u8 != pg_sys::RELKIND_RELATION {
+        TableState::Gone
+    } else if unsafe { pg_sys::get_rel_relispartition(oid) } {
+        TableState::Attached
+    } else {
+        TableState::Standalone
+    }
+}
+
+/// Whether a relation (of any kind) with this OID exists.
+pub fn exists(oid: pg_sys::Oid) -> bool {
+    let kind = unsafe { pg_sys::get_rel_relkind(oid) };
+    kind != 0
+}
+
+/// Whether `oid` is a partitioned table.
+pub fn is_partitioned_table(oid: pg_sys::Oid) -> bool {
+    let kind = unsafe { pg_sys::get_rel_relkind(oid) };
+    kind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE
+}
+
+/// Makes every backend re-plan cached plans that involve `oid`: a relcache
+/// invalidation, sent through the shared invalidation queue at commit.
+pub fn invalidate_plans(oid: pg_sys::Oid) {
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
+}

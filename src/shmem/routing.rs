@@ -1,0 +1,271 @@
+//! Routing overrides: which tables are having rows moved out of DEFAULT,
+//! and into which table, in shared memory and in a crash-safe state file.
+//!
+//! Overrides live in shared memory, so every backend sees a new one at its
+//! next planning (the planner hook, `hooks::rewrite`, acts on them), and in
+//! a state file in the data directory, so that after a crash restart (which
+//! reinitialises shared memory) they are back before any query runs. An
+//! override left over after its shadow was attached is ignored (the shadow
+//! is then a partition, read through the parent) and removed by the next
+//! migration step.
+
+use std::fs;
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic, PgLwLock};
+
+use crate::error::{PredictError, Result};
+use crate::pg::backend;
+
+/// Migrations that can be in flight at once, over all databases.
+pub const MAX_OVERRIDES: usize = 64;
+/// Writers waiting on a migration are recorded per backend id up to this.
+const MAX_WAITERS: usize = 4096;
+/// Where overrides survive a crash restart (relative to the data directory).
+const STATE_FILE: &str = "pg_partition_predict.routing";
+const STATE_FILE_TMP: &str = "pg_partition_predict.routing.tmp";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Override {
+    pub database: u32,
+    pub parent: u32,
+    pub shadow: u32,
+    pub default_partition: u32,
+    pub migration_id: i64,
+    /// When it was published (PostgreSQL timestamp, microseconds).
+    pub since: i64,
+    /// The migration is attaching: INSERTs wait too (one routed to DEFAULT
+    /// just before the ATTACH would fail DEFAULT's new partition constraint).
+    /// Not kept in the state file: a restart ends the attempt.
+    pub finishing: bool,
+}
+
+impl Override {
+    fn in_use(&self) -> bool {
+        self.parent != 0
+    }
+}
+
+/// A backend waiting, before planning, for the migration of `parent`.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct Waiter {
+    database: u32,
+    parent: u32,
+    local_xid: u32,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Registry {
+    overrides: [Override; MAX_OVERRIDES],
+    waiters: [Waiter; MAX_WAITERS],
+}
+
+unsafe impl PGRXSharedMemory for Registry {}
+
+impl Registry {
+    fn empty() -> Registry {
+        Registry {
+            overrides: [Override::default(); MAX_OVERRIDES],
+            waiters: [Waiter::default(); MAX_WAITERS],
+        }
+    }
+
+    fn active(&self) -> u32 {
+        self.overrides.iter().filter(|o| o.in_use()).count() as u32
+    }
+}
+
+static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"pg_partition_predict_routing") };
+/// Overrides in use: the planner hook's whole cost when it is 0.
+static ACTIVE: PgAtomic<AtomicU32> =
+    unsafe { PgAtomic::new(c"pg_partition_predict_routing_active") };
+
+/// Shared memory; only while preloading.
+pub fn init() {
+    pg_shmem_init!(REGISTRY = load_state_file());
+    pg_shmem_init!(ACTIVE = AtomicU32::new(load_state_file().active()));
+}
+
+fn load_state_file() -> Registry {
+    let mut registry = Registry::empty();
+    let Ok(text) = fs::read_to_string(STATE_FILE) else {
+        return registry;
+    };
+    let mut slot = 0;
+    for line in text.lines().skip(1) {
+        let fields: Vec<i64> = line
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        if let ([database, parent, shadow, default_partition, migration_id, since], true) =
+            (fields.as_slice(), slot < MAX_OVERRIDES)
+        {
+            registry.overrides[slot] = Override {
+                database: *database as u32,
+                parent: *parent as u32,
+                shadow: *shadow as u32,
+                default_partition: *default_partition as u32,
+                migration_id: *migration_id,
+                since: *since,
+                finishing: false,
+            };
+            slot += 1;
+        }
+    }
+    registry
+}
+
+/// Writes every override to the state file, durably, before the caller
+/// goes on: a migration must not move a row before its override would
+/// survive a crash.
+fn write_state_file(registry: &Registry) -> Result<()> {
+    let mut text = String::from("pg_partition_predict routing overrides v1\n");
+    for o in registry.overrides.iter().filter(|o| o.in_use()) {
+        text.push_str(&format!(
+            "{} {} {} {} {} {}\n",
+            o.database, o.parent, o.shadow, o.default_partition, o.migration_id, o.since
+        ));
+    }
+    let io = |e: std::io::Error| PredictError::StateFile {
+        file: STATE_FILE,
+        reason: e.to_string(),
+    };
+    let mut file = fs::File::create(STATE_FILE_TMP).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::rename(STATE_FILE_TMP, STATE_FILE).map_err(io)?;
+    fs::File::open(".")
+        .and_then(|dir| dir.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
+
+fn database() -> u32 {
+    backend::database_id().to_u32()
+}
+
+/// Whether any override is in use in the cluster: the planner hook's
+/// whole cost when there is none.
+pub fn any_active() -> bool {
+    ACTIVE.get().load(Ordering::Acquire) != 0
+}
+
+/// Makes the override of a migration visible to every backend (replacing
+/// the parent's previous one, if any) and durable.
+pub fn publish(entry: Override) -> Result<()> {
+    let mut registry = REGISTRY.exclusive();
+    let slot = registry
+        .overrides
+        .iter()
+        .position(|o| o.database == entry.database && o.parent == entry.parent)
+        .or_else(|| registry.overrides.iter().position(|o| !o.in_use()))
+        .ok_or(PredictError::TooManyOverrides(MAX_OVERRIDES))?;
+    let previous = registry.overrides[slot];
+    registry.overrides[slot] = entry;
+    if let Err(e) = write_state_file(&registry) {
+        registry.overrides[slot] = previous;
+        return Err(e);
+    }
+    ACTIVE.get().store(registry.active(), Ordering::Release);
+    Ok(())
+}
+
+/// Removes the override of `parent` in this database, if any.
+pub fn withdraw(parent: pg_sys::Oid) -> Result<()> {
+    let mut registry = REGISTRY.exclusive();
+    let db = database();
+    let mut changed = false;
+    for o in registry.overrides.iter_mut() {
+        if o.database == db && o.parent == parent.to_u32() {
+            *o = Override::default();
+            changed = true;
+        }
+    }
+    if changed {
+        write_state_file(&registry)?;
+        ACTIVE.get().store(registry.active(), Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Marks the override of `parent` as attaching (or not any more).
+pub fn set_finishing(parent: pg_sys::Oid, finishing: bool) {
+    let db = database();
+    let mut registry = REGISTRY.exclusive();
+    for o in registry.overrides.iter_mut() {
+        if o.database == db && o.parent == parent.to_u32() {
+            o.finishing = finishing;
+        }
+    }
+}
+
+/// The overrides of this database.
+pub fn overrides_here() -> Vec<Override> {
+    if !any_active() {
+        return Vec::new();
+    }
+    let db = database();
+    REGISTRY
+        .share()
+        .overrides
+        .iter()
+        .filter(|o| o.in_use() && o.database == db)
+        .copied()
+        .collect()
+}
+
+pub fn override_of(parent: pg_sys::Oid) -> Option<Override> {
+    overrides_here()
+        .into_iter()
+        .find(|o| o.parent == parent.to_u32())
+}
+
+/// Whether backend `backend_id` is, in transaction `local_xid`, waiting
+/// before planning for the migration of `parent` (so it planned nothing
+/// that could miss moved rows).
+pub fn is_waiting_for(backend_id: i32, local_xid: u32, parent: pg_sys::Oid) -> bool {
+    let Ok(index) = usize::try_from(backend_id) else {
+        return false;
+    };
+    if index >= MAX_WAITERS {
+        return false;
+    }
+    let waiter = REGISTRY.share().waiters[index];
+    waiter.database == database()
+        && waiter.parent == parent.to_u32()
+        && waiter.local_xid == local_xid
+}
+
+/// Records, until the returned guard is dropped, that this backend waits
+/// before planning for the migration behind `o` (so a migration waiting for
+/// older transactions knows this one planned nothing yet).
+pub fn wait_for(o: &Override, backend_id: i32, local_xid: u32) -> WaitRecord {
+    let slot = usize::try_from(backend_id)
+        .ok()
+        .filter(|b| *b < MAX_WAITERS);
+    if let Some(slot) = slot {
+        REGISTRY.exclusive().waiters[slot] = Waiter {
+            database: o.database,
+            parent: o.parent,
+            local_xid,
+        };
+    }
+    WaitRecord(slot)
+}
+
+/// Clears this backend's waiter entry when dropped (also on error unwind).
+pub struct WaitRecord(Option<usize>);
+
+impl Drop for WaitRecord {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0 {
+            REGISTRY.exclusive().waiters[slot] = Waiter::default();
+        }
+    }
+}

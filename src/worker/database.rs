@@ -1,0 +1,191 @@
+//! A database's worker: one cycle per managed table every `naptime`, rows
+//! found in DEFAULT moved out after each table's cycle, and requests from
+//! bulk loads served in between.
+
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::prelude::*;
+
+use crate::act::{activate, migrate};
+use crate::cycle::{self, Steps};
+use crate::gucs;
+use crate::pg::backend::{self, in_own_transaction};
+use crate::pg::session::with_pinned_settings;
+use crate::shmem::requests;
+
+/// What this worker process has done, as `worker_status` shows it.
+struct WorkerState {
+    started_at: Option<String>,
+    cycles: i64,
+    errors: i64,
+    last_error: Option<String>,
+}
+
+/// A database worker's main loop (entered from `pg_partition_predict_worker_main`).
+pub fn run() {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = BackgroundWorker::get_extra().to_string();
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    requests::register_worker();
+    let mut state = WorkerState {
+        started_at: None,
+        cycles: 0,
+        errors: 0,
+        last_error: None,
+    };
+    let mut next_cycle = Instant::now();
+    loop {
+        if BackgroundWorker::sighup_received() {
+            backend::reload_configuration();
+            // A reload is acted on at once: a new naptime, a paused worker
+            // resumed, an extension created since the last cycle.
+            next_cycle = Instant::now();
+        }
+        serve_requests(&mut state);
+        if Instant::now() >= next_cycle {
+            if gucs::enabled() {
+                run_cycles(&mut state);
+            } else {
+                in_own_transaction("recording the paused state", || {
+                    report(&mut state, "paused", None)
+                });
+            }
+            next_cycle = Instant::now() + gucs::naptime();
+        }
+        backend::set_activity("waiting for the next cycle");
+        let until_cycle = next_cycle.saturating_duration_since(Instant::now());
+        if !BackgroundWorker::wait_latch(Some(until_cycle.max(Duration::from_millis(1)))) {
+            break;
+        }
+    }
+}
+
+/// Requests posted by bulk loads (see `bulk`): attach a table's shadows
+/// before a load, run its cycle right after one. The load waiting for the
+/// shadows is released as soon as they are attached.
+fn serve_requests(state: &mut WorkerState) {
+    for request in requests::take_mine() {
+        if !gucs::enabled() {
+            requests::mark_served(request.parent, request.ticket);
+            continue;
+        }
+        if request.attach {
+            backend::set_activity("attaching shadows before a bulk load");
+            in_own_transaction("attaching shadows before a bulk load", || {
+                or_log(activate::activate_for_bulk_load(request.parent))
+            });
+        }
+        requests::mark_served(request.parent, request.ticket);
+        if request.cycle {
+            backend::set_activity("cycle after a bulk load");
+            let outcome = in_own_transaction("a table's cycle after a bulk load", || {
+                cycle::run_isolated(request.parent, Steps::Cycle)
+            });
+            move_rows_out_of_default(request.parent, migrate::Caller::WorkerAfterLoad);
+            record_outcome(state, outcome);
+        }
+    }
+}
+
+fn record_outcome(state: &mut WorkerState, outcome: Option<cycle::Outcome>) {
+    if let Some(cycle::Outcome {
+        error: Some(error),
+        skipped: false,
+        ..
+    }) = outcome
+    {
+        state.errors += 1;
+        state.last_error = Some(error);
+    }
+}
+
+fn run_cycles(state: &mut WorkerState) {
+    backend::set_activity("cycle");
+    let tables = in_own_transaction("listing managed tables", || {
+        if !backend::extension_installed() {
+            return None;
+        }
+        report(state, "cycling", Some("start"));
+        migrate::withdraw_orphaned_overrides();
+        Some(or_log(cycle::tables(None)).unwrap_or_default())
+    });
+    let Some(Some(tables)) = tables else { return };
+    for parent in tables {
+        if backend::shutdown_requested() {
+            return;
+        }
+        let outcome = in_own_transaction("a table's cycle", || {
+            cycle::run_isolated(parent, Steps::Cycle)
+        });
+        move_rows_out_of_default(parent, migrate::Caller::Worker);
+        record_outcome(state, outcome);
+        // A bulk load waiting for shadows should not wait for every table.
+        serve_requests(state);
+    }
+    state.cycles += 1;
+    in_own_transaction("recording the cycle", || {
+        report(state, "sleeping", Some("end"))
+    });
+}
+
+/// Rows found in DEFAULT are moved where they belong at once, each step of
+/// the migration in a transaction of its own.
+fn move_rows_out_of_default(parent: pg_sys::Oid, caller: migrate::Caller) {
+    backend::set_activity("moving rows out of DEFAULT");
+    loop {
+        if backend::shutdown_requested() {
+            return;
+        }
+        let next = in_own_transaction("moving rows out of DEFAULT", || {
+            migrate::step_isolated(parent, caller)
+        });
+        if next != Some(migrate::Next::Again) {
+            return;
+        }
+    }
+}
+
+/// Writes this worker's row of `worker_status` (only where the extension is installed).
+fn report(state: &mut WorkerState, activity: &str, cycle_mark: Option<&str>) {
+    if !backend::extension_installed() {
+        return;
+    }
+    let result = with_pinned_settings(|| {
+        if state.started_at.is_none() {
+            state.started_at = Spi::get_one::<String>(
+                "SELECT a.backend_start::text FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()",
+            )?;
+        }
+        Spi::run_with_args(
+            "INSERT INTO partition_predict.worker_state AS w
+                    (database, pid, state, started_at, last_cycle_start, last_cycle_end, cycles, errors, last_error)
+             VALUES (pg_catalog.current_database(), pg_catalog.pg_backend_pid(), $1, $2::timestamptz,
+                     CASE WHEN $3 = 'start' THEN pg_catalog.now() END, NULL, $4, $5, $6)
+             ON CONFLICT (database) DO UPDATE
+                SET pid = EXCLUDED.pid, state = EXCLUDED.state, started_at = EXCLUDED.started_at,
+                    last_cycle_start = CASE WHEN $3 = 'start' THEN pg_catalog.now()
+                                            WHEN w.pid = EXCLUDED.pid THEN w.last_cycle_start END,
+                    last_cycle_end = CASE WHEN $3 = 'end' THEN pg_catalog.now()
+                                          WHEN w.pid = EXCLUDED.pid THEN w.last_cycle_end END,
+                    cycles = EXCLUDED.cycles, errors = EXCLUDED.errors, last_error = EXCLUDED.last_error",
+            &[
+                activity.into(),
+                state.started_at.clone().into(),
+                cycle_mark.into(),
+                state.cycles.into(),
+                state.errors.into(),
+                state.last_error.clone().into(),
+            ],
+        )
+    });
+    if let Err(e) = result {
+        pgrx::log!("pg_partition_predict: could not update worker_status: {e}");
+    }
+}
+
+fn or_log<T>(result: crate::error::Result<T>) -> Option<T> {
+    result
+        .map_err(|e| pgrx::log!("pg_partition_predict: {e}"))
+        .ok()
+}
