@@ -257,6 +257,15 @@ END
 $$;
 GRANT USAGE ON SEQUENCE partition_predict.alert_log_id_seq TO PUBLIC;
 
+-- DROP EXTENSION drops the shadows that hold no rows first, and is refused
+-- while rows are being moved out of a DEFAULT (src/hooks/drop_extension.rs).
+CREATE FUNCTION partition_predict.before_drop_extension() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'pg_partition_predict_before_drop_extension';
+REVOKE ALL ON FUNCTION partition_predict.before_drop_extension() FROM PUBLIC;
+CREATE EVENT TRIGGER partition_predict_before_drop_extension ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION partition_predict.before_drop_extension();
+
 -- A dropped table is no longer managed. SECURITY DEFINER because once the
 -- table is gone the owner policy above can no longer match its row.
 CREATE FUNCTION partition_predict.forget_dropped_tables() RETURNS event_trigger

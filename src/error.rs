@@ -74,6 +74,8 @@ pub enum PredictError {
     StateFile { file: &'static str, reason: String },
     #[error("{0} commits between its stages and cannot run inside a transaction block (or a query string of several statements)")]
     InTransactionBlock(&'static str),
+    #[error("cannot drop extension pg_partition_predict: {0}")]
+    ExtensionInUse(String),
 
     // `ingest`'s checks of its source (the batch).
     #[error("source {0} is not a table, view or materialized view")]
@@ -176,6 +178,7 @@ impl PredictError {
             }
             PredictError::StateFile { .. } => ERRCODE_IO_ERROR,
             PredictError::InTransactionBlock(_) => ERRCODE_ACTIVE_SQL_TRANSACTION,
+            PredictError::ExtensionInUse(_) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             PredictError::SourceNotTable(_) => ERRCODE_WRONG_OBJECT_TYPE,
             PredictError::SourceIsTarget { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PredictError::SourceColumnUnknown { .. } | PredictError::SourceWithoutKey { .. } => {
@@ -215,6 +218,9 @@ impl PredictError {
                 "Rows were written into the shadow table directly; once they are moved out of it, retry.",
             ),
             PredictError::InTransactionBlock(_) => Some("CALL it on its own, outside BEGIN … COMMIT."),
+            PredictError::ExtensionInUse(_) => Some(
+                "Let the migration finish (CALL partition_predict.migrate_default(table)), or call partition_predict.unmanage(table), then drop the extension again.",
+            ),
             PredictError::RowsOutsidePartitions { .. } => {
                 Some("Do not change the source while ingest runs; call ingest again.")
             }

@@ -42,6 +42,11 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
             break;
         }
         let Some(shadow_name) = shadow.current_name.as_deref() else {
+            if relation::table_state(shadow.oid) == relation::TableState::Attached {
+                // Attached by hand: from now on a partition like any other.
+                relation::no_longer_drop_along_with(shadow.oid, table.oid);
+                shadows::mark_activated(table.oid, shadow.from)?;
+            }
             continue;
         };
         if shadow.migrating {
@@ -119,6 +124,8 @@ pub fn attach(
         &watched,
     )?;
     shadows::mark_activated(table.oid, from)?;
+    // A partition now: DETACH must leave a table that outlives the parent.
+    relation::no_longer_drop_along_with(shadow, table.oid);
     // The partition constraint now does the CHECK's job; dropping it needs a
     // short ACCESS EXCLUSIVE on the new partition, so it waits its turn too.
     let dropped = run_with_lock_retry(

@@ -16,16 +16,16 @@
 //! A failure in 1 or 2 leaves only empty partitions (or shadows, which the
 //! cycle then looks after), never rows.
 
-use partition_core::planner::{self, MigrationInput, PlannedRange};
+use partition_core::planner;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use serde_json::json;
 
 use super::activate;
-use super::key_groups::key_groups;
+use super::key_groups::{destinations, key_groups};
 use crate::catalog::alerts::{self, AlertKind};
 use crate::catalog::shadows::{self, Origin};
-use crate::catalog::{self, create, migrations, settings, PartitionedTable};
+use crate::catalog::{self, migrations, PartitionedTable};
 use crate::error::{PredictError, Result};
 use crate::gucs;
 use crate::hooks::while_ingesting;
@@ -182,49 +182,25 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
         });
     }
     as_role(table.owner_oid, || {
-        let settings = settings::load(&table)?;
-        let taken = table.attached_ranges();
-        let standalone = shadows::standalone(table.oid)?;
-        let shadow_ranges: Vec<(i64, i64)> = standalone.iter().map(|s| (s.0, s.1)).collect();
-        let plan = planner::plan_ingest(&MigrationInput {
-            key_type: table.key_type,
-            taken: &taken,
-            shadows: &shadow_ranges,
-            stranded: &keys.groups,
-            target_rows: settings.target_rows,
-            min_span: settings.min_span,
-            max_span: settings.max_span,
-        });
         let mut prepared = Prepared {
             created: 0,
             targets: Vec::new(),
             default_overlap: false,
         };
-        for range in plan {
+        let all = usize::MAX;
+        for destination in destinations(
+            &table,
+            &keys.groups,
+            planner::plan_ingest,
+            all,
+            Origin::Ingest,
+        )? {
+            let range = destination.range;
             if activate::rows_in_default(&table, range.from, range.to)?.is_some() {
                 prepared.default_overlap = true;
             }
-            let name = if range.into_shadow {
-                standalone
-                    .iter()
-                    .find(|s| s.0 == range.from)
-                    .map(|s| s.3.clone())
-                    .ok_or_else(|| PredictError::Internal("planned shadow vanished".into()))?
-            } else {
-                prepared.created += 1;
-                create::shadow(
-                    &table,
-                    &PlannedRange {
-                        from: range.from,
-                        to: range.to,
-                        expected_rows: range.rows,
-                    },
-                    Origin::Ingest,
-                )?
-                .name
-                .quoted()
-            };
-            prepared.targets.push(name);
+            prepared.created += i32::from(destination.created);
+            prepared.targets.push(destination.name);
         }
         Ok(prepared)
     })

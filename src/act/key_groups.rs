@@ -1,13 +1,84 @@
-//! Reading the keys of a user relation (DEFAULT, or a batch to ingest) in
-//! one scan, and the columns a move of rows copies.
+//! Rows that need a partition (found in DEFAULT, or a batch to ingest):
+//! their keys read in one scan, where they go, and the columns a move of
+//! rows copies.
 
-use partition_core::planner::Stranded;
+use partition_core::planner::{MigrationInput, MigrationRange, PlannedRange, Stranded};
 use partition_core::KeyType;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-use crate::catalog::PartitionedTable;
+use crate::catalog::shadows::{self, Origin};
+use crate::catalog::{create, settings, PartitionedTable};
 use crate::error::Result;
+
+/// A range planned for rows, and the standalone table they go into.
+pub struct Destination {
+    pub range: MigrationRange,
+    pub table: pg_sys::Oid,
+    /// As SQL needs it.
+    pub name: String,
+    /// Made for these rows (not a shadow that was waiting already).
+    pub created: bool,
+}
+
+/// Plans where `rows` go with `plan` (`planner::plan_migration` or
+/// `planner::plan_ingest`), among the table's partitions and waiting
+/// shadows, and returns the first `limit` destinations, creating a
+/// right-sized shadow (made for `origin`) where no waiting one covers a range.
+pub fn destinations(
+    table: &PartitionedTable,
+    rows: &[Stranded],
+    plan: fn(&MigrationInput) -> Vec<MigrationRange>,
+    limit: usize,
+    origin: Origin,
+) -> Result<Vec<Destination>> {
+    let settings = settings::load(table)?;
+    let taken = table.attached_ranges();
+    let standalone = shadows::standalone(table.oid)?;
+    let shadow_ranges: Vec<(i64, i64)> = standalone.iter().map(|s| (s.0, s.1)).collect();
+    let ranges = plan(&MigrationInput {
+        key_type: table.key_type,
+        taken: &taken,
+        shadows: &shadow_ranges,
+        stranded: rows,
+        target_rows: settings.target_rows,
+        min_span: settings.min_span,
+        max_span: settings.max_span,
+    });
+    let mut destinations = Vec::new();
+    for range in ranges.into_iter().take(limit) {
+        let waiting = standalone
+            .iter()
+            .find(|s| range.into_shadow && s.0 == range.from);
+        let destination = match waiting {
+            Some((_, _, oid, name)) => Destination {
+                range,
+                table: *oid,
+                name: name.clone(),
+                created: false,
+            },
+            None => {
+                let made = create::shadow(
+                    table,
+                    &PlannedRange {
+                        from: range.from,
+                        to: range.to,
+                        expected_rows: range.rows,
+                    },
+                    origin,
+                )?;
+                Destination {
+                    range,
+                    table: made.oid,
+                    name: made.name.quoted(),
+                    created: true,
+                }
+            }
+        };
+        destinations.push(destination);
+    }
+    Ok(destinations)
+}
 
 /// The keys of a relation, grouped: per hour (time keys), day (dates) or a
 /// thousandth of the key span (integers), in key order.

@@ -27,17 +27,17 @@
 
 use std::time::Duration;
 
-use partition_core::planner::{self, MigrationInput, PlannedRange, Stranded};
+use partition_core::planner::{self, Stranded};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use serde_json::json;
 
 use super::activate;
-use super::key_groups::key_groups;
+use super::key_groups::{destinations, key_groups, Destination};
 use crate::catalog::alerts::{self, AlertKind};
 use crate::catalog::migrations::{self, Migration, MigrationState};
-use crate::catalog::shadows::{self, Origin};
-use crate::catalog::{self, create, history, settings, PartitionedTable};
+use crate::catalog::shadows::Origin;
+use crate::catalog::{self, history, PartitionedTable};
 use crate::error::{or_report, PredictError, Result};
 use crate::gucs;
 use crate::hooks;
@@ -228,39 +228,22 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
     if !superuser {
         refuse_if_rows_have_side_effects(table, default)?;
     }
-    let settings = settings::load(table)?;
-    let taken = table.attached_ranges();
-    let standalone = shadows::standalone(table.oid)?;
-    let shadow_ranges: Vec<(i64, i64)> = standalone.iter().map(|s| (s.0, s.1)).collect();
-    let plan = planner::plan_migration(&MigrationInput {
-        key_type: table.key_type,
-        taken: &taken,
-        shadows: &shadow_ranges,
-        stranded: &stranded,
-        target_rows: settings.target_rows,
-        min_span: settings.min_span,
-        max_span: settings.max_span,
-    });
-    let Some(range) = plan.first() else {
+    let destination = destinations(
+        table,
+        &stranded,
+        planner::plan_migration,
+        1,
+        Origin::Migration,
+    )?
+    .pop();
+    let Some(Destination {
+        range,
+        table: shadow,
+        name: shadow_name,
+        ..
+    }) = destination
+    else {
         return Ok(Next::Done);
-    };
-    let (shadow, shadow_name) = if range.into_shadow {
-        let s = standalone
-            .iter()
-            .find(|s| s.0 == range.from)
-            .ok_or_else(|| PredictError::Internal("planned shadow vanished".into()))?;
-        (s.2, s.3.clone())
-    } else {
-        let created = create::shadow(
-            table,
-            &PlannedRange {
-                from: range.from,
-                to: range.to,
-                expected_rows: range.rows,
-            },
-            Origin::Migration,
-        )?;
-        (created.oid, created.name.quoted())
     };
     // The override is exact only if every row of the shadow came out of DEFAULT.
     if Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {shadow_name})"))?

@@ -10,8 +10,8 @@ use pgrx::spi::quote_identifier;
 use super::shadows::{self, NewShadow, Origin, Shadow};
 use super::table::{relation_exists, PartitionedTable, QualifiedName};
 use crate::error::{PredictError, Result};
-use crate::pg::backend;
 use crate::pg::lock_retry::run_with_lock_retry;
+use crate::pg::{backend, relation};
 
 /// Name of the CHECK constraint that lets ATTACH skip its scan.
 pub const BOUND_CONSTRAINT: &str = "partition_predict_bound";
@@ -141,6 +141,10 @@ pub fn shadow(
         &[name.quoted().into()],
     )?
     .ok_or_else(|| PredictError::Internal(format!("created shadow {name} not found")))?;
+    // Until it is attached, the shadow is the parent's business alone: a
+    // plain DROP TABLE of the parent takes it along (its column defaults may
+    // use the parent's sequences, which would otherwise block that DROP).
+    relation::drop_along_with(oid, table.oid);
     shadows::record(NewShadow {
         parent: table.oid,
         shadow: oid,
@@ -269,4 +273,47 @@ pub fn drop_unused(table_oid: pg_sys::Oid) -> Result<i64> {
         dropped += 1;
     }
     Ok(dropped)
+}
+
+/// Before `DROP EXTENSION pg_partition_predict`: drops every shadow that
+/// was never attached and holds no row, or refuses while rows are being
+/// moved out of a DEFAULT (they live in a shadow until it is attached).
+pub fn clear_for_extension_drop() -> Result<()> {
+    let moving: Vec<String> = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT DISTINCT m.parent::text FROM partition_predict.migrations m WHERE m.active ORDER BY 1",
+            None,
+            &[],
+        )?;
+        rows.map(|r| Ok(r.get::<String>(1)?.unwrap_or_default()))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    if !moving.is_empty() {
+        return Err(PredictError::ExtensionInUse(format!(
+            "rows are being moved out of the DEFAULT partition of {}",
+            moving.join(", ")
+        )));
+    }
+    let waiting: Vec<String> = shadows::waiting_everywhere()?
+        .into_iter()
+        .filter_map(|s| s.current_name)
+        .collect();
+    let mut holding = Vec::new();
+    for name in &waiting {
+        let has_rows = Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))?
+            .unwrap_or(false);
+        if has_rows {
+            holding.push(name.clone());
+        }
+    }
+    if !holding.is_empty() {
+        return Err(PredictError::ExtensionInUse(format!(
+            "shadow table(s) {} hold rows",
+            holding.join(", ")
+        )));
+    }
+    for name in waiting {
+        Spi::run(&format!("DROP TABLE {name}"))?;
+    }
+    Ok(())
 }

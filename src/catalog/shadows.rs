@@ -9,7 +9,11 @@ use crate::pg::session::as_role;
 
 pub struct Shadow {
     /// The table's name as SQL needs it now, if it still exists as a
-    /// standalone table (someone may have dropped or attached it by hand).
+    /// standalone table (someone may have dropped or attached it by hand)
+    /// and is one `create::shadow` made for this parent: the dependency it
+    /// recorded in `pg_depend` says so, and only the extension's own code
+    /// writes that catalog (a row of `shadows` naming another table is not
+    /// enough to have it attached or dropped).
     pub current_name: Option<String>,
     /// The name it was created with, for messages.
     pub name: String,
@@ -42,17 +46,32 @@ impl Origin {
 
 /// Shadows of a table not attached yet, in key order.
 pub fn waiting(parent: pg_sys::Oid) -> Result<Vec<Shadow>> {
+    waiting_of(Some(parent))
+}
+
+/// Shadows not attached yet, of every managed table the caller can see.
+pub fn waiting_everywhere() -> Result<Vec<Shadow>> {
+    waiting_of(None)
+}
+
+fn waiting_of(parent: Option<pg_sys::Oid>) -> Result<Vec<Shadow>> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT (SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c
-                      WHERE c.oid = s.shadow AND NOT c.relispartition),
+                      WHERE c.oid = s.shadow AND NOT c.relispartition
+                        AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                       AND d.objid = s.shadow AND d.objsubid = 0
+                                       AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                       AND d.refobjid = s.parent AND d.deptype = 'a')),
                     s.shadow_name, s.range_from, s.range_to,
                     EXISTS (SELECT 1 FROM partition_predict.migrations m
                              WHERE m.parent = s.parent AND m.shadow = s.shadow AND m.active),
                     s.shadow
                FROM partition_predict.shadows s
-              WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL
-              ORDER BY s.range_from",
+              WHERE ($1::pg_catalog.oid IS NULL OR s.parent = $1::pg_catalog.oid::pg_catalog.regclass)
+                AND s.activated_at IS NULL
+              ORDER BY s.parent, s.range_from",
             None,
             &[parent.into()],
         )?;

@@ -1,7 +1,9 @@
 //! The hooks through which PostgreSQL calls the extension inside users'
 //! statements: the planner hook (routing overrides, large INSERT … SELECT)
-//! and the ProcessUtility hook (`COPY … FROM`). Each file installs its own
-//! hook in `init()`, chaining to whatever was installed before.
+//! and the ProcessUtility hook (`COPY … FROM`), each installed by its
+//! file's `init()` while preloading, chaining to whatever was installed
+//! before; and an event trigger before `DROP EXTENSION`, installed by
+//! `sql/schema.sql` (it works without preloading).
 //!
 //! The extension's own statements must not be rewritten or treated as bulk
 //! loads: `as_migrator` and `while_ingesting` make the hooks stand aside
@@ -10,6 +12,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod bulk_load;
+pub mod drop_extension;
 pub mod planner;
 pub mod rewrite;
 pub mod utility;

@@ -84,3 +84,42 @@ pub fn is_partitioned_table(oid: pg_sys::Oid) -> bool {
 pub fn invalidate_plans(oid: pg_sys::Oid) {
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
 }
+
+fn relation_address(oid: pg_sys::Oid) -> pg_sys::ObjectAddress {
+    pg_sys::ObjectAddress {
+        classId: pg_sys::RelationRelationId,
+        objectId: oid,
+        objectSubId: 0,
+    }
+}
+
+/// Records that `dependent` is dropped with `referenced` (an automatic
+/// dependency, as an index has on its table): `DROP TABLE referenced`
+/// then takes `dependent` along, without CASCADE, and `dependent` can
+/// still be dropped on its own.
+pub fn drop_along_with(dependent: pg_sys::Oid, referenced: pg_sys::Oid) {
+    let (dependent, referenced) = (relation_address(dependent), relation_address(referenced));
+    unsafe {
+        pg_sys::recordDependencyOn(
+            &dependent,
+            &referenced,
+            pg_sys::DependencyType::DEPENDENCY_AUTO,
+        );
+        pg_sys::CommandCounterIncrement();
+    }
+}
+
+/// Undoes `drop_along_with`.
+pub fn no_longer_drop_along_with(dependent: pg_sys::Oid, referenced: pg_sys::Oid) {
+    unsafe {
+        pg_sys::deleteDependencyRecordsForSpecific(
+            pg_sys::RelationRelationId,
+            dependent,
+            pg_sys::DependencyType::DEPENDENCY_AUTO as std::ffi::c_char,
+            pg_sys::RelationRelationId,
+            referenced,
+        );
+        // Later statements of this transaction must see the change.
+        pg_sys::CommandCounterIncrement();
+    }
+}

@@ -6,6 +6,7 @@ mod cluster;
 mod forecasting;
 mod foundation;
 mod ingest;
+mod lifecycle;
 mod migration;
 mod shadows;
 mod workers;

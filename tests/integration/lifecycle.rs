@@ -1,0 +1,283 @@
+//! The extension's tables live and die with what they belong to: a plain
+//! DROP TABLE of a managed table, DROP EXTENSION with and without rows in
+//! flight, and a renamed table.
+
+use postgres::Client;
+
+use crate::cluster::{flush_stats, scalar_i64, Cluster};
+
+const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
+
+/// The table of the report that asked for this: a serial id (its default
+/// uses a sequence the table owns), a week of minute data in one
+/// partition, managed, one cycle run so shadows wait for the next days.
+fn managed_table_with_shadows(client: &mut Client, table: &str) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id bigserial, ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+             CREATE TABLE {table}_h PARTITION OF {table} FOR VALUES FROM ('2026-11-01') TO ('2026-11-08');
+             INSERT INTO {table} (ts) SELECT '2026-11-01'::timestamptz + g * interval '1 minute'
+               FROM generate_series(0, 6*1440) g;"
+        ))
+        .unwrap();
+    flush_stats(client);
+    client
+        .batch_execute(&format!(
+            "SELECT partition_predict.manage('{table}', target_rows => 5000, lookahead => '2 days');
+             SELECT partition_predict.run_cycle('{table}');"
+        ))
+        .unwrap();
+}
+
+/// OIDs of the shadows waiting (standalone, never attached).
+fn waiting_shadows(client: &mut Client) -> Vec<u32> {
+    client
+        .query(
+            "SELECT s.shadow FROM partition_predict.shadows s
+               JOIN pg_class c ON c.oid = s.shadow AND NOT c.relispartition
+              WHERE s.activated_at IS NULL",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, u32>(0))
+        .collect()
+}
+
+fn existing(client: &mut Client, oids: &[u32]) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE oid = ANY ($1)",
+            &[&oids.to_vec()],
+        )
+        .unwrap()
+        .get(0)
+}
+
+fn relations_named_like(client: &mut Client, pattern: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT relname::text FROM pg_class WHERE relname LIKE $1 ORDER BY 1",
+            &[&pattern],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn a_plain_drop_table_takes_the_shadows_along() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    managed_table_with_shadows(&mut client, "r17");
+    let shadows = waiting_shadows(&mut client);
+    assert!(!shadows.is_empty(), "the cycle prepared no shadow");
+
+    client.batch_execute("DROP TABLE r17").unwrap();
+    assert_eq!(
+        existing(&mut client, &shadows),
+        0,
+        "shadows outlived their table"
+    );
+    assert_eq!(
+        relations_named_like(&mut client, "r17%"),
+        Vec::<String>::new(),
+        "something of r17 is left behind"
+    );
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM partition_predict.config"),
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.shadows"
+        ),
+        0
+    );
+
+    // An attached shadow is a partition like any other: detached, it is
+    // the DBA's table and outlives the parent.
+    managed_table_with_shadows(&mut client, "r18");
+    let attached = client
+        .query_one(
+            "SELECT partition_predict.activate('r18', '2026-11-08'::timestamptz)",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0);
+    assert!(attached >= 1, "no shadow attached");
+    let partition: String = client
+        .query_one(
+            "SELECT partition::text FROM partition_predict.partitions
+              WHERE parent = 'r18'::regclass AND state = 'active' AND activated_at IS NOT NULL
+              ORDER BY range_start LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "INSERT INTO r18 (ts) VALUES ('2026-11-08 00:30+00');
+             ALTER TABLE r18 DETACH PARTITION {partition};
+             ALTER TABLE {partition} ALTER COLUMN id DROP DEFAULT;
+             DROP TABLE r18;"
+        ))
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&mut client, &format!("SELECT count(*) FROM {partition}")),
+        1,
+        "a detached partition went with its former parent"
+    );
+}
+
+#[test]
+fn drop_extension_removes_empty_shadows_and_refuses_while_rows_move() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    managed_table_with_shadows(&mut client, "r17");
+    // A second table with rows being moved out of its DEFAULT.
+    client
+        .batch_execute(
+            "CREATE TABLE ev (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE ev_low PARTITION OF ev FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('ev', target_rows => 100000);
+             INSERT INTO ev SELECT g, 1000000 + g FROM generate_series(0, 2999) g;",
+        )
+        .unwrap();
+    for _ in 0..3 {
+        let next: String = client
+            .query_one("SELECT partition_predict.migration_step('ev', 1000)", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(next, "again");
+    }
+    assert!(scalar_i64(&mut client, "SELECT count(*) FROM ONLY ev_default") < 3000);
+    let shadows = waiting_shadows(&mut client);
+
+    let refused = client
+        .batch_execute("DROP EXTENSION pg_partition_predict")
+        .unwrap_err();
+    let db = refused.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "2BP01", "{db:?}");
+    assert!(db.message().contains("ev"), "{}", db.message());
+    assert!(db.hint().is_some_and(|h| h.contains("migrate_default")));
+    assert_eq!(scalar_i64(&mut client, "SELECT count(*) FROM ev"), 3000);
+    assert_eq!(
+        existing(&mut client, &shadows),
+        shadows.len() as i64,
+        "a refused DROP EXTENSION dropped something"
+    );
+
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap();
+    let shadows = waiting_shadows(&mut client);
+    assert!(!shadows.is_empty());
+    client
+        .batch_execute("DROP EXTENSION pg_partition_predict")
+        .unwrap();
+    assert_eq!(
+        existing(&mut client, &shadows),
+        0,
+        "empty shadows were left behind"
+    );
+    assert_eq!(scalar_i64(&mut client, "SELECT count(*) FROM ev"), 3000);
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM ONLY ev_default"),
+        0
+    );
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM r17"),
+        6 * 1440 + 1
+    );
+    // With the extension gone, the tables are plain tables again.
+    client
+        .batch_execute("DROP TABLE r17; DROP TABLE ev")
+        .unwrap();
+    assert_eq!(
+        relations_named_like(&mut client, "r17%"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn drop_extension_without_preloading_also_removes_the_shadows() {
+    let cluster = Cluster::start(false);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    managed_table_with_shadows(&mut client, "r17");
+    let shadows = waiting_shadows(&mut client);
+    assert!(!shadows.is_empty(), "the cycle prepared no shadow");
+    // A new session: the library is not loaded in it before the DROP.
+    let mut fresh = cluster.connect("postgres");
+    fresh
+        .batch_execute("DROP EXTENSION pg_partition_predict")
+        .unwrap();
+    assert_eq!(existing(&mut fresh, &shadows), 0);
+    fresh.batch_execute("DROP TABLE r17").unwrap();
+}
+
+#[test]
+fn a_renamed_table_stays_managed_and_its_new_shadows_take_the_new_name() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE r17 (id bigserial, ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+             CREATE TABLE r17_h PARTITION OF r17 FOR VALUES FROM ('2026-11-01') TO ('2026-11-08');
+             INSERT INTO r17 (ts) SELECT '2026-11-01'::timestamptz + g * interval '1 minute'
+               FROM generate_series(0, 6*1440) g;",
+        )
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute(
+            "SELECT partition_predict.manage('r17', target_rows => 5000, lookahead => '2 days');
+             ALTER TABLE r17 RENAME TO orders;
+             SELECT partition_predict.run_cycle('orders');",
+        )
+        .unwrap();
+    let managed: Vec<String> = client
+        .query(
+            "SELECT parent::text FROM partition_predict.managed_tables",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(managed, vec!["orders".to_string()]);
+    let shadow_names: Vec<String> = client
+        .query(
+            "SELECT partition::text FROM partition_predict.partitions
+              WHERE parent = 'orders'::regclass AND state = 'shadow'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!shadow_names.is_empty(), "no shadow after the rename");
+    assert!(
+        shadow_names.iter().all(|n| n.starts_with("orders_p")),
+        "{shadow_names:?}"
+    );
+    client.batch_execute("DROP TABLE orders").unwrap();
+    assert_eq!(
+        relations_named_like(&mut client, "orders%"),
+        Vec::<String>::new()
+    );
+}
