@@ -19,14 +19,16 @@ COMMENT ON TABLE partition_predict.config IS
     'Managed tables and their settings. Change it through manage()/unmanage().';
 SELECT pg_catalog.pg_extension_config_dump('partition_predict.config', '');
 
--- Table owners manage their own tables without superuser rights: every role
--- may write here, but only rows of tables it owns (as pg_cron does for jobs).
+-- Only the extension's own code writes its state (src/catalog/state.rs runs
+-- each write as the extension's owner): no role is granted INSERT, UPDATE or
+-- DELETE here or on any table below. Every role may read, but only the rows
+-- of tables it owns.
 ALTER TABLE partition_predict.config ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_rights ON partition_predict.config
     USING (pg_catalog.pg_has_role(
         (SELECT r.relowner FROM pg_catalog.pg_class r WHERE r.oid = parent), 'USAGE'));
 GRANT USAGE ON SCHEMA partition_predict TO PUBLIC;
-GRANT SELECT, INSERT, UPDATE, DELETE ON partition_predict.config TO PUBLIC;
+GRANT SELECT ON partition_predict.config TO PUBLIC;
 
 -- What collect_stats()/run_cycle() return: one row per table.
 CREATE TYPE partition_predict.cycle_summary AS (
@@ -195,6 +197,22 @@ CREATE TABLE partition_predict.shadows (
 CREATE TYPE partition_predict.migration_state AS ENUM
     ('starting', 'moving', 'attaching', 'yielding', 'yielded', 'done');
 
+-- Whether `shadow` is a table pg_partition_predict made for `parent`: the
+-- automatic dependency src/catalog/create.rs records when it creates one
+-- (pg_depend is written by no role, only by PostgreSQL and the extension's
+-- C code), and the parent's owner. An OID read from the state tables is used
+-- as a shadow only if this holds.
+CREATE FUNCTION partition_predict.is_shadow_of(shadow oid, parent oid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                      AND d.objid = shadow AND d.objsubid = 0
+                      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                      AND d.refobjid = parent AND d.deptype = 'a')
+       AND (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = shadow)
+           = (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = parent)
+$$;
+
 -- Moves of rows out of DEFAULT, one range each (migrate_default() and the
 -- workers). While one is active, a routing override makes every query on
 -- the parent read the shadow too.
@@ -221,7 +239,6 @@ CREATE TABLE partition_predict.migrations (
 CREATE UNIQUE INDEX migrations_one_active_per_table ON partition_predict.migrations (parent)
     WHERE active;
 CREATE INDEX ON partition_predict.migrations (parent, id);
-GRANT USAGE ON SEQUENCE partition_predict.migrations_id_seq TO PUBLIC;
 
 -- Batches loaded by ingest(): one row per batch, written by the load's own
 -- transaction (a batch is recorded if and only if it was loaded).
@@ -239,7 +256,6 @@ CREATE TABLE partition_predict.ingests (
     started_at           timestamptz NOT NULL,
     finished_at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
 );
-GRANT USAGE ON SEQUENCE partition_predict.ingests_id_seq TO PUBLIC;
 
 DO $$
 DECLARE
@@ -251,11 +267,10 @@ BEGIN
         EXECUTE pg_catalog.format(
             'CREATE POLICY owner_rights ON partition_predict.%I USING (pg_catalog.pg_has_role(
                  (SELECT r.relowner FROM pg_catalog.pg_class r WHERE r.oid = parent), ''USAGE''))', t);
-        EXECUTE pg_catalog.format('GRANT SELECT, INSERT, UPDATE, DELETE ON partition_predict.%I TO PUBLIC', t);
+        EXECUTE pg_catalog.format('GRANT SELECT ON partition_predict.%I TO PUBLIC', t);
     END LOOP;
 END
 $$;
-GRANT USAGE ON SEQUENCE partition_predict.alert_log_id_seq TO PUBLIC;
 
 -- DROP EXTENSION drops the shadows that hold no rows first, and is refused
 -- while rows are being moved out of a DEFAULT (src/hooks/drop_extension.rs).

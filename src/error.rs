@@ -60,7 +60,7 @@ pub enum PredictError {
     NotPreloaded(&'static str),
     #[error("cannot move rows out of DEFAULT of {0}: pg_partition_predict.routing is off")]
     RoutingOff(String),
-    #[error("cannot route more than {0} migrations at once")]
+    #[error("cannot route more than {0} migrations at once (pg_partition_predict.max_migrations_per_database, 64 in the cluster)")]
     TooManyOverrides(usize),
     #[error("rows of {0} are being moved out of its DEFAULT partition")]
     MigrationInProgress(String),
@@ -76,6 +76,8 @@ pub enum PredictError {
     InTransactionBlock(&'static str),
     #[error("cannot drop extension pg_partition_predict: {0}")]
     ExtensionInUse(String),
+    #[error("refusing to act on state that pg_partition_predict did not write: {0}")]
+    UntrustedState(String),
 
     // `ingest`'s checks of its source (the batch).
     #[error("source {0} is not a table, view or materialized view")]
@@ -179,6 +181,7 @@ impl PredictError {
             PredictError::StateFile { .. } => ERRCODE_IO_ERROR,
             PredictError::InTransactionBlock(_) => ERRCODE_ACTIVE_SQL_TRANSACTION,
             PredictError::ExtensionInUse(_) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            PredictError::UntrustedState(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             PredictError::SourceNotTable(_) => ERRCODE_WRONG_OBJECT_TYPE,
             PredictError::SourceIsTarget { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PredictError::SourceColumnUnknown { .. } | PredictError::SourceWithoutKey { .. } => {

@@ -13,6 +13,8 @@ static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 static LOCK_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(20);
 static FORECAST_ALERT_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 static ROUTING: GucSetting<bool> = GucSetting::<bool>::new(true);
+static MAX_SHADOWS_PER_TABLE: GucSetting<i32> = GucSetting::<i32>::new(100);
+static MAX_MIGRATIONS_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(16);
 
 /// Reserved by `_PG_init`: a typo such as `pg_partition_predict.naptim`
 /// is an error, not a silently created placeholder.
@@ -83,6 +85,26 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"pg_partition_predict.max_shadows_per_table",
+        c"Most shadow partitions a table may have waiting at once.",
+        c"The forecast's plan stops there; it bounds what any settings can make the cycle create.",
+        &MAX_SHADOWS_PER_TABLE,
+        1,
+        10_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_partition_predict.max_migrations_per_database",
+        c"Most migrations out of DEFAULT one database may have under way at once.",
+        c"The cluster has 64 routing slots; this keeps one database from taking them all.",
+        &MAX_MIGRATIONS_PER_DATABASE,
+        1,
+        64,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
 }
 
 pub fn enabled() -> bool {
@@ -115,4 +137,12 @@ pub fn forecast_alert_threshold() -> f64 {
 
 pub fn routing() -> bool {
     ROUTING.get()
+}
+
+pub fn max_shadows_per_table() -> usize {
+    MAX_SHADOWS_PER_TABLE.get().max(1) as usize
+}
+
+pub fn max_migrations_per_database() -> usize {
+    MAX_MIGRATIONS_PER_DATABASE.get().max(1) as usize
 }

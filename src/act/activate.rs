@@ -17,6 +17,7 @@ use crate::catalog::alerts::{self, AlertKind};
 use crate::catalog::create::BOUND_CONSTRAINT;
 use crate::catalog::{self, history, shadows, PartitionedTable};
 use crate::error::{PredictError, Result};
+use crate::hooks;
 use crate::pg::lock_retry::{run_with_lock_retry, run_with_lock_retry_watching};
 use crate::pg::locks::lock_table_steps;
 use crate::pg::relation;
@@ -44,7 +45,7 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
         let Some(shadow_name) = shadow.current_name.as_deref() else {
             if relation::table_state(shadow.oid) == relation::TableState::Attached {
                 // Attached by hand: from now on a partition like any other.
-                relation::no_longer_drop_along_with(shadow.oid, table.oid);
+                relation::keep_one_dependency(shadow.oid, table.oid);
                 shadows::mark_activated(table.oid, shadow.from)?;
             }
             continue;
@@ -113,19 +114,20 @@ pub fn attach(
     let watched: Vec<pg_sys::Oid> = std::iter::once(shadow)
         .chain(table.default_partition)
         .collect();
-    run_with_lock_retry_watching(
-        &table.name,
-        "attaching a shadow partition",
-        &format!(
-            "ALTER TABLE {} ATTACH PARTITION {shadow_name} {}",
-            table.name.quoted(),
-            bound.to_sql()
-        ),
-        &watched,
-    )?;
+    hooks::as_attacher(|| {
+        run_with_lock_retry_watching(
+            &table.name,
+            "attaching a shadow partition",
+            &format!(
+                "ALTER TABLE {} ATTACH PARTITION {shadow_name} {}",
+                table.name.quoted(),
+                bound.to_sql()
+            ),
+            &watched,
+        )
+    })?;
     shadows::mark_activated(table.oid, from)?;
-    // A partition now: DETACH must leave a table that outlives the parent.
-    relation::no_longer_drop_along_with(shadow, table.oid);
+    relation::keep_one_dependency(shadow, table.oid);
     // The partition constraint now does the CHECK's job; dropping it needs a
     // short ACCESS EXCLUSIVE on the new partition, so it waits its turn too.
     let dropped = run_with_lock_retry(

@@ -25,6 +25,7 @@ use super::activate;
 use super::key_groups::{destinations, key_groups};
 use crate::catalog::alerts::{self, AlertKind};
 use crate::catalog::shadows::{self, Origin};
+use crate::catalog::state;
 use crate::catalog::{self, migrations, PartitionedTable};
 use crate::error::{PredictError, Result};
 use crate::gucs;
@@ -51,10 +52,11 @@ pub struct Prepared {
 /// the key's type, and that every column converts (a plan of the INSERT is
 /// made, nothing runs).
 fn check_source(table: &PartitionedTable, source: pg_sys::Oid) -> Result<String> {
+    // One row whether or not the source still exists (a dropped OID).
     let facts = Spi::get_three_with_args::<String, String, bool>(
-        "SELECT c.oid::pg_catalog.regclass::text, c.relkind::text,
-                pg_catalog.has_table_privilege(c.oid, 'SELECT')
-           FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        "SELECT (SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1),
+                (SELECT c.relkind::text FROM pg_catalog.pg_class c WHERE c.oid = $1),
+                (SELECT pg_catalog.has_table_privilege(c.oid, 'SELECT') FROM pg_catalog.pg_class c WHERE c.oid = $1)",
         &[source.into()],
     )?;
     let (Some(name), Some(kind), Some(readable)) = facts else {
@@ -293,7 +295,7 @@ pub fn load(
         .filter(|p| forecast.iter().any(|f| f.0 == p.0))
         .map(|p| p.2)
         .sum();
-    Spi::run_with_args(
+    state::write(
         "INSERT INTO partition_predict.ingests (parent, source, rows_loaded, partitions_created, partitions_activated,
                                                 rows_per_partition, forecast_rows, rows_in_forecast, started_at)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.timestamptz)",

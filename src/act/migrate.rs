@@ -66,6 +66,8 @@ pub enum Next {
     Yielded(String),
     /// Another session is running this table's steps.
     Busy,
+    /// The worker's step failed (rolled back, alerted): the message.
+    Failed(String),
 }
 
 impl Next {
@@ -77,6 +79,7 @@ impl Next {
             Next::Done => "done",
             Next::Yielded(_) => "yielded",
             Next::Busy => "busy",
+            Next::Failed(_) => "failed",
         }
     }
 }
@@ -288,15 +291,18 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
 /// Publishes the override and makes every backend re-plan cached plans of
 /// the parent (the relcache invalidation is sent when this step commits).
 fn publish(table: &PartitionedTable, m: &Migration) -> Result<()> {
-    routing::publish(Override {
-        database: backend::database_id().to_u32(),
-        parent: table.oid.to_u32(),
-        shadow: m.shadow.to_u32(),
-        default_partition: m.default_partition.to_u32(),
-        migration_id: m.id,
-        since: backend::now_timestamp(),
-        finishing: false,
-    })?;
+    routing::publish(
+        Override {
+            database: backend::database_id().to_u32(),
+            parent: table.oid.to_u32(),
+            shadow: m.shadow.to_u32(),
+            default_partition: m.default_partition.to_u32(),
+            migration_id: m.id,
+            since: backend::now_timestamp(),
+            finishing: false,
+        },
+        gucs::max_migrations_per_database(),
+    )?;
     relation::invalidate_plans(table.oid);
     Ok(())
 }
@@ -529,15 +535,28 @@ pub fn step_isolated(parent: pg_sys::Oid, caller: Caller) -> Next {
                     e.message
                 );
             }
-            Next::Done
+            Next::Failed(caught.message)
         }
     }
 }
 
-/// Withdraws overrides of tables that were dropped mid-migration (their
-/// rows of `migrations` went with them), so queries elsewhere stop paying
-/// for a look at them.
+/// Withdraws overrides of tables (and databases) that were dropped
+/// mid-migration (their rows of `migrations` went with them), so their
+/// slots are free again and queries stop paying for a look at them.
 pub fn withdraw_orphaned_overrides() {
+    match Spi::connect(|client| {
+        client
+            .select("SELECT oid FROM pg_catalog.pg_database", None, &[])?
+            .map(|r| Ok(r.get::<pg_sys::Oid>(1)?.map(|o| o.to_u32()).unwrap_or(0)))
+            .collect::<Result<Vec<u32>>>()
+    }) {
+        Ok(databases) => {
+            if let Err(e) = routing::withdraw_other_databases(&databases) {
+                pgrx::log!("pg_partition_predict: could not withdraw the overrides of dropped databases: {e}");
+            }
+        }
+        Err(e) => pgrx::log!("pg_partition_predict: could not list databases: {e}"),
+    }
     for o in routing::overrides_here() {
         let parent = pg_sys::Oid::from(o.parent);
         if !relation::exists(parent) {

@@ -30,11 +30,11 @@ pub fn unmanage(parent: pg_sys::Oid) -> Result<()> {
     let (name, owner_rights) = table::name_and_owner_rights(parent)?
         .ok_or(PredictError::UndefinedTable(parent.to_u32()))?;
     let name = name.to_string();
-    if !table::is_managed(parent)? {
-        return Err(PredictError::NotManaged(name));
-    }
     if !owner_rights {
         return Err(PredictError::NotOwner(name));
+    }
+    if !table::is_managed(parent)? {
+        return Err(PredictError::NotManaged(name));
     }
     if migrations::in_progress(parent)? {
         return Err(PredictError::MigrationInProgress(name));

@@ -14,6 +14,7 @@ use crate::cycle::{self, Steps};
 use crate::error::{or_report, PredictError};
 use crate::pg::backend;
 use crate::pg::regclass::Regclass;
+use crate::pg::relation::{self, Privilege};
 use crate::pg::session::{as_role, with_pinned_settings};
 use crate::shmem::routing;
 
@@ -30,14 +31,24 @@ mod partition_predict {
     #[pg_extern(volatile, parallel_unsafe)]
     fn manage(
         parent: Option<Regclass>,
-        target_rows: default!(i64, 1000000),
+        target_rows: default!(Option<i64>, 1000000),
         lookahead: default!(Option<String>, "NULL"),
         min_span: default!(Option<String>, "NULL"),
         max_span: default!(Option<String>, "NULL"),
         retention: default!(Option<String>, "NULL"),
-        tablespaces: default!(Option<Vec<String>>, "NULL"),
+        tablespaces: default!(Option<Vec<Option<String>>>, "NULL"),
     ) -> pgrx::composite_type!('static, "partition_predict.config") {
         or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            let target_rows = target_rows.ok_or(PredictError::NullArgument("target_rows"))?;
+            let tablespaces = tablespaces
+                .map(|names| {
+                    names
+                        .into_iter()
+                        .map(|n| n.ok_or(PredictError::NullArgument("an element of tablespaces")))
+                        .collect::<Result<Vec<String>, _>>()
+                })
+                .transpose()?;
             let arguments = settings::Arguments {
                 target_rows,
                 lookahead: lookahead.as_deref(),
@@ -46,7 +57,6 @@ mod partition_predict {
                 retention: retention.as_deref(),
                 tablespaces: tablespaces.as_deref(),
             };
-            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             manage::manage(parent.0, arguments)
         }))
     }
@@ -167,12 +177,16 @@ mod partition_predict {
     /// `migrate_default`, which commits after each): 'again', 'done',
     /// 'busy' or 'yielded' (the reason is the migration's `message`).
     #[pg_extern(volatile, parallel_unsafe)]
-    fn migration_step(parent: Option<Regclass>, batch_rows: default!(i64, 10000)) -> String {
-        or_report(with_pinned_settings(|| {
+    fn migration_step(
+        parent: Option<Regclass>,
+        batch_rows: default!(Option<i64>, 10000),
+    ) -> String {
+        let (parent, batch_rows) = or_report(with_pinned_settings(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
-            catalog::load_managed_table(parent.0).map(|_| ())
+            catalog::load_managed_table(parent.0)?;
+            let batch_rows = batch_rows.ok_or(PredictError::NullArgument("batch_rows"))?;
+            Ok((parent.0, batch_rows))
         }));
-        let parent = parent.map(|p| p.0).unwrap_or(pg_sys::InvalidOid);
         or_report(migrate::step(parent, batch_rows, migrate::Caller::User))
             .as_text()
             .to_string()
@@ -224,13 +238,15 @@ mod partition_predict {
             name!(rows_per_partition, pgrx::JsonB),
         ),
     > {
-        let loaded = or_report(ingest::load(
-            parent.0,
-            source.0,
-            partitions_created,
-            partitions_activated,
-            &started_at,
-        ));
+        let loaded = or_report(with_pinned_settings(|| {
+            ingest::load(
+                parent.0,
+                source.0,
+                partitions_created,
+                partitions_activated,
+                &started_at,
+            )
+        }));
         TableIterator::once((loaded.rows, pgrx::JsonB(loaded.per_partition)))
     }
 
@@ -249,6 +265,9 @@ mod partition_predict {
         let rows: Vec<_> = if backend::library_preloaded() {
             routing::overrides_here()
                 .into_iter()
+                .filter(|o| {
+                    relation::current_user_may(pg_sys::Oid::from(o.parent), Privilege::Select)
+                })
                 .filter_map(|o| {
                     let since = backend::timestamptz(o.since)?;
                     Some((

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
+use super::state;
 use crate::error::Result;
 
 pub const CHANNEL: &str = "partition_predict_alerts";
@@ -36,7 +37,7 @@ pub fn raise(
     message: &str,
     details: Value,
 ) -> Result<()> {
-    let id = Spi::get_one_with_args::<i64>(
+    let id = state::write_returning::<i64>(
         "INSERT INTO partition_predict.alert_log (parent, kind, message, details)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4) RETURNING id",
         &[

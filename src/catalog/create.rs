@@ -103,27 +103,43 @@ pub struct CreatedShadow {
 
 /// Creates the shadow of a planned range: an empty table shaped like the
 /// parent, owned by its owner, with the access rules of the parent and a
-/// validated CHECK equal to the bound, recorded in `shadows`.
+/// validated CHECK equal to the bound, recorded in `shadows`. An orphan of
+/// the same name (see `orphan`) is adopted instead of made again.
 pub fn shadow(
     table: &PartitionedTable,
     range: &PlannedRange,
     origin: Origin,
 ) -> Result<CreatedShadow> {
-    let name = QualifiedName {
-        schema: table.name.schema.clone(),
-        name: free_relation_name(
-            &table.name.schema,
-            &table.name.name,
-            &naming::shadow_suffix(table.key_type, range.from),
-        )?,
-    };
-    let placement = choose_tablespace(table, range.expected_rows)?;
-    create_table_like_parent(
-        table,
-        &name,
-        placement.as_ref().map(|p| p.tablespace.as_str()),
-    )?;
+    let suffix = naming::shadow_suffix(table.key_type, range.from);
     let column = quote_identifier(&table.key_column);
+    let (oid, name, placement) = match orphan(table, &suffix)? {
+        Some((oid, name)) => {
+            Spi::run(&format!(
+                "ALTER TABLE {} DROP CONSTRAINT {BOUND_CONSTRAINT}",
+                name.quoted()
+            ))?;
+            (oid, name, None)
+        }
+        None => {
+            let name = QualifiedName {
+                schema: table.name.schema.clone(),
+                name: free_relation_name(&table.name.schema, &table.name.name, &suffix)?,
+            };
+            let placement = choose_tablespace(table, range.expected_rows)?;
+            create_table_like_parent(
+                table,
+                &name,
+                placement.as_ref().map(|p| p.tablespace.as_str()),
+            )?;
+            copy_access_rules(table, &name)?;
+            let oid = Spi::get_one_with_args::<pg_sys::Oid>(
+                "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+                &[name.quoted().into()],
+            )?
+            .ok_or_else(|| PredictError::Internal(format!("created shadow {name} not found")))?;
+            (oid, name, placement)
+        }
+    };
     let from = table.key_type.value(range.from).to_sql_literal();
     let to = table.key_type.value(range.to).to_sql_literal();
     // NOT NULL and a validated CHECK equal to the bound: ATTACH then needs no scan.
@@ -135,12 +151,6 @@ pub fn shadow(
         "ALTER TABLE {} ADD CONSTRAINT {BOUND_CONSTRAINT} CHECK ({column} >= {from} AND {column} < {to})",
         name.quoted()
     ))?;
-    copy_access_rules(table, &name)?;
-    let oid = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
-        &[name.quoted().into()],
-    )?
-    .ok_or_else(|| PredictError::Internal(format!("created shadow {name} not found")))?;
     // Until it is attached, the shadow is the parent's business alone: a
     // plain DROP TABLE of the parent takes it along (its column defaults may
     // use the parent's sequences, which would otherwise block that DROP).
@@ -159,6 +169,43 @@ pub fn shadow(
         origin,
     })?;
     Ok(CreatedShadow { oid, name })
+}
+
+/// A shadow this extension made for the table that lost its records: a
+/// restore (`pg_dump` carries the table but not the extension's runtime
+/// state nor the dependency `drop_along_with` records) or `pg_upgrade`. It
+/// has the name `create::shadow` would give this range, the parent's owner,
+/// the extension's bound constraint, no rows, and no record in `shadows`.
+/// Anything else of that name is left alone (the new shadow gets `_2`).
+fn orphan(table: &PartitionedTable, suffix: &str) -> Result<Option<(pg_sys::Oid, QualifiedName)>> {
+    let name = QualifiedName {
+        schema: table.name.schema.clone(),
+        name: naming::derived_name(&table.name.name, suffix),
+    };
+    let candidate = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT c.oid FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r' AND NOT c.relispartition
+                    AND c.relowner = (SELECT p.relowner FROM pg_catalog.pg_class p WHERE p.oid = $3)
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                                 WHERE k.conrelid = c.oid AND k.conname = $4 AND k.contype = 'c')
+                    AND NOT EXISTS (SELECT 1 FROM partition_predict.shadows s WHERE s.shadow = c.oid))",
+        &[
+            name.schema.as_str().into(),
+            name.name.as_str().into(),
+            table.oid.into(),
+            BOUND_CONSTRAINT.into(),
+        ],
+    )?;
+    let Some(oid) = candidate else {
+        return Ok(None);
+    };
+    let empty = Spi::get_one::<bool>(&format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM ONLY {})",
+        name.quoted()
+    ))?
+    .unwrap_or(false);
+    Ok(empty.then_some((oid, name)))
 }
 
 struct Placement {

@@ -3,6 +3,7 @@
 
 use pgrx::prelude::*;
 
+use super::state;
 use crate::error::{PredictError, Result};
 
 /// The states of a migration, as the SQL type `partition_predict.migration_state`
@@ -63,17 +64,30 @@ pub struct Migration {
 pub fn active(parent: pg_sys::Oid) -> Result<Option<Migration>> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT id, shadow, default_partition, range_from, range_to, state::text, rows_moved
-               FROM partition_predict.migrations
-              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND active",
+            "SELECT m.id, m.shadow, m.default_partition, m.range_from, m.range_to, m.state::text, m.rows_moved,
+                    partition_predict.is_shadow_of(m.shadow, m.parent)
+                    AND m.default_partition = (SELECT pt.partdefid FROM pg_catalog.pg_partitioned_table pt
+                                                WHERE pt.partrelid = m.parent)
+               FROM partition_predict.migrations m
+              WHERE m.parent = $1::pg_catalog.oid::pg_catalog.regclass AND m.active",
             None,
             &[parent.into()],
         )?;
         let Some(r) = rows.into_iter().next() else {
             return Ok(None);
         };
+        let id = r.get::<i64>(1)?.unwrap_or(0);
+        // The OIDs are acted on with the owner's rights (rows moved between
+        // them, the planner hook told to read one): only if they are what
+        // the migration made them.
+        if r.get::<bool>(8)? != Some(true) {
+            return Err(PredictError::UntrustedState(format!(
+                "migration {id} names tables that are not the shadow and the DEFAULT partition of {}",
+                parent.to_u32()
+            )));
+        }
         Ok(Some(Migration {
-            id: r.get::<i64>(1)?.unwrap_or(0),
+            id,
             shadow: r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
             default_partition: r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
             from: r.get::<i64>(4)?.unwrap_or(0),
@@ -102,7 +116,7 @@ pub fn start(
     range_start: String,
     range_end: String,
 ) -> Result<i64> {
-    Spi::get_one_with_args::<i64>(
+    state::write_returning::<i64>(
         "INSERT INTO partition_predict.migrations
                 (parent, shadow, shadow_name, default_partition, range_from, range_to, range_start, range_end, state)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, 'starting')
@@ -117,12 +131,11 @@ pub fn start(
             range_start.into(),
             range_end.into(),
         ],
-    )?
-    .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
+    )
 }
 
 pub fn set_state(id: i64, state: MigrationState, message: Option<&str>) -> Result<()> {
-    Spi::run_with_args(
+    state::write(
         "UPDATE partition_predict.migrations
             SET state = $2::partition_predict.migration_state, message = COALESCE($3, message),
                 finished_at = CASE WHEN NOT $4 THEN pg_catalog.now() END
@@ -139,7 +152,7 @@ pub fn set_state(id: i64, state: MigrationState, message: Option<&str>) -> Resul
 
 /// Adds a batch of `moved` rows (negative when moving back).
 pub fn record_batch(id: i64, moved: i64) -> Result<()> {
-    Spi::run_with_args(
+    state::write(
         "UPDATE partition_predict.migrations SET rows_moved = rows_moved + $2, batches = batches + 1 WHERE id = $1",
         &[id.into(), moved.into()],
     )?;
@@ -147,7 +160,7 @@ pub fn record_batch(id: i64, moved: i64) -> Result<()> {
 }
 
 pub fn set_rows_moved(id: i64, total: i64) -> Result<()> {
-    Spi::run_with_args(
+    state::write(
         "UPDATE partition_predict.migrations SET rows_moved = $2 WHERE id = $1",
         &[id.into(), total.into()],
     )?;

@@ -10,6 +10,7 @@ pub mod history;
 pub mod migrations;
 pub mod settings;
 pub mod shadows;
+pub mod state;
 pub mod table;
 
 pub use table::{load_managed_table, load_partitioned_table, PartitionedTable, QualifiedName};

@@ -10,6 +10,7 @@ use partition_core::planner::Lookahead;
 use partition_core::KeyType;
 use pgrx::prelude::*;
 
+use super::state;
 use super::table::PartitionedTable;
 use crate::error::{PredictError, Result};
 use crate::pg::subxact::try_in_subtransaction;
@@ -17,6 +18,10 @@ use crate::pg::subxact::try_in_subtransaction;
 pub const DEFAULT_LOOKAHEAD: &str = "7 days";
 pub const DEFAULT_RETENTION: &str = "35 days";
 const SECONDS_PER_DAY: f64 = 86_400.0;
+/// The longest lookahead: ten years of time, or this many key values. Far
+/// past any real plan, short of asking the cycle for partitions forever.
+const MAX_LOOKAHEAD_SECONDS: f64 = 3_660.0 * SECONDS_PER_DAY;
+const MAX_LOOKAHEAD_KEYS: i64 = 1_000_000_000_000;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TableSettings {
@@ -79,6 +84,19 @@ pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSetting
         key_type,
         true,
     )?;
+    let too_far = match &lookahead {
+        Span::Time { seconds, .. } => *seconds > MAX_LOOKAHEAD_SECONDS,
+        Span::Keys(keys) => *keys > MAX_LOOKAHEAD_KEYS,
+    };
+    if too_far {
+        return Err(PredictError::InvalidSetting {
+            setting: "lookahead",
+            reason: format!(
+                "{} is too far ahead: at most 10 years, or {MAX_LOOKAHEAD_KEYS} key values",
+                lookahead.text()
+            ),
+        });
+    }
     let min_span = min_span
         .map(|s| parse_span("min_span", s, key_type, false))
         .transpose()?;
@@ -230,7 +248,7 @@ pub fn store(
     parent: pg_sys::Oid,
     settings: &TableSettings,
 ) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
-    Spi::get_one_with_args::<PgHeapTuple<'static, AllocatedByRust>>(
+    state::write_returning::<PgHeapTuple<'static, AllocatedByRust>>(
         "INSERT INTO partition_predict.config AS c (parent, target_rows, lookahead, min_span, max_span, retention, tablespaces)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6::pg_catalog.interval, $7::pg_catalog.name[])
          RETURNING c",
@@ -243,8 +261,7 @@ pub fn store(
             settings.retention.clone().into(),
             settings.tablespaces.clone().into(),
         ],
-    )?
-    .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
+    )
 }
 
 /// A table's settings as planning uses them, spans in raw key units.

@@ -4,15 +4,15 @@
 
 use pgrx::prelude::*;
 
+use super::state;
 use crate::error::Result;
 use crate::pg::session::as_role;
 
 pub struct Shadow {
     /// The table's name as SQL needs it now, if it still exists as a
     /// standalone table (someone may have dropped or attached it by hand)
-    /// and is one `create::shadow` made for this parent: the dependency it
-    /// recorded in `pg_depend` says so, and only the extension's own code
-    /// writes that catalog (a row of `shadows` naming another table is not
+    /// and is one `create::shadow` made for this parent (`is_shadow_of` in
+    /// `sql/schema.sql`: a row of `shadows` naming another table is never
     /// enough to have it attached or dropped).
     pub current_name: Option<String>,
     /// The name it was created with, for messages.
@@ -59,11 +59,7 @@ fn waiting_of(parent: Option<pg_sys::Oid>) -> Result<Vec<Shadow>> {
         let rows = client.select(
             "SELECT (SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c
                       WHERE c.oid = s.shadow AND NOT c.relispartition
-                        AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                                     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                                       AND d.objid = s.shadow AND d.objsubid = 0
-                                       AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                                       AND d.refobjid = s.parent AND d.deptype = 'a')),
+                        AND partition_predict.is_shadow_of(s.shadow, s.parent)),
                     s.shadow_name, s.range_from, s.range_to,
                     EXISTS (SELECT 1 FROM partition_predict.migrations m
                              WHERE m.parent = s.parent AND m.shadow = s.shadow AND m.active),
@@ -113,7 +109,7 @@ pub struct NewShadow<'a> {
 }
 
 pub fn record(new: NewShadow) -> Result<()> {
-    Spi::run_with_args(
+    state::write(
         "INSERT INTO partition_predict.shadows (parent, shadow, shadow_name, range_from, range_to, range_start, range_end,
                                                 predicted_rows, predicted_bytes, tablespace, origin)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -135,7 +131,7 @@ pub fn record(new: NewShadow) -> Result<()> {
 }
 
 pub fn mark_activated(parent: pg_sys::Oid, from: i64) -> Result<()> {
-    Spi::run_with_args(
+    state::write(
         "UPDATE partition_predict.shadows SET activated_at = pg_catalog.now()
           WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND range_from = $2",
         &[parent.into(), from.into()],
@@ -144,7 +140,7 @@ pub fn mark_activated(parent: pg_sys::Oid, from: i64) -> Result<()> {
 }
 
 pub fn forget(parent: pg_sys::Oid, from: i64) -> Result<()> {
-    Spi::run_with_args(
+    state::write(
         "DELETE FROM partition_predict.shadows WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND range_from = $2",
         &[parent.into(), from.into()],
     )?;
@@ -190,7 +186,8 @@ pub fn bulk_load_target(parent: pg_sys::Oid) -> Result<Option<(bool, Option<pg_s
                              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass),
                     EXISTS (SELECT 1 FROM partition_predict.shadows s
                               JOIN pg_catalog.pg_class c ON c.oid = s.shadow AND NOT c.relispartition
-                             WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL)",
+                             WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.activated_at IS NULL
+                               AND partition_predict.is_shadow_of(s.shadow, s.parent))",
             &[parent.into()],
         )?;
         Ok((managed == Some(true)).then_some((waiting == Some(true), default)))

@@ -5,6 +5,7 @@ use partition_core::{KeyType, PartitionBound};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
+use super::state;
 use crate::error::{PredictError, Result};
 use crate::pg::relation::qualified_name;
 pub use crate::pg::relation::QualifiedName;
@@ -333,7 +334,7 @@ pub fn managed_tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
 
 /// Stops managing a table: its configuration row (and, by cascade, its history).
 pub fn forget(parent: pg_sys::Oid) -> Result<()> {
-    Spi::run_with_args(
+    state::write(
         "DELETE FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
         &[parent.into()],
     )?;

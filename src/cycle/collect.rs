@@ -13,6 +13,7 @@ use partition_core::{KeyType, KeyValue, PartitionBound};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
+use crate::catalog::state;
 use crate::catalog::{PartitionedTable, QualifiedName};
 use crate::error::{PredictError, Result};
 
@@ -387,13 +388,13 @@ impl Session<'_> {
         let since_text = since.map(|m| calendar::format_iso_timestamp(m, true));
         let (buckets, counts): (Vec<String>, Vec<i64>) = fresh.into_iter().unzip();
         self.queries += 2;
-        Spi::run_with_args(
+        state::write(
             "DELETE FROM partition_predict.key_time_counts
               WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2
                 AND ($3::timestamptz IS NULL OR bucket_start >= $3::timestamptz)",
             &[self.table.oid.into(), part.oid.into(), since_text.into()],
         )?;
-        Spi::run_with_args(
+        state::write(
             "INSERT INTO partition_predict.key_time_counts (parent, partition, bucket_start, rows, counted_at)
              SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2, u.b::timestamptz, u.n, pg_catalog.now()
                FROM ROWS FROM (pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[])) AS u(b, n)",
@@ -436,7 +437,7 @@ impl Session<'_> {
         let parent = self.table.oid;
         if !batch.partition.is_empty() {
             self.queries += 1;
-            Spi::run_with_args(
+            state::write(
                 "INSERT INTO partition_predict.samples
                         (parent, partition, partition_name, sampled_at, is_default, rows_inserted, rows_updated,
                          rows_deleted, seq_scans, idx_scans, live_rows, size_bytes, frontier, frontier_raw)
@@ -463,7 +464,7 @@ impl Session<'_> {
         }
         let c = &batch.counters;
         self.queries += 1;
-        Spi::run_with_args(
+        state::write(
             "INSERT INTO partition_predict.partition_counters AS pc
                     (parent, partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
                      own_seq_scans, own_idx_scans)
@@ -496,7 +497,7 @@ impl Session<'_> {
         let current: Vec<pg_sys::Oid> = observed.iter().map(|p| p.oid).collect();
         self.queries += 2;
         for table in ["partition_counters", "key_time_counts"] {
-            Spi::run_with_args(
+            state::write(
                 &format!(
                     "DELETE FROM partition_predict.{table}
                       WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition <> ALL ($2::oid[])"
@@ -512,14 +513,14 @@ impl Session<'_> {
     /// old data is kept as long as real-time data would be).
     fn apply_retention(&mut self) -> Result<()> {
         self.queries += 2;
-        Spi::run_with_args(
+        state::write(
             "DELETE FROM partition_predict.samples s
               USING partition_predict.config c
               WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND c.parent = s.parent
                 AND s.sampled_at < pg_catalog.now() - c.retention",
             &[self.table.oid.into()],
         )?;
-        Spi::run_with_args(
+        state::write(
             "DELETE FROM partition_predict.key_time_counts k
               USING partition_predict.config c
               WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass AND c.parent = k.parent

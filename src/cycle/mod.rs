@@ -24,6 +24,7 @@ use self::plan::ShadowSummary;
 use self::predict::ForecastSummary;
 use crate::act::activate;
 use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::state;
 use crate::catalog::{self, table::managed_tables};
 use crate::error::{or_report, Result};
 use crate::pg::locks::lock_table_steps;
@@ -170,7 +171,7 @@ fn clock() -> Result<String> {
 }
 
 fn record(parent: pg_sys::Oid, started_at: &str, error: Option<&str>) -> Result<()> {
-    Spi::run_with_args(
+    state::write(
         "INSERT INTO partition_predict.table_state AS s
                 (parent, last_cycle_start, last_cycle_end, cycles, failures, last_error, last_error_at)
          SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2::timestamptz, t.now, 1,

@@ -7,6 +7,7 @@ use partition_core::planner::{self, Demand, PlanInput};
 use crate::catalog::shadows::{self, Origin};
 use crate::catalog::{create, history, settings, PartitionedTable};
 use crate::error::Result;
+use crate::gucs;
 
 /// At most this many shadows are created in one cycle, to bound its cost.
 const MAX_CREATED_PER_CYCLE: usize = 48;
@@ -91,7 +92,8 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         max_span: settings.max_span,
         horizon_end,
     });
-    for range in plan.into_iter().take(MAX_CREATED_PER_CYCLE) {
+    let room = gucs::max_shadows_per_table().saturating_sub(kept.len());
+    for range in plan.into_iter().take(MAX_CREATED_PER_CYCLE.min(room)) {
         create::shadow(table, &range, Origin::Forecast)?;
         summary.created += 1;
     }

@@ -17,6 +17,7 @@ use pgrx::prelude::*;
 use serde_json::json;
 
 use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::state;
 use crate::catalog::{history, settings, PartitionedTable};
 use crate::error::{PredictError, Result};
 use crate::gucs;
@@ -223,7 +224,7 @@ fn load_learned(table: &PartitionedTable, series: &str) -> Result<Learned> {
 }
 
 fn save_learned(table: &PartitionedTable, series: &str, learned: &Learned) -> Result<()> {
-    Spi::run_with_args(
+    state::write(
         "INSERT INTO partition_predict.series_state AS s (parent, series, model, margin, predictions_since_selection, updated_at)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, pg_catalog.now())
          ON CONFLICT (parent, series) DO UPDATE
@@ -314,7 +315,7 @@ fn score(table: &PartitionedTable, prepared: &Prepared) -> Result<Vec<(Scored, i
         actuals.push(actual);
     }
     if !made.is_empty() {
-        Spi::run_with_args(
+        state::write(
             "UPDATE partition_predict.forecast_log f
                 SET actual_rows = u.actual, scored_at = pg_catalog.now()
                FROM ROWS FROM (pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::int[]),
@@ -396,7 +397,7 @@ fn write_forecast(
         .collect();
     let (range_start, range_end, scale) = key_ranges(table, prepared, prediction)?;
     let scaled = |values: &[f64]| -> Vec<f64> { values.iter().map(|v| v * scale).collect() };
-    Spi::run_with_args(
+    state::write(
         "INSERT INTO partition_predict.forecast_log
                 (parent, series, made_at, step_start, step_end, horizon, range_start, range_end,
                  predicted_rows, lower_rows, upper_rows, naive_rows, model)

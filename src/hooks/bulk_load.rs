@@ -17,6 +17,7 @@ use crate::catalog::shadows;
 use crate::gucs;
 use crate::pg::backend;
 use crate::pg::locks::holds_any_lock_on;
+use crate::pg::relation::{current_user_may, Privilege};
 use crate::pg::subxact::try_in_subtransaction;
 use crate::shmem::requests::{self, Ask};
 
@@ -47,6 +48,11 @@ fn inserted_by_this_transaction(relation: Option<pg_sys::Oid>) -> i64 {
 /// means the load runs as it would without the extension.
 pub fn before_bulk_load(parent: pg_sys::Oid) -> Option<Watched> {
     if !gucs::enabled() || super::ingesting_here() {
+        return None;
+    }
+    // The hooks run before PostgreSQL's own permission check of the load:
+    // a role that may not write the table gets nothing done for it.
+    if !current_user_may(parent, Privilege::Insert) {
         return None;
     }
     if !backend::extension_installed() || requests::worker_here().is_none() {

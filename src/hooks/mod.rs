@@ -29,6 +29,9 @@ static MIGRATING_HERE: AtomicBool = AtomicBool::new(false);
 /// Set while this backend runs ingest's own statements: its INSERT is not
 /// a bulk load for the hooks to prepare (ingest prepared it).
 static INGESTING_HERE: AtomicBool = AtomicBool::new(false);
+/// Set while this backend attaches a shadow: the one ATTACH PARTITION the
+/// utility hook lets through on a table whose rows are being moved.
+static ATTACHING_HERE: AtomicBool = AtomicBool::new(false);
 
 fn standing_aside<R>(flag: &'static AtomicBool, f: impl FnOnce() -> R) -> R {
     struct Reset(&'static AtomicBool, bool);
@@ -50,6 +53,15 @@ pub fn as_migrator<R>(f: impl FnOnce() -> R) -> R {
 /// Runs `f` as `ingest`: its load is not taken for a bulk load to prepare.
 pub fn while_ingesting<R>(f: impl FnOnce() -> R) -> R {
     standing_aside(&INGESTING_HERE, f)
+}
+
+/// Runs `f`, the extension's own ATTACH of a shadow.
+pub fn as_attacher<R>(f: impl FnOnce() -> R) -> R {
+    standing_aside(&ATTACHING_HERE, f)
+}
+
+fn attaching_here() -> bool {
+    ATTACHING_HERE.load(Ordering::Relaxed)
 }
 
 fn migrating_here() -> bool {

@@ -230,6 +230,18 @@ unsafe fn read_shadow_too(rte: *mut pg_sys::RangeTblEntry, o: &Override) {
         if relation.is_null() {
             return;
         }
+        // The migration published a shadow it verified; a table that has
+        // since changed hands is not read as the parent's rows.
+        let shadow_relation = pg_sys::RelationIdGetRelation(shadow);
+        let same_owner = !shadow_relation.is_null()
+            && (*(*shadow_relation).rd_rel).relowner == (*(*relation).rd_rel).relowner;
+        if !shadow_relation.is_null() {
+            pg_sys::RelationClose(shadow_relation);
+        }
+        if !same_owner {
+            pg_sys::RelationClose(relation);
+            return;
+        }
         let descriptor = (*relation).rd_att;
         let columns: Vec<String> = (*descriptor)
             .attrs

@@ -1,5 +1,7 @@
 //! The ProcessUtility hook: a `COPY … FROM` into a managed parent is a bulk
-//! load (see `bulk_load`).
+//! load (see `bulk_load`); `ATTACH`/`DETACH PARTITION` on a table whose rows
+//! are being moved out of DEFAULT waits for no one and is refused (the move
+//! reads DEFAULT and the shadow by OID, and its last step attaches).
 
 use std::ffi::c_char;
 
@@ -7,7 +9,10 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::bulk_load;
+use crate::error::PredictError;
 use crate::pg::relation::is_partitioned_table;
+use crate::pg::relation::qualified_name;
+use crate::shmem::routing;
 
 static mut PREVIOUS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
@@ -40,6 +45,42 @@ unsafe fn copy_from_target(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::Oi
     }
 }
 
+/// The table an `ALTER TABLE … ATTACH/DETACH PARTITION` changes, if that is
+/// what `pstmt` is.
+unsafe fn partitions_changed(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
+    unsafe {
+        let node = (*pstmt).utilityStmt;
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_AlterTableStmt {
+            return None;
+        }
+        let alter = node as *mut pg_sys::AlterTableStmt;
+        if (*alter).relation.is_null() {
+            return None;
+        }
+        let changes_partitions = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*alter).cmds)
+            .iter_ptr()
+            .any(|cmd| {
+                matches!(
+                    (*cmd).subtype,
+                    pg_sys::AlterTableType::AT_AttachPartition
+                        | pg_sys::AlterTableType::AT_DetachPartition
+                        | pg_sys::AlterTableType::AT_DetachPartitionFinalize
+                )
+            });
+        if !changes_partitions {
+            return None;
+        }
+        let oid = pg_sys::RangeVarGetRelidExtended(
+            (*alter).relation,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        (oid != pg_sys::InvalidOid).then_some(oid)
+    }
+}
+
 #[pg_guard]
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn process_utility(
@@ -52,6 +93,16 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    if !super::attaching_here() {
+        if let Some(parent) = unsafe { partitions_changed(pstmt) } {
+            if routing::override_of(parent).is_some() {
+                let name = qualified_name(parent)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| parent.to_u32().to_string());
+                PredictError::MigrationInProgress(name).report();
+            }
+        }
+    }
     let watched = unsafe { copy_from_target(pstmt) }.and_then(bulk_load::before_bulk_load);
     unsafe {
         match PREVIOUS_UTILITY {

@@ -200,6 +200,11 @@ pub fn in_own_transaction<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
 /// Whether the extension is installed in this database (a worker may run
 /// where it was never created, or dropped).
 pub fn extension_installed() -> bool {
+    extension_oid().is_some()
+}
+
+/// The OID of the extension in this database, if it is installed.
+pub fn extension_oid() -> Option<pg_sys::Oid> {
     let oid = unsafe { pg_sys::get_extension_oid(c"pg_partition_predict".as_ptr(), true) };
-    oid != pg_sys::InvalidOid
+    (oid != pg_sys::InvalidOid).then_some(oid)
 }

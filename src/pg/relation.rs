@@ -109,8 +109,11 @@ pub fn drop_along_with(dependent: pg_sys::Oid, referenced: pg_sys::Oid) {
     }
 }
 
-/// Undoes `drop_along_with`.
-pub fn no_longer_drop_along_with(dependent: pg_sys::Oid, referenced: pg_sys::Oid) {
+/// After `ATTACH PARTITION` of a table `drop_along_with` was recorded for:
+/// PostgreSQL records the same automatic dependency of a partition on its
+/// parent, so the pair now has two identical rows. One is kept, as for any
+/// partition (DETACH removes it; the detached table then outlives the parent).
+pub fn keep_one_dependency(dependent: pg_sys::Oid, referenced: pg_sys::Oid) {
     unsafe {
         pg_sys::deleteDependencyRecordsForSpecific(
             pg_sys::RelationRelationId,
@@ -119,7 +122,25 @@ pub fn no_longer_drop_along_with(dependent: pg_sys::Oid, referenced: pg_sys::Oid
             pg_sys::RelationRelationId,
             referenced,
         );
-        // Later statements of this transaction must see the change.
-        pg_sys::CommandCounterIncrement();
+    }
+    drop_along_with(dependent, referenced);
+}
+
+/// The privileges `current_user_may` checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    Select,
+    Insert,
+}
+
+/// Whether the current user holds `privilege` on relation `oid` (as a
+/// statement would be checked, before it runs).
+pub fn current_user_may(oid: pg_sys::Oid, privilege: Privilege) -> bool {
+    let mode = match privilege {
+        Privilege::Select => pg_sys::ACL_SELECT,
+        Privilege::Insert => pg_sys::ACL_INSERT,
+    } as pg_sys::AclMode;
+    unsafe {
+        pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), mode) == pg_sys::AclResult::ACLCHECK_OK
     }
 }

@@ -158,12 +158,21 @@ pub fn any_active() -> bool {
 
 /// Makes the override of a migration visible to every backend (replacing
 /// the parent's previous one, if any) and durable.
-pub fn publish(entry: Override) -> Result<()> {
+pub fn publish(entry: Override, per_database: usize) -> Result<()> {
     let mut registry = REGISTRY.exclusive();
-    let slot = registry
+    let replacing = registry
         .overrides
         .iter()
-        .position(|o| o.database == entry.database && o.parent == entry.parent)
+        .position(|o| o.database == entry.database && o.parent == entry.parent);
+    let in_database = registry
+        .overrides
+        .iter()
+        .filter(|o| o.in_use() && o.database == entry.database)
+        .count();
+    if replacing.is_none() && in_database >= per_database {
+        return Err(PredictError::TooManyOverrides(per_database));
+    }
+    let slot = replacing
         .or_else(|| registry.overrides.iter().position(|o| !o.in_use()))
         .ok_or(PredictError::TooManyOverrides(MAX_OVERRIDES))?;
     let previous = registry.overrides[slot];
@@ -192,6 +201,24 @@ pub fn withdraw(parent: pg_sys::Oid) -> Result<()> {
         ACTIVE.get().store(registry.active(), Ordering::Release);
     }
     Ok(())
+}
+
+/// Removes every override of databases not in `existing` (a dropped
+/// database's migrations can never finish); how many.
+pub fn withdraw_other_databases(existing: &[u32]) -> Result<usize> {
+    let mut registry = REGISTRY.exclusive();
+    let mut removed = 0;
+    for o in registry.overrides.iter_mut() {
+        if o.in_use() && !existing.contains(&o.database) {
+            *o = Override::default();
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        write_state_file(&registry)?;
+        ACTIVE.get().store(registry.active(), Ordering::Release);
+    }
+    Ok(removed)
 }
 
 /// Marks the override of `parent` as attaching (or not any more).

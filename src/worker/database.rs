@@ -8,6 +8,7 @@ use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 
 use crate::act::{activate, migrate};
+use crate::catalog::state;
 use crate::cycle::{self, Steps};
 use crate::gucs;
 use crate::pg::backend::{self, in_own_transaction};
@@ -82,7 +83,7 @@ fn serve_requests(state: &mut WorkerState) {
             let outcome = in_own_transaction("a table's cycle after a bulk load", || {
                 cycle::run_isolated(request.parent, Steps::Cycle)
             });
-            move_rows_out_of_default(request.parent, migrate::Caller::WorkerAfterLoad);
+            move_rows_out_of_default(state, request.parent, migrate::Caller::WorkerAfterLoad);
             record_outcome(state, outcome);
         }
     }
@@ -118,7 +119,7 @@ fn run_cycles(state: &mut WorkerState) {
         let outcome = in_own_transaction("a table's cycle", || {
             cycle::run_isolated(parent, Steps::Cycle)
         });
-        move_rows_out_of_default(parent, migrate::Caller::Worker);
+        move_rows_out_of_default(state, parent, migrate::Caller::Worker);
         record_outcome(state, outcome);
         // A bulk load waiting for shadows should not wait for every table.
         serve_requests(state);
@@ -131,7 +132,7 @@ fn run_cycles(state: &mut WorkerState) {
 
 /// Rows found in DEFAULT are moved where they belong at once, each step of
 /// the migration in a transaction of its own.
-fn move_rows_out_of_default(parent: pg_sys::Oid, caller: migrate::Caller) {
+fn move_rows_out_of_default(state: &mut WorkerState, parent: pg_sys::Oid, caller: migrate::Caller) {
     backend::set_activity("moving rows out of DEFAULT");
     loop {
         if backend::shutdown_requested() {
@@ -140,8 +141,14 @@ fn move_rows_out_of_default(parent: pg_sys::Oid, caller: migrate::Caller) {
         let next = in_own_transaction("moving rows out of DEFAULT", || {
             migrate::step_isolated(parent, caller)
         });
-        if next != Some(migrate::Next::Again) {
-            return;
+        match next {
+            Some(migrate::Next::Again) => {}
+            Some(migrate::Next::Failed(error)) => {
+                state.errors += 1;
+                state.last_error = Some(error);
+                return;
+            }
+            _ => return,
         }
     }
 }
@@ -157,7 +164,7 @@ fn report(state: &mut WorkerState, activity: &str, cycle_mark: Option<&str>) {
                 "SELECT a.backend_start::text FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()",
             )?;
         }
-        Spi::run_with_args(
+        state::write(
             "INSERT INTO partition_predict.worker_state AS w
                     (database, pid, state, started_at, last_cycle_start, last_cycle_end, cycles, errors, last_error)
              VALUES (pg_catalog.current_database(), pg_catalog.pg_backend_pid(), $1, $2::timestamptz,

@@ -133,6 +133,35 @@ fn a_plain_drop_table_takes_the_shadows_along() {
         1,
         "a detached partition went with its former parent"
     );
+
+    // Attached shadows go with their parent, as any partition does.
+    managed_table_with_shadows(&mut client, "r19");
+    client
+        .batch_execute(
+            "SELECT partition_predict.activate('r19', '2026-11-08'::timestamptz);
+             INSERT INTO r19 (ts) VALUES ('2026-11-08 00:30+00');",
+        )
+        .unwrap();
+    assert!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.partitions
+              WHERE parent = 'r19'::regclass AND state = 'active' AND activated_at IS NOT NULL"
+        ) >= 1
+    );
+    client.batch_execute("DROP TABLE r19").unwrap();
+    assert_eq!(
+        relations_named_like(&mut client, "r19%"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM pg_inherits i WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = i.inhparent)"
+        ),
+        0,
+        "a partition outlived its parent"
+    );
 }
 
 #[test]

@@ -1,0 +1,51 @@
+//! Writes to the extension's state tables. No role is granted INSERT,
+//! UPDATE or DELETE on them (`sql/schema.sql`): every write is one of the
+//! extension's own statements, run here as the extension's owner, whoever
+//! called and whatever role the cycle acts as. Reads stay with the caller,
+//! under the tables' row-level security.
+
+use std::cell::Cell;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+
+use crate::error::{PredictError, Result};
+use crate::pg::backend;
+use crate::pg::session::as_role;
+
+thread_local! {
+    /// `(extension OID, its owner)`: the owner of the extension as it is now.
+    static OWNER: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+fn extension_owner() -> Result<pg_sys::Oid> {
+    let extension = backend::extension_oid().ok_or_else(|| {
+        PredictError::Internal("extension pg_partition_predict is not installed".into())
+    })?;
+    if let Some((cached, owner)) = OWNER.get() {
+        if cached == extension {
+            return Ok(owner);
+        }
+    }
+    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT extowner FROM pg_catalog.pg_extension WHERE oid = $1)",
+        &[extension.into()],
+    )?
+    .ok_or_else(|| PredictError::Internal("extension pg_partition_predict has no owner".into()))?;
+    OWNER.set(Some((extension, owner)));
+    Ok(owner)
+}
+
+/// Runs one of the extension's own writes to its state.
+pub fn write(sql: &str, args: &[DatumWithOid]) -> Result<()> {
+    let owner = extension_owner()?;
+    as_role(owner, || Spi::run_with_args(sql, args))?;
+    Ok(())
+}
+
+/// As `write`, for an `INSERT … RETURNING` of one value.
+pub fn write_returning<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> Result<T> {
+    let owner = extension_owner()?;
+    as_role(owner, || Spi::get_one_with_args::<T>(sql, args))?
+        .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
+}
