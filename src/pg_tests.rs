@@ -417,7 +417,12 @@ mod tests {
             one::<i64>("SELECT count(*) FROM partition_predict.config"),
             Some(0)
         );
-        run("UPDATE partition_predict.config SET target_rows = 1");
+        // Not even directly: no role may write the extension's state.
+        assert_refused(
+            "UPDATE partition_predict.config SET target_rows = 1",
+            "42501",
+            "permission denied",
+        );
         run("RESET ROLE");
         assert_eq!(
             one::<i64>("SELECT target_rows FROM partition_predict.config"),
@@ -702,5 +707,107 @@ mod tests {
             one::<i64>("SELECT count(*) FROM partition_predict.routing_overrides"),
             Some(0)
         );
+    }
+
+    /// Every SQL function with NULL in each argument, and with the OID of a
+    /// table that does not exist: a proper SQLSTATE, never an internal error.
+    #[pg_test]
+    fn every_function_answers_null_and_dropped_oids_with_a_proper_sqlstate() {
+        run("CREATE TABLE swept (k bigint NOT NULL) PARTITION BY RANGE (k)");
+        run("SELECT partition_predict.manage('swept')");
+        run("CREATE TABLE batch (k bigint NOT NULL)");
+        let gone = "'4000000000'::oid::regclass";
+        let calls: Vec<(String, &str)> = vec![
+            ("partition_predict.manage(NULL)".into(), "22004"),
+            (
+                "partition_predict.manage('swept', target_rows => NULL)".into(),
+                "22004",
+            ),
+            (
+                "partition_predict.manage('swept', lookahead => NULL)".into(),
+                "42710",
+            ),
+            (
+                "partition_predict.manage('swept', tablespaces => ARRAY[NULL]::text[])".into(),
+                "22004",
+            ),
+            (format!("partition_predict.manage({gone})"), "42P01"),
+            ("partition_predict.unmanage(NULL)".into(), "none"),
+            (format!("partition_predict.unmanage({gone})"), "42P01"),
+            ("partition_predict.partition_bounds(NULL)".into(), "none"),
+            (
+                format!("partition_predict.partition_bounds({gone})"),
+                "none",
+            ),
+            ("partition_predict.collect_stats(NULL)".into(), "none"),
+            (format!("partition_predict.collect_stats({gone})"), "42P01"),
+            ("partition_predict.forecast(NULL)".into(), "none"),
+            (format!("partition_predict.forecast({gone})"), "42P01"),
+            ("partition_predict.prepartition(NULL)".into(), "none"),
+            (format!("partition_predict.prepartition({gone})"), "42P01"),
+            ("partition_predict.run_cycle(NULL)".into(), "none"),
+            (format!("partition_predict.run_cycle({gone})"), "42P01"),
+            ("partition_predict.activate(NULL)".into(), "22004"),
+            (
+                "partition_predict.activate('swept', NULL::text)".into(),
+                "none",
+            ),
+            (format!("partition_predict.activate({gone})"), "42P01"),
+            ("partition_predict.force_replan(NULL)".into(), "none"),
+            (format!("partition_predict.force_replan({gone})"), "42P01"),
+            ("partition_predict.migration_step(NULL)".into(), "22004"),
+            (
+                "partition_predict.migration_step('swept', NULL)".into(),
+                "22004",
+            ),
+            (format!("partition_predict.migration_step({gone})"), "42P01"),
+            (
+                "partition_predict.ingest_prepare(NULL, 'batch')".into(),
+                "22004",
+            ),
+            (
+                "partition_predict.ingest_prepare('swept', NULL)".into(),
+                "22004",
+            ),
+            // Inside a test's transaction ingest stops at its first check
+            // (it commits between stages); tests/integration checks the rest.
+            (
+                format!("partition_predict.ingest_prepare({gone}, 'batch')"),
+                "25001",
+            ),
+            (
+                format!("partition_predict.ingest_prepare('swept', {gone})"),
+                "25001",
+            ),
+            (
+                "partition_predict.ingest_activate(NULL, 'x')".into(),
+                "none",
+            ),
+            (
+                "partition_predict.ingest_activate('swept', NULL)".into(),
+                "none",
+            ),
+            (
+                format!("partition_predict.ingest_activate({gone}, 'x')"),
+                "42P01",
+            ),
+            (
+                "partition_predict.ingest_load(NULL, 'batch', 0, 0, 'now')".into(),
+                "none",
+            ),
+            (
+                format!("partition_predict.ingest_load('swept', {gone}, 0, 0, 'now')"),
+                "42P01",
+            ),
+        ];
+        for (call, expected) in calls {
+            let sql = format!("SELECT * FROM {call}");
+            let (state, message) = error_of(&sql);
+            assert!(
+                !state.starts_with("XX"),
+                "{sql}: internal error {state} {message}"
+            );
+            assert_eq!(state, expected, "{sql}: {message}");
+        }
     }
 }

@@ -165,6 +165,18 @@ impl Cluster {
             .expect("connect")
     }
 
+    /// A connection as `role` (the cluster trusts local connections).
+    pub fn connect_as(&self, database: &str, role: &str) -> postgres::Client {
+        let mut config = self.config(database);
+        config.user(role);
+        config.connect(postgres::NoTls).expect("connect")
+    }
+
+    /// A file of the data directory, as text ('' if it does not exist).
+    pub fn data_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.data_dir().join(name)).unwrap_or_default()
+    }
+
     /// A connection, or `None` while the server does not accept one (crash recovery).
     pub fn try_connect(&self, database: &str) -> Option<postgres::Client> {
         self.config(database).connect(postgres::NoTls).ok()

@@ -4,14 +4,58 @@
 
 use postgres::Client;
 
-use crate::cluster::{flush_stats, scalar_i64, Cluster};
+use std::time::Duration;
+
+use crate::cluster::{flush_stats, scalar_i64, wait_for, Cluster};
 
 const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
+/// A worker that cycles when it starts or the configuration is reloaded.
+const IDLE_WORKER: &[&str] = &[
+    "pg_partition_predict.database = 'postgres'",
+    "pg_partition_predict.naptime = 3600",
+];
+
+/// `ev` with 3,000 rows in DEFAULT, a migration out of it started by hand
+/// and 1,000 rows moved into its shadow.
+fn migration_under_way(client: &mut Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE ev (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE ev_low PARTITION OF ev FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('ev', target_rows => 100000);
+             INSERT INTO ev SELECT g, 1000000 + g FROM generate_series(0, 2999) g;",
+        )
+        .unwrap();
+    for _ in 0..3 {
+        let next: String = client
+            .query_one("SELECT partition_predict.migration_step('ev', 1000)", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(next, "again");
+    }
+    assert_eq!(
+        scalar_i64(
+            client,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ),
+        1
+    );
+}
+
+/// Overrides listed in the routing state file (its first line is a header).
+fn overrides_in_state_file(cluster: &Cluster) -> usize {
+    cluster
+        .data_file("pg_partition_predict.routing")
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
 
 /// The table of the report that asked for this: a serial id (its default
 /// uses a sequence the table owns), a week of minute data in one
 /// partition, managed, one cycle run so shadows wait for the next days.
-fn managed_table_with_shadows(client: &mut Client, table: &str) {
+pub(crate) fn managed_table_with_shadows(client: &mut Client, table: &str) {
     client
         .batch_execute(&format!(
             "CREATE TABLE {table} (id bigserial, ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
@@ -30,7 +74,7 @@ fn managed_table_with_shadows(client: &mut Client, table: &str) {
 }
 
 /// OIDs of the shadows waiting (standalone, never attached).
-fn waiting_shadows(client: &mut Client) -> Vec<u32> {
+pub(crate) fn waiting_shadows(client: &mut Client) -> Vec<u32> {
     client
         .query(
             "SELECT s.shadow FROM partition_predict.shadows s
@@ -309,4 +353,120 @@ fn a_renamed_table_stays_managed_and_its_new_shadows_take_the_new_name() {
         relations_named_like(&mut client, "orders%"),
         Vec::<String>::new()
     );
+}
+
+#[test]
+fn drop_table_mid_migration_leaves_nothing_behind_across_a_restart() {
+    let cluster = Cluster::start_with(true, IDLE_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    migration_under_way(&mut client);
+    let shadows: Vec<u32> = client
+        .query("SELECT shadow FROM partition_predict.migrations", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(overrides_in_state_file(&cluster), 1);
+    client.batch_execute("DROP TABLE ev").unwrap();
+    assert_eq!(
+        existing(&mut client, &shadows),
+        0,
+        "the moved rows outlived their table"
+    );
+    drop(client);
+    cluster.stop_fast();
+    cluster.start_again();
+    // The worker's first cycle after the start withdraws the orphan override.
+    wait_for(
+        "the override to be withdrawn",
+        Duration::from_secs(30),
+        || (overrides_in_state_file(&cluster) == 0).then_some(()),
+    );
+    let mut client = cluster.connect("postgres");
+    assert_eq!(
+        relations_named_like(&mut client, "ev%"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.migrations"
+        ),
+        0
+    );
+}
+
+#[test]
+fn detach_waits_for_a_migration_and_rename_does_not_disturb_it() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    migration_under_way(&mut client);
+    for sql in [
+        "ALTER TABLE ev DETACH PARTITION ev_low",
+        "ALTER TABLE ev DETACH PARTITION ev_default",
+        "CREATE TABLE ev_new (id bigint NOT NULL, k bigint NOT NULL);
+         ALTER TABLE ev ATTACH PARTITION ev_new FOR VALUES FROM (5000000) TO (6000000)",
+    ] {
+        let refused = client.batch_execute(sql).unwrap_err();
+        assert_eq!(
+            refused.code().map(|c| c.code()),
+            Some("55006"),
+            "{sql}: {refused}"
+        );
+    }
+    client
+        .batch_execute(
+            "ALTER TABLE ev RENAME TO events;
+             ALTER TABLE ev_default RENAME TO events_default;",
+        )
+        .unwrap();
+    client
+        .batch_execute("CALL partition_predict.migrate_default('events')")
+        .unwrap();
+    assert_eq!(scalar_i64(&mut client, "SELECT count(*) FROM events"), 3000);
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM ONLY events_default"),
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ),
+        0
+    );
+    // Once the move is over, partitions are the DBA's to change again.
+    client
+        .batch_execute("ALTER TABLE events DETACH PARTITION ev_low")
+        .unwrap();
+}
+
+#[test]
+fn drop_database_mid_migration_frees_its_routing_slot() {
+    let cluster = Cluster::start_with(true, IDLE_WORKER);
+    let mut admin = cluster.connect("postgres");
+    admin
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE doomed").unwrap();
+    let mut doomed = cluster.connect("doomed");
+    doomed
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    migration_under_way(&mut doomed);
+    drop(doomed);
+    assert_eq!(overrides_in_state_file(&cluster), 1);
+    admin
+        .batch_execute("DROP DATABASE doomed WITH (FORCE)")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    wait_for("the slot to be freed", Duration::from_secs(30), || {
+        (overrides_in_state_file(&cluster) == 0).then_some(())
+    });
 }

@@ -8,5 +8,6 @@ mod foundation;
 mod ingest;
 mod lifecycle;
 mod migration;
+mod security;
 mod shadows;
 mod workers;

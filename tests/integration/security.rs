@@ -1,0 +1,389 @@
+//! A hostile, non-superuser table owner (`mallory`) against the extension,
+//! beside a superuser's data. Each attack must be refused with a clear
+//! error or have no effect; the superuser's data is never read, changed,
+//! blocked or dropped.
+//!
+//! The attacks: forging the extension's state (every state table, and in
+//! particular a migration or shadow naming another role's table, a
+//! DEFAULT partition naming one, a name to splice into SQL); calling each
+//! function on another role's table; `ingest` from a table she cannot read;
+//! a `COPY` into a table she may not write, hoping the worker prepares it;
+//! `DROP EXTENSION`; taking every routing slot; asking for endless shadows;
+//! reading another role's migrations through `routing_overrides`; making
+//! the worker fail quietly.
+
+use std::time::Duration;
+
+use postgres::Client;
+
+use crate::cluster::{flush_stats, scalar_i64, wait_for, Cluster};
+use crate::lifecycle::{managed_table_with_shadows, waiting_shadows};
+
+const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
+/// A worker that runs a cycle when it starts or the configuration is
+/// reloaded, and otherwise only serves requests.
+const IDLE_WORKER: &[&str] = &[
+    "pg_partition_predict.database = 'postgres'",
+    "pg_partition_predict.naptime = 3600",
+];
+
+const STATE_TABLES: [&str; 11] = [
+    "config",
+    "table_state",
+    "samples",
+    "partition_counters",
+    "key_time_counts",
+    "alert_log",
+    "forecast_log",
+    "series_state",
+    "shadows",
+    "migrations",
+    "ingests",
+];
+
+fn sqlstate<T>(result: Result<T, postgres::Error>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(e) => e
+            .code()
+            .map(|c| c.code().to_string())
+            .unwrap_or_else(|| format!("no SQLSTATE: {e}")),
+    }
+}
+
+/// The superuser's `secret` (no privileges for anyone, row-level security
+/// that hides every row), and mallory, who may create tables.
+fn superuser_with_a_secret(cluster: &Cluster) -> Client {
+    let mut admin = cluster.connect("postgres");
+    admin
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_partition_predict;
+             CREATE ROLE mallory LOGIN;
+             GRANT CREATE ON SCHEMA public TO mallory;
+             CREATE TABLE secret (id int, payload text);
+             INSERT INTO secret SELECT g, 'classified ' || g FROM generate_series(1, 100) g;
+             REVOKE ALL ON secret FROM PUBLIC;
+             ALTER TABLE secret ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE secret FORCE ROW LEVEL SECURITY;
+             CREATE POLICY nobody ON secret USING (false);",
+        )
+        .unwrap();
+    admin
+}
+
+/// A table of `owner`'s (connected as them) with `rows` rows in DEFAULT.
+fn table_with_rows_in_default(client: &mut Client, table: &str, rows: i64) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE {table}_low PARTITION OF {table} FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('{table}', target_rows => 100000);
+             INSERT INTO {table} SELECT g, 1000000 + g FROM generate_series(0, {rows} - 1) g;"
+        ))
+        .unwrap();
+}
+
+/// Steps the migration of `table` by hand until rows have moved.
+fn migration_under_way(client: &mut Client, table: &str) {
+    for _ in 0..3 {
+        let next: String = client
+            .query_one(
+                &format!("SELECT partition_predict.migration_step('{table}', 1000)"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(next, "again");
+    }
+}
+
+#[test]
+fn only_the_extension_writes_its_state() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    table_with_rows_in_default(&mut mallory, "m", 3000);
+
+    for table in STATE_TABLES {
+        for sql in [
+            format!("INSERT INTO partition_predict.{table} DEFAULT VALUES"),
+            format!("UPDATE partition_predict.{table} SET parent = parent"),
+            format!("DELETE FROM partition_predict.{table}"),
+        ] {
+            assert_eq!(sqlstate(mallory.batch_execute(&sql)), "42501", "{sql}");
+        }
+    }
+    // The forgeries of the report, one by one: a migration whose shadow and
+    // DEFAULT are the superuser's table, a shadow naming it, a name to splice.
+    for forged in [
+        "INSERT INTO partition_predict.migrations (parent, shadow, shadow_name, default_partition,
+                 range_from, range_to, range_start, range_end, state)
+         VALUES ('m', 'secret'::regclass, 'secret', 'secret'::regclass, 1000000, 2000000, '1000000', '2000000', 'moving')",
+        "INSERT INTO partition_predict.shadows (parent, shadow, shadow_name, range_from, range_to,
+                 range_start, range_end, predicted_rows)
+         VALUES ('m', 'secret'::regclass, 'public.secret; DROP TABLE secret', 1000000, 2000000, '1000000', '2000000', 0)",
+        "UPDATE partition_predict.config SET target_rows = 1 WHERE parent = 'm'::regclass",
+    ] {
+        assert_eq!(sqlstate(mallory.batch_execute(forged)), "42501", "{forged}");
+    }
+
+    // Her own migration works, and reads only her rows.
+    migration_under_way(&mut mallory, "m");
+    assert_eq!(scalar_i64(&mut mallory, "SELECT count(*) FROM m"), 3000);
+    assert_eq!(
+        sqlstate(mallory.query("SELECT * FROM secret", &[])),
+        "42501"
+    );
+    // The superuser's writes are not held up by it.
+    admin
+        .batch_execute(
+            "SET statement_timeout = '5s';
+             UPDATE secret SET payload = payload WHERE id = 1;
+             DELETE FROM secret WHERE id = 100;
+             RESET statement_timeout;",
+        )
+        .unwrap();
+    mallory
+        .batch_execute("CALL partition_predict.migrate_default('m')")
+        .unwrap();
+    assert_eq!(scalar_i64(&mut mallory, "SELECT count(*) FROM m"), 3000);
+    admin
+        .batch_execute("SELECT partition_predict.unmanage('m')")
+        .unwrap();
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM secret"), 99);
+}
+
+#[test]
+fn another_roles_tables_are_out_of_reach() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    managed_table_with_shadows(&mut admin, "victim");
+    let shadow: String = admin
+        .query_one(
+            "SELECT partition::text FROM partition_predict.partitions
+              WHERE parent = 'victim'::regclass AND state = 'shadow' LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    table_with_rows_in_default(&mut mallory, "m", 10);
+
+    for sql in [
+        "SELECT partition_predict.manage('victim')".to_string(),
+        "SELECT partition_predict.unmanage('victim')".to_string(),
+        "SELECT * FROM partition_predict.run_cycle('victim')".to_string(),
+        "SELECT * FROM partition_predict.collect_stats('victim')".to_string(),
+        "SELECT * FROM partition_predict.prepartition('victim')".to_string(),
+        "SELECT partition_predict.activate('victim')".to_string(),
+        "SELECT partition_predict.migration_step('victim')".to_string(),
+        "SELECT partition_predict.force_replan('victim')".to_string(),
+        format!("SELECT partition_predict.ingest_activate('victim', '{shadow}')"),
+        "CALL partition_predict.ingest('m', 'secret')".to_string(),
+        "DROP EXTENSION pg_partition_predict".to_string(),
+    ] {
+        assert_eq!(sqlstate(mallory.batch_execute(&sql)), "42501", "{sql}");
+    }
+    // A source that no longer exists is a clear error too.
+    assert_eq!(
+        sqlstate(
+            mallory.batch_execute("CALL partition_predict.ingest('m', 4000000000::oid::regclass)")
+        ),
+        "42P01"
+    );
+    // Everything-at-once calls and the views cover her tables only.
+    let cycled: Vec<String> = mallory
+        .query(
+            "SELECT parent::text FROM partition_predict.run_cycle()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cycled, vec!["m".to_string()]);
+    assert_eq!(
+        scalar_i64(
+            &mut mallory,
+            "SELECT count(*) FROM partition_predict.partitions WHERE parent::text <> 'm'"
+        ),
+        0
+    );
+    // Nothing of the superuser's changed.
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM secret"), 100);
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            &format!("SELECT count(*) FROM pg_inherits WHERE inhrelid = '{shadow}'::regclass")
+        ),
+        0,
+        "the superuser's shadow was attached"
+    );
+}
+
+#[test]
+fn a_load_the_role_may_not_run_prepares_nothing() {
+    let cluster = Cluster::start_with(true, IDLE_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    managed_table_with_shadows(&mut admin, "victim");
+    let waiting = waiting_shadows(&mut admin);
+    assert!(!waiting.is_empty());
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    let copied = mallory.copy_in::<str>("COPY victim (ts) FROM STDIN");
+    assert_eq!(sqlstate(copied), "42501");
+    // Had the hook asked the worker to prepare the load, it would have
+    // attached every waiting shadow within a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(waiting_shadows(&mut admin), waiting);
+}
+
+#[test]
+fn resources_are_bounded_per_database_and_per_table() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = ''",
+            "pg_partition_predict.max_migrations_per_database = 2",
+            "pg_partition_predict.max_shadows_per_table = 20",
+        ],
+    );
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    for table in ["m1", "m2", "m3"] {
+        table_with_rows_in_default(&mut mallory, table, 10);
+    }
+    for table in ["m1", "m2"] {
+        let next: String = mallory
+            .query_one(
+                &format!("SELECT partition_predict.migration_step('{table}')"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(next, "again");
+    }
+    let refused = mallory
+        .query_one("SELECT partition_predict.migration_step('m3')", &[])
+        .unwrap_err();
+    let db = refused.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "53400", "{db:?}");
+    assert!(db.message().contains("max_migrations_per_database"));
+
+    // Another database keeps its own slots.
+    admin.batch_execute("CREATE DATABASE other").unwrap();
+    let mut elsewhere = cluster.connect("other");
+    elsewhere
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    table_with_rows_in_default(&mut elsewhere, "ev", 10);
+    let next: String = elsewhere
+        .query_one("SELECT partition_predict.migration_step('ev')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(next, "again");
+
+    // No lookahead asks for partitions forever, and shadows stop at the bound.
+    mallory
+        .batch_execute(
+            "CREATE TABLE greedy (k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE greedy_low PARTITION OF greedy FOR VALUES FROM (0) TO (100);",
+        )
+        .unwrap();
+    let refused = mallory
+        .batch_execute(
+            "SELECT partition_predict.manage('greedy', target_rows => 1, lookahead => '9223372036854775807')",
+        )
+        .unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("22023"), "{refused}");
+    mallory
+        .batch_execute(
+            "SELECT partition_predict.manage('greedy', target_rows => 1, lookahead => '1000000000');
+             INSERT INTO greedy SELECT g FROM generate_series(0, 99) g;",
+        )
+        .unwrap();
+    flush_stats(&mut mallory);
+    for _ in 0..3 {
+        mallory
+            .batch_execute("SELECT * FROM partition_predict.run_cycle('greedy')")
+            .unwrap();
+    }
+    let shadows = scalar_i64(
+        &mut mallory,
+        "SELECT count(*) FROM partition_predict.partitions WHERE parent = 'greedy'::regclass AND state = 'shadow'",
+    );
+    assert!(shadows > 0 && shadows <= 20, "{shadows} shadows");
+}
+
+#[test]
+fn routing_overrides_show_only_tables_the_role_may_read() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    table_with_rows_in_default(&mut admin, "vault", 3000);
+    migration_under_way(&mut admin, "vault");
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ),
+        1
+    );
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    assert_eq!(
+        scalar_i64(
+            &mut mallory,
+            "SELECT count(*) FROM partition_predict.routing_overrides_in_memory()"
+        ),
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut mallory,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ),
+        0
+    );
+}
+
+#[test]
+fn the_worker_counts_a_failed_migration_step_as_an_error() {
+    let cluster = Cluster::start_with(true, IDLE_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    managed_table_with_shadows(&mut admin, "r17");
+    let shadow: String = admin
+        .query_one(
+            "SELECT partition::text FROM partition_predict.partitions
+              WHERE parent = 'r17'::regclass AND state = 'shadow' ORDER BY range_start LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // A row in DEFAULT in the shadow's range, and one written into the
+    // shadow by hand: the worker's migration cannot use that shadow.
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO r17 (ts) VALUES ('2026-11-08 00:30+00');
+             INSERT INTO {shadow} (ts) VALUES ('2026-11-08 00:45+00');"
+        ))
+        .unwrap();
+    flush_stats(&mut admin);
+    let errors_before = scalar_i64(
+        &mut admin,
+        "SELECT coalesce(max(errors), 0) FROM partition_predict.worker_status",
+    );
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    wait_for(
+        "the worker to count the failed step",
+        Duration::from_secs(60),
+        || {
+            let errors = scalar_i64(
+                &mut admin,
+                "SELECT coalesce(max(errors), 0) FROM partition_predict.worker_status",
+            );
+            (errors > errors_before).then_some(())
+        },
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM r17"),
+        6 * 1440 + 2
+    );
+}
