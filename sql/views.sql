@@ -171,7 +171,9 @@ BEGIN
         COMMIT;
     END LOOP;
     SELECT l.rows_loaded, l.rows_per_partition INTO rows_loaded, rows_per_partition
-      FROM partition_predict.ingest_load(parent, source, partitions_created, partitions_activated, started::text) l;
+      FROM partition_predict.ingest_load(parent, source, partitions_created, partitions_activated,
+                                         -- ISO and UTC, whatever the caller's DateStyle and TimeZone
+                                         pg_catalog.to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00') l;
     COMMIT;
     duration_ms := 1000 * pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - started);
 END

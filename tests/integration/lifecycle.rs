@@ -470,3 +470,45 @@ fn drop_database_mid_migration_frees_its_routing_slot() {
         (overrides_in_state_file(&cluster) == 0).then_some(())
     });
 }
+
+#[test]
+fn dump_and_restore_brings_waiting_shadows_back_without_copies() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = cluster.connect("postgres");
+    admin.batch_execute("CREATE DATABASE source").unwrap();
+    admin.batch_execute("CREATE DATABASE target").unwrap();
+    let mut source = cluster.connect("source");
+    source
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    managed_table_with_shadows(&mut source, "r17");
+    let names = |client: &mut Client| relations_named_like(client, "r17\\_p%");
+    let before = names(&mut source);
+    assert!(!before.is_empty());
+
+    let dump = cluster.socket_dir().join("source.dump");
+    cluster.client_program("pg_dump", &["-Fc", "-f", dump.to_str().unwrap(), "source"]);
+    cluster.client_program(
+        "pg_restore",
+        &["--exit-on-error", "-d", "target", dump.to_str().unwrap()],
+    );
+    let mut target = cluster.connect("target");
+    assert_eq!(
+        names(&mut target),
+        before,
+        "the dump should carry the shadow tables"
+    );
+    flush_stats(&mut target);
+    target
+        .batch_execute("SELECT partition_predict.run_cycle('r17')")
+        .unwrap();
+    // The cycle planned the same ranges and took the restored tables back,
+    // rather than making `_2` copies beside them.
+    assert_eq!(names(&mut target), before);
+    assert_eq!(waiting_shadows(&mut target).len(), before.len());
+    target.batch_execute("DROP TABLE r17").unwrap();
+    assert_eq!(
+        relations_named_like(&mut target, "r17%"),
+        Vec::<String>::new()
+    );
+}

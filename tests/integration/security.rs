@@ -387,3 +387,87 @@ fn the_worker_counts_a_failed_migration_step_as_an_error() {
         6 * 1440 + 2
     );
 }
+
+#[test]
+fn row_level_security_of_the_parent_covers_rows_being_moved() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    admin
+        .batch_execute(
+            "CREATE ROLE reader LOGIN;
+             CREATE ROLE owner_role LOGIN;
+             GRANT CREATE ON SCHEMA public TO owner_role;",
+        )
+        .unwrap();
+    let mut owner = cluster.connect_as("postgres", "owner_role");
+    table_with_rows_in_default(&mut owner, "ledger", 3000);
+    owner
+        .batch_execute(
+            "GRANT SELECT ON ledger TO reader;
+             ALTER TABLE ledger ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY even_only ON ledger FOR SELECT TO reader USING (id % 2 = 0);",
+        )
+        .unwrap();
+    let mut reader = cluster.connect_as("postgres", "reader");
+    let before = scalar_i64(&mut reader, "SELECT count(*) FROM ledger");
+    assert_eq!(before, 1500);
+    migration_under_way(&mut owner, "ledger");
+    assert!(
+        scalar_i64(
+            &mut owner,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ) == 1
+    );
+    // During the move the rows are split between DEFAULT and the shadow;
+    // the reader still sees exactly the rows the policy lets through.
+    assert_eq!(scalar_i64(&mut reader, "SELECT count(*) FROM ledger"), 1500);
+    assert_eq!(
+        scalar_i64(&mut reader, "SELECT count(*) FROM ledger WHERE id % 2 = 1"),
+        0
+    );
+    // And a role without SELECT on the parent reads nothing through it.
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    assert_eq!(
+        sqlstate(mallory.query("SELECT * FROM ledger", &[])),
+        "42501"
+    );
+    owner
+        .batch_execute("CALL partition_predict.migrate_default('ledger')")
+        .unwrap();
+    assert_eq!(scalar_i64(&mut reader, "SELECT count(*) FROM ledger"), 1500);
+}
+
+#[test]
+fn the_callers_session_settings_change_nothing() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    managed_table_with_shadows(&mut admin, "r17");
+    admin
+        .batch_execute(
+            "CREATE TABLE batch (ts timestamptz NOT NULL);
+             INSERT INTO batch SELECT '2026-11-08'::timestamptz + g * interval '10 minutes'
+               FROM generate_series(0, 999) g;",
+        )
+        .unwrap();
+    admin
+        .batch_execute(
+            "SET DateStyle = 'German, DMY'; SET TimeZone = 'Pacific/Chatham'; SET IntervalStyle = 'sql_standard';
+             SET search_path = pg_temp;",
+        )
+        .unwrap();
+    admin
+        .batch_execute("CALL partition_predict.ingest('public.r17', 'public.batch')")
+        .unwrap();
+    admin.batch_execute("RESET ALL").unwrap();
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM r17 WHERE ts >= '2026-11-08'"
+        ),
+        1000
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM ONLY r17_default"),
+        0
+    );
+}
