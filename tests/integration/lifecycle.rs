@@ -15,24 +15,56 @@ const IDLE_WORKER: &[&str] = &[
     "pg_partition_predict.naptime = 3600",
 ];
 
-/// `ev` with 3,000 rows in DEFAULT, a migration out of it started by hand
-/// and 1,000 rows moved into its shadow.
-fn migration_under_way(client: &mut Client) {
+/// A cluster with the library preloaded and the extension created in `postgres`.
+fn with_extension(settings: &[&str]) -> (Cluster, Client) {
+    let cluster = Cluster::start_with(true, settings);
+    let mut client = cluster.connect("postgres");
     client
-        .batch_execute(
-            "CREATE TABLE ev (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
-             CREATE TABLE ev_low PARTITION OF ev FOR VALUES FROM (0) TO (1000000);
-             SELECT partition_predict.manage('ev', target_rows => 100000);
-             INSERT INTO ev SELECT g, 1000000 + g FROM generate_series(0, 2999) g;",
-        )
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
         .unwrap();
+    (cluster, client)
+}
+
+fn assert_nothing_named_like(client: &mut Client, pattern: &str) {
+    assert_eq!(
+        relations_named_like(client, pattern),
+        Vec::<String>::new(),
+        "relations named like {pattern} were left behind"
+    );
+}
+
+/// A managed table of the connected role's, keys from 0, one partition
+/// `[0, 1,000,000)`, and `rows` rows with keys from 1,000,000 up: all in DEFAULT.
+pub(crate) fn table_with_rows_in_default(client: &mut Client, table: &str, rows: i64) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE {table}_low PARTITION OF {table} FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('{table}', target_rows => 100000);
+             INSERT INTO {table} SELECT g, 1000000 + g FROM generate_series(0, {rows} - 1) g;"
+        ))
+        .unwrap();
+}
+
+/// Steps the migration out of `table`'s DEFAULT by hand until 1,000 rows
+/// are in its shadow and the routing override is active.
+pub(crate) fn migration_under_way(client: &mut Client, table: &str) {
     for _ in 0..3 {
         let next: String = client
-            .query_one("SELECT partition_predict.migration_step('ev', 1000)", &[])
+            .query_one(
+                &format!("SELECT partition_predict.migration_step('{table}', 1000)"),
+                &[],
+            )
             .unwrap()
             .get(0);
         assert_eq!(next, "again");
     }
+}
+
+/// `ev` with 3,000 rows in DEFAULT and a migration out of it under way.
+fn ev_mid_migration(client: &mut Client) {
+    table_with_rows_in_default(client, "ev", 3000);
+    migration_under_way(client, "ev");
     assert_eq!(
         scalar_i64(
             client,
@@ -56,6 +88,18 @@ fn overrides_in_state_file(cluster: &Cluster) -> usize {
 /// uses a sequence the table owns), a week of minute data in one
 /// partition, managed, one cycle run so shadows wait for the next days.
 pub(crate) fn managed_table_with_shadows(client: &mut Client, table: &str) {
+    week_of_minutes(client, table);
+    client
+        .batch_execute(&format!(
+            "SELECT partition_predict.manage('{table}', target_rows => 5000, lookahead => '2 days');
+             SELECT partition_predict.run_cycle('{table}');"
+        ))
+        .unwrap();
+}
+
+/// The table before the extension: a serial id, a week of minute data in
+/// one partition.
+fn week_of_minutes(client: &mut Client, table: &str) {
     client
         .batch_execute(&format!(
             "CREATE TABLE {table} (id bigserial, ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
@@ -65,12 +109,6 @@ pub(crate) fn managed_table_with_shadows(client: &mut Client, table: &str) {
         ))
         .unwrap();
     flush_stats(client);
-    client
-        .batch_execute(&format!(
-            "SELECT partition_predict.manage('{table}', target_rows => 5000, lookahead => '2 days');
-             SELECT partition_predict.run_cycle('{table}');"
-        ))
-        .unwrap();
 }
 
 /// OIDs of the shadows waiting (standalone, never attached).
@@ -112,11 +150,7 @@ fn relations_named_like(client: &mut Client, pattern: &str) -> Vec<String> {
 
 #[test]
 fn a_plain_drop_table_takes_the_shadows_along() {
-    let cluster = Cluster::start_with(true, NO_WORKER);
-    let mut client = cluster.connect("postgres");
-    client
-        .batch_execute("CREATE EXTENSION pg_partition_predict")
-        .unwrap();
+    let (_cluster, mut client) = with_extension(NO_WORKER);
     managed_table_with_shadows(&mut client, "r17");
     let shadows = waiting_shadows(&mut client);
     assert!(!shadows.is_empty(), "the cycle prepared no shadow");
@@ -194,10 +228,7 @@ fn a_plain_drop_table_takes_the_shadows_along() {
         ) >= 1
     );
     client.batch_execute("DROP TABLE r19").unwrap();
-    assert_eq!(
-        relations_named_like(&mut client, "r19%"),
-        Vec::<String>::new()
-    );
+    assert_nothing_named_like(&mut client, "r19%");
     assert_eq!(
         scalar_i64(
             &mut client,
@@ -210,11 +241,7 @@ fn a_plain_drop_table_takes_the_shadows_along() {
 
 #[test]
 fn drop_extension_removes_empty_shadows_and_refuses_while_rows_move() {
-    let cluster = Cluster::start_with(true, NO_WORKER);
-    let mut client = cluster.connect("postgres");
-    client
-        .batch_execute("CREATE EXTENSION pg_partition_predict")
-        .unwrap();
+    let (_cluster, mut client) = with_extension(NO_WORKER);
     managed_table_with_shadows(&mut client, "r17");
     // A second table with rows being moved out of its DEFAULT.
     client
@@ -275,10 +302,7 @@ fn drop_extension_removes_empty_shadows_and_refuses_while_rows_move() {
     client
         .batch_execute("DROP TABLE r17; DROP TABLE ev")
         .unwrap();
-    assert_eq!(
-        relations_named_like(&mut client, "r17%"),
-        Vec::<String>::new()
-    );
+    assert_nothing_named_like(&mut client, "r17%");
 }
 
 #[test]
@@ -302,20 +326,8 @@ fn drop_extension_without_preloading_also_removes_the_shadows() {
 
 #[test]
 fn a_renamed_table_stays_managed_and_its_new_shadows_take_the_new_name() {
-    let cluster = Cluster::start_with(true, NO_WORKER);
-    let mut client = cluster.connect("postgres");
-    client
-        .batch_execute("CREATE EXTENSION pg_partition_predict")
-        .unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE r17 (id bigserial, ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
-             CREATE TABLE r17_h PARTITION OF r17 FOR VALUES FROM ('2026-11-01') TO ('2026-11-08');
-             INSERT INTO r17 (ts) SELECT '2026-11-01'::timestamptz + g * interval '1 minute'
-               FROM generate_series(0, 6*1440) g;",
-        )
-        .unwrap();
-    flush_stats(&mut client);
+    let (_cluster, mut client) = with_extension(NO_WORKER);
+    week_of_minutes(&mut client, "r17");
     client
         .batch_execute(
             "SELECT partition_predict.manage('r17', target_rows => 5000, lookahead => '2 days');
@@ -349,20 +361,13 @@ fn a_renamed_table_stays_managed_and_its_new_shadows_take_the_new_name() {
         "{shadow_names:?}"
     );
     client.batch_execute("DROP TABLE orders").unwrap();
-    assert_eq!(
-        relations_named_like(&mut client, "orders%"),
-        Vec::<String>::new()
-    );
+    assert_nothing_named_like(&mut client, "orders%");
 }
 
 #[test]
 fn drop_table_mid_migration_leaves_nothing_behind_across_a_restart() {
-    let cluster = Cluster::start_with(true, IDLE_WORKER);
-    let mut client = cluster.connect("postgres");
-    client
-        .batch_execute("CREATE EXTENSION pg_partition_predict")
-        .unwrap();
-    migration_under_way(&mut client);
+    let (cluster, mut client) = with_extension(IDLE_WORKER);
+    ev_mid_migration(&mut client);
     let shadows: Vec<u32> = client
         .query("SELECT shadow FROM partition_predict.migrations", &[])
         .unwrap()
@@ -386,10 +391,7 @@ fn drop_table_mid_migration_leaves_nothing_behind_across_a_restart() {
         || (overrides_in_state_file(&cluster) == 0).then_some(()),
     );
     let mut client = cluster.connect("postgres");
-    assert_eq!(
-        relations_named_like(&mut client, "ev%"),
-        Vec::<String>::new()
-    );
+    assert_nothing_named_like(&mut client, "ev%");
     assert_eq!(
         scalar_i64(
             &mut client,
@@ -401,12 +403,8 @@ fn drop_table_mid_migration_leaves_nothing_behind_across_a_restart() {
 
 #[test]
 fn detach_waits_for_a_migration_and_rename_does_not_disturb_it() {
-    let cluster = Cluster::start_with(true, NO_WORKER);
-    let mut client = cluster.connect("postgres");
-    client
-        .batch_execute("CREATE EXTENSION pg_partition_predict")
-        .unwrap();
-    migration_under_way(&mut client);
+    let (_cluster, mut client) = with_extension(NO_WORKER);
+    ev_mid_migration(&mut client);
     for sql in [
         "ALTER TABLE ev DETACH PARTITION ev_low",
         "ALTER TABLE ev DETACH PARTITION ev_default",
@@ -459,7 +457,7 @@ fn drop_database_mid_migration_frees_its_routing_slot() {
     doomed
         .batch_execute("CREATE EXTENSION pg_partition_predict")
         .unwrap();
-    migration_under_way(&mut doomed);
+    ev_mid_migration(&mut doomed);
     drop(doomed);
     assert_eq!(overrides_in_state_file(&cluster), 1);
     admin
@@ -507,8 +505,5 @@ fn dump_and_restore_brings_waiting_shadows_back_without_copies() {
     assert_eq!(names(&mut target), before);
     assert_eq!(waiting_shadows(&mut target).len(), before.len());
     target.batch_execute("DROP TABLE r17").unwrap();
-    assert_eq!(
-        relations_named_like(&mut target, "r17%"),
-        Vec::<String>::new()
-    );
+    assert_nothing_named_like(&mut target, "r17%");
 }

@@ -17,7 +17,9 @@ use std::time::Duration;
 use postgres::Client;
 
 use crate::cluster::{flush_stats, scalar_i64, wait_for, Cluster};
-use crate::lifecycle::{managed_table_with_shadows, waiting_shadows};
+use crate::lifecycle::{
+    managed_table_with_shadows, migration_under_way, table_with_rows_in_default, waiting_shadows,
+};
 
 const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
 /// A worker that runs a cycle when it starts or the configuration is
@@ -69,32 +71,6 @@ fn superuser_with_a_secret(cluster: &Cluster) -> Client {
         )
         .unwrap();
     admin
-}
-
-/// A table of `owner`'s (connected as them) with `rows` rows in DEFAULT.
-fn table_with_rows_in_default(client: &mut Client, table: &str, rows: i64) {
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE {table} (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
-             CREATE TABLE {table}_low PARTITION OF {table} FOR VALUES FROM (0) TO (1000000);
-             SELECT partition_predict.manage('{table}', target_rows => 100000);
-             INSERT INTO {table} SELECT g, 1000000 + g FROM generate_series(0, {rows} - 1) g;"
-        ))
-        .unwrap();
-}
-
-/// Steps the migration of `table` by hand until rows have moved.
-fn migration_under_way(client: &mut Client, table: &str) {
-    for _ in 0..3 {
-        let next: String = client
-            .query_one(
-                &format!("SELECT partition_predict.migration_step('{table}', 1000)"),
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        assert_eq!(next, "again");
-    }
 }
 
 #[test]
