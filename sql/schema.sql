@@ -197,20 +197,40 @@ CREATE TABLE partition_predict.shadows (
 CREATE TYPE partition_predict.migration_state AS ENUM
     ('starting', 'moving', 'attaching', 'yielding', 'yielded', 'done');
 
--- Whether `shadow` is a table pg_partition_predict made for `parent`: the
--- automatic dependency src/catalog/create.rs records when it creates one
--- (pg_depend is written by no role, only by PostgreSQL and the extension's
--- C code), and the parent's owner. An OID read from the state tables is used
--- as a shadow only if this holds.
+-- Whether `shadow` is a table pg_partition_predict made for `parent` and
+-- can stand for its rows: the automatic dependency src/catalog/create.rs
+-- records when it creates one (pg_depend is written by no role, only by
+-- PostgreSQL and the extension's C code); still a plain table (an owner can
+-- turn an empty table into a view); the parent's owner; and exactly the
+-- parent's columns, types, typmods and collations (the planner hook reads
+-- it in the parent's place; `can_stand_for`). An OID read from the state
+-- tables is used as a shadow only if this holds. The relation read or
+-- written on the strength of these is always a plain table of the parent's
+-- owner, read as that owner.
+CREATE FUNCTION partition_predict.can_stand_for(shadow oid, parent oid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_class s, pg_class p
+                    WHERE s.oid = shadow AND p.oid = parent AND s.relkind = 'r' AND NOT s.relispartition
+                      AND s.relowner = p.relowner)
+       AND NOT EXISTS (
+           (SELECT a.attname, a.atttypid, a.atttypmod, a.attcollation FROM pg_attribute a
+             WHERE a.attrelid = parent AND a.attnum > 0 AND NOT a.attisdropped
+            EXCEPT
+            SELECT a.attname, a.atttypid, a.atttypmod, a.attcollation FROM pg_attribute a
+             WHERE a.attrelid = shadow AND a.attnum > 0 AND NOT a.attisdropped)
+           UNION ALL
+           (SELECT a.attname, a.atttypid, a.atttypmod, a.attcollation FROM pg_attribute a
+             WHERE a.attrelid = shadow AND a.attnum > 0 AND NOT a.attisdropped
+            EXCEPT
+            SELECT a.attname, a.atttypid, a.atttypmod, a.attcollation FROM pg_attribute a
+             WHERE a.attrelid = parent AND a.attnum > 0 AND NOT a.attisdropped))
+$$;
 CREATE FUNCTION partition_predict.is_shadow_of(shadow oid, parent oid) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                      AND d.objid = shadow AND d.objsubid = 0
-                      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                      AND d.refobjid = parent AND d.deptype = 'a')
-       AND (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = shadow)
-           = (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = parent)
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = shadow AND d.objsubid = 0
+                      AND d.refclassid = 'pg_class'::regclass AND d.refobjid = parent AND d.deptype = 'a')
+       AND partition_predict.can_stand_for(shadow, parent)
 $$;
 
 -- Moves of rows out of DEFAULT, one range each (migrate_default() and the

@@ -1,5 +1,7 @@
 -- The DBA-facing views. Runs last (finalize), after the Rust functions exist.
--- Each view shows only tables the querying role can read.
+-- Each view shows only tables the querying role can read; those that show
+-- what was derived from the rows (keys, counts, forecasts) also hide tables
+-- where row-level security limits the role to some rows (as pg_stats does).
 
 CREATE VIEW partition_predict.managed_tables AS
 SELECT c.parent,
@@ -184,7 +186,7 @@ SELECT parent, source, rows_loaded, partitions_created, partitions_activated, ro
        forecast_rows, rows_in_forecast, started_at, finished_at,
        1000 * pg_catalog.date_part('epoch', finished_at - started_at) AS duration_ms
   FROM partition_predict.ingests
- WHERE pg_catalog.has_table_privilege(parent, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(parent, 'SELECT') AND NOT pg_catalog.row_security_active(parent);
 
 COMMENT ON VIEW partition_predict.ingest_history IS
     'Batches loaded by ingest(): rows per partition, partitions created and attached for them, and the forecast of the partitions that were prepared for them.';
@@ -203,7 +205,7 @@ SELECT m.parent,
   FROM partition_predict.routing_overrides_in_memory() o
   JOIN partition_predict.migrations m ON m.id = o.migration_id
  WHERE m.active
-   AND pg_catalog.has_table_privilege(m.parent, 'SELECT');
+   AND pg_catalog.has_table_privilege(m.parent, 'SELECT') AND NOT pg_catalog.row_security_active(m.parent);
 
 COMMENT ON VIEW partition_predict.routing_overrides IS
     'Key ranges whose rows are being moved out of DEFAULT, and the table queries on the parent also read meanwhile.';
@@ -212,7 +214,7 @@ CREATE VIEW partition_predict.migrations_history AS
 SELECT parent, range_start, range_end, shadow_name AS target, state::text AS state, rows_moved, batches,
        started_at, finished_at, message
   FROM partition_predict.migrations
- WHERE pg_catalog.has_table_privilege(parent, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(parent, 'SELECT') AND NOT pg_catalog.row_security_active(parent);
 
 CREATE VIEW partition_predict.stats_history AS
 SELECT s.parent,
@@ -229,7 +231,7 @@ SELECT s.parent,
        s.idx_scans,
        s.frontier
   FROM partition_predict.samples s
- WHERE pg_catalog.has_table_privilege(s.parent, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(s.parent, 'SELECT') AND NOT pg_catalog.row_security_active(s.parent);
 
 COMMENT ON VIEW partition_predict.stats_history IS
     'Per partition and sample: rows inserted/updated/deleted and scans since the previous sample, live rows, size, highest key. Partitions where nothing changed get no row.';
@@ -237,7 +239,7 @@ COMMENT ON VIEW partition_predict.stats_history IS
 CREATE VIEW partition_predict.key_time_series AS
 SELECT k.parent, k.bucket_start, pg_catalog.sum(k.rows)::bigint AS rows
   FROM partition_predict.key_time_counts k
- WHERE pg_catalog.has_table_privilege(k.parent, 'SELECT')
+ WHERE pg_catalog.has_table_privilege(k.parent, 'SELECT') AND NOT pg_catalog.row_security_active(k.parent)
  GROUP BY k.parent, k.bucket_start;
 
 COMMENT ON VIEW partition_predict.key_time_series IS
@@ -253,7 +255,7 @@ SELECT f.parent, f.series, f.range_start, f.range_end, f.step_start, f.step_end,
   FROM newest n
   JOIN partition_predict.forecast_log f
     ON f.parent = n.parent AND f.series = n.series AND f.made_at = n.made_at
- WHERE pg_catalog.has_table_privilege(f.parent, 'SELECT');
+ WHERE pg_catalog.has_table_privilege(f.parent, 'SELECT') AND NOT pg_catalog.row_security_active(f.parent);
 
 COMMENT ON VIEW partition_predict.forecasts IS
     'The newest forecast of each managed table: predicted rows per future key range, with the prediction interval.';
@@ -276,6 +278,7 @@ SELECT f.parent,
        pg_catalog.max(f.scored_at)                                        AS last_scored_at
   FROM partition_predict.forecast_log f
  WHERE f.scored_at IS NOT NULL AND pg_catalog.has_table_privilege(f.parent, 'SELECT')
+   AND NOT pg_catalog.row_security_active(f.parent)
  GROUP BY 1, 2, 3, 4;
 
 COMMENT ON VIEW partition_predict.forecast_accuracy IS
@@ -284,7 +287,8 @@ COMMENT ON VIEW partition_predict.forecast_accuracy IS
 CREATE VIEW partition_predict.alerts AS
 SELECT a.id, a.parent, a.kind, a.message, a.details, a.raised_at
   FROM partition_predict.alert_log a
- WHERE a.parent IS NULL OR pg_catalog.has_table_privilege(a.parent, 'SELECT');
+ WHERE a.parent IS NULL
+    OR (pg_catalog.has_table_privilege(a.parent, 'SELECT') AND NOT pg_catalog.row_security_active(a.parent));
 
 CREATE VIEW partition_predict.worker_status AS
 SELECT w.database,

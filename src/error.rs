@@ -72,19 +72,23 @@ pub enum PredictError {
     SideEffects { table: String, what: &'static str },
     #[error("could not write {file}: {reason}")]
     StateFile { file: &'static str, reason: String },
-    #[error("{0} commits between its stages and cannot run inside a transaction block (or a query string of several statements)")]
+    #[error("{0} must commit on its own and cannot run inside a transaction block (or a query string of several statements)")]
     InTransactionBlock(&'static str),
     #[error("cannot drop extension pg_partition_predict: {0}")]
     ExtensionInUse(String),
     #[error("refusing to act on state that pg_partition_predict did not write: {0}")]
     UntrustedState(String),
+    #[error(
+        "{0}, which holds rows being moved out of DEFAULT, no longer has the columns of its table"
+    )]
+    ShadowChanged(String),
 
     // `ingest`'s checks of its source (the batch).
     #[error("source {0} is not a table, view or materialized view")]
     SourceNotTable(String),
     #[error("source {batch} is {table} or one of its partitions")]
     SourceIsTarget { batch: String, table: String },
-    #[error("permission denied to read source {0}: ingest reads it with the caller's rights")]
+    #[error("permission denied to read source {0}: ingest reads it with the rights of the table's owner")]
     SourceUnreadable(String),
     #[error("column \"{column}\" of source {batch} does not exist in {table}")]
     SourceColumnUnknown {
@@ -181,7 +185,9 @@ impl PredictError {
             PredictError::StateFile { .. } => ERRCODE_IO_ERROR,
             PredictError::InTransactionBlock(_) => ERRCODE_ACTIVE_SQL_TRANSACTION,
             PredictError::ExtensionInUse(_) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
-            PredictError::UntrustedState(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            PredictError::UntrustedState(_) | PredictError::ShadowChanged(_) => {
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
             PredictError::SourceNotTable(_) => ERRCODE_WRONG_OBJECT_TYPE,
             PredictError::SourceIsTarget { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PredictError::SourceColumnUnknown { .. } | PredictError::SourceWithoutKey { .. } => {

@@ -130,11 +130,13 @@ pub fn attach(
     relation::keep_one_dependency(shadow, table.oid);
     // The partition constraint now does the CHECK's job; dropping it needs a
     // short ACCESS EXCLUSIVE on the new partition, so it waits its turn too.
-    let dropped = run_with_lock_retry(
-        &table.name,
-        "dropping the attached shadow's bound constraint",
-        &format!("ALTER TABLE {shadow_name} DROP CONSTRAINT IF EXISTS {BOUND_CONSTRAINT}"),
-    );
+    let dropped = hooks::as_attacher(|| {
+        run_with_lock_retry(
+            &table.name,
+            "dropping the attached shadow's bound constraint",
+            &format!("ALTER TABLE {shadow_name} DROP CONSTRAINT IF EXISTS {BOUND_CONSTRAINT}"),
+        )
+    });
     if let Err(e) = dropped {
         pgrx::log!("pg_partition_predict: kept the redundant constraint on {shadow_name}: {e}");
     }

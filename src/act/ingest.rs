@@ -164,17 +164,22 @@ fn check_source(table: &PartitionedTable, source: pg_sys::Oid) -> Result<String>
 /// Stage 1.
 pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
     if backend::in_transaction_block() {
-        return Err(PredictError::InTransactionBlock("ingest()"));
+        return Err(PredictError::InTransactionBlock(
+            "ingest(), which commits between its stages,",
+        ));
     }
     lock_table_steps(parent, true)?;
     let table = catalog::load_managed_table(parent)?;
     if migrations::in_progress(parent)? {
         return Err(PredictError::MigrationInProgress(table.name.to_string()));
     }
-    check_source(&table, source)?;
-    // Read with the caller's rights, before anything changes.
+    // The batch goes into the owner's table, so it is read, planned and
+    // loaded with the owner's rights: the table's own defaults, triggers and
+    // constraints never run with a caller's (a superuser's) rights.
+    let owner = table.owner_oid;
+    as_role(owner, || check_source(&table, source))?;
     let source_name = catalog::table::relation_name(source)?;
-    let keys = key_groups(&table, &source_name)?;
+    let keys = as_role(owner, || key_groups(&table, &source_name))?;
     if keys.null_keys > 0 {
         return Err(PredictError::SourceNullKeys {
             rows: keys.null_keys,
@@ -242,13 +247,14 @@ pub fn load(
 ) -> Result<Loaded> {
     let table = catalog::load_managed_table(parent)?;
     // Again: the source may have been altered since stage 1 committed.
-    let columns = check_source(&table, source)?;
+    let columns = as_role(table.owner_oid, || check_source(&table, source))?;
     let source_name = catalog::table::relation_name(source)?;
     let key = quote_identifier(&table.key_column);
     let default = table.default_partition.unwrap_or(pg_sys::InvalidOid);
-    let per_partition: Vec<(pg_sys::Oid, String, i64)> = while_ingesting(|| {
-        Spi::connect_mut(|client| {
-            let rows = client.update(
+    let per_partition: Vec<(pg_sys::Oid, String, i64)> = as_role(table.owner_oid, || {
+        while_ingesting(|| {
+            Spi::connect_mut(|client| {
+                let rows = client.update(
                 &format!(
                     "WITH loaded AS (INSERT INTO {parent} ({columns}) SELECT {columns} FROM {source_name}
                                      RETURNING tableoid)
@@ -259,14 +265,15 @@ pub fn load(
                 None,
                 &[],
             )?;
-            rows.map(|r| {
-                Ok((
-                    r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
-                    r.get::<String>(2)?.unwrap_or_default(),
-                    r.get::<i64>(3)?.unwrap_or(0),
-                ))
+                rows.map(|r| {
+                    Ok((
+                        r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                        r.get::<String>(2)?.unwrap_or_default(),
+                        r.get::<i64>(3)?.unwrap_or(0),
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()
             })
-            .collect::<Result<Vec<_>>>()
         })
     })?;
     if let Some((_, _, rows)) = per_partition.iter().find(|p| p.0 == default) {

@@ -138,9 +138,20 @@ fn step_as_owner(
     if let Some(next) = tidy_override(table, current.as_ref())? {
         return Ok(next);
     }
-    let Some(migration) = current else {
-        return start(table, caller, superuser);
+    // An override is published at once, for every backend, and the state
+    // file outlives a rollback: each step must be a transaction that
+    // commits, never one of several in a transaction block.
+    let refuse_in_block = || {
+        if backend::in_transaction_block() {
+            Err(PredictError::InTransactionBlock("a migration step"))
+        } else {
+            Ok(())
+        }
     };
+    let Some(migration) = current else {
+        return start(table, caller, superuser, refuse_in_block);
+    };
+    refuse_in_block()?;
     // INSERTs wait while attaching (also after a restart, which clears it).
     routing::set_finishing(table.oid, migration.state == MigrationState::Attaching);
     if routing::override_of(table.oid).is_none_or(|o| o.migration_id != migration.id) {
@@ -208,7 +219,12 @@ fn range_text(table: &PartitionedTable, from: i64, to: i64) -> String {
 }
 
 /// Picks the first range DEFAULT holds rows of and starts moving it.
-fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Next> {
+fn start(
+    table: &PartitionedTable,
+    caller: Caller,
+    superuser: bool,
+    refuse_in_block: impl Fn() -> Result<()>,
+) -> Result<Next> {
     let Some(default) = table.default_partition else {
         return Ok(Next::Done);
     };
@@ -228,6 +244,7 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
     if caller != Caller::User && migrations::yielded_within(table.oid, YIELD_BACKOFF_MINUTES)? {
         return Ok(Next::Done);
     }
+    refuse_in_block()?;
     if !superuser {
         refuse_if_rows_have_side_effects(table, default)?;
     }

@@ -5,7 +5,9 @@ use pgrx::prelude::*;
 use crate::catalog::{self, create, migrations, settings, table};
 use crate::cycle::collect;
 use crate::error::{PredictError, Result};
+use crate::pg::backend;
 use crate::pg::session::as_role;
+use crate::shmem::routing;
 
 pub fn manage(
     parent: pg_sys::Oid,
@@ -40,5 +42,9 @@ pub fn unmanage(parent: pg_sys::Oid) -> Result<()> {
         return Err(PredictError::MigrationInProgress(name));
     }
     create::drop_unused(parent)?;
+    // An override a rolled-back step left behind (no migration is active).
+    if backend::library_preloaded() {
+        routing::withdraw(parent)?;
+    }
     table::forget(parent)
 }

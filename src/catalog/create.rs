@@ -11,6 +11,7 @@ use super::shadows::{self, NewShadow, Origin, Shadow};
 use super::table::{relation_exists, PartitionedTable, QualifiedName};
 use crate::error::{PredictError, Result};
 use crate::pg::lock_retry::run_with_lock_retry;
+use crate::pg::session::as_role;
 use crate::pg::{backend, relation};
 
 /// Name of the CHECK constraint that lets ATTACH skip its scan.
@@ -174,8 +175,9 @@ pub fn shadow(
 /// A shadow this extension made for the table that lost its records: a
 /// restore (`pg_dump` carries the table but not the extension's runtime
 /// state nor the dependency `drop_along_with` records) or `pg_upgrade`. It
-/// has the name `create::shadow` would give this range, the parent's owner,
-/// the extension's bound constraint, no rows, and no record in `shadows`.
+/// has the name `create::shadow` would give this range, the parent's owner
+/// and columns (`can_stand_for`), the extension's bound constraint, no
+/// rows, and no record in `shadows`.
 /// Anything else of that name is left alone (the new shadow gets `_2`).
 fn orphan(table: &PartitionedTable, suffix: &str) -> Result<Option<(pg_sys::Oid, QualifiedName)>> {
     let name = QualifiedName {
@@ -185,8 +187,8 @@ fn orphan(table: &PartitionedTable, suffix: &str) -> Result<Option<(pg_sys::Oid,
     let candidate = Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT (SELECT c.oid FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r' AND NOT c.relispartition
-                    AND c.relowner = (SELECT p.relowner FROM pg_catalog.pg_class p WHERE p.oid = $3)
+                  WHERE n.nspname = $1 AND c.relname = $2
+                    AND partition_predict.can_stand_for(c.oid, $3)
                     AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
                                  WHERE k.conrelid = c.oid AND k.conname = $4 AND k.contype = 'c')
                     AND NOT EXISTS (SELECT 1 FROM partition_predict.shadows s WHERE s.shadow = c.oid))",
@@ -200,10 +202,12 @@ fn orphan(table: &PartitionedTable, suffix: &str) -> Result<Option<(pg_sys::Oid,
     let Some(oid) = candidate else {
         return Ok(None);
     };
-    let empty = Spi::get_one::<bool>(&format!(
-        "SELECT NOT EXISTS (SELECT 1 FROM ONLY {})",
-        name.quoted()
-    ))?
+    let empty = as_role(table.owner_oid, || {
+        Spi::get_one::<bool>(&format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM ONLY {})",
+            name.quoted()
+        ))
+    })?
     .unwrap_or(false);
     Ok(empty.then_some((oid, name)))
 }
@@ -341,14 +345,18 @@ pub fn clear_for_extension_drop() -> Result<()> {
             moving.join(", ")
         )));
     }
-    let waiting: Vec<String> = shadows::waiting_everywhere()?
+    // Read and dropped as their owner: whoever drops the extension does not
+    // lend a superuser's rights to anything of a table's owner.
+    let waiting: Vec<(String, pg_sys::Oid)> = shadows::waiting_everywhere()?
         .into_iter()
-        .filter_map(|s| s.current_name)
+        .filter_map(|s| s.current_name.map(|name| (name, s.owner)))
         .collect();
     let mut holding = Vec::new();
-    for name in &waiting {
-        let has_rows = Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))?
-            .unwrap_or(false);
+    for (name, owner) in &waiting {
+        let has_rows = as_role(*owner, || {
+            Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))
+        })?
+        .unwrap_or(false);
         if has_rows {
             holding.push(name.clone());
         }
@@ -359,8 +367,8 @@ pub fn clear_for_extension_drop() -> Result<()> {
             holding.join(", ")
         )));
     }
-    for name in waiting {
-        Spi::run(&format!("DROP TABLE {name}"))?;
+    for (name, owner) in waiting {
+        as_role(owner, || Spi::run(&format!("DROP TABLE {name}")))?;
     }
     Ok(())
 }

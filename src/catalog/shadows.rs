@@ -23,6 +23,8 @@ pub struct Shadow {
     /// Rows are being moved into it out of DEFAULT: only the migration
     /// may attach or drop it.
     pub migrating: bool,
+    /// Its owner (the parent's, when `current_name` is set).
+    pub owner: pg_sys::Oid,
 }
 
 /// Why a shadow was made, recorded in `partition_predict.shadows.origin`:
@@ -63,7 +65,8 @@ fn waiting_of(parent: Option<pg_sys::Oid>) -> Result<Vec<Shadow>> {
                     s.shadow_name, s.range_from, s.range_to,
                     EXISTS (SELECT 1 FROM partition_predict.migrations m
                              WHERE m.parent = s.parent AND m.shadow = s.shadow AND m.active),
-                    s.shadow
+                    s.shadow,
+                    (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = s.shadow)
                FROM partition_predict.shadows s
               WHERE ($1::pg_catalog.oid IS NULL OR s.parent = $1::pg_catalog.oid::pg_catalog.regclass)
                 AND s.activated_at IS NULL
@@ -79,6 +82,7 @@ fn waiting_of(parent: Option<pg_sys::Oid>) -> Result<Vec<Shadow>> {
                 from: r.get::<i64>(3)?.unwrap_or(0),
                 to: r.get::<i64>(4)?.unwrap_or(0),
                 migrating: r.get::<bool>(5)?.unwrap_or(false),
+                owner: r.get::<pg_sys::Oid>(7)?.unwrap_or(pg_sys::InvalidOid),
             })
         })
         .collect()
@@ -109,6 +113,14 @@ pub struct NewShadow<'a> {
 }
 
 pub fn record(new: NewShadow) -> Result<()> {
+    // A record of the same range whose table can no longer be a shadow
+    // (dropped, changed, restored without its dependency) gives way.
+    state::write(
+        "DELETE FROM partition_predict.shadows s
+          WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.range_from = $2
+            AND NOT partition_predict.is_shadow_of(s.shadow, s.parent)",
+        &[new.parent.into(), new.from.into()],
+    )?;
     state::write(
         "INSERT INTO partition_predict.shadows (parent, shadow, shadow_name, range_from, range_to, range_start, range_end,
                                                 predicted_rows, predicted_bytes, tablespace, origin)

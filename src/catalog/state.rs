@@ -11,7 +11,7 @@ use pgrx::prelude::*;
 
 use crate::error::{PredictError, Result};
 use crate::pg::backend;
-use crate::pg::session::as_role;
+use crate::pg::session::{as_role, with_pinned_settings};
 
 thread_local! {
     /// `(extension OID, its owner)`: the owner of the extension as it is now.
@@ -36,16 +36,19 @@ fn extension_owner() -> Result<pg_sys::Oid> {
     Ok(owner)
 }
 
-/// Runs one of the extension's own writes to its state.
+/// Runs one of the extension's own writes to its state. The settings are
+/// pinned again for it: the statement runs with the extension owner's
+/// rights, and code of a table's owner that ran before it in this call
+/// must not have chosen how its names and operators resolve.
 pub fn write(sql: &str, args: &[DatumWithOid]) -> Result<()> {
     let owner = extension_owner()?;
-    as_role(owner, || Spi::run_with_args(sql, args))?;
+    with_pinned_settings(|| as_role(owner, || Spi::run_with_args(sql, args)))?;
     Ok(())
 }
 
 /// As `write`, for an `INSERT … RETURNING` of one value.
 pub fn write_returning<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> Result<T> {
     let owner = extension_owner()?;
-    as_role(owner, || Spi::get_one_with_args::<T>(sql, args))?
+    with_pinned_settings(|| as_role(owner, || Spi::get_one_with_args::<T>(sql, args)))?
         .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
 }

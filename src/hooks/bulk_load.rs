@@ -18,6 +18,7 @@ use crate::gucs;
 use crate::pg::backend;
 use crate::pg::locks::holds_any_lock_on;
 use crate::pg::relation::{current_user_may, Privilege};
+use crate::pg::session::with_pinned_settings;
 use crate::pg::subxact::try_in_subtransaction;
 use crate::shmem::requests::{self, Ask};
 
@@ -58,7 +59,9 @@ pub fn before_bulk_load(parent: pg_sys::Oid) -> Option<Watched> {
     if !backend::extension_installed() || requests::worker_here().is_none() {
         return None;
     }
-    let target = match try_in_subtransaction(|| shadows::bulk_load_target(parent)) {
+    let target = match try_in_subtransaction(|| {
+        with_pinned_settings(|| shadows::bulk_load_target(parent))
+    }) {
         Ok(Ok(Some(target))) => target,
         Ok(Ok(None)) => return None,
         Ok(Err(e)) => {

@@ -212,6 +212,29 @@ fn oid(raw: u32) -> pg_sys::Oid {
     pg_sys::Oid::from(raw)
 }
 
+/// Whether every live column of `parent` has a column of the same name,
+/// type, typmod and collation in `shadow`.
+unsafe fn same_column_types(parent: pg_sys::Relation, shadow: pg_sys::Relation) -> bool {
+    unsafe {
+        let parent_columns = (*(*parent).rd_att)
+            .attrs
+            .as_slice((*(*parent).rd_att).natts as usize);
+        let shadow_columns = (*(*shadow).rd_att)
+            .attrs
+            .as_slice((*(*shadow).rd_att).natts as usize);
+        parent_columns.iter().filter(|a| !a.attisdropped).all(|p| {
+            let name = CStr::from_ptr(p.attname.data.as_ptr());
+            shadow_columns.iter().any(|s| {
+                !s.attisdropped
+                    && CStr::from_ptr(s.attname.data.as_ptr()) == name
+                    && s.atttypid == p.atttypid
+                    && s.atttypmod == p.atttypmod
+                    && s.attcollation == p.attcollation
+            })
+        })
+    }
+}
+
 /// Replaces the parent's range table entry by `parent UNION ALL shadow`.
 /// Columns keep the parent's positions (a dropped column is a NULL), so the
 /// query's references to the entry stay valid. Permissions stay those the
@@ -233,14 +256,22 @@ unsafe fn read_shadow_too(rte: *mut pg_sys::RangeTblEntry, o: &Override) {
         // The migration published a shadow it verified; a table that has
         // since changed hands is not read as the parent's rows.
         let shadow_relation = pg_sys::RelationIdGetRelation(shadow);
-        let same_owner = !shadow_relation.is_null()
-            && (*(*shadow_relation).rd_rel).relowner == (*(*relation).rd_rel).relowner;
-        if !shadow_relation.is_null() {
-            pg_sys::RelationClose(shadow_relation);
+        if shadow_relation.is_null() {
+            pg_sys::RelationClose(relation);
+            return;
         }
+        let same_owner = (*(*shadow_relation).rd_rel).relowner == (*(*relation).rd_rel).relowner;
+        let same_columns = same_column_types(relation, shadow_relation);
+        pg_sys::RelationClose(shadow_relation);
         if !same_owner {
             pg_sys::RelationClose(relation);
             return;
+        }
+        if !same_columns {
+            // Read through a UNION, a column of another type would be taken
+            // for the parent's: refuse rather than return garbage.
+            pg_sys::RelationClose(relation);
+            PredictError::ShadowChanged(display_name(shadow)).report();
         }
         let descriptor = (*relation).rd_att;
         let columns: Vec<String> = (*descriptor)

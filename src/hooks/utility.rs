@@ -1,7 +1,9 @@
 //! The ProcessUtility hook: a `COPY … FROM` into a managed parent is a bulk
-//! load (see `bulk_load`); `ATTACH`/`DETACH PARTITION` on a table whose rows
-//! are being moved out of DEFAULT waits for no one and is refused (the move
-//! reads DEFAULT and the shadow by OID, and its last step attaches).
+//! load (see `bulk_load`). While rows of a table are being moved out of its
+//! DEFAULT, `ATTACH`/`DETACH PARTITION` on it and any `ALTER TABLE` of its
+//! DEFAULT or of the shadow receiving them are refused: the move and the
+//! planner hook read both by OID, with the parent's columns, and the move's
+//! last step attaches.
 
 use std::ffi::c_char;
 
@@ -45,9 +47,9 @@ unsafe fn copy_from_target(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::Oi
     }
 }
 
-/// The table an `ALTER TABLE … ATTACH/DETACH PARTITION` changes, if that is
-/// what `pstmt` is.
-unsafe fn partitions_changed(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::Oid> {
+/// The table an `ALTER TABLE` changes, and whether it attaches or detaches
+/// a partition, if that is what `pstmt` is.
+unsafe fn altered_table(pstmt: *mut pg_sys::PlannedStmt) -> Option<(pg_sys::Oid, bool)> {
     unsafe {
         let node = (*pstmt).utilityStmt;
         if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_AlterTableStmt {
@@ -67,9 +69,6 @@ unsafe fn partitions_changed(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::
                         | pg_sys::AlterTableType::AT_DetachPartitionFinalize
                 )
             });
-        if !changes_partitions {
-            return None;
-        }
         let oid = pg_sys::RangeVarGetRelidExtended(
             (*alter).relation,
             pg_sys::NoLock as pg_sys::LOCKMODE,
@@ -77,7 +76,7 @@ unsafe fn partitions_changed(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::
             None,
             std::ptr::null_mut(),
         );
-        (oid != pg_sys::InvalidOid).then_some(oid)
+        (oid != pg_sys::InvalidOid).then_some((oid, changes_partitions))
     }
 }
 
@@ -93,12 +92,17 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    if !super::attaching_here() {
-        if let Some(parent) = unsafe { partitions_changed(pstmt) } {
-            if routing::override_of(parent).is_some() {
+    if !super::attaching_here() && routing::any_active() {
+        if let Some((altered, changes_partitions)) = unsafe { altered_table(pstmt) } {
+            let moving = routing::overrides_here().into_iter().find(|o| {
+                let is = |raw: u32| pg_sys::Oid::from(raw) == altered;
+                (changes_partitions && is(o.parent)) || is(o.shadow) || is(o.default_partition)
+            });
+            if let Some(o) = moving {
+                let parent = pg_sys::Oid::from(o.parent);
                 let name = qualified_name(parent)
                     .map(|n| n.to_string())
-                    .unwrap_or_else(|| parent.to_u32().to_string());
+                    .unwrap_or_else(|| o.parent.to_string());
                 PredictError::MigrationInProgress(name).report();
             }
         }

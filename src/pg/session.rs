@@ -62,11 +62,15 @@ fn with_settings_in_context<R>(
 
 /// Runs `f` as `role`, security-restricted (as autovacuum runs ANALYZE and
 /// REFRESH MATERIALIZED VIEW runs its query): whatever user code `f` reaches
-/// runs with the rights of the table's owner, never the worker's superuser.
+/// runs with the rights of the table's owner, never the worker's superuser,
+/// and any setting that code changes (`set_config(…, false)` in a policy or
+/// trigger function) is undone when `f` returns, as ANALYZE undoes it: it
+/// must not reach the caller's session or the extension's next statement.
 /// If `f` raises, the enclosing (sub)transaction's abort restores the
-/// previous user.
+/// previous user and settings.
 pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let (mut saved_user, mut saved_context) = (pg_sys::InvalidOid, 0);
+    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
         pg_sys::SetUserIdAndSecContext(
@@ -77,6 +81,9 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
         );
     }
     let result = f();
-    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    unsafe {
+        pg_sys::AtEOXact_GUC(false, nest_level);
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
+    }
     result
 }

@@ -447,3 +447,234 @@ fn the_callers_session_settings_change_nothing() {
         0
     );
 }
+
+/// A function of mallory's that makes her a superuser if it ever runs with
+/// a superuser's rights (and quietly does nothing otherwise), and an
+/// operator `public.=(regclass, regclass)` that calls it: what a statement
+/// run with her search_path would pick over pg_catalog's.
+fn plant_escalation(mallory: &mut Client) {
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.escalate() RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN
+                 BEGIN EXECUTE 'ALTER ROLE mallory SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+                 RETURN true;
+             END $$;
+             CREATE FUNCTION public.sneaky_eq(regclass, regclass) RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN PERFORM public.escalate(); RETURN $1::oid = $2::oid; END $$;
+             CREATE OPERATOR public.= (LEFTARG = regclass, RIGHTARG = regclass, FUNCTION = public.sneaky_eq);",
+        )
+        .unwrap();
+}
+
+fn is_superuser(admin: &mut Client, role: &str) -> bool {
+    admin
+        .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[&role])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_role_s_code_never_runs_with_more_rights_than_the_role() {
+    let cluster = Cluster::start_with(true, IDLE_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    plant_escalation(&mut mallory);
+
+    // 1. Her search_path in a load of the superuser's table she may write.
+    managed_table_with_shadows(&mut admin, "events");
+    admin
+        .batch_execute(
+            "GRANT INSERT ON events TO mallory; GRANT USAGE ON SEQUENCE events_id_seq TO mallory",
+        )
+        .unwrap();
+    mallory
+        .batch_execute("SET search_path = public, pg_catalog")
+        .unwrap();
+    let mut copy = mallory.copy_in("COPY events (ts) FROM STDIN").unwrap();
+    std::io::Write::write_all(&mut copy, b"2026-11-07 12:00:00+00\n").unwrap();
+    copy.finish().unwrap();
+    mallory.batch_execute("RESET search_path").unwrap();
+    assert!(
+        !is_superuser(&mut admin, "mallory"),
+        "COPY's hook ran her operator as the owner"
+    );
+
+    // 2. A policy of hers that changes the session's search_path, met by a
+    // superuser's run_cycle() of every table.
+    managed_table_with_shadows(&mut mallory, "mine");
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.reroute() RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_catalog.set_config('search_path', 'public, pg_catalog', false); RETURN true; END $$;
+             ALTER TABLE mine_h ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE mine_h FORCE ROW LEVEL SECURITY;
+             CREATE POLICY reroute ON mine_h USING (public.reroute());
+             INSERT INTO mine (ts) VALUES ('2026-11-07 06:00+00');",
+        )
+        .unwrap();
+    flush_stats(&mut mallory);
+    let search_path_before: String = admin.query_one("SHOW search_path", &[]).unwrap().get(0);
+    admin
+        .batch_execute("SELECT * FROM partition_predict.run_cycle()")
+        .unwrap();
+    let search_path_after: String = admin.query_one("SHOW search_path", &[]).unwrap().get(0);
+    assert_eq!(
+        search_path_after, search_path_before,
+        "her setting reached the superuser's session"
+    );
+    assert!(
+        !is_superuser(&mut admin, "mallory"),
+        "a state write used her operator"
+    );
+
+    // 3. Her waiting shadow turned into a view, read by a superuser's DROP EXTENSION.
+    let shadow: String = mallory
+        .query_one(
+            "SELECT partition::text FROM partition_predict.partitions
+              WHERE parent = 'mine'::regclass AND state = 'shadow' LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    mallory
+        .batch_execute(&format!(
+            "CREATE FUNCTION public.payload() RETURNS TABLE (id bigint, ts timestamptz) LANGUAGE plpgsql AS $$
+             BEGIN PERFORM public.escalate(); RETURN; END $$;
+             ALTER TABLE {shadow} DISABLE ROW LEVEL SECURITY;
+             ALTER TABLE {shadow} DROP CONSTRAINT partition_predict_bound;
+             CREATE RULE \"_RETURN\" AS ON SELECT TO {shadow} DO INSTEAD SELECT * FROM public.payload();"
+        ))
+        .unwrap();
+
+    // 4. A trigger of hers met by a superuser's ingest into her table.
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM public.escalate(); RETURN NEW; END $$;
+             CREATE TRIGGER on_insert BEFORE INSERT ON mine FOR EACH ROW EXECUTE FUNCTION public.on_insert();
+             CREATE TABLE batch (ts timestamptz NOT NULL);
+             INSERT INTO batch VALUES ('2026-11-07 08:00+00');",
+        )
+        .unwrap();
+    admin
+        .batch_execute("CALL partition_predict.ingest('mine', 'batch')")
+        .unwrap();
+    assert!(
+        !is_superuser(&mut admin, "mallory"),
+        "ingest ran her trigger as the caller"
+    );
+
+    admin
+        .batch_execute("DROP EXTENSION pg_partition_predict")
+        .unwrap();
+    assert!(
+        !is_superuser(&mut admin, "mallory"),
+        "DROP EXTENSION read her view as superuser"
+    );
+}
+
+#[test]
+fn a_shadow_that_changed_shape_is_never_read_in_the_parent_s_place() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let _admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    // During a move the shadow and DEFAULT cannot be altered.
+    table_with_rows_in_default(&mut mallory, "moving", 3000);
+    migration_under_way(&mut mallory, "moving");
+    let shadow: String = mallory
+        .query_one(
+            "SELECT partition::text FROM partition_predict.partitions
+              WHERE parent = 'moving'::regclass AND state = 'migrating'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    for sql in [
+        format!("ALTER TABLE {shadow} ALTER COLUMN id TYPE numeric"),
+        "ALTER TABLE moving_default ALTER COLUMN id TYPE numeric".to_string(),
+    ] {
+        assert_eq!(sqlstate(mallory.batch_execute(&sql)), "55006", "{sql}");
+    }
+    // A waiting shadow changed before rows go into it is not used for them.
+    managed_table_with_shadows(&mut mallory, "mine");
+    let first: String = mallory
+        .query_one(
+            "SELECT partition::text FROM partition_predict.partitions
+              WHERE parent = 'mine'::regclass AND state = 'shadow' ORDER BY range_start LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    mallory
+        .batch_execute(&format!(
+            "ALTER TABLE {first} ALTER COLUMN id TYPE numeric;
+             INSERT INTO mine (ts) VALUES ('2026-11-08 00:30+00');"
+        ))
+        .unwrap();
+    mallory
+        .batch_execute("CALL partition_predict.migrate_default('mine')")
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&mut mallory, "SELECT count(*) FROM mine"),
+        6 * 1440 + 2
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut mallory,
+            "SELECT sum(id)::bigint FROM mine WHERE ts >= '2026-11-08'"
+        ),
+        6 * 1440 + 2
+    );
+    assert_eq!(
+        scalar_i64(&mut mallory, "SELECT count(*) FROM ONLY mine_default"),
+        0
+    );
+}
+
+#[test]
+fn a_migration_step_cannot_be_rolled_back_into_a_leaked_slot() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    table_with_rows_in_default(&mut mallory, "m1", 10);
+    mallory.batch_execute("BEGIN").unwrap();
+    let refused = mallory.batch_execute("SELECT partition_predict.migration_step('m1')");
+    assert_eq!(sqlstate(refused), "25001");
+    mallory.batch_execute("ROLLBACK").unwrap();
+    mallory
+        .batch_execute("SELECT partition_predict.unmanage('m1')")
+        .unwrap();
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM partition_predict.routing_overrides_in_memory()"
+        ),
+        0
+    );
+}
+
+#[test]
+fn views_hide_what_row_level_security_hides() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    managed_table_with_shadows(&mut admin, "ledger");
+    admin
+        .batch_execute(
+            "CREATE ROLE reader LOGIN;
+             GRANT SELECT ON ledger TO reader;
+             ALTER TABLE ledger ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY mornings ON ledger FOR SELECT TO reader USING (extract(hour FROM ts) < 12);",
+        )
+        .unwrap();
+    let mut reader = cluster.connect_as("postgres", "reader");
+    for view in ["key_time_series", "stats_history", "forecasts", "alerts"] {
+        let sql = format!(
+            "SELECT count(*) FROM partition_predict.{view} WHERE parent = 'ledger'::regclass"
+        );
+        assert_eq!(scalar_i64(&mut reader, &sql), 0, "{view}");
+    }
+    assert!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM partition_predict.key_time_series WHERE parent = 'ledger'::regclass") > 0
+    );
+}
