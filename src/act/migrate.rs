@@ -141,8 +141,10 @@ fn step_as_owner(
     // An override is published at once, for every backend, and the state
     // file outlives a rollback: each step must be a transaction that
     // commits, never one of several in a transaction block.
+    // (The worker runs each step in a subtransaction of a transaction that
+    // commits it: never a block of several.)
     let refuse_in_block = || {
-        if backend::in_transaction_block() {
+        if caller == Caller::User && backend::in_transaction_block() {
             Err(PredictError::InTransactionBlock("a migration step"))
         } else {
             Ok(())

@@ -26,18 +26,32 @@ pub fn frontier(table: &PartitionedTable) -> Result<Option<i64>> {
     .map(|(outside, in_default)| outside.or(in_default))?)
 }
 
+/// The series a table's forecasts are made of: the key-time series for
+/// time keys, the frontier's speed for integer keys.
+pub fn forecast_series(table: &PartitionedTable) -> &'static str {
+    if table.key_type.is_temporal() {
+        "key_time"
+    } else {
+        "frontier"
+    }
+}
+
 /// Expected rows ahead from the newest forecast (the point forecast sizes
 /// partitions), and the ratio of its upper bound to it (the upper bound sets
 /// how far ahead shadows must reach: running short would put rows in DEFAULT).
 pub fn demand(table: &PartitionedTable) -> Result<(Vec<Demand>, f64)> {
     let rows: Vec<(f64, f64, String, String, f64, f64)> = Spi::connect(|client| {
         let result = client.select(
-            "SELECT pg_catalog.date_part('epoch', step_start), pg_catalog.date_part('epoch', step_end),
-                    range_start, range_end, upper, predicted_rows
-               FROM partition_predict.forecasts WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-              ORDER BY horizon",
+            "SELECT pg_catalog.date_part('epoch', f.step_start), pg_catalog.date_part('epoch', f.step_end),
+                    f.range_start, f.range_end, f.upper_rows, f.predicted_rows
+               FROM partition_predict.forecast_log f
+              WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
+                AND f.made_at = (SELECT l.made_at FROM partition_predict.forecast_log l
+                                  WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2
+                                  ORDER BY l.made_at DESC LIMIT 1)
+              ORDER BY f.horizon",
             None,
-            &[table.oid.into()],
+            &[table.oid.into(), forecast_series(table).into()],
         )?;
         result
             .map(|r| {

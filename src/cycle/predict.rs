@@ -108,8 +108,10 @@ fn key_time(table: &PartitionedTable) -> Result<Option<Prepared>> {
     let step_seconds = step_micros / 1_000_000;
     let rows: Vec<(i64, f64)> = Spi::connect(|client| {
         let result = client.select(
-            "WITH s AS (SELECT (pg_catalog.date_part('epoch', bucket_start)::bigint - $2) / $3 AS step, rows
-                          FROM partition_predict.key_time_series WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)
+            "WITH s AS (SELECT (pg_catalog.date_part('epoch', bucket_start)::bigint - $2) / $3 AS step,
+                               pg_catalog.sum(rows) AS rows
+                          FROM partition_predict.key_time_counts WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
+                         GROUP BY bucket_start)
              SELECT step, rows::float8 FROM s WHERE step > (SELECT pg_catalog.max(step) FROM s) - $4",
             None,
             &[table.oid.into(), PG_EPOCH_UNIX_SECONDS.into(), step_seconds.into(), (HISTORY_STEPS + 1).into()],
@@ -133,7 +135,7 @@ fn key_time(table: &PartitionedTable) -> Result<Option<Prepared>> {
     }
     let regular = series::from_buckets(first, last - 1, &rows);
     Ok(Some(Prepared {
-        name: "key_time",
+        name: history::forecast_series(table),
         values: regular.values,
         step_micros,
         next_step: last * step_micros,
@@ -183,7 +185,7 @@ fn frontier(table: &PartitionedTable) -> Result<Option<Prepared>> {
     let next = start_hour + regular.len() as i64;
     let rows_per_key = history::rows_per_key(table.oid)?;
     Ok(Some(Prepared {
-        name: "frontier",
+        name: history::forecast_series(table),
         values: regular.values,
         step_micros: MICROS_PER_HOUR,
         next_step: next * MICROS_PER_HOUR,

@@ -1,9 +1,10 @@
 //! The ProcessUtility hook: a `COPY … FROM` into a managed parent is a bulk
 //! load (see `bulk_load`). While rows of a table are being moved out of its
-//! DEFAULT, `ATTACH`/`DETACH PARTITION` on it and any `ALTER TABLE` of its
-//! DEFAULT or of the shadow receiving them are refused: the move and the
-//! planner hook read both by OID, with the parent's columns, and the move's
-//! last step attaches.
+//! DEFAULT, `ATTACH`/`DETACH PARTITION` and `TRUNCATE` of it, and any
+//! `ALTER TABLE`, `TRUNCATE` or `DROP TABLE` of its DEFAULT or of the shadow
+//! receiving the rows (but for a DROP of the table itself) are refused: the
+//! move and the planner hook read both by OID, with the parent's columns,
+//! the move's last step attaches, and a TRUNCATE would miss the rows moved.
 
 use std::ffi::c_char;
 
@@ -47,18 +48,69 @@ unsafe fn copy_from_target(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::Oi
     }
 }
 
-/// The table an `ALTER TABLE` changes, and whether it attaches or detaches
-/// a partition, if that is what `pstmt` is.
-unsafe fn altered_table(pstmt: *mut pg_sys::PlannedStmt) -> Option<(pg_sys::Oid, bool)> {
+/// The tables a statement changes in a way a migration cannot live with.
+#[derive(Default)]
+struct Touched {
+    tables: Vec<pg_sys::Oid>,
+    /// Changes the partitions of its tables (ATTACH/DETACH, TRUNCATE).
+    parent_changes: bool,
+    /// A DROP: of the parent itself, it takes shadow and DEFAULT along.
+    drop: bool,
+}
+
+fn relation_of(range_var: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+    if range_var.is_null() {
+        return None;
+    }
+    let oid = unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            range_var,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// What `ALTER TABLE`, `TRUNCATE` or `DROP TABLE` in `pstmt` would change.
+unsafe fn tables_touched(pstmt: *mut pg_sys::PlannedStmt) -> Touched {
     unsafe {
         let node = (*pstmt).utilityStmt;
-        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_AlterTableStmt {
-            return None;
+        if node.is_null() {
+            return Touched::default();
+        }
+        match (*node).type_ {
+            pg_sys::NodeTag::T_AlterTableStmt => {}
+            pg_sys::NodeTag::T_TruncateStmt => {
+                let truncate = node as *mut pg_sys::TruncateStmt;
+                return Touched {
+                    tables: pgrx::PgList::<pg_sys::RangeVar>::from_pg((*truncate).relations)
+                        .iter_ptr()
+                        .filter_map(relation_of)
+                        .collect(),
+                    parent_changes: true,
+                    drop: false,
+                };
+            }
+            pg_sys::NodeTag::T_DropStmt => {
+                let drop = node as *mut pg_sys::DropStmt;
+                if (*drop).removeType != pg_sys::ObjectType::OBJECT_TABLE {
+                    return Touched::default();
+                }
+                return Touched {
+                    tables: pgrx::PgList::<pg_sys::List>::from_pg((*drop).objects)
+                        .iter_ptr()
+                        .filter_map(|names| relation_of(pg_sys::makeRangeVarFromNameList(names)))
+                        .collect(),
+                    parent_changes: false,
+                    drop: true,
+                };
+            }
+            _ => return Touched::default(),
         }
         let alter = node as *mut pg_sys::AlterTableStmt;
-        if (*alter).relation.is_null() {
-            return None;
-        }
         let changes_partitions = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*alter).cmds)
             .iter_ptr()
             .any(|cmd| {
@@ -69,14 +121,11 @@ unsafe fn altered_table(pstmt: *mut pg_sys::PlannedStmt) -> Option<(pg_sys::Oid,
                         | pg_sys::AlterTableType::AT_DetachPartitionFinalize
                 )
             });
-        let oid = pg_sys::RangeVarGetRelidExtended(
-            (*alter).relation,
-            pg_sys::NoLock as pg_sys::LOCKMODE,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        );
-        (oid != pg_sys::InvalidOid).then_some((oid, changes_partitions))
+        Touched {
+            tables: relation_of((*alter).relation).into_iter().collect(),
+            parent_changes: changes_partitions,
+            drop: false,
+        }
     }
 }
 
@@ -93,18 +142,19 @@ unsafe extern "C-unwind" fn process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     if !super::attaching_here() && routing::any_active() {
-        if let Some((altered, changes_partitions)) = unsafe { altered_table(pstmt) } {
-            let moving = routing::overrides_here().into_iter().find(|o| {
-                let is = |raw: u32| pg_sys::Oid::from(raw) == altered;
-                (changes_partitions && is(o.parent)) || is(o.shadow) || is(o.default_partition)
-            });
-            if let Some(o) = moving {
-                let parent = pg_sys::Oid::from(o.parent);
-                let name = qualified_name(parent)
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| o.parent.to_string());
-                PredictError::MigrationInProgress(name).report();
-            }
+        let touched = unsafe { tables_touched(pstmt) };
+        let moving = routing::overrides_here().into_iter().find(|o| {
+            let is = |raw: u32| touched.tables.contains(&pg_sys::Oid::from(raw));
+            let parent_too = is(o.parent);
+            (touched.parent_changes && parent_too)
+                || ((is(o.shadow) || is(o.default_partition)) && !(touched.drop && parent_too))
+        });
+        if let Some(o) = moving {
+            let parent = pg_sys::Oid::from(o.parent);
+            let name = qualified_name(parent)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| o.parent.to_string());
+            PredictError::MigrationInProgress(name).report();
         }
     }
     let watched = unsafe { copy_from_target(pstmt) }.and_then(bulk_load::before_bulk_load);

@@ -410,6 +410,9 @@ fn detach_waits_for_a_migration_and_rename_does_not_disturb_it() {
         "ALTER TABLE ev DETACH PARTITION ev_default",
         "CREATE TABLE ev_new (id bigint NOT NULL, k bigint NOT NULL);
          ALTER TABLE ev ATTACH PARTITION ev_new FOR VALUES FROM (5000000) TO (6000000)",
+        "TRUNCATE ev",
+        "TRUNCATE ev_default",
+        "DROP TABLE ev_default",
     ] {
         let refused = client.batch_execute(sql).unwrap_err();
         assert_eq!(
