@@ -35,6 +35,17 @@ mod worker;
 pgrx::pg_module_magic!();
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/procedures.sql",
+    name = "procedures",
+    requires = [
+        api::partition_predict::activate,
+        api::partition_predict::migration_step,
+        api::partition_predict::ingest_prepare,
+        api::partition_predict::ingest_activate,
+        api::partition_predict::ingest_load
+    ]
+);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
 #[pg_guard]

@@ -8,9 +8,10 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
 use super::shadows::{self, NewShadow, Origin, Shadow};
-use super::table::{relation_exists, PartitionedTable, QualifiedName};
+use super::table::{self, relation_exists, PartitionedTable, QualifiedName};
 use crate::error::{PredictError, Result};
 use crate::pg::lock_retry::run_with_lock_retry;
+use crate::pg::locks::lock_table_steps;
 use crate::pg::session::as_role;
 use crate::pg::{backend, relation};
 
@@ -330,6 +331,12 @@ pub fn drop_unused(table_oid: pg_sys::Oid) -> Result<i64> {
 /// was never attached and holds no row, or refuses while rows are being
 /// moved out of a DEFAULT (they live in a shadow until it is attached).
 pub fn clear_for_extension_drop() -> Result<()> {
+    // Wait for every table's steps under way (a worker's cycle, a migration
+    // step) to commit, and keep new ones out: the drop then takes the state
+    // tables' locks after them rather than in a deadlock with them.
+    for parent in table::managed_tables(None)? {
+        lock_table_steps(parent, true)?;
+    }
     let moving: Vec<String> = Spi::connect(|client| {
         let rows = client.select(
             "SELECT DISTINCT m.parent::text FROM partition_predict.migrations m WHERE m.active ORDER BY 1",

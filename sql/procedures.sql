@@ -1,0 +1,102 @@
+-- Procedures and SQL-language functions over the Rust functions: the typed
+-- activate() overloads and the procedures migrate_default and ingest, which
+-- commit between their steps. Placed after the functions they call.
+
+-- activate() with a value of the key's own type: formatted to ISO text in
+-- UTC here, so the session's DateStyle and TimeZone cannot change its meaning.
+CREATE FUNCTION partition_predict.activate(parent regclass, up_to timestamptz) RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT partition_predict.activate(parent, to_char(up_to AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00')
+$$;
+CREATE FUNCTION partition_predict.activate(parent regclass, up_to timestamp) RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT partition_predict.activate(parent, to_char(up_to, 'YYYY-MM-DD HH24:MI:SS.US'))
+$$;
+CREATE FUNCTION partition_predict.activate(parent regclass, up_to date) RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT partition_predict.activate(parent, to_char(up_to, 'YYYY-MM-DD'))
+$$;
+CREATE FUNCTION partition_predict.activate(parent regclass, up_to bigint) RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT partition_predict.activate(parent, up_to::text)
+$$;
+
+-- Moves rows of DEFAULT into the partitions they belong in, one range at a
+-- time, each batch its own transaction (so: CALL it outside a transaction
+-- block). Queries on the table stay exact throughout (routing_overrides).
+CREATE PROCEDURE partition_predict.migrate_default(parent regclass, batch_rows integer DEFAULT 10000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    next   text;
+    reason text;
+BEGIN
+    LOOP
+        next := partition_predict.migration_step(parent, batch_rows);
+        COMMIT;
+        EXIT WHEN next = 'done';
+        IF next = 'yielded' THEN
+            SELECT m.message INTO reason FROM partition_predict.migrations m
+             WHERE m.parent = migrate_default.parent AND m.state = 'yielded'
+             ORDER BY m.id DESC LIMIT 1;
+            RAISE EXCEPTION 'migration of % out of DEFAULT gave way: %', parent,
+                            COALESCE(reason, 'it could not take its locks')
+                USING ERRCODE = 'lock_not_available',
+                      HINT = 'The rows are back in DEFAULT and nothing was lost; call migrate_default() again when the blocking transaction has ended.';
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- The bulk-ingestion handler: the batch's partitions are made ready first
+-- (created standalone, attached one per transaction), then the batch is
+-- loaded in one statement, so readers see none of it or all of it and no
+-- row passes through DEFAULT. Commits between stages: CALL it outside a
+-- transaction block.
+CREATE PROCEDURE partition_predict.ingest(
+    parent regclass,
+    source regclass,
+    INOUT rows_loaded bigint DEFAULT NULL,
+    INOUT partitions_created integer DEFAULT NULL,
+    INOUT partitions_activated integer DEFAULT NULL,
+    INOUT rows_per_partition jsonb DEFAULT NULL,
+    INOUT duration_ms double precision DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    started  timestamptz := pg_catalog.clock_timestamp();
+    made     integer;
+    targets  text[];
+    overlap  boolean;
+    target   text;
+BEGIN
+    SELECT p.created, p.targets, p.default_overlap INTO made, targets, overlap
+      FROM partition_predict.ingest_prepare(parent, source) p;
+    partitions_created := made;
+    IF overlap THEN
+        -- Rows already in DEFAULT in the batch's ranges would make the ATTACH fail: move them first.
+        COMMIT;
+        CALL partition_predict.migrate_default(parent);
+        SELECT p.created, p.targets, p.default_overlap INTO made, targets, overlap
+          FROM partition_predict.ingest_prepare(parent, source) p;
+        partitions_created := partitions_created + made;
+        IF overlap THEN
+            RAISE EXCEPTION 'DEFAULT of % still holds rows in the ranges of the batch', parent
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Rows keep arriving there: CALL partition_predict.migrate_default() and retry.';
+        END IF;
+    END IF;
+    COMMIT;
+    partitions_activated := 0;
+    FOREACH target IN ARRAY targets LOOP
+        IF partition_predict.ingest_activate(parent, target) THEN
+            partitions_activated := partitions_activated + 1;
+        END IF;
+        COMMIT;
+    END LOOP;
+    SELECT l.rows_loaded, l.rows_per_partition INTO rows_loaded, rows_per_partition
+      FROM partition_predict.ingest_load(parent, source, partitions_created, partitions_activated,
+                                         -- ISO and UTC, whatever the caller's DateStyle and TimeZone
+                                         pg_catalog.to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00') l;
+    COMMIT;
+    duration_ms := 1000 * pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - started);
+END
+$$;
