@@ -79,7 +79,7 @@ pub enum PredictError {
     #[error("refusing to act on state that pg_partition_predict did not write: {0}")]
     UntrustedState(String),
     #[error(
-        "{0}, which holds rows being moved out of DEFAULT, no longer has the columns of its table"
+        "{0}, which holds rows being moved out of DEFAULT, no longer has the owner and columns of its table"
     )]
     ShadowChanged(String),
 

@@ -138,22 +138,10 @@ fn step_as_owner(
     if let Some(next) = tidy_override(table, current.as_ref())? {
         return Ok(next);
     }
-    // An override is published at once, for every backend, and the state
-    // file outlives a rollback: each step must be a transaction that
-    // commits, never one of several in a transaction block.
-    // (The worker runs each step in a subtransaction of a transaction that
-    // commits it: never a block of several.)
-    let refuse_in_block = || {
-        if caller == Caller::User && backend::in_transaction_block() {
-            Err(PredictError::InTransactionBlock("a migration step"))
-        } else {
-            Ok(())
-        }
-    };
     let Some(migration) = current else {
-        return start(table, caller, superuser, refuse_in_block);
+        return start(table, caller, superuser);
     };
-    refuse_in_block()?;
+    refuse_in_transaction_block(caller)?;
     // INSERTs wait while attaching (also after a restart, which clears it).
     routing::set_finishing(table.oid, migration.state == MigrationState::Attaching);
     if routing::override_of(table.oid).is_none_or(|o| o.migration_id != migration.id) {
@@ -212,6 +200,18 @@ fn tidy_override(table: &PartitionedTable, current: Option<&Migration>) -> Resul
     }
 }
 
+/// An override is published at once, for every backend, and the state file
+/// outlives a rollback: a step that publishes or moves must be a
+/// transaction that commits, never one of several in a transaction block.
+/// (The worker runs each step in a subtransaction of a transaction that
+/// commits it, which is never a block of several.)
+fn refuse_in_transaction_block(caller: Caller) -> Result<()> {
+    if caller == Caller::User && backend::in_transaction_block() {
+        return Err(PredictError::InTransactionBlock("a migration step"));
+    }
+    Ok(())
+}
+
 fn range_text(table: &PartitionedTable, from: i64, to: i64) -> String {
     format!(
         "{}, {}",
@@ -221,12 +221,7 @@ fn range_text(table: &PartitionedTable, from: i64, to: i64) -> String {
 }
 
 /// Picks the first range DEFAULT holds rows of and starts moving it.
-fn start(
-    table: &PartitionedTable,
-    caller: Caller,
-    superuser: bool,
-    refuse_in_block: impl Fn() -> Result<()>,
-) -> Result<Next> {
+fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Next> {
     let Some(default) = table.default_partition else {
         return Ok(Next::Done);
     };
@@ -246,7 +241,7 @@ fn start(
     if caller != Caller::User && migrations::yielded_within(table.oid, YIELD_BACKOFF_MINUTES)? {
         return Ok(Next::Done);
     }
-    refuse_in_block()?;
+    refuse_in_transaction_block(caller)?;
     if !superuser {
         refuse_if_rows_have_side_effects(table, default)?;
     }

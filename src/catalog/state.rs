@@ -41,14 +41,17 @@ fn extension_owner() -> Result<pg_sys::Oid> {
 /// rights, and code of a table's owner that ran before it in this call
 /// must not have chosen how its names and operators resolve.
 pub fn write(sql: &str, args: &[DatumWithOid]) -> Result<()> {
-    let owner = extension_owner()?;
-    with_pinned_settings(|| as_role(owner, || Spi::run_with_args(sql, args)))?;
-    Ok(())
+    with_pinned_settings(|| {
+        let owner = extension_owner()?;
+        Ok(as_role(owner, || Spi::run_with_args(sql, args))?)
+    })
 }
 
 /// As `write`, for an `INSERT … RETURNING` of one value.
 pub fn write_returning<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid]) -> Result<T> {
-    let owner = extension_owner()?;
-    with_pinned_settings(|| as_role(owner, || Spi::get_one_with_args::<T>(sql, args)))?
-        .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
+    with_pinned_settings(|| {
+        let owner = extension_owner()?;
+        as_role(owner, || Spi::get_one_with_args::<T>(sql, args))?
+            .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
+    })
 }

@@ -253,23 +253,19 @@ unsafe fn read_shadow_too(rte: *mut pg_sys::RangeTblEntry, o: &Override) {
         if relation.is_null() {
             return;
         }
-        // The migration published a shadow it verified; a table that has
-        // since changed hands is not read as the parent's rows.
+        // The migration published a shadow it verified. One that has since
+        // changed hands or columns is not read as the parent's rows (through
+        // the UNION a column of another type would be taken for the
+        // parent's), nor skipped (its rows would be missed): the query fails.
         let shadow_relation = pg_sys::RelationIdGetRelation(shadow);
         if shadow_relation.is_null() {
             pg_sys::RelationClose(relation);
             return;
         }
-        let same_owner = (*(*shadow_relation).rd_rel).relowner == (*(*relation).rd_rel).relowner;
-        let same_columns = same_column_types(relation, shadow_relation);
+        let unchanged = (*(*shadow_relation).rd_rel).relowner == (*(*relation).rd_rel).relowner
+            && same_column_types(relation, shadow_relation);
         pg_sys::RelationClose(shadow_relation);
-        if !same_owner {
-            pg_sys::RelationClose(relation);
-            return;
-        }
-        if !same_columns {
-            // Read through a UNION, a column of another type would be taken
-            // for the parent's: refuse rather than return garbage.
+        if !unchanged {
             pg_sys::RelationClose(relation);
             PredictError::ShadowChanged(display_name(shadow)).report();
         }

@@ -34,17 +34,10 @@ unsafe fn copy_from_target(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::Oi
             return None;
         }
         let copy = node as *mut pg_sys::CopyStmt;
-        if !(*copy).is_from || (*copy).relation.is_null() {
+        if !(*copy).is_from {
             return None;
         }
-        let oid = pg_sys::RangeVarGetRelidExtended(
-            (*copy).relation,
-            pg_sys::NoLock as pg_sys::LOCKMODE,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        );
-        (oid != pg_sys::InvalidOid && is_partitioned_table(oid)).then_some(oid)
+        relation_of((*copy).relation).filter(|oid| is_partitioned_table(*oid))
     }
 }
 
@@ -58,6 +51,8 @@ struct Touched {
     drop: bool,
 }
 
+/// The relation a name in a statement means now, if it exists (no lock:
+/// PostgreSQL takes its own when the statement runs).
 fn relation_of(range_var: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
     if range_var.is_null() {
         return None;
