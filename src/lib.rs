@@ -32,7 +32,15 @@ mod pg;
 mod shmem;
 mod worker;
 
-pgrx::pg_module_magic!();
+// PostgreSQL 18 shows the name and version in pg_get_loaded_modules().
+pgrx::pg_module_magic!(name = c"pg_partition_predict", version = MODULE_VERSION);
+
+const MODULE_VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+) {
+    Ok(version) => version,
+    Err(_) => panic!("the crate version has a NUL byte"),
+};
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!(

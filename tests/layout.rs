@@ -1,7 +1,8 @@
 //! The shape of `src/` that CONTRIBUTING.md describes, checked: each
 //! module imports only the layers below it, no two files import each other
-//! (directly or around a loop), and `unsafe` stays in the modules that
-//! touch PostgreSQL internals. Reads the source as text; needs no server.
+//! (directly or around a loop), and `unsafe` and code that differs by
+//! PostgreSQL version stay in the modules that touch PostgreSQL internals.
+//! Reads the source as text; needs no server.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -258,4 +259,24 @@ fn unsafe_code_stays_where_postgresql_internals_are_touched() {
             "crates/{krate} must forbid unsafe code"
         );
     }
+}
+
+#[test]
+fn code_that_differs_by_postgresql_version_stays_with_the_internals() {
+    let mut wrong = Vec::new();
+    for (module, text) in modules() {
+        let allowed = module == "lib" || UNSAFE_ALLOWED.contains(&top(&module));
+        let code = code(&text);
+        let version_gates = ["pg15", "pg16", "pg17", "pg18"]
+            .iter()
+            .filter(|v| code.contains(&format!("feature = \"{v}\"")))
+            .count();
+        if !allowed && version_gates > 0 {
+            wrong.push(module);
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "#[cfg(feature = \"pgNN\")] outside pg/, hooks/, shmem/ and lib.rs: {wrong:?}"
+    );
 }

@@ -18,7 +18,7 @@ use std::ffi::{c_void, CStr, CString};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use pgrx::PgList;
+use pgrx::{PgList, PgTupleDesc};
 
 use crate::error::PredictError;
 use crate::pg::backend;
@@ -71,9 +71,14 @@ unsafe fn relation_of(rtable: &PgList<pg_sys::RangeTblEntry>, rti: i64) -> pg_sy
     }
 }
 
-/// System columns (ctid, tableoid, …) among the columns read.
-unsafe fn reads_system_columns(rte: *mut pg_sys::RangeTblEntry) -> bool {
-    let first = unsafe { pg_sys::bms_next_member((*rte).selectedCols, -1) };
+/// System columns (ctid, tableoid, …) among the columns `query` reads
+/// through `rte`. Unknown counts as yes: the query then waits rather than
+/// being rewritten.
+unsafe fn reads_system_columns(query: *mut pg_sys::Query, rte: *mut pg_sys::RangeTblEntry) -> bool {
+    let Some(selected) = (unsafe { permissions::selected_columns(query, rte) }) else {
+        return true;
+    };
+    let first = unsafe { pg_sys::bms_next_member(selected, -1) };
     // Members are attnos offset by -FirstLowInvalidHeapAttributeNumber: 0 is
     // the whole row, below it system columns.
     (0..-pg_sys::FirstLowInvalidHeapAttributeNumber).contains(&first)
@@ -123,7 +128,7 @@ unsafe fn must_wait(queries: &[*mut pg_sys::Query], o: &Override) -> Wait {
                 if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION
                     && (*rte).relid.to_u32() == o.parent
                     && (*rte).inh
-                    && (!(*rte).tablesample.is_null() || reads_system_columns(rte))
+                    && (!(*rte).tablesample.is_null() || reads_system_columns(query, rte))
                 {
                     return Wait::ForMigration;
                 }
@@ -193,7 +198,7 @@ pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) {
                         && (*rte).relid.to_u32() == o.parent
                         && (*rte).inh
                     {
-                        read_shadow_too(rte, o);
+                        read_shadow_too(query, rte, index as i32 + 1, o);
                     }
                 }
             }
@@ -216,12 +221,8 @@ fn oid(raw: u32) -> pg_sys::Oid {
 /// type, typmod and collation in `shadow`.
 unsafe fn same_column_types(parent: pg_sys::Relation, shadow: pg_sys::Relation) -> bool {
     unsafe {
-        let parent_columns = (*(*parent).rd_att)
-            .attrs
-            .as_slice((*(*parent).rd_att).natts as usize);
-        let shadow_columns = (*(*shadow).rd_att)
-            .attrs
-            .as_slice((*(*shadow).rd_att).natts as usize);
+        let parent_columns = columns_of(parent);
+        let shadow_columns = columns_of(shadow);
         parent_columns.iter().filter(|a| !a.attisdropped).all(|p| {
             let name = CStr::from_ptr(p.attname.data.as_ptr());
             shadow_columns.iter().any(|s| {
@@ -235,11 +236,44 @@ unsafe fn same_column_types(parent: pg_sys::Relation, shadow: pg_sys::Relation) 
     }
 }
 
+/// A copy of the security quals of `rte` (entry `rti` of its query) for
+/// entry `arm_rti` of an arm of the UNION: the same expressions on that
+/// relation's columns (`map`: the parent's column numbers to the arm's,
+/// none when the arm reads the parent itself).
+unsafe fn policies_for(
+    rte: *mut pg_sys::RangeTblEntry,
+    rti: i32,
+    arm_rti: i32,
+    map: Option<*mut pg_sys::AttrMap>,
+    row_type: pg_sys::Oid,
+) -> *mut pg_sys::List {
+    unsafe {
+        let quals = pg_sys::copyObjectImpl((*rte).securityQuals.cast()).cast::<pg_sys::Node>();
+        pg_sys::ChangeVarNodes(quals, rti, arm_rti, 0);
+        let Some(map) = map else {
+            return quals.cast();
+        };
+        let mut whole_row = false;
+        pg_sys::map_variable_attnos(quals, arm_rti, 0, map, row_type, &mut whole_row).cast()
+    }
+}
+
+/// The attributes of an open relation, dropped ones included, in order.
+unsafe fn columns_of(relation: pg_sys::Relation) -> Vec<pg_sys::FormData_pg_attribute> {
+    let descriptor = unsafe { PgTupleDesc::from_pg_unchecked((*relation).rd_att) };
+    descriptor.iter().copied().collect()
+}
+
 /// Replaces the parent's range table entry by `parent UNION ALL shadow`.
 /// Columns keep the parent's positions (a dropped column is a NULL), so the
 /// query's references to the entry stay valid. Permissions stay those the
 /// query was checked for on the parent; the shadow's rows are the parent's.
-unsafe fn read_shadow_too(rte: *mut pg_sys::RangeTblEntry, o: &Override) {
+unsafe fn read_shadow_too(
+    query: *mut pg_sys::Query,
+    rte: *mut pg_sys::RangeTblEntry,
+    rti: i32,
+    o: &Override,
+) {
     let shadow = oid(o.shadow);
     let parent = oid(o.parent);
     // Locked before looking: an ATTACH of the shadow cannot then commit
@@ -264,15 +298,17 @@ unsafe fn read_shadow_too(rte: *mut pg_sys::RangeTblEntry, o: &Override) {
         }
         let unchanged = (*(*shadow_relation).rd_rel).relowner == (*(*relation).rd_rel).relowner
             && same_column_types(relation, shadow_relation);
+        // Row-level security of the parent, for the shadow's columns.
+        let shadow_columns = (unchanged && !(*rte).securityQuals.is_null())
+            .then(|| permissions::columns_by_name(shadow_relation, relation));
         pg_sys::RelationClose(shadow_relation);
         if !unchanged {
             pg_sys::RelationClose(relation);
             PredictError::ShadowChanged(display_name(shadow)).report();
         }
-        let descriptor = (*relation).rd_att;
-        let columns: Vec<String> = (*descriptor)
-            .attrs
-            .as_slice((*descriptor).natts as usize)
+        let owner = (*(*relation).rd_rel).relowner;
+        let row_type = (*(*relation).rd_rel).reltype;
+        let columns: Vec<String> = columns_of(relation)
             .iter()
             .map(|a| {
                 if a.attisdropped {
@@ -309,20 +345,36 @@ unsafe fn read_shadow_too(rte: *mut pg_sys::RangeTblEntry, o: &Override) {
             0,
             std::ptr::null_mut(),
         );
-        for query in all_queries(union) {
-            for inner in range_table(query).iter_ptr() {
-                if (*inner).rtekind != pg_sys::RTEKind::RTE_RELATION {
-                    continue;
-                }
-                if (*inner).relid == parent {
-                    (*inner).requiredPerms = (*rte).requiredPerms;
-                    (*inner).checkAsUser = (*rte).checkAsUser;
-                    (*inner).selectedCols = pg_sys::bms_copy((*rte).selectedCols);
-                } else if (*inner).relid == shadow {
-                    (*inner).requiredPerms = 0;
-                    (*inner).selectedCols = std::ptr::null_mut();
+        // Checked now, as the executor will: the planner estimates with the
+        // statistics of DEFAULT and the shadow, which must not be consulted
+        // for a query the role may not run.
+        permissions::check_now(query, rte, parent);
+        permissions::carry_over(query, rte, union, parent, shadow, owner);
+        // The parent's policies filter each arm of the UNION, on the arm's
+        // own relation: the planner keeps such quals below the query's own
+        // (no leaky function sees a hidden row) and, seeing them, does not
+        // show the statistics of those relations to leaky functions either.
+        if !(*rte).securityQuals.is_null() {
+            for arm in all_queries(union) {
+                // A policy with a subquery brings its SubLinks along.
+                (*arm).hasSubLinks |= (*query).hasSubLinks;
+                (*arm).hasRowSecurity = true;
+                for (index, inner) in range_table(arm).iter_ptr().enumerate() {
+                    if (*inner).rtekind != pg_sys::RTEKind::RTE_RELATION {
+                        continue;
+                    }
+                    let map = if (*inner).relid == parent {
+                        None
+                    } else if (*inner).relid == shadow {
+                        shadow_columns
+                    } else {
+                        continue;
+                    };
+                    (*inner).securityQuals =
+                        policies_for(rte, rti, index as i32 + 1, map, row_type);
                 }
             }
+            (*rte).securityQuals = std::ptr::null_mut();
         }
         // As the rewriter turns a view's entry into a subquery.
         (*rte).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
@@ -333,11 +385,172 @@ unsafe fn read_shadow_too(rte: *mut pg_sys::RangeTblEntry, o: &Override) {
         (*rte).rellockmode = 0;
         (*rte).tablesample = std::ptr::null_mut();
         (*rte).inh = false;
-        (*rte).requiredPerms = 0;
-        (*rte).checkAsUser = pg_sys::InvalidOid;
-        (*rte).selectedCols = std::ptr::null_mut();
-        (*rte).insertedCols = std::ptr::null_mut();
-        (*rte).updatedCols = std::ptr::null_mut();
-        (*rte).extraUpdatedCols = std::ptr::null_mut();
+    }
+}
+
+/// Where the permissions the executor checks live: on the range table entry
+/// up to PostgreSQL 15, in the query's list of `RTEPermissionInfo` from 16 on.
+///
+/// The rewrite keeps what the query was checked for: the parent inside the
+/// UNION carries the original entry's permissions (user, privileges, columns
+/// read), the outer entry none, and the shadow is read as its owner, who is
+/// the parent's owner (checked before): its rows are the parent's rows.
+#[cfg(feature = "pg15")]
+mod permissions {
+    use super::{all_queries, range_table};
+    use pgrx::pg_sys;
+    use pgrx::PgList;
+
+    /// Raises PostgreSQL's own permission error unless the role may read
+    /// what the query reads through `rte`.
+    pub unsafe fn check_now(
+        _query: *mut pg_sys::Query,
+        rte: *mut pg_sys::RangeTblEntry,
+        _parent: pg_sys::Oid,
+    ) {
+        let mut entries = PgList::<pg_sys::RangeTblEntry>::new();
+        entries.push(rte);
+        unsafe { pg_sys::ExecCheckRTPerms(entries.into_pg(), true) };
+    }
+
+    /// For each column of `to`, the number of the same-named column of `from`.
+    pub unsafe fn columns_by_name(
+        from: pg_sys::Relation,
+        to: pg_sys::Relation,
+    ) -> *mut pg_sys::AttrMap {
+        unsafe { pg_sys::build_attrmap_by_name((*from).rd_att, (*to).rd_att) }
+    }
+
+    pub unsafe fn selected_columns(
+        _query: *mut pg_sys::Query,
+        rte: *mut pg_sys::RangeTblEntry,
+    ) -> Option<*mut pg_sys::Bitmapset> {
+        Some(unsafe { (*rte).selectedCols })
+    }
+
+    pub unsafe fn carry_over(
+        _query: *mut pg_sys::Query,
+        rte: *mut pg_sys::RangeTblEntry,
+        union: *mut pg_sys::Query,
+        parent: pg_sys::Oid,
+        shadow: pg_sys::Oid,
+        owner: pg_sys::Oid,
+    ) {
+        unsafe {
+            for query in all_queries(union) {
+                for inner in range_table(query).iter_ptr() {
+                    if (*inner).rtekind != pg_sys::RTEKind::RTE_RELATION {
+                        continue;
+                    }
+                    if (*inner).relid == parent {
+                        (*inner).requiredPerms = (*rte).requiredPerms;
+                        (*inner).checkAsUser = (*rte).checkAsUser;
+                        (*inner).selectedCols = pg_sys::bms_copy((*rte).selectedCols);
+                    } else if (*inner).relid == shadow {
+                        (*inner).checkAsUser = owner;
+                    }
+                }
+            }
+            (*rte).requiredPerms = 0;
+            (*rte).checkAsUser = pg_sys::InvalidOid;
+            (*rte).selectedCols = std::ptr::null_mut();
+            (*rte).insertedCols = std::ptr::null_mut();
+            (*rte).updatedCols = std::ptr::null_mut();
+            (*rte).extraUpdatedCols = std::ptr::null_mut();
+        }
+    }
+}
+
+#[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+mod permissions {
+    use super::{all_queries, range_table};
+    use pgrx::pg_sys;
+
+    /// Raises PostgreSQL's own permission error unless the role may read
+    /// what the query reads through `rte`.
+    pub unsafe fn check_now(
+        query: *mut pg_sys::Query,
+        rte: *mut pg_sys::RangeTblEntry,
+        parent: pg_sys::Oid,
+    ) {
+        unsafe {
+            let Some(info) = info_of(query, rte) else {
+                return;
+            };
+            if (*info).requiredPerms != 0 && !pg_sys::ExecCheckOneRelPerms(info) {
+                pg_sys::aclcheck_error(
+                    pg_sys::AclResult::ACLCHECK_NO_PRIV,
+                    pg_sys::get_relkind_objtype(pg_sys::get_rel_relkind(parent)),
+                    pg_sys::get_rel_name(parent),
+                );
+            }
+        }
+    }
+
+    /// For each column of `to`, the number of the same-named column of `from`.
+    pub unsafe fn columns_by_name(
+        from: pg_sys::Relation,
+        to: pg_sys::Relation,
+    ) -> *mut pg_sys::AttrMap {
+        unsafe { pg_sys::build_attrmap_by_name((*from).rd_att, (*to).rd_att, false) }
+    }
+
+    unsafe fn info_of(
+        query: *mut pg_sys::Query,
+        rte: *mut pg_sys::RangeTblEntry,
+    ) -> Option<*mut pg_sys::RTEPermissionInfo> {
+        unsafe {
+            if (*rte).perminfoindex == 0 {
+                return None;
+            }
+            Some(pg_sys::getRTEPermissionInfo((*query).rteperminfos, rte))
+        }
+    }
+
+    pub unsafe fn selected_columns(
+        query: *mut pg_sys::Query,
+        rte: *mut pg_sys::RangeTblEntry,
+    ) -> Option<*mut pg_sys::Bitmapset> {
+        unsafe { info_of(query, rte).map(|info| (*info).selectedCols) }
+    }
+
+    pub unsafe fn carry_over(
+        query: *mut pg_sys::Query,
+        rte: *mut pg_sys::RangeTblEntry,
+        union: *mut pg_sys::Query,
+        parent: pg_sys::Oid,
+        shadow: pg_sys::Oid,
+        owner: pg_sys::Oid,
+    ) {
+        unsafe {
+            // Nothing to check on the parent (no entry, or no privilege
+            // asked): it is read as its owner, like the shadow.
+            let checked = info_of(query, rte).filter(|info| (**info).requiredPerms != 0);
+            for inner_query in all_queries(union) {
+                for inner in range_table(inner_query).iter_ptr() {
+                    if (*inner).rtekind != pg_sys::RTEKind::RTE_RELATION {
+                        continue;
+                    }
+                    let Some(info) = info_of(inner_query, inner) else {
+                        continue;
+                    };
+                    match checked {
+                        Some(original) if (*inner).relid == parent => {
+                            (*info).requiredPerms = (*original).requiredPerms;
+                            (*info).checkAsUser = (*original).checkAsUser;
+                            (*info).selectedCols = pg_sys::bms_copy((*original).selectedCols);
+                        }
+                        _ if (*inner).relid == parent || (*inner).relid == shadow => {
+                            (*info).checkAsUser = owner;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // The outer entry's own permission info is left unreferenced
+            // (the planner copies only referenced ones into the plan): the
+            // parent's copy inside the UNION is what the executor checks.
+            (*rte).perminfoindex = 0;
+        }
     }
 }

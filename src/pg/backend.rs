@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
-use pgrx::PgTryBuilder;
+use pgrx::{IntoDatum, PgTryBuilder};
 
 /// Set when the postmaster loaded the library through
 /// `shared_preload_libraries`; backends inherit it through fork.
@@ -146,21 +146,17 @@ pub fn reserve_guc_prefix(prefix: &CStr) {
 }
 
 /// Rows this transaction has inserted into `relation` so far, committed
-/// subtransactions and the current one (pg_stat_get_xact_tuples_inserted).
+/// subtransactions and the current one. Through the SQL-callable function,
+/// whose result is the same on every version while the pgstat structures
+/// behind it are not.
 pub fn inserted_by_this_transaction(relation: pg_sys::Oid) -> i64 {
     unsafe {
-        let entry = pg_sys::find_tabstat_entry(relation);
-        if entry.is_null() {
-            return 0;
-        }
-        let mut total = (*entry).t_counts.t_tuples_inserted;
-        let mut level = (*entry).trans;
-        while !level.is_null() {
-            total += (*level).tuples_inserted;
-            level = (*level).upper;
-        }
-        total
+        pgrx::direct_function_call::<i64>(
+            pg_sys::pg_stat_get_xact_tuples_inserted,
+            &[relation.into_datum()],
+        )
     }
+    .unwrap_or(0)
 }
 
 /// For a background worker between transactions: runs `f` in a transaction

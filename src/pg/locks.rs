@@ -23,7 +23,17 @@ fn relation_lock_tag(relation: pg_sys::Oid) -> pg_sys::LOCKTAG {
 /// Whether this backend holds a lock of any mode on `relation`.
 pub fn holds_any_lock_on(relation: pg_sys::Oid) -> bool {
     let tag = relation_lock_tag(relation);
-    (1..=pg_sys::AccessExclusiveLock as i32).any(|mode| unsafe { pg_sys::LockHeldByMe(&tag, mode) })
+    (1..=pg_sys::AccessExclusiveLock as i32).any(|mode| held_by_me(&tag, mode))
+}
+
+#[cfg(any(feature = "pg15", feature = "pg16"))]
+fn held_by_me(tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE) -> bool {
+    unsafe { pg_sys::LockHeldByMe(tag, mode) }
+}
+
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+fn held_by_me(tag: &pg_sys::LOCKTAG, mode: pg_sys::LOCKMODE) -> bool {
+    unsafe { pg_sys::LockHeldByMe(tag, mode, false) }
 }
 
 /// Takes ACCESS SHARE on `relation` until the end of the transaction.
@@ -64,7 +74,7 @@ pub fn lock_holders(relation: pg_sys::Oid, mode: Conflicting) -> Vec<Holder> {
         std::slice::from_raw_parts(array, usize::try_from(count).unwrap_or(0))
             .iter()
             .map(|vxid| Holder {
-                backend_id: vxid.backendId,
+                backend_id: backend_of(vxid),
                 local_xid: vxid.localTransactionId,
                 vxid: *vxid,
             })
@@ -96,9 +106,27 @@ pub fn wait_for_holders(
     true
 }
 
-/// This backend's virtual transaction: `(backend id, local xid)`.
+/// This backend's virtual transaction: `(backend id, local xid)`. The
+/// backend id is PostgreSQL's BackendId before 17 and ProcNumber from 17 on;
+/// either is the same number `lock_holders` reports for this backend.
+#[cfg(any(feature = "pg15", feature = "pg16"))]
 pub fn my_transaction() -> (i32, u32) {
     unsafe { (pg_sys::MyBackendId, (*pg_sys::MyProc).lxid) }
+}
+
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+pub fn my_transaction() -> (i32, u32) {
+    unsafe { (pg_sys::MyProcNumber, (*pg_sys::MyProc).vxid.lxid) }
+}
+
+#[cfg(any(feature = "pg15", feature = "pg16"))]
+fn backend_of(vxid: &pg_sys::VirtualTransactionId) -> i32 {
+    vxid.backendId
+}
+
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+fn backend_of(vxid: &pg_sys::VirtualTransactionId) -> i32 {
+    vxid.procNumber
 }
 
 /// First half of the advisory-lock key of a table's cycle.

@@ -1,12 +1,16 @@
-//! A throwaway PostgreSQL 15 cluster per test: initdb'd as the `postgres` OS
+//! A throwaway PostgreSQL cluster per test: initdb'd as the `postgres` OS
 //! user (initdb refuses root) in a temporary directory, listening only on a
-//! Unix socket in that directory, stopped and removed on drop.
+//! Unix socket in that directory, stopped and removed on drop. The server is
+//! the one in `PPP_PG_BIN` (set by `scripts/test --pg N`), else Debian's 15.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The directory of the server binaries under test.
+pub fn pg_bin() -> String {
+    std::env::var("PPP_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_string())
+}
 const PORT: u16 = 5432; // private: the socket lives in the cluster's own directory
 
 pub struct Cluster {
@@ -35,7 +39,7 @@ fn server_user_command(program: &str) -> Command {
 
 /// Runs a PostgreSQL server binary as the `postgres` OS user.
 fn as_postgres(program: &str, args: &[&str]) -> Output {
-    let path = format!("{PG_BIN}/{program}");
+    let path = format!("{}/{program}", pg_bin());
     let output = server_user_command(&path)
         .args(args)
         .output()
@@ -203,7 +207,7 @@ impl Cluster {
 
     /// Runs a client program (pg_dump, pg_restore, psql) against this cluster.
     pub fn client_program(&self, program: &str, args: &[&str]) -> Output {
-        let output = Command::new(format!("{PG_BIN}/{program}"))
+        let output = Command::new(format!("{}/{program}", pg_bin()))
             .args([
                 "-h",
                 self.socket_dir().to_str().unwrap(),
@@ -285,7 +289,7 @@ pub fn wait_for<T>(
 impl Drop for Cluster {
     fn drop(&mut self) {
         let data = self.data_dir();
-        let _ = server_user_command(&format!("{PG_BIN}/pg_ctl"))
+        let _ = server_user_command(&format!("{}/pg_ctl", pg_bin()))
             .args([
                 "-D",
                 data.to_str().unwrap_or_default(),

@@ -346,3 +346,51 @@ fn manage_gives_up_cleanly_when_the_lock_never_comes() {
         0
     );
 }
+
+/// The server under test is the one the run asked for, and from PostgreSQL
+/// 18 on the library names itself and its version in
+/// `pg_get_loaded_modules()` (its module magic block).
+#[test]
+fn the_library_runs_on_the_server_asked_for_and_names_itself() {
+    let cluster = Cluster::start(true);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    let major = scalar_i64(
+        &mut client,
+        "SELECT current_setting('server_version_num')::bigint / 10000",
+    );
+    if let Some(asked) = std::env::var_os("PPP_PG_BIN") {
+        let asked = asked.to_string_lossy().into_owned();
+        let expected = if asked.starts_with("/usr/lib/postgresql/") {
+            15
+        } else {
+            asked
+                .trim_end_matches("/bin")
+                .rsplit("pg")
+                .next()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0)
+        };
+        assert_eq!(major, expected, "server from {asked}");
+    }
+    let extension_version: String = client
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_partition_predict'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    if major >= 18 {
+        let row = client
+            .query_one(
+                "SELECT module_name, version FROM pg_get_loaded_modules()
+                 WHERE file_name LIKE 'pg_partition_predict%'",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "pg_partition_predict");
+        assert_eq!(row.get::<_, String>(1), extension_version);
+    }
+}

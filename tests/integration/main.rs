@@ -1,4 +1,4 @@
-//! Integration tests: a real PostgreSQL 15 cluster per test, driven through
+//! Integration tests: a real PostgreSQL cluster per test, driven through
 //! a client, with the extension as `cargo pgrx install` put it.
 //! Run by `scripts/test` (`cargo test --features integration --test integration`).
 
