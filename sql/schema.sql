@@ -96,6 +96,12 @@ CREATE TABLE partition_predict.partition_counters (
     own_seq_scans bigint NOT NULL DEFAULT 0,
     own_idx_scans bigint NOT NULL DEFAULT 0,
     frontier_raw bigint,
+    -- time keys: the highest tuple counted into key_time_counts, in this heap
+    counted_to   pg_catalog.tid,
+    filenode     oid,
+    recounted_at timestamptz,
+    -- rows were updated or deleted since the last whole count
+    stale        boolean NOT NULL DEFAULT false,
     PRIMARY KEY (parent, partition)
 );
 
@@ -111,6 +117,8 @@ CREATE TABLE partition_predict.key_time_counts (
     counted_at   timestamptz NOT NULL,
     PRIMARY KEY (parent, partition, bucket_start)
 );
+-- The series over all partitions, newest first (forecasting, retention).
+CREATE INDEX ON partition_predict.key_time_counts (parent, bucket_start);
 
 -- Events worth a DBA's attention (also NOTIFY partition_predict_alerts and the server log).
 CREATE TABLE partition_predict.alert_log (
@@ -136,6 +144,22 @@ CREATE TABLE partition_predict.worker_state (
     last_error       text
 );
 
+-- What each step of a table's cycle cost: the last cycle, and running totals.
+CREATE TABLE partition_predict.step_costs (
+    parent       pg_catalog.regclass NOT NULL
+                 REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    step         text NOT NULL CHECK (step IN ('collect', 'forecast', 'prepartition', 'activate')),
+    measured_at  timestamptz NOT NULL,
+    duration_ms  double precision NOT NULL,
+    rows_read    bigint NOT NULL,
+    buffers_hit  bigint NOT NULL,
+    buffers_read bigint NOT NULL,
+    cycles       bigint NOT NULL,
+    total_ms     double precision NOT NULL,
+    max_ms       double precision NOT NULL,
+    PRIMARY KEY (parent, step)
+);
+
 -- Step 2: every forecast step made, scored once what it predicted has arrived.
 CREATE TABLE partition_predict.forecast_log (
     parent         pg_catalog.regclass NOT NULL
@@ -157,6 +181,9 @@ CREATE TABLE partition_predict.forecast_log (
     PRIMARY KEY (parent, series, made_at, horizon)
 );
 CREATE INDEX ON partition_predict.forecast_log (parent, series, step_start) WHERE scored_at IS NULL;
+-- One entry per forecast: the newest forecast, and the forecasts to prune,
+-- are found without reading every step of every forecast.
+CREATE INDEX forecast_log_forecasts ON partition_predict.forecast_log (parent, series, made_at) WHERE horizon = 1;
 
 -- What the engine learned per series (model choice, interval margin): it
 -- survives restarts because it lives here.
@@ -281,7 +308,7 @@ DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['table_state', 'samples', 'partition_counters', 'key_time_counts', 'alert_log',
+    FOREACH t IN ARRAY ARRAY['table_state', 'step_costs', 'samples', 'partition_counters', 'key_time_counts', 'alert_log',
                              'forecast_log', 'series_state', 'shadows', 'migrations', 'ingests'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE partition_predict.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format(

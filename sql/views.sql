@@ -147,16 +147,16 @@ COMMENT ON VIEW partition_predict.key_time_series IS
     'Time keys: rows per hour (per day for date keys) of the key''s own time.';
 
 CREATE VIEW partition_predict.forecasts AS
-WITH newest AS (
-    SELECT l.parent, l.series, pg_catalog.max(l.made_at) AS made_at
-      FROM partition_predict.forecast_log l
-     GROUP BY l.parent, l.series)
 SELECT f.parent, f.series, f.range_start, f.range_end, f.step_start, f.step_end, f.horizon,
        f.predicted_rows, f.lower_rows AS lower, f.upper_rows AS upper, f.model, f.made_at
-  FROM newest n
+  FROM partition_predict.config c
+ CROSS JOIN (VALUES ('key_time'), ('frontier')) s(series)
+ CROSS JOIN LATERAL (SELECT l.made_at FROM partition_predict.forecast_log l
+                      WHERE l.parent = c.parent AND l.series = s.series AND l.horizon = 1
+                      ORDER BY l.made_at DESC LIMIT 1) newest
   JOIN partition_predict.forecast_log f
-    ON f.parent = n.parent AND f.series = n.series AND f.made_at = n.made_at
- WHERE pg_catalog.has_table_privilege(f.parent, 'SELECT') AND NOT pg_catalog.row_security_active(f.parent);
+    ON f.parent = c.parent AND f.series = s.series AND f.made_at = newest.made_at
+ WHERE pg_catalog.has_table_privilege(c.parent, 'SELECT') AND NOT pg_catalog.row_security_active(c.parent);
 
 COMMENT ON VIEW partition_predict.forecasts IS
     'The newest forecast of each managed table: predicted rows per future key range, with the prediction interval.';
@@ -185,6 +185,16 @@ SELECT f.parent,
 COMMENT ON VIEW partition_predict.forecast_accuracy IS
     'Error of past forecasts against what arrived, by table and horizon: MAPE, MASE (against seasonal naive; below 1 is better), interval coverage.';
 
+CREATE VIEW partition_predict.cycle_costs AS
+SELECT c.parent, c.step, c.measured_at AS last_cycle_at, c.duration_ms AS last_ms, c.rows_read AS last_rows_read,
+       c.buffers_hit AS last_buffers_hit, c.buffers_read AS last_buffers_read,
+       c.cycles, c.total_ms / NULLIF(c.cycles, 0) AS avg_ms, c.max_ms
+  FROM partition_predict.step_costs c
+ WHERE pg_catalog.has_table_privilege(c.parent, 'SELECT') AND NOT pg_catalog.row_security_active(c.parent);
+
+COMMENT ON VIEW partition_predict.cycle_costs IS
+    'What each step of each table''s cycle costs: the last cycle (time, rows of the table read, shared buffers hit and read) and the average and maximum time over all cycles.';
+
 CREATE VIEW partition_predict.alerts AS
 SELECT a.id, a.parent, a.kind, a.message, a.details, a.raised_at
   FROM partition_predict.alert_log a
@@ -207,7 +217,7 @@ SELECT w.database,
 GRANT SELECT ON partition_predict.managed_tables, partition_predict.partitions,
                 partition_predict.stats_history, partition_predict.key_time_series,
                 partition_predict.alerts, partition_predict.worker_status,
-                partition_predict.forecasts, partition_predict.forecast_accuracy,
+                partition_predict.forecasts, partition_predict.forecast_accuracy, partition_predict.cycle_costs,
                 partition_predict.routing_overrides, partition_predict.migrations_history,
                 partition_predict.ingest_history TO PUBLIC;
 

@@ -48,6 +48,7 @@ pub fn demand(table: &PartitionedTable) -> Result<(Vec<Demand>, f64)> {
               WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
                 AND f.made_at = (SELECT l.made_at FROM partition_predict.forecast_log l
                                   WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2
+                                    AND l.horizon = 1
                                   ORDER BY l.made_at DESC LIMIT 1)
               ORDER BY f.horizon",
             None,

@@ -13,7 +13,6 @@ pub use crate::pg::relation::QualifiedName;
 /// An attached partition; the planner works from the bounds.
 #[derive(Clone, Debug)]
 pub struct Partition {
-    pub oid: pg_sys::Oid,
     pub bound: PartitionBound,
 }
 
@@ -215,10 +214,7 @@ fn load_partitions(
                     reason: e.to_string(),
                 }
             })?;
-            Ok(Partition {
-                oid: raw.oid,
-                bound,
-            })
+            Ok(Partition { bound })
         })
         .collect()
 }

@@ -1,15 +1,30 @@
 //! Cycle step 1: snapshot the statistics PostgreSQL already keeps.
 //!
 //! The number of statements is bounded whatever the number of partitions:
-//! three reads for the whole table, two bulk writes, two retention deletes,
-//! and per *changed* partition a frontier read and (time keys) a recount of
-//! the newest key-time buckets.
+//! three reads for the whole table, two bulk writes, the retention deletes,
+//! and per *changed* partition one read of the rows that arrived since the
+//! previous cycle.
+//!
+//! What arrived is found by position, not by key: a heap grows at its end,
+//! so the rows inserted since the last cycle are the tuples past the highest
+//! tuple id counted then (a TID range scan, with or without an index on the
+//! key, late rows included). Up to `EXACT_TAIL_PAGES` new pages are read in
+//! full; beyond, `SAMPLE_PAGES` evenly spaced pages (the newest always among
+//! them) are read and the rows per bucket estimated from them
+//! (`partition_core::sampling`), scaled to the number of rows inserted, so a
+//! cycle reads a bounded number of pages whatever the size of the partition
+//! or of the batch. A partition is
+//! counted whole only the first time, after it was rewritten (VACUUM FULL,
+//! CLUSTER), or after UPDATEs/DELETEs (at most hourly once it is larger
+//! than `EXACT_COUNT_MAX_PAGES`), exactly up to `EXACT_FULL_PAGES` and from
+//! the same kind of sample beyond.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use partition_core::calendar::{self, Grain, MICROS_PER_DAY};
+use partition_core::calendar::{self, MICROS_PER_DAY, MICROS_PER_HOUR};
 use partition_core::counters::{self, Counters, FirstSample, PreviousSample};
-use partition_core::{KeyType, KeyValue, PartitionBound};
+use partition_core::sampling::{self, PageSample};
+use partition_core::{KeyType, KeyValue};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
@@ -18,11 +33,20 @@ use crate::catalog::{PartitionedTable, QualifiedName};
 use crate::error::{PredictError, Result};
 
 /// A DEFAULT partition up to this many pages is counted exactly; larger, the
-/// statistics' estimate is used.
+/// statistics' estimate is used. Also the size up to which a partition whose
+/// rows were updated or deleted is recounted at once.
 const EXACT_COUNT_MAX_PAGES: i64 = 1_024;
-/// Without an index on the key, `max(key)` is computed only up to this size;
-/// larger partitions take the frontier from `pg_stats`.
-const FRONTIER_SCAN_MAX_PAGES: i64 = 12_800;
+/// New pages read in full each cycle; more are sampled.
+const EXACT_TAIL_PAGES: i64 = 64;
+/// A whole partition is counted exactly up to this size, sampled beyond.
+const EXACT_FULL_PAGES: i64 = 12_800;
+/// Pages read for a sample, spread evenly, the first and last among them.
+const SAMPLE_PAGES: i64 = 32;
+/// A large partition whose rows were updated or deleted is recounted at
+/// most this often; meanwhile only its new rows are counted.
+const RECOUNT_INTERVAL_SECONDS: f64 = 3_600.0;
+/// PostgreSQL's page size (the servers this is built for use the default).
+const PAGE_BYTES: i64 = pg_sys::BLCKSZ as i64;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CollectSummary {
@@ -30,6 +54,8 @@ pub struct CollectSummary {
     pub rows_inserted: i64,
     pub rows_in_default: i64,
     pub queries: i64,
+    /// Rows of the table read by this step (new rows, samples, recounts).
+    pub rows_read: i64,
 }
 
 /// One partition as the statistics see it now.
@@ -44,11 +70,69 @@ struct Observed {
     /// Main fork size: 0 means no row was ever written here.
     heap_bytes: i64,
     has_key_index: bool,
+    /// Changes when the heap is rewritten (TRUNCATE, VACUUM FULL, CLUSTER).
+    filenode: pg_sys::Oid,
+}
+
+impl Observed {
+    fn heap_pages(&self) -> i64 {
+        self.heap_bytes / PAGE_BYTES
+    }
 }
 
 struct Previous {
     sample: PreviousSample,
     frontier_raw: Option<i64>,
+    /// Highest tuple counted so far, and the heap it was counted in.
+    counted_to: Option<Tid>,
+    filenode: Option<pg_sys::Oid>,
+    /// Seconds since the last whole count.
+    since_recount: Option<f64>,
+    /// Rows were updated or deleted since the last whole count.
+    stale: bool,
+}
+
+/// A tuple id: (page, line pointer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Tid {
+    page: i64,
+    item: i64,
+}
+
+impl Tid {
+    fn parse(text: &str) -> Option<Tid> {
+        let (page, item) = text
+            .trim()
+            .strip_prefix('(')?
+            .strip_suffix(')')?
+            .split_once(',')?;
+        Some(Tid {
+            page: page.trim().parse().ok()?,
+            item: item.trim().parse().ok()?,
+        })
+    }
+
+    fn literal(&self) -> String {
+        format!("'({},{})'::pg_catalog.tid", self.page, self.item)
+    }
+
+    fn page_start(page: i64) -> String {
+        Tid { page, item: 0 }.literal()
+    }
+}
+
+/// What one read of a partition found.
+#[derive(Default)]
+struct Scan {
+    /// Rows per key-time bucket (time keys), already scaled when sampled.
+    buckets: Vec<(String, i64)>,
+    /// Highest tuple seen (the newest rows are always read).
+    highest: Option<Tid>,
+    /// Highest key seen.
+    max_key: Option<String>,
+    rows_read: i64,
+    /// Read from a sample, not every new page.
+    sampled: bool,
 }
 
 /// Counts the statements issued, for the summary and the cost test.
@@ -69,7 +153,8 @@ const OBSERVE: &str = "
                     WHERE i.indrelid = c.oid AND i.indisvalid AND a.attname = $2),
            pg_catalog.pg_postmaster_start_time()::text || '/' ||
                COALESCE((SELECT d.stats_reset::text FROM pg_catalog.pg_stat_database d
-                          WHERE d.datname = pg_catalog.current_database()), '')
+                          WHERE d.datname = pg_catalog.current_database()), ''),
+           c.relfilenode
       FROM pg_catalog.pg_inherits h
       JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -79,7 +164,8 @@ const OBSERVE: &str = "
 
 const PREVIOUS: &str = "
     SELECT partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
-           own_seq_scans, own_idx_scans
+           own_seq_scans, own_idx_scans, counted_to::text, filenode,
+           pg_catalog.date_part('epoch', pg_catalog.now() - recounted_at), stale
       FROM partition_predict.partition_counters
      WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass";
 
@@ -98,8 +184,6 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
     } else {
         FirstSample::NewPartition
     };
-    let bounds: HashMap<pg_sys::Oid, PartitionBound> =
-        table.partitions.iter().map(|p| (p.oid, p.bound)).collect();
 
     let mut summary = CollectSummary::default();
     let mut samples = SampleBatch::default();
@@ -111,11 +195,63 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
         // An empty heap has no frontier and nothing to count: skipping it keeps
         // the first cycle of a table with many (mostly future) partitions cheap.
         let readable = changed && part.heap_bytes > 0;
-        let frontier_raw = if readable {
+        let mut tracking = Tracking {
+            counted_to: before.and_then(|p| p.counted_to),
+            recounted: false,
+            stale: before.is_some_and(|p| p.stale),
+        };
+        let frontier_raw = if readable && !table.key_type.is_temporal() && part.has_key_index {
+            // Integer keys need only the frontier: a few index pages.
             session
-                .frontier(part)?
+                .indexed_max(part)?
                 .or(before.and_then(|p| p.frontier_raw))
+        } else if readable {
+            let read = plan_read(part, before, delta);
+            let scan = match read {
+                Read::Whole => session.read_whole(part)?,
+                Read::NewRows(after) => session.read_new_rows(part, after, delta.inserted)?,
+            };
+            summary.rows_read += scan.rows_read;
+            if table.key_type.is_temporal() {
+                match read {
+                    Read::Whole => session.replace_buckets(part, scan.buckets.clone())?,
+                    Read::NewRows(_) => session.add_buckets(part, scan.buckets.clone())?,
+                }
+            }
+            tracking = match read {
+                Read::Whole => Tracking {
+                    counted_to: scan.highest,
+                    recounted: true,
+                    stale: false,
+                },
+                Read::NewRows(after) => Tracking {
+                    counted_to: scan.highest.max(Some(after)),
+                    recounted: false,
+                    stale: tracking.stale || delta.updated > 0 || delta.deleted > 0,
+                },
+            };
+            let seen = scan
+                .max_key
+                .as_deref()
+                .and_then(|t| table.key_type.parse_value(t).ok())
+                .map(|v| v.raw);
+            let previous = before.and_then(|p| p.frontier_raw);
+            match read {
+                // A sample may miss the highest key; the index does not.
+                Read::Whole if part.has_key_index && scan.sampled => {
+                    session.indexed_max(part)?.or(seen)
+                }
+                Read::Whole => seen,
+                // Rows only arrived (or the next recount will settle it).
+                Read::NewRows(_) => seen.max(previous),
+            }
+            .or(previous)
         } else if changed {
+            if table.key_type.is_temporal() && before.is_some_and(|p| p.frontier_raw.is_some()) {
+                // Emptied (TRUNCATE): its buckets are gone too.
+                session.replace_buckets(part, Vec::new())?;
+            }
+            tracking.counted_to = None;
             None
         } else {
             before.and_then(|p| p.frontier_raw)
@@ -128,26 +264,9 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
         if part.is_default {
             summary.rows_in_default = live_rows;
         }
-        if table.key_type.is_temporal() && readable {
-            let bound = bounds
-                .get(&part.oid)
-                .copied()
-                .unwrap_or(PartitionBound::Default);
-            let since = before
-                .filter(|_| delta.updated == 0 && delta.deleted == 0)
-                .and_then(|p| p.frontier_raw)
-                .map(|raw| bucket_floor(table.key_type, raw));
-            session.recount_key_time(part, bound, since, delta.inserted)?;
-        } else if table.key_type.is_temporal()
-            && changed
-            && before.is_some_and(|p| p.frontier_raw.is_some())
-        {
-            // Emptied (TRUNCATE): its buckets are gone too.
-            session.replace_buckets(part, None, Vec::new())?;
-        }
         samples
             .counters
-            .push(part, &epoch, frontier_raw, sampled.own_scans_left);
+            .push(part, &epoch, frontier_raw, sampled.own_scans_left, tracking);
         if changed {
             summary.partitions_sampled += 1;
             summary.rows_inserted += delta.inserted;
@@ -167,13 +286,44 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
     Ok(summary)
 }
 
-/// Start of the key-time bucket holding a key, in microseconds (hours for
-/// timestamps, days for dates).
-fn bucket_floor(key_type: KeyType, raw: i64) -> i64 {
-    match key_type {
-        KeyType::Date => raw.saturating_mul(MICROS_PER_DAY),
-        _ => calendar::floor_micros(raw, Grain::Hour),
+/// How a changed partition is read this cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    /// Counted whole: first time, heap rewritten, or a recount is due.
+    Whole,
+    /// Only the tuples after this one: what arrived since the last cycle.
+    NewRows(Tid),
+}
+
+/// Where the counting of a partition stands after this cycle.
+#[derive(Clone, Copy, Debug)]
+struct Tracking {
+    counted_to: Option<Tid>,
+    recounted: bool,
+    stale: bool,
+}
+
+fn plan_read(part: &Observed, before: Option<&Previous>, delta: Counters) -> Read {
+    let Some(before) = before else {
+        return Read::Whole;
+    };
+    let Some(counted_to) = before.counted_to else {
+        return Read::Whole;
+    };
+    if before.filenode != Some(part.filenode) {
+        return Read::Whole;
     }
+    // An UPDATE writes a new version (counted as new) and a DELETE removes
+    // counted rows: the counts drift until the partition is counted again.
+    let stale = before.stale || delta.updated > 0 || delta.deleted > 0;
+    let recount_due = part.heap_pages() <= EXACT_COUNT_MAX_PAGES
+        || before
+            .since_recount
+            .is_none_or(|seconds| seconds >= RECOUNT_INTERVAL_SECONDS);
+    if stale && recount_due {
+        return Read::Whole;
+    }
+    Read::NewRows(counted_to)
 }
 
 /// The SQL expression for a key's bucket, as timestamptz (UTC).
@@ -219,6 +369,7 @@ impl Session<'_> {
                     pages: get(&row, 12)?,
                     heap_bytes: get(&row, 13)?,
                     has_key_index: get(&row, 14)?,
+                    filenode: get(&row, 16)?,
                 });
             }
             Ok((observed, epoch))
@@ -245,6 +396,10 @@ impl Session<'_> {
                             own_scans: (get(&row, 9)?, get(&row, 10)?),
                         },
                         frontier_raw: row.get::<i64>(8)?,
+                        counted_to: row.get::<String>(11)?.as_deref().and_then(Tid::parse),
+                        filenode: row.get::<pg_sys::Oid>(12)?,
+                        since_recount: row.get::<f64>(13)?,
+                        stale: row.get::<bool>(14)?.unwrap_or(false),
                     },
                 );
             }
@@ -252,28 +407,14 @@ impl Session<'_> {
         })
     }
 
-    /// Highest key present: exact through an index or in a small partition,
-    /// otherwise the upper end of the column's histogram.
-    fn frontier(&mut self, part: &Observed) -> Result<Option<i64>> {
+    /// Highest key through the index on the key (a few pages).
+    fn indexed_max(&mut self, part: &Observed) -> Result<Option<i64>> {
         let column = quote_identifier(&self.table.key_column);
         self.queries += 1;
-        let text = if part.has_key_index || part.pages <= FRONTIER_SCAN_MAX_PAGES {
-            Spi::get_one::<String>(&format!(
-                "SELECT pg_catalog.max({column})::text FROM {}",
-                part.name.quoted()
-            ))?
-        } else {
-            Spi::get_one_with_args::<String>(
-                "SELECT (SELECT (h.b)[pg_catalog.array_upper(h.b, 1)]
-                           FROM (SELECT s.histogram_bounds::text::text[] AS b FROM pg_catalog.pg_stats s
-                                  WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = $3) h)",
-                &[
-                    part.name.schema.as_str().into(),
-                    part.name.name.as_str().into(),
-                    self.table.key_column.as_str().into(),
-                ],
-            )?
-        };
+        let text = Spi::get_one::<String>(&format!(
+            "SELECT pg_catalog.max({column})::text FROM {}",
+            part.name.quoted()
+        ))?;
         Ok(text
             .and_then(|t| self.table.key_type.parse_value(&t).ok())
             .map(|v| v.raw))
@@ -288,116 +429,185 @@ impl Session<'_> {
         .unwrap_or(0))
     }
 
-    /// Recounts rows per key-time bucket of one partition. With `since`
-    /// (the bucket of the previous frontier) only the newest buckets are
-    /// read; if the rows found there do not account for every insert, some
-    /// arrived late into older ranges and the whole partition is recounted.
-    fn recount_key_time(
-        &mut self,
-        part: &Observed,
-        bound: PartitionBound,
-        since: Option<i64>,
-        inserted: i64,
-    ) -> Result<()> {
-        if let Some(since) = since {
-            let (fresh, stored) = self.count_buckets(part, Some(since))?;
-            let fresh_total: i64 = fresh.iter().map(|(_, n)| n).sum();
-            if fresh_total - stored == inserted {
-                return self.replace_buckets(part, Some(since), fresh);
-            }
+    /// The whole partition: exact up to `EXACT_FULL_PAGES`, estimated from
+    /// a sample beyond.
+    fn read_whole(&mut self, part: &Observed) -> Result<Scan> {
+        let pages = part.heap_pages();
+        if pages <= EXACT_FULL_PAGES {
+            return self.scan(part, "true");
         }
-        let lower = match bound {
-            PartitionBound::Range {
-                from: partition_core::Bound::Value(v),
-                ..
-            } => Some(bucket_floor(v.key_type, v.raw)),
-            _ => None,
-        };
-        let (fresh, _) = self.count_buckets(part, lower)?;
-        self.replace_buckets(part, None, fresh)
+        self.read_sample(part, 0, pages - 1, None, part.live_rows)
     }
 
-    /// Buckets of `part` from `since` on (as UTC text) with their row counts,
-    /// and what was stored for them before.
-    fn count_buckets(
-        &mut self,
-        part: &Observed,
-        since: Option<i64>,
-    ) -> Result<(Vec<(String, i64)>, i64)> {
+    /// The tuples after `after`: exact up to `EXACT_TAIL_PAGES` new pages,
+    /// estimated from a sample beyond.
+    fn read_new_rows(&mut self, part: &Observed, after: Tid, inserted: i64) -> Result<Scan> {
+        let pages = part.heap_pages();
+        if pages - after.page <= EXACT_TAIL_PAGES {
+            return self.scan(part, &format!("ctid > {}", after.literal()));
+        }
+        self.read_sample(part, after.page, pages - 1, Some(after), inserted)
+    }
+
+    /// Counts the tuples matching `range` (a TID condition) per key-time
+    /// bucket, with the highest tuple and key.
+    fn scan(&mut self, part: &Observed, range: &str) -> Result<Scan> {
         let column = quote_identifier(&self.table.key_column);
-        let bucket = bucket_expression(self.table.key_type, &column);
-        let filter = match since {
-            Some(micros) => format!("WHERE {column} >= {}", self.key_literal_for_bucket(micros)),
-            None => String::new(),
+        let bucket = if self.table.key_type.is_temporal() {
+            format!(
+                "({})::text",
+                bucket_expression(self.table.key_type, &column)
+            )
+        } else {
+            "NULL::text".to_string()
         };
-        let since_text = since.map(|m| calendar::format_iso_timestamp(m, true));
+        let sql = format!(
+            "SELECT {bucket}, pg_catalog.count(*), pg_catalog.max(ctid)::text, pg_catalog.max({column})::text
+               FROM {} WHERE {range} GROUP BY 1",
+            part.name.quoted()
+        );
         self.queries += 1;
+        let mut scan = Scan::default();
+        let mut max_key: Option<(i64, String)> = None;
         Spi::connect(|client| {
-            let sql = format!(
-                "SELECT f.b::text, f.n,
-                        (SELECT COALESCE(pg_catalog.sum(k.rows), 0)::bigint FROM partition_predict.key_time_counts k
-                          WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass AND k.partition = $2
-                            AND ($3::timestamptz IS NULL OR k.bucket_start >= $3::timestamptz))
-                   FROM (SELECT {bucket} AS b, pg_catalog.count(*) AS n FROM {} {filter} GROUP BY 1) f
-                  WHERE f.b IS NOT NULL
-                  UNION ALL
-                 SELECT NULL, 0, (SELECT COALESCE(pg_catalog.sum(k.rows), 0)::bigint FROM partition_predict.key_time_counts k
-                                   WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass AND k.partition = $2
-                                     AND ($3::timestamptz IS NULL OR k.bucket_start >= $3::timestamptz))",
-                part.name.quoted()
-            );
-            let mut fresh = Vec::new();
-            let mut stored = 0;
-            for row in client.select(
-                &sql,
-                None,
-                &[
-                    self.table.oid.into(),
-                    part.oid.into(),
-                    since_text.clone().into(),
-                ],
-            )? {
-                stored = get::<i64>(&row, 3)?;
+            for row in client.select(&sql, None, &[])? {
+                let rows = get::<i64>(&row, 2)?;
+                scan.rows_read += rows;
                 if let Some(bucket) = row.get::<String>(1)? {
-                    fresh.push((bucket, get::<i64>(&row, 2)?));
+                    scan.buckets.push((bucket, rows));
+                }
+                let highest = row.get::<String>(3)?.as_deref().and_then(Tid::parse);
+                scan.highest = scan.highest.max(highest);
+                if let Some(text) = row.get::<String>(4)? {
+                    if let Ok(value) = self.table.key_type.parse_value(&text) {
+                        if max_key.as_ref().is_none_or(|(raw, _)| value.raw > *raw) {
+                            max_key = Some((value.raw, text));
+                        }
+                    }
                 }
             }
-            Ok((fresh, stored))
-        })
+            Ok::<_, PredictError>(())
+        })?;
+        scan.max_key = max_key.map(|(_, text)| text);
+        Ok(scan)
     }
 
-    /// A literal of the key type for the start of a bucket given in micros.
-    fn key_literal_for_bucket(&self, micros: i64) -> String {
-        let raw = match self.table.key_type {
-            KeyType::Date => micros.div_euclid(MICROS_PER_DAY),
-            _ => micros,
-        };
-        KeyValue {
-            key_type: self.table.key_type,
-            raw,
-        }
-        .to_sql_literal()
-    }
-
-    fn replace_buckets(
+    /// Reads `SAMPLE_PAGES` pages spread over `first..=last` (on page
+    /// `first` only the tuples after `after`; from `last` on, to the end of
+    /// the heap) and estimates the rows per bucket of the whole stretch,
+    /// `rows` in all.
+    fn read_sample(
         &mut self,
         part: &Observed,
-        since: Option<i64>,
-        fresh: Vec<(String, i64)>,
-    ) -> Result<()> {
-        let since_text = since.map(|m| calendar::format_iso_timestamp(m, true));
-        let (buckets, counts): (Vec<String>, Vec<i64>) = fresh.into_iter().unzip();
-        self.queries += 2;
+        first: i64,
+        last: i64,
+        after: Option<Tid>,
+        rows: i64,
+    ) -> Result<Scan> {
+        let temporal = self.table.key_type.is_temporal();
+        // Integer keys need only the highest key: the newest pages.
+        let pages = if temporal {
+            sampling::pages_to_sample(first, last, SAMPLE_PAGES)
+        } else {
+            vec![last]
+        };
+        let column = quote_identifier(&self.table.key_column);
+        let arms: Vec<String> = pages
+            .iter()
+            .enumerate()
+            .map(|(i, &page)| {
+                let lower = match after {
+                    Some(t) if page == t.page => format!("ctid > {}", t.literal()),
+                    _ => format!("ctid >= {}", Tid::page_start(page)),
+                };
+                let range = if i + 1 == pages.len() {
+                    lower
+                } else {
+                    format!("{lower} AND ctid < {}", Tid::page_start(page + 1))
+                };
+                format!(
+                    "SELECT ctid::text, {column}::text FROM {} WHERE {range}",
+                    part.name.quoted()
+                )
+            })
+            .collect();
+        self.queries += 1;
+        let mut scan = Scan {
+            sampled: true,
+            ..Scan::default()
+        };
+        let mut by_page: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        let mut max_key: Option<(i64, String)> = None;
+        Spi::connect(|client| {
+            for row in client.select(&arms.join(" UNION ALL "), None, &[])? {
+                scan.rows_read += 1;
+                let Some(tid) = row.get::<String>(1)?.as_deref().and_then(Tid::parse) else {
+                    continue;
+                };
+                scan.highest = scan.highest.max(Some(tid));
+                let Some(text) = row.get::<String>(2)? else {
+                    continue;
+                };
+                let Ok(value) = self.table.key_type.parse_value(&text) else {
+                    continue;
+                };
+                if max_key.as_ref().is_none_or(|(raw, _)| value.raw > *raw) {
+                    max_key = Some((value.raw, text));
+                }
+                // ±infinity belongs to no hour.
+                if value.raw != i64::MIN && value.raw != i64::MAX {
+                    by_page.entry(tid.page).or_default().push(value.raw);
+                }
+            }
+            Ok::<_, PredictError>(())
+        })?;
+        scan.max_key = max_key.map(|(_, text)| text);
+        if temporal {
+            let samples: Vec<PageSample> = by_page
+                .into_iter()
+                .map(|(page, keys)| PageSample { page, keys })
+                .collect();
+            let date = self.table.key_type == KeyType::Date;
+            let width = if date { 1 } else { MICROS_PER_HOUR };
+            scan.buckets = sampling::estimate_buckets(&samples, width, rows.max(scan.rows_read))
+                .into_iter()
+                .map(|(bucket, n)| {
+                    let micros = if date {
+                        bucket * MICROS_PER_DAY
+                    } else {
+                        bucket
+                    };
+                    (calendar::format_iso_timestamp(micros, true), n)
+                })
+                .collect();
+        }
+        Ok(scan)
+    }
+
+    /// Replaces every bucket count of `part`.
+    fn replace_buckets(&mut self, part: &Observed, fresh: Vec<(String, i64)>) -> Result<()> {
+        self.queries += 1;
         state::write(
             "DELETE FROM partition_predict.key_time_counts
-              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2
-                AND ($3::timestamptz IS NULL OR bucket_start >= $3::timestamptz)",
-            &[self.table.oid.into(), part.oid.into(), since_text.into()],
+              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2",
+            &[self.table.oid.into(), part.oid.into()],
         )?;
+        self.add_buckets(part, fresh)
+    }
+
+    /// Adds rows to bucket counts of `part`.
+    fn add_buckets(&mut self, part: &Observed, fresh: Vec<(String, i64)>) -> Result<()> {
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let (buckets, counts): (Vec<String>, Vec<i64>) = fresh.into_iter().unzip();
+        self.queries += 1;
         state::write(
-            "INSERT INTO partition_predict.key_time_counts (parent, partition, bucket_start, rows, counted_at)
+            "INSERT INTO partition_predict.key_time_counts AS k (parent, partition, bucket_start, rows, counted_at)
              SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2, u.b::timestamptz, u.n, pg_catalog.now()
-               FROM ROWS FROM (pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[])) AS u(b, n)",
+               FROM ROWS FROM (pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[])) AS u(b, n)
+             ON CONFLICT (parent, partition, bucket_start)
+                DO UPDATE SET rows = k.rows + EXCLUDED.rows, counted_at = EXCLUDED.counted_at",
             &[self.table.oid.into(), part.oid.into(), buckets.into(), counts.into()],
         )?;
         Ok(())
@@ -467,14 +677,20 @@ impl Session<'_> {
         state::write(
             "INSERT INTO partition_predict.partition_counters AS pc
                     (parent, partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
-                     own_seq_scans, own_idx_scans)
-             SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.*
-               FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[])) AS u
+                     own_seq_scans, own_idx_scans, counted_to, filenode, recounted_at, stale)
+             SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.partition, u.epoch, u.ins, u.upd, u.del, u.seq,
+                    u.idx, u.frontier_raw, u.own_seq, u.own_idx, u.counted_to::pg_catalog.tid, u.filenode,
+                    CASE WHEN u.recounted THEN pg_catalog.now() END, u.stale
+               FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[]), pg_catalog.unnest($12::text[]), pg_catalog.unnest($13::oid[]), pg_catalog.unnest($14::bool[]), pg_catalog.unnest($15::bool[]))
+                    AS u(partition, epoch, ins, upd, del, seq, idx, frontier_raw, own_seq, own_idx, counted_to,
+                         filenode, recounted, stale)
              ON CONFLICT (parent, partition) DO UPDATE
                 SET epoch = EXCLUDED.epoch, n_tup_ins = EXCLUDED.n_tup_ins, n_tup_upd = EXCLUDED.n_tup_upd,
                     n_tup_del = EXCLUDED.n_tup_del, seq_scan = EXCLUDED.seq_scan, idx_scan = EXCLUDED.idx_scan,
                     frontier_raw = EXCLUDED.frontier_raw, own_seq_scans = EXCLUDED.own_seq_scans,
-                    own_idx_scans = EXCLUDED.own_idx_scans",
+                    own_idx_scans = EXCLUDED.own_idx_scans, counted_to = EXCLUDED.counted_to,
+                    filenode = EXCLUDED.filenode,
+                    recounted_at = COALESCE(EXCLUDED.recounted_at, pc.recounted_at), stale = EXCLUDED.stale",
             &[
                 parent.into(),
                 c.partition.clone().into(),
@@ -487,6 +703,10 @@ impl Session<'_> {
                 c.frontier_raw.clone().into(),
                 c.own_seq_scans.clone().into(),
                 c.own_idx_scans.clone().into(),
+                c.counted_to.clone().into(),
+                c.filenode.clone().into(),
+                c.recounted.clone().into(),
+                c.stale.clone().into(),
             ],
         )?;
         Ok(())
@@ -521,11 +741,18 @@ impl Session<'_> {
             &[self.table.oid.into()],
         )?;
         state::write(
-            "DELETE FROM partition_predict.key_time_counts k
-              USING partition_predict.config c
-              WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass AND c.parent = k.parent
+            // Alerts stay as long as the history they describe.
+            "WITH alerts AS (
+                 DELETE FROM partition_predict.alert_log a
+                  WHERE a.parent = $1::pg_catalog.oid::pg_catalog.regclass
+                    AND a.raised_at < pg_catalog.now() - (SELECT c.retention FROM partition_predict.config c
+                                                           WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass))
+             DELETE FROM partition_predict.key_time_counts k
+              WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
                 AND k.bucket_start < (SELECT pg_catalog.max(m.bucket_start) FROM partition_predict.key_time_counts m
-                                       WHERE m.parent = k.parent) - c.retention",
+                                       WHERE m.parent = $1::pg_catalog.oid::pg_catalog.regclass)
+                                   - (SELECT c.retention FROM partition_predict.config c
+                                       WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass)",
             &[self.table.oid.into()],
         )?;
         Ok(())
@@ -562,6 +789,10 @@ struct CounterBatch {
     frontier_raw: Vec<Option<i64>>,
     own_seq_scans: Vec<i64>,
     own_idx_scans: Vec<i64>,
+    counted_to: Vec<Option<String>>,
+    filenode: Vec<pg_sys::Oid>,
+    recounted: Vec<bool>,
+    stale: Vec<bool>,
 }
 
 impl CounterBatch {
@@ -571,6 +802,7 @@ impl CounterBatch {
         epoch: &str,
         frontier_raw: Option<i64>,
         own_scans: (i64, i64),
+        tracking: Tracking,
     ) {
         self.partition.push(part.oid);
         self.epoch.push(epoch.to_string());
@@ -582,6 +814,14 @@ impl CounterBatch {
         self.frontier_raw.push(frontier_raw);
         self.own_seq_scans.push(own_scans.0);
         self.own_idx_scans.push(own_scans.1);
+        self.counted_to.push(
+            tracking
+                .counted_to
+                .map(|t| format!("({},{})", t.page, t.item)),
+        );
+        self.filenode.push(part.filenode);
+        self.recounted.push(tracking.recounted);
+        self.stale.push(tracking.stale);
     }
 }
 

@@ -27,6 +27,7 @@ use crate::catalog::alerts::{self, AlertKind};
 use crate::catalog::state;
 use crate::catalog::{self, table::managed_tables};
 use crate::error::{or_report, Result};
+use crate::pg::backend;
 use crate::pg::locks::lock_table_steps;
 use crate::pg::session::{as_role, with_pinned_settings};
 use crate::pg::subxact::try_in_subtransaction;
@@ -84,26 +85,68 @@ pub fn tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
 
 type StepResults = (CollectSummary, ForecastSummary, ShadowSummary);
 
-fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<StepResults> {
+/// What one step of one table's cycle cost.
+#[derive(Clone, Copy, Debug, Default)]
+struct StepCost {
+    step: &'static str,
+    duration_ms: f64,
+    /// Rows of the managed table read (step 1).
+    rows_read: i64,
+    buffers_hit: i64,
+    buffers_read: i64,
+}
+
+/// Runs `f` and measures it as `step`.
+fn measured<R>(
+    step: &'static str,
+    costs: &mut Vec<StepCost>,
+    f: impl FnOnce() -> Result<R>,
+) -> Result<R> {
+    let started = Instant::now();
+    let (hit, read) = backend::shared_buffers_used();
+    let result = f()?;
+    let (hit_after, read_after) = backend::shared_buffers_used();
+    costs.push(StepCost {
+        step,
+        duration_ms: elapsed_ms(started),
+        rows_read: 0,
+        buffers_hit: hit_after - hit,
+        buffers_read: read_after - read,
+    });
+    Ok(result)
+}
+
+fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<(StepResults, Vec<StepCost>)> {
     let table = catalog::load_partitioned_table(parent, false)?;
-    as_role(table.owner_oid, || {
+    let mut costs = Vec::new();
+    let results = as_role(table.owner_oid, || {
         let collected = match steps {
-            Steps::Collect | Steps::Cycle => collect::collect(&table)?,
+            Steps::Collect | Steps::Cycle => {
+                let collected = measured("collect", &mut costs, || collect::collect(&table))?;
+                if let Some(cost) = costs.last_mut() {
+                    cost.rows_read = collected.rows_read;
+                }
+                collected
+            }
             _ => CollectSummary::default(),
         };
         let forecast = match steps {
-            Steps::Forecast | Steps::Cycle => predict::forecast(&table)?,
+            Steps::Forecast | Steps::Cycle => {
+                measured("forecast", &mut costs, || predict::forecast(&table))?
+            }
             _ => ForecastSummary::default(),
         };
         let mut shadows = ShadowSummary::default();
         if matches!(steps, Steps::Prepartition | Steps::Cycle) {
-            shadows = plan::prepare(&table)?;
+            shadows = measured("prepartition", &mut costs, || plan::prepare(&table))?;
         }
         if steps == Steps::Cycle {
-            shadows.activated = activate::activate(&table, None)?;
+            shadows.activated =
+                measured("activate", &mut costs, || activate::activate(&table, None))?;
         }
-        Ok((collected, forecast, shadows))
-    })
+        Ok::<_, crate::error::PredictError>((collected, forecast, shadows))
+    })?;
+    Ok((results, costs))
 }
 
 /// Runs one table's steps; an error propagates to the caller.
@@ -111,9 +154,11 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let started = Instant::now();
     let started_at = or_report(with_pinned_settings(clock));
     or_report(with_pinned_settings(|| lock_table_steps(parent, true)));
-    let results = or_report(with_pinned_settings(|| run_steps(parent, steps)));
+    let (results, costs) = or_report(with_pinned_settings(|| run_steps(parent, steps)));
     if steps == Steps::Cycle {
-        or_report(with_pinned_settings(|| record(parent, &started_at, None)));
+        or_report(with_pinned_settings(|| {
+            record(parent, &started_at, None, &costs)
+        }));
     }
     Outcome::new(parent, started, results, None)
 }
@@ -135,7 +180,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     }
     let attempt =
         try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent, steps))));
-    let (results, error) = match attempt {
+    let ((results, costs), error) = match attempt {
         Ok(done) => (done, None),
         Err(caught) => (Default::default(), Some((caught.sqlstate, caught.message))),
     };
@@ -144,7 +189,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
         // The table may be gone (dropped mid-cycle): then there is nothing to record it on.
         let recorded = try_in_subtransaction(|| {
             or_report(with_pinned_settings(|| {
-                record(parent, &started_at, message.as_deref())?;
+                record(parent, &started_at, message.as_deref(), &costs)?;
                 if let Some((sqlstate, message)) = &error {
                     alerts::raise(
                         Some(parent),
@@ -170,7 +215,12 @@ fn clock() -> Result<String> {
     Ok(Spi::get_one::<String>("SELECT pg_catalog.clock_timestamp()::text")?.unwrap_or_default())
 }
 
-fn record(parent: pg_sys::Oid, started_at: &str, error: Option<&str>) -> Result<()> {
+fn record(
+    parent: pg_sys::Oid,
+    started_at: &str,
+    error: Option<&str>,
+    costs: &[StepCost],
+) -> Result<()> {
     state::write(
         "INSERT INTO partition_predict.table_state AS s
                 (parent, last_cycle_start, last_cycle_end, cycles, failures, last_error, last_error_at)
@@ -185,6 +235,33 @@ fn record(parent: pg_sys::Oid, started_at: &str, error: Option<&str>) -> Result<
                 last_error = COALESCE(EXCLUDED.last_error, s.last_error),
                 last_error_at = COALESCE(EXCLUDED.last_error_at, s.last_error_at)",
         &[parent.into(), started_at.into(), error.into()],
+    )?;
+    if costs.is_empty() {
+        return Ok(());
+    }
+    state::write(
+        "INSERT INTO partition_predict.step_costs AS c
+                (parent, step, measured_at, duration_ms, rows_read, buffers_hit, buffers_read,
+                 cycles, total_ms, max_ms)
+         SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.step, pg_catalog.now(), u.ms, u.rows, u.hit, u.read,
+                1, u.ms, u.ms
+           FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::float8[]),
+                           pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]),
+                           pg_catalog.unnest($6::bigint[])) AS u(step, ms, rows, hit, read)
+         ON CONFLICT (parent, step) DO UPDATE
+            SET measured_at = EXCLUDED.measured_at, duration_ms = EXCLUDED.duration_ms,
+                rows_read = EXCLUDED.rows_read, buffers_hit = EXCLUDED.buffers_hit,
+                buffers_read = EXCLUDED.buffers_read, cycles = c.cycles + 1,
+                total_ms = c.total_ms + EXCLUDED.duration_ms,
+                max_ms = GREATEST(c.max_ms, EXCLUDED.duration_ms)",
+        &[
+            parent.into(),
+            costs.iter().map(|c| c.step).collect::<Vec<_>>().into(),
+            costs.iter().map(|c| c.duration_ms).collect::<Vec<_>>().into(),
+            costs.iter().map(|c| c.rows_read).collect::<Vec<_>>().into(),
+            costs.iter().map(|c| c.buffers_hit).collect::<Vec<_>>().into(),
+            costs.iter().map(|c| c.buffers_read).collect::<Vec<_>>().into(),
+        ],
     )?;
     Ok(())
 }

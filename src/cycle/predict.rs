@@ -30,6 +30,13 @@ const HISTORY_STEPS: i64 = 4 * 168;
 const SETTLE_STEPS: i64 = 1;
 /// Forecast steps this close count when judging a miss.
 const NEAR_TERM_STEPS: i32 = 6;
+/// Forecasts kept per series (one is made per completed hour: a month),
+/// also within the table's `retention`: the log's size, and so the cost of
+/// every query on it, stays bounded per table.
+const FORECASTS_KEPT: i64 = 720;
+/// Samples kept per table (also within `retention`): two weeks of one-minute
+/// cycles with a partition or so changing per cycle.
+const SAMPLES_KEPT: i64 = 20_000;
 
 #[derive(Clone, Debug, Default)]
 pub struct ForecastSummary {
@@ -93,6 +100,8 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
         .map_err(|e| PredictError::Internal(format!("forecast of {}: {e}", table.name)))?;
     save_learned(table, prepared.name, &learned)?;
     write_forecast(table, &prepared, &prediction)?;
+    prune_forecasts(table, prepared.name)?;
+    prune_samples(table)?;
     summary.forecast_made = true;
     summary.steps = horizon as i64;
     Ok(summary)
@@ -108,11 +117,14 @@ fn key_time(table: &PartitionedTable) -> Result<Option<Prepared>> {
     let step_seconds = step_micros / 1_000_000;
     let rows: Vec<(i64, f64)> = Spi::connect(|client| {
         let result = client.select(
-            "WITH s AS (SELECT (pg_catalog.date_part('epoch', bucket_start)::bigint - $2) / $3 AS step,
-                               pg_catalog.sum(rows) AS rows
-                          FROM partition_predict.key_time_counts WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-                         GROUP BY bucket_start)
-             SELECT step, rows::float8 FROM s WHERE step > (SELECT pg_catalog.max(step) FROM s) - $4",
+            "WITH newest AS (SELECT pg_catalog.max(bucket_start) AS b FROM partition_predict.key_time_counts
+                              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)
+             SELECT (pg_catalog.date_part('epoch', k.bucket_start)::bigint - $2) / $3,
+                    pg_catalog.sum(k.rows)::float8
+               FROM partition_predict.key_time_counts k, newest n
+              WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
+                AND k.bucket_start > n.b - pg_catalog.make_interval(secs => ($3 * $4)::float8)
+              GROUP BY k.bucket_start",
             None,
             &[table.oid.into(), PG_EPOCH_UNIX_SECONDS.into(), step_seconds.into(), (HISTORY_STEPS + 1).into()],
         )?;
@@ -243,6 +255,38 @@ fn save_learned(table: &PartitionedTable, series: &str, learned: &Learned) -> Re
     Ok(())
 }
 
+/// Drops forecasts older than the table's retention or beyond the newest
+/// `FORECASTS_KEPT`. Each forecast is found by its first step (`horizon =
+/// 1`, a partial index), so this reads a bounded number of index entries.
+fn prune_forecasts(table: &PartitionedTable, series: &str) -> Result<()> {
+    state::write(
+        "DELETE FROM partition_predict.forecast_log f
+          WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
+            AND f.made_at < GREATEST(
+                  pg_catalog.now() - (SELECT c.retention FROM partition_predict.config c
+                                       WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass),
+                  (SELECT l.made_at FROM partition_predict.forecast_log l
+                    WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2 AND l.horizon = 1
+                    ORDER BY l.made_at DESC OFFSET $3 - 1 LIMIT 1))",
+        &[table.oid.into(), series.into(), FORECASTS_KEPT.into()],
+    )?;
+    Ok(())
+}
+
+/// Caps the samples of a table at `SAMPLES_KEPT` rows (retention by age is
+/// step 1's). Run once per forecast, that is at most hourly.
+fn prune_samples(table: &PartitionedTable) -> Result<()> {
+    state::write(
+        "DELETE FROM partition_predict.samples s
+          WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass
+            AND s.sampled_at < (SELECT l.sampled_at FROM partition_predict.samples l
+                                 WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass
+                                 ORDER BY l.sampled_at DESC OFFSET $2 LIMIT 1)",
+        &[table.oid.into(), SAMPLES_KEPT.into()],
+    )?;
+    Ok(())
+}
+
 fn latest_forecast_start(table: &PartitionedTable, series: &str) -> Result<Option<i64>> {
     Ok(Spi::get_one_with_args::<i64>(
         "SELECT (SELECT ((pg_catalog.date_part('epoch', pg_catalog.min(f.step_start))::bigint - $3) * 1000000)
@@ -250,6 +294,7 @@ fn latest_forecast_start(table: &PartitionedTable, series: &str) -> Result<Optio
                   WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
                     AND f.made_at = (SELECT l.made_at FROM partition_predict.forecast_log l
                                       WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2
+                                        AND l.horizon = 1
                                       ORDER BY l.made_at DESC LIMIT 1))",
         &[table.oid.into(), series.into(), PG_EPOCH_UNIX_SECONDS.into()],
     )?)

@@ -187,8 +187,10 @@ pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) {
         backend::accept_invalidations();
         overrides = routing::overrides_here();
     }
-    for o in &overrides {
-        for &query in &queries {
+    // Innermost queries first: a policy's subquery is rewritten before the
+    // policy is copied onto the arms of an outer rewrite.
+    for &query in queries.iter().rev() {
+        for o in &overrides {
             unsafe {
                 let result_relation = (*query).resultRelation as usize;
                 let rtable = range_table(query);
@@ -238,19 +240,19 @@ unsafe fn same_column_types(parent: pg_sys::Relation, shadow: pg_sys::Relation) 
 
 /// A copy of the security quals of `rte` (entry `rti` of its query) for
 /// entry `arm_rti` of an arm of the UNION: the same expressions on that
-/// relation's columns (`map`: the parent's column numbers to the arm's,
-/// none when the arm reads the parent itself).
+/// relation's columns (`map`: the parent's column numbers to the arm's, and
+/// the arm's row type, into which a whole-row reference is converted; none
+/// when the arm reads the parent itself).
 unsafe fn policies_for(
     rte: *mut pg_sys::RangeTblEntry,
     rti: i32,
     arm_rti: i32,
-    map: Option<*mut pg_sys::AttrMap>,
-    row_type: pg_sys::Oid,
+    map: Option<(*mut pg_sys::AttrMap, pg_sys::Oid)>,
 ) -> *mut pg_sys::List {
     unsafe {
         let quals = pg_sys::copyObjectImpl((*rte).securityQuals.cast()).cast::<pg_sys::Node>();
         pg_sys::ChangeVarNodes(quals, rti, arm_rti, 0);
-        let Some(map) = map else {
+        let Some((map, row_type)) = map else {
             return quals.cast();
         };
         let mut whole_row = false;
@@ -276,6 +278,11 @@ unsafe fn read_shadow_too(
 ) {
     let shadow = oid(o.shadow);
     let parent = oid(o.parent);
+    // Checked now, as the executor will, and before anything about the
+    // shadow is touched or named: the planner estimates with the statistics
+    // of DEFAULT and the shadow, which must not be consulted for a query
+    // the role may not run.
+    unsafe { permissions::check_now(query, rte, parent) };
     // Locked before looking: an ATTACH of the shadow cannot then commit
     // until this query is over, so it cannot be read twice.
     lock_for_reading(shadow);
@@ -301,13 +308,13 @@ unsafe fn read_shadow_too(
         // Row-level security of the parent, for the shadow's columns.
         let shadow_columns = (unchanged && !(*rte).securityQuals.is_null())
             .then(|| permissions::columns_by_name(shadow_relation, relation));
+        let shadow_row_type = (*(*shadow_relation).rd_rel).reltype;
         pg_sys::RelationClose(shadow_relation);
         if !unchanged {
             pg_sys::RelationClose(relation);
             PredictError::ShadowChanged(display_name(shadow)).report();
         }
         let owner = (*(*relation).rd_rel).relowner;
-        let row_type = (*(*relation).rd_rel).reltype;
         let columns: Vec<String> = columns_of(relation)
             .iter()
             .map(|a| {
@@ -345,10 +352,6 @@ unsafe fn read_shadow_too(
             0,
             std::ptr::null_mut(),
         );
-        // Checked now, as the executor will: the planner estimates with the
-        // statistics of DEFAULT and the shadow, which must not be consulted
-        // for a query the role may not run.
-        permissions::check_now(query, rte, parent);
         permissions::carry_over(query, rte, union, parent, shadow, owner);
         // The parent's policies filter each arm of the UNION, on the arm's
         // own relation: the planner keeps such quals below the query's own
@@ -366,12 +369,11 @@ unsafe fn read_shadow_too(
                     let map = if (*inner).relid == parent {
                         None
                     } else if (*inner).relid == shadow {
-                        shadow_columns
+                        shadow_columns.map(|columns| (columns, shadow_row_type))
                     } else {
                         continue;
                     };
-                    (*inner).securityQuals =
-                        policies_for(rte, rti, index as i32 + 1, map, row_type);
+                    (*inner).securityQuals = policies_for(rte, rti, index as i32 + 1, map);
                 }
             }
             (*rte).securityQuals = std::ptr::null_mut();

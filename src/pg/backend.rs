@@ -159,6 +159,15 @@ pub fn inserted_by_this_transaction(relation: pg_sys::Oid) -> i64 {
     .unwrap_or(0)
 }
 
+/// Shared buffers this backend has found in memory and read in so far
+/// (the counters behind EXPLAIN's `Buffers: shared hit=… read=…`).
+pub fn shared_buffers_used() -> (i64, i64) {
+    unsafe {
+        let usage = &raw const pg_sys::pgBufferUsage;
+        ((*usage).shared_blks_hit, (*usage).shared_blks_read)
+    }
+}
+
 /// For a background worker between transactions: runs `f` in a transaction
 /// of its own. An error aborts that transaction, is logged with `what`,
 /// and `None` is returned so the worker carries on.

@@ -29,9 +29,10 @@ const IDLE_WORKER: &[&str] = &[
     "pg_partition_predict.naptime = 3600",
 ];
 
-const STATE_TABLES: [&str; 11] = [
+const STATE_TABLES: [&str; 12] = [
     "config",
     "table_state",
+    "step_costs",
     "samples",
     "partition_counters",
     "key_time_counts",
@@ -423,6 +424,65 @@ fn row_level_security_of_the_parent_covers_rows_being_moved() {
         .batch_execute("CALL partition_predict.migrate_default('ledger')")
         .unwrap();
     assert_eq!(scalar_i64(&mut reader, "SELECT count(*) FROM ledger"), 1500);
+}
+
+/// Policies that read the whole row or another table, on a parent whose
+/// columns are not numbered like the shadow's (a dropped column): the rows
+/// being moved are filtered exactly as the rest, before, during and after.
+#[test]
+fn policies_with_whole_rows_and_subqueries_cover_rows_being_moved() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    admin
+        .batch_execute(
+            "CREATE ROLE reader LOGIN;
+             CREATE ROLE owner_role LOGIN;
+             GRANT CREATE ON SCHEMA public TO owner_role;",
+        )
+        .unwrap();
+    let mut owner = cluster.connect_as("postgres", "owner_role");
+    owner
+        .batch_execute(
+            "CREATE TABLE ledger (junk int, id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
+             ALTER TABLE ledger DROP COLUMN junk;
+             CREATE TABLE ledger_low PARTITION OF ledger FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('ledger', target_rows => 100000);
+             INSERT INTO ledger SELECT g, 1000000 + g FROM generate_series(0, 2999) g;
+             CREATE TABLE blocked (id bigint);
+             INSERT INTO blocked SELECT generate_series(0, 9);
+             GRANT SELECT ON ledger, blocked TO reader;
+             CREATE FUNCTION visible(l ledger) RETURNS boolean LANGUAGE plpgsql STABLE
+                 AS $$ BEGIN RETURN l.id % 2 = 0; END $$;
+             ALTER TABLE ledger ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY whole_row ON ledger FOR SELECT TO reader
+                 USING (visible(ledger) AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.id = ledger.id));",
+        )
+        .unwrap();
+    let mut reader = cluster.connect_as("postgres", "reader");
+    let expected = 1500 - 5;
+    assert_eq!(
+        scalar_i64(&mut reader, "SELECT count(*) FROM ledger"),
+        expected
+    );
+    migration_under_way(&mut owner, "ledger");
+    assert_eq!(
+        scalar_i64(&mut reader, "SELECT count(*) FROM ledger"),
+        expected
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut reader,
+            "SELECT count(*) FROM ledger WHERE id % 2 = 1 OR id < 10"
+        ),
+        0
+    );
+    owner
+        .batch_execute("CALL partition_predict.migrate_default('ledger')")
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&mut reader, "SELECT count(*) FROM ledger"),
+        expected
+    );
 }
 
 /// Planning a read of a table whose rows are being moved estimates with the

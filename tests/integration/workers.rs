@@ -649,3 +649,157 @@ fn manual_cycles_beside_the_worker_never_collide() {
         "the key-time series counts every row exactly once"
     );
 }
+
+fn key_time_total(client: &mut Client, table: &str) -> i64 {
+    scalar_i64(
+        client,
+        &format!(
+            "SELECT coalesce(sum(rows), 0)::bigint FROM partition_predict.key_time_series
+              WHERE parent = '{table}'::regclass"
+        ),
+    )
+}
+
+fn rows_in_hour(client: &mut Client, table: &str, hour: &str) -> i64 {
+    scalar_i64(
+        client,
+        &format!(
+            "SELECT coalesce(sum(rows), 0)::bigint FROM partition_predict.key_time_series
+              WHERE parent = '{table}'::regclass AND bucket_start = '{hour}'::timestamptz"
+        ),
+    )
+}
+
+/// What step 1 of the last cycle of `table` read of the table.
+fn collect_rows_read(client: &mut Client, table: &str) -> i64 {
+    scalar_i64(
+        client,
+        &format!(
+            "SELECT last_rows_read FROM partition_predict.cycle_costs
+              WHERE parent = '{table}'::regclass AND step = 'collect'"
+        ),
+    )
+}
+
+/// A cycle reads the rows that arrived since the previous one, not the
+/// partition they arrived in, index or no index: late rows are counted into
+/// their own hour, a bulk load is read from a bounded sample, and the
+/// key-time series still adds up to the rows present. A DELETE is reflected
+/// by the next cycle's recount of the (small) partition.
+#[test]
+fn a_cycle_reads_what_arrived_not_the_partition() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE TABLE big (id bigint NOT NULL, at timestamptz NOT NULL, v int) PARTITION BY RANGE (at);
+             CREATE TABLE big_2024 PARTITION OF big FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+             INSERT INTO big SELECT g, '2024-01-01'::timestamptz + g * interval '10 seconds', g
+               FROM generate_series(0, 199999) g;
+             SELECT partition_predict.manage('big', lookahead => '1 day');",
+        )
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('big')")
+        .unwrap();
+    // manage() counted the partition once; nothing arrived since.
+    assert_eq!(key_time_total(&mut client, "big"), 200_000);
+    assert_eq!(collect_rows_read(&mut client, "big"), 0);
+    let late_hour = "2024-01-20 05:00:00+00";
+    let before_late = rows_in_hour(&mut client, "big", late_hour);
+    assert_eq!(before_late, 360);
+
+    // 600 rows in order after the frontier, and 6 late into an old hour.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO big SELECT g, '2024-01-01'::timestamptz + g * interval '10 seconds', g
+               FROM generate_series(200000, 200599) g;
+             INSERT INTO big SELECT g, '{late_hour}'::timestamptz + g * interval '1 second', g
+               FROM generate_series(1, 6) g;"
+        ))
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('big')")
+        .unwrap();
+    assert_eq!(
+        collect_rows_read(&mut client, "big"),
+        606,
+        "only the new rows are read"
+    );
+    assert_eq!(key_time_total(&mut client, "big"), 200_606);
+    assert_eq!(rows_in_hour(&mut client, "big", late_hour), before_late + 6);
+
+    // A bulk load of 50,000 rows between two cycles: read from a sample.
+    client
+        .batch_execute(
+            "INSERT INTO big SELECT g, '2024-01-01'::timestamptz + g * interval '10 seconds', g
+               FROM generate_series(200600, 250599) g;",
+        )
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('big')")
+        .unwrap();
+    let read = collect_rows_read(&mut client, "big");
+    assert!(read < 15_000, "{read} rows read for a batch of 50,000");
+    let total = key_time_total(&mut client, "big");
+    assert!((total - 250_606).abs() <= 150, "series adds up to {total}");
+
+    // An index on the key changes nothing of that.
+    client
+        .batch_execute(
+            "CREATE INDEX ON big (at);
+             INSERT INTO big SELECT g, '2024-01-01'::timestamptz + g * interval '10 seconds', g
+               FROM generate_series(250600, 250699) g;",
+        )
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('big')")
+        .unwrap();
+    assert_eq!(collect_rows_read(&mut client, "big"), 100);
+
+    // A small partition whose rows are deleted is counted again at once.
+    client
+        .batch_execute(
+            "CREATE TABLE small (id bigint NOT NULL, at timestamptz NOT NULL) PARTITION BY RANGE (at);
+             CREATE TABLE small_2024 PARTITION OF small FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+             INSERT INTO small SELECT g, '2024-01-01'::timestamptz + g * interval '1 minute'
+               FROM generate_series(0, 2879) g;
+             SELECT partition_predict.manage('small', lookahead => '1 day');",
+        )
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('small')")
+        .unwrap();
+    assert_eq!(
+        rows_in_hour(&mut client, "small", "2024-01-01 10:00:00+00"),
+        60
+    );
+    client
+        .batch_execute(
+            "DELETE FROM small WHERE at >= '2024-01-01 10:00:00+00' AND at < '2024-01-01 10:30:00+00'",
+        )
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('small')")
+        .unwrap();
+    assert_eq!(
+        rows_in_hour(&mut client, "small", "2024-01-01 10:00:00+00"),
+        30
+    );
+    assert_eq!(key_time_total(&mut client, "small"), 2880 - 30);
+
+    // Every step of the cycle reports its cost.
+    let steps = scalar_i64(
+        &mut client,
+        "SELECT count(*) FROM partition_predict.cycle_costs
+          WHERE parent = 'big'::regclass AND cycles = 4 AND last_ms >= 0",
+    );
+    assert_eq!(steps, 4, "collect, forecast, prepartition, activate");
+}

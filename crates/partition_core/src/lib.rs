@@ -12,6 +12,7 @@ pub mod databases;
 pub mod key;
 pub mod naming;
 pub mod planner;
+pub mod sampling;
 
 pub use bound::{Bound, BoundError, PartitionBound};
 pub use key::{KeyType, KeyValue, UnsupportedKeyType};
