@@ -96,12 +96,18 @@ CREATE TABLE partition_predict.partition_counters (
     own_seq_scans bigint NOT NULL DEFAULT 0,
     own_idx_scans bigint NOT NULL DEFAULT 0,
     frontier_raw bigint,
-    -- time keys: the highest tuple counted into key_time_counts, in this heap
-    counted_to   pg_catalog.tid,
-    filenode     oid,
-    recounted_at timestamptz,
-    -- rows were updated or deleted since the last whole count
-    stale        boolean NOT NULL DEFAULT false,
+    -- Time keys: pages before window_start are counted in key_time_counts;
+    -- the window's counts when last read; since the last whole count
+    -- (recounted_at), rows counted and rows the insert counter reported.
+    window_start  bigint,
+    window_rows   jsonb,
+    counted_rows  bigint NOT NULL DEFAULT 0,
+    inserted_rows bigint NOT NULL DEFAULT 0,
+    vacuums       bigint NOT NULL DEFAULT 0,
+    filenode      oid,
+    recounted_at  timestamptz,
+    -- the counts may have drifted: a whole count is due
+    stale         boolean NOT NULL DEFAULT false,
     PRIMARY KEY (parent, partition)
 );
 

@@ -2,22 +2,28 @@
 //!
 //! The number of statements is bounded whatever the number of partitions:
 //! three reads for the whole table, two bulk writes, the retention deletes,
-//! and per *changed* partition one read of the rows that arrived since the
-//! previous cycle.
+//! and per *changed* partition one or two reads of the rows that arrived
+//! since the previous cycle.
 //!
-//! What arrived is found by position, not by key: a heap grows at its end,
-//! so the rows inserted since the last cycle are the tuples past the highest
-//! tuple id counted then (a TID range scan, with or without an index on the
-//! key, late rows included). Up to `EXACT_TAIL_PAGES` new pages are read in
-//! full; beyond, `SAMPLE_PAGES` evenly spaced pages (the newest always among
-//! them) are read and the rows per bucket estimated from them
-//! (`partition_core::sampling`), scaled to the number of rows inserted, so a
-//! cycle reads a bounded number of pages whatever the size of the partition
-//! or of the batch. A partition is
-//! counted whole only the first time, after it was rewritten (VACUUM FULL,
-//! CLUSTER), or after UPDATEs/DELETEs (at most hourly once it is larger
-//! than `EXACT_COUNT_MAX_PAGES`), exactly up to `EXACT_FULL_PAGES` and from
-//! the same kind of sample beyond.
+//! What arrived is found by position, not by key: a heap grows at its end.
+//! Per partition, the pages before `window_start` are settled (their rows
+//! are in `key_time_counts`); the last `WINDOW_PAGES` pages are the window,
+//! where concurrent inserters still fill their pages and transactions still
+//! open may commit rows. Each cycle re-reads the pages from `window_start`
+//! on (TID range scans: with or without an index on the key, late rows
+//! included), adds what changed since the window was last read, and settles
+//! all but the last `WINDOW_PAGES` pages. When more than `EXACT_TAIL_PAGES`
+//! pages settle at once (a bulk load) they are estimated from
+//! `SAMPLE_PAGES` of them (`partition_core::sampling`), so a cycle reads a
+//! bounded number of pages whatever the size of the partition or the batch.
+//!
+//! A partition is counted whole the first time, after its heap was rewritten
+//! (TRUNCATE, VACUUM FULL, CLUSTER), and when the counts may have drifted:
+//! rows updated or deleted, space reused after VACUUM, or fewer rows found
+//! than the insert counter reports (rows committed behind the window,
+//! aborted inserts). Up to `EXACT_COUNT_MAX_PAGES` (and DEFAULT up to
+//! `EXACT_FULL_PAGES`) that is done at once, larger partitions at most
+//! hourly; exactly up to `EXACT_FULL_PAGES`, from a sample beyond.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -36,14 +42,20 @@ use crate::error::{PredictError, Result};
 /// statistics' estimate is used. Also the size up to which a partition whose
 /// rows were updated or deleted is recounted at once.
 const EXACT_COUNT_MAX_PAGES: i64 = 1_024;
-/// New pages read in full each cycle; more are sampled.
+/// Settling pages read in full each cycle; more are sampled.
 const EXACT_TAIL_PAGES: i64 = 64;
+/// The newest pages, re-read every cycle until they settle.
+const WINDOW_PAGES: i64 = 64;
+/// Rows the insert counter reports that the counts may miss (aborted
+/// inserts, rows committed behind the window) before a recount: this many,
+/// or 1% of the rows counted since the last whole count.
+const DRIFT_ROWS: i64 = 1_000;
 /// A whole partition is counted exactly up to this size, sampled beyond.
 const EXACT_FULL_PAGES: i64 = 12_800;
 /// Pages read for a sample, spread evenly, the first and last among them.
 const SAMPLE_PAGES: i64 = 32;
-/// A large partition whose rows were updated or deleted is recounted at
-/// most this often; meanwhile only its new rows are counted.
+/// A large partition whose counts drifted is recounted at most this often;
+/// meanwhile its new rows are counted as usual.
 const RECOUNT_INTERVAL_SECONDS: f64 = 3_600.0;
 /// PostgreSQL's page size (the servers this is built for use the default).
 const PAGE_BYTES: i64 = pg_sys::BLCKSZ as i64;
@@ -72,6 +84,8 @@ struct Observed {
     has_key_index: bool,
     /// Changes when the heap is rewritten (TRUNCATE, VACUUM FULL, CLUSTER).
     filenode: pg_sys::Oid,
+    /// VACUUMs so far (manual and auto): free space may have been reused.
+    vacuums: i64,
 }
 
 impl Observed {
@@ -83,12 +97,19 @@ impl Observed {
 struct Previous {
     sample: PreviousSample,
     frontier_raw: Option<i64>,
-    /// Highest tuple counted so far, and the heap it was counted in.
-    counted_to: Option<Tid>,
+    /// Where the re-read window starts, and the heap it is in.
+    window_start: Option<i64>,
     filenode: Option<pg_sys::Oid>,
+    /// Rows per bucket found in the window when it was last read.
+    window: BTreeMap<String, i64>,
+    /// Since the last whole count: rows counted, and rows the insert
+    /// counter reported.
+    counted_rows: i64,
+    inserted_rows: i64,
+    vacuums: i64,
     /// Seconds since the last whole count.
     since_recount: Option<f64>,
-    /// Rows were updated or deleted since the last whole count.
+    /// The counts may have drifted; a whole count is due.
     stale: bool,
 }
 
@@ -112,27 +133,51 @@ impl Tid {
         })
     }
 
-    fn literal(&self) -> String {
-        format!("'({},{})'::pg_catalog.tid", self.page, self.item)
-    }
-
     fn page_start(page: i64) -> String {
-        Tid { page, item: 0 }.literal()
+        format!("'({page},0)'::pg_catalog.tid")
     }
 }
 
 /// What one read of a partition found.
 #[derive(Default)]
 struct Scan {
-    /// Rows per key-time bucket (time keys), already scaled when sampled.
-    buckets: Vec<(String, i64)>,
-    /// Highest tuple seen (the newest rows are always read).
-    highest: Option<Tid>,
+    /// Rows per key-time bucket in the pages that settle this cycle.
+    settled: BTreeMap<String, i64>,
+    /// Rows per key-time bucket in the window (read again next cycle).
+    window: BTreeMap<String, i64>,
     /// Highest key seen.
     max_key: Option<String>,
     rows_read: i64,
-    /// Read from a sample, not every new page.
+    /// Part of it estimated from a sample.
     sampled: bool,
+}
+
+impl Scan {
+    fn all_buckets(&self) -> BTreeMap<String, i64> {
+        let mut all = self.settled.clone();
+        for (bucket, n) in &self.window {
+            *all.entry(bucket.clone()).or_insert(0) += n;
+        }
+        all
+    }
+
+    fn rows(&self) -> i64 {
+        self.settled.values().chain(self.window.values()).sum()
+    }
+
+    fn see_key(&mut self, key_type: KeyType, text: String) {
+        let Ok(value) = key_type.parse_value(&text) else {
+            return;
+        };
+        let higher = self
+            .max_key
+            .as_deref()
+            .and_then(|t| key_type.parse_value(t).ok())
+            .is_none_or(|current| value.raw > current.raw);
+        if higher {
+            self.max_key = Some(text);
+        }
+    }
 }
 
 /// Counts the statements issued, for the summary and the cost test.
@@ -154,7 +199,8 @@ const OBSERVE: &str = "
            pg_catalog.pg_postmaster_start_time()::text || '/' ||
                COALESCE((SELECT d.stats_reset::text FROM pg_catalog.pg_stat_database d
                           WHERE d.datname = pg_catalog.current_database()), ''),
-           c.relfilenode
+           c.relfilenode,
+           COALESCE(s.vacuum_count + s.autovacuum_count, 0)
       FROM pg_catalog.pg_inherits h
       JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -164,8 +210,9 @@ const OBSERVE: &str = "
 
 const PREVIOUS: &str = "
     SELECT partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
-           own_seq_scans, own_idx_scans, counted_to::text, filenode,
-           pg_catalog.date_part('epoch', pg_catalog.now() - recounted_at), stale
+           own_seq_scans, own_idx_scans, window_start, filenode,
+           pg_catalog.date_part('epoch', pg_catalog.now() - recounted_at), stale,
+           window_rows::text, counted_rows, inserted_rows, vacuums
       FROM partition_predict.partition_counters
      WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass";
 
@@ -191,45 +238,62 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
         let before = previous.get(&part.oid);
         let sampled = counters::sample(before.map(|p| &p.sample), part.counters, &epoch, first);
         let delta = sampled.delta;
-        let changed = before.is_none() || delta != Counters::default();
+        // A rewritten heap (TRUNCATE) changes no counter but is a change.
+        let rewritten = before.is_some_and(|p| p.filenode.is_some_and(|f| f != part.filenode));
+        let changed = before.is_none() || delta != Counters::default() || rewritten;
         // An empty heap has no frontier and nothing to count: skipping it keeps
         // the first cycle of a table with many (mostly future) partitions cheap.
         let readable = changed && part.heap_bytes > 0;
-        let mut tracking = Tracking {
-            counted_to: before.and_then(|p| p.counted_to),
-            recounted: false,
-            stale: before.is_some_and(|p| p.stale),
-        };
+        let mut tracking = Tracking::carried(before, part);
         let frontier_raw = if readable && !table.key_type.is_temporal() && part.has_key_index {
             // Integer keys need only the frontier: a few index pages.
             session
                 .indexed_max(part)?
                 .or(before.and_then(|p| p.frontier_raw))
         } else if readable {
-            let read = plan_read(part, before, delta);
+            let read = plan_read(part, before, delta, rewritten, table.key_type.is_temporal());
             let scan = match read {
                 Read::Whole => session.read_whole(part)?,
-                Read::NewRows(after) => session.read_new_rows(part, after, delta.inserted)?,
+                Read::Window(start) => {
+                    let window_before = before.map_or(0, |p| p.window.values().sum());
+                    session.read_window(part, start, delta.inserted, window_before)?
+                }
             };
             summary.rows_read += scan.rows_read;
             if table.key_type.is_temporal() {
-                match read {
-                    Read::Whole => session.replace_buckets(part, scan.buckets.clone())?,
-                    Read::NewRows(_) => session.add_buckets(part, scan.buckets.clone())?,
-                }
+                tracking = match read {
+                    Read::Whole => {
+                        session.replace_buckets(part, scan.all_buckets())?;
+                        Tracking::recounted(part, &scan)
+                    }
+                    Read::Window(_) => {
+                        let previous_window = before.map(|p| p.window.clone()).unwrap_or_default();
+                        let mut change = scan.settled.clone();
+                        for (bucket, n) in &scan.window {
+                            *change.entry(bucket.clone()).or_insert(0) += n;
+                        }
+                        for (bucket, n) in &previous_window {
+                            *change.entry(bucket.clone()).or_insert(0) -= n;
+                        }
+                        change.retain(|_, n| *n != 0);
+                        let counted: i64 = change.values().sum();
+                        session.add_buckets(part, change)?;
+                        let advanced = tracking.advanced(part, &scan, counted, delta);
+                        if advanced.stale && recount_now(part) {
+                            // Drifted (rows committed behind the window,
+                            // space reused): cheap enough to settle now.
+                            let whole = session.read_whole(part)?;
+                            summary.rows_read += whole.rows_read;
+                            session.replace_buckets(part, whole.all_buckets())?;
+                            Tracking::recounted(part, &whole)
+                        } else {
+                            advanced
+                        }
+                    }
+                };
+            } else {
+                tracking.window_start = Some(window_start_for(part.heap_pages()));
             }
-            tracking = match read {
-                Read::Whole => Tracking {
-                    counted_to: scan.highest,
-                    recounted: true,
-                    stale: false,
-                },
-                Read::NewRows(after) => Tracking {
-                    counted_to: scan.highest.max(Some(after)),
-                    recounted: false,
-                    stale: tracking.stale || delta.updated > 0 || delta.deleted > 0,
-                },
-            };
             let seen = scan
                 .max_key
                 .as_deref()
@@ -243,15 +307,15 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
                 }
                 Read::Whole => seen,
                 // Rows only arrived (or the next recount will settle it).
-                Read::NewRows(_) => seen.max(previous),
+                Read::Window(_) => seen.max(previous),
             }
             .or(previous)
         } else if changed {
-            if table.key_type.is_temporal() && before.is_some_and(|p| p.frontier_raw.is_some()) {
-                // Emptied (TRUNCATE): its buckets are gone too.
-                session.replace_buckets(part, Vec::new())?;
+            // Emptied (TRUNCATE): its buckets are gone too.
+            if table.key_type.is_temporal() && before.is_some() {
+                session.replace_buckets(part, BTreeMap::new())?;
             }
-            tracking.counted_to = None;
+            tracking = Tracking::emptied(part);
             None
         } else {
             before.and_then(|p| p.frontier_raw)
@@ -264,9 +328,13 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
         if part.is_default {
             summary.rows_in_default = live_rows;
         }
-        samples
-            .counters
-            .push(part, &epoch, frontier_raw, sampled.own_scans_left, tracking);
+        samples.counters.push(
+            part,
+            &epoch,
+            frontier_raw,
+            sampled.own_scans_left,
+            &tracking,
+        );
         if changed {
             summary.partitions_sampled += 1;
             summary.rows_inserted += delta.inserted;
@@ -291,39 +359,120 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
 enum Read {
     /// Counted whole: first time, heap rewritten, or a recount is due.
     Whole,
-    /// Only the tuples after this one: what arrived since the last cycle.
-    NewRows(Tid),
+    /// The pages from this one on: the window and what arrived after it.
+    Window(i64),
 }
 
-/// Where the counting of a partition stands after this cycle.
-#[derive(Clone, Copy, Debug)]
+/// Where the counting of a partition stands after this cycle (written to
+/// `partition_counters`).
+#[derive(Clone, Debug, Default)]
 struct Tracking {
-    counted_to: Option<Tid>,
+    window_start: Option<i64>,
+    window: BTreeMap<String, i64>,
+    counted_rows: i64,
+    inserted_rows: i64,
+    vacuums: i64,
     recounted: bool,
     stale: bool,
 }
 
-fn plan_read(part: &Observed, before: Option<&Previous>, delta: Counters) -> Read {
+/// The first page of the window once the heap has `pages` pages.
+fn window_start_for(pages: i64) -> i64 {
+    (pages - WINDOW_PAGES).max(0)
+}
+
+impl Tracking {
+    /// Nothing read this cycle: as it was.
+    fn carried(before: Option<&Previous>, part: &Observed) -> Tracking {
+        match before {
+            Some(p) => Tracking {
+                window_start: p.window_start,
+                window: p.window.clone(),
+                counted_rows: p.counted_rows,
+                inserted_rows: p.inserted_rows,
+                vacuums: p.vacuums,
+                recounted: false,
+                stale: p.stale,
+            },
+            None => Tracking {
+                vacuums: part.vacuums,
+                ..Tracking::default()
+            },
+        }
+    }
+
+    fn emptied(part: &Observed) -> Tracking {
+        Tracking {
+            vacuums: part.vacuums,
+            ..Tracking::default()
+        }
+    }
+
+    fn recounted(part: &Observed, scan: &Scan) -> Tracking {
+        Tracking {
+            window_start: Some(window_start_for(part.heap_pages())),
+            window: scan.window.clone(),
+            vacuums: part.vacuums,
+            recounted: true,
+            ..Tracking::default()
+        }
+    }
+
+    /// After a window read that changed the counts by `counted` rows.
+    fn advanced(mut self, part: &Observed, scan: &Scan, counted: i64, delta: Counters) -> Tracking {
+        self.window_start =
+            Some(window_start_for(part.heap_pages()).max(self.window_start.unwrap_or(0)));
+        self.window = scan.window.clone();
+        self.counted_rows += counted;
+        self.inserted_rows += delta.inserted;
+        let missing = self.inserted_rows - self.counted_rows;
+        self.stale = self.stale
+            || delta.updated > 0
+            || delta.deleted > 0
+            || part.vacuums != self.vacuums
+            || missing > DRIFT_ROWS.max(self.counted_rows / 100);
+        self
+    }
+}
+
+/// Whether a partition whose counts drifted is recounted at once: small
+/// ones, and DEFAULT (it loses rows to every migration batch, which must
+/// not stay counted twice) while that stays cheap.
+fn recount_now(part: &Observed) -> bool {
+    part.heap_pages() <= EXACT_COUNT_MAX_PAGES
+        || (part.is_default && part.heap_pages() <= EXACT_FULL_PAGES)
+}
+
+fn plan_read(
+    part: &Observed,
+    before: Option<&Previous>,
+    delta: Counters,
+    rewritten: bool,
+    temporal: bool,
+) -> Read {
     let Some(before) = before else {
         return Read::Whole;
     };
-    let Some(counted_to) = before.counted_to else {
+    let Some(window_start) = before.window_start else {
         return Read::Whole;
     };
-    if before.filenode != Some(part.filenode) {
+    if rewritten || before.filenode != Some(part.filenode) {
         return Read::Whole;
     }
-    // An UPDATE writes a new version (counted as new) and a DELETE removes
-    // counted rows: the counts drift until the partition is counted again.
-    let stale = before.stale || delta.updated > 0 || delta.deleted > 0;
-    let recount_due = part.heap_pages() <= EXACT_COUNT_MAX_PAGES
+    // Integer keys keep no counts that could drift: only the frontier.
+    if !temporal {
+        return Read::Window(window_start);
+    }
+    let stale =
+        before.stale || delta.updated > 0 || delta.deleted > 0 || part.vacuums != before.vacuums;
+    let recount_due = recount_now(part)
         || before
             .since_recount
             .is_none_or(|seconds| seconds >= RECOUNT_INTERVAL_SECONDS);
     if stale && recount_due {
         return Read::Whole;
     }
-    Read::NewRows(counted_to)
+    Read::Window(window_start)
 }
 
 /// The SQL expression for a key's bucket, as timestamptz (UTC).
@@ -370,6 +519,7 @@ impl Session<'_> {
                     heap_bytes: get(&row, 13)?,
                     has_key_index: get(&row, 14)?,
                     filenode: get(&row, 16)?,
+                    vacuums: get(&row, 17)?,
                 });
             }
             Ok((observed, epoch))
@@ -396,10 +546,17 @@ impl Session<'_> {
                             own_scans: (get(&row, 9)?, get(&row, 10)?),
                         },
                         frontier_raw: row.get::<i64>(8)?,
-                        counted_to: row.get::<String>(11)?.as_deref().and_then(Tid::parse),
+                        window_start: row.get::<i64>(11)?,
                         filenode: row.get::<pg_sys::Oid>(12)?,
                         since_recount: row.get::<f64>(13)?,
                         stale: row.get::<bool>(14)?.unwrap_or(false),
+                        window: row
+                            .get::<String>(15)?
+                            .and_then(|text| serde_json::from_str(&text).ok())
+                            .unwrap_or_default(),
+                        counted_rows: row.get::<i64>(16)?.unwrap_or(0),
+                        inserted_rows: row.get::<i64>(17)?.unwrap_or(0),
+                        vacuums: row.get::<i64>(18)?.unwrap_or(0),
                     },
                 );
             }
@@ -430,162 +587,167 @@ impl Session<'_> {
     }
 
     /// The whole partition: exact up to `EXACT_FULL_PAGES`, estimated from
-    /// a sample beyond.
+    /// a sample beyond (the window always exactly).
     fn read_whole(&mut self, part: &Observed) -> Result<Scan> {
         let pages = part.heap_pages();
+        let window = window_start_for(pages);
         if pages <= EXACT_FULL_PAGES {
-            return self.scan(part, "true");
+            return self.scan(part, 0, window);
         }
-        self.read_sample(part, 0, pages - 1, None, part.live_rows)
+        let mut scan = self.scan(part, window, window)?;
+        let settled_rows = part.live_rows - scan.rows();
+        self.estimate_settled(part, 0, window, settled_rows, &mut scan)?;
+        Ok(scan)
     }
 
-    /// The tuples after `after`: exact up to `EXACT_TAIL_PAGES` new pages,
-    /// estimated from a sample beyond.
-    fn read_new_rows(&mut self, part: &Observed, after: Tid, inserted: i64) -> Result<Scan> {
-        let pages = part.heap_pages();
-        if pages - after.page <= EXACT_TAIL_PAGES {
-            return self.scan(part, &format!("ctid > {}", after.literal()));
+    /// The pages from `start` on: the old window and what arrived after it,
+    /// exactly while up to `EXACT_TAIL_PAGES` pages settle, those estimated
+    /// from a sample beyond.
+    fn read_window(
+        &mut self,
+        part: &Observed,
+        start: i64,
+        inserted: i64,
+        window_before: i64,
+    ) -> Result<Scan> {
+        let window = window_start_for(part.heap_pages()).max(start);
+        if window - start <= EXACT_TAIL_PAGES {
+            return self.scan(part, start, window);
         }
-        self.read_sample(part, after.page, pages - 1, Some(after), inserted)
+        let mut scan = self.scan(part, window, window)?;
+        // What the insert counter says arrived, less what the window gained.
+        let settling = inserted - (scan.rows() - window_before);
+        self.estimate_settled(part, start, window, settling, &mut scan)?;
+        Ok(scan)
     }
 
-    /// Counts the tuples matching `range` (a TID condition) per key-time
-    /// bucket, with the highest tuple and key.
-    fn scan(&mut self, part: &Observed, range: &str) -> Result<Scan> {
+    /// Counts the tuples from page `from` on per key-time bucket, apart for
+    /// the pages before `window` (settled) and from it on (the window), with
+    /// the highest key.
+    fn scan(&mut self, part: &Observed, from: i64, window: i64) -> Result<Scan> {
         let column = quote_identifier(&self.table.key_column);
         let bucket = if self.table.key_type.is_temporal() {
+            // ±infinity belongs to no hour.
             format!(
-                "({})::text",
+                "CASE WHEN pg_catalog.isfinite({column}) THEN ({})::text END",
                 bucket_expression(self.table.key_type, &column)
             )
         } else {
             "NULL::text".to_string()
         };
         let sql = format!(
-            "SELECT {bucket}, pg_catalog.count(*), pg_catalog.max(ctid)::text, pg_catalog.max({column})::text
-               FROM {} WHERE {range} GROUP BY 1",
-            part.name.quoted()
+            "SELECT {bucket}, ctid >= {}, pg_catalog.count(*), pg_catalog.max({column})::text
+               FROM {} WHERE ctid >= {} GROUP BY 1, 2",
+            Tid::page_start(window),
+            part.name.quoted(),
+            Tid::page_start(from),
         );
         self.queries += 1;
         let mut scan = Scan::default();
-        let mut max_key: Option<(i64, String)> = None;
         Spi::connect(|client| {
             for row in client.select(&sql, None, &[])? {
-                let rows = get::<i64>(&row, 2)?;
+                let rows = get::<i64>(&row, 3)?;
                 scan.rows_read += rows;
                 if let Some(bucket) = row.get::<String>(1)? {
-                    scan.buckets.push((bucket, rows));
+                    let in_window = row.get::<bool>(2)?.unwrap_or(true);
+                    let target = if in_window {
+                        &mut scan.window
+                    } else {
+                        &mut scan.settled
+                    };
+                    *target.entry(bucket).or_insert(0) += rows;
                 }
-                let highest = row.get::<String>(3)?.as_deref().and_then(Tid::parse);
-                scan.highest = scan.highest.max(highest);
                 if let Some(text) = row.get::<String>(4)? {
-                    if let Ok(value) = self.table.key_type.parse_value(&text) {
-                        if max_key.as_ref().is_none_or(|(raw, _)| value.raw > *raw) {
-                            max_key = Some((value.raw, text));
-                        }
-                    }
+                    scan.see_key(self.table.key_type, text);
                 }
             }
             Ok::<_, PredictError>(())
         })?;
-        scan.max_key = max_key.map(|(_, text)| text);
         Ok(scan)
     }
 
-    /// Reads `SAMPLE_PAGES` pages spread over `first..=last` (on page
-    /// `first` only the tuples after `after`; from `last` on, to the end of
-    /// the heap) and estimates the rows per bucket of the whole stretch,
-    /// `rows` in all.
-    fn read_sample(
+    /// Estimates the rows per bucket of pages `from..window` from
+    /// `SAMPLE_PAGES` of them, at most `rows` in all, into `scan.settled`.
+    fn estimate_settled(
         &mut self,
         part: &Observed,
-        first: i64,
-        last: i64,
-        after: Option<Tid>,
+        from: i64,
+        window: i64,
         rows: i64,
-    ) -> Result<Scan> {
-        let temporal = self.table.key_type.is_temporal();
-        // Integer keys need only the highest key: the newest pages.
-        let pages = if temporal {
-            sampling::pages_to_sample(first, last, SAMPLE_PAGES)
-        } else {
-            vec![last]
-        };
+        scan: &mut Scan,
+    ) -> Result<()> {
+        scan.sampled = true;
+        if !self.table.key_type.is_temporal() || window <= from {
+            return Ok(());
+        }
+        let pages = sampling::pages_to_sample(from, window - 1, SAMPLE_PAGES);
         let column = quote_identifier(&self.table.key_column);
         let arms: Vec<String> = pages
             .iter()
-            .enumerate()
-            .map(|(i, &page)| {
-                let lower = match after {
-                    Some(t) if page == t.page => format!("ctid > {}", t.literal()),
-                    _ => format!("ctid >= {}", Tid::page_start(page)),
-                };
-                let range = if i + 1 == pages.len() {
-                    lower
-                } else {
-                    format!("{lower} AND ctid < {}", Tid::page_start(page + 1))
-                };
+            .map(|&page| {
                 format!(
-                    "SELECT ctid::text, {column}::text FROM {} WHERE {range}",
-                    part.name.quoted()
+                    "SELECT ctid::text, {column}::text FROM {} WHERE ctid >= {} AND ctid < {}",
+                    part.name.quoted(),
+                    Tid::page_start(page),
+                    Tid::page_start(page + 1)
                 )
             })
             .collect();
         self.queries += 1;
-        let mut scan = Scan {
-            sampled: true,
-            ..Scan::default()
-        };
         let mut by_page: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-        let mut max_key: Option<(i64, String)> = None;
         Spi::connect(|client| {
             for row in client.select(&arms.join(" UNION ALL "), None, &[])? {
                 scan.rows_read += 1;
                 let Some(tid) = row.get::<String>(1)?.as_deref().and_then(Tid::parse) else {
                     continue;
                 };
-                scan.highest = scan.highest.max(Some(tid));
                 let Some(text) = row.get::<String>(2)? else {
                     continue;
                 };
                 let Ok(value) = self.table.key_type.parse_value(&text) else {
                     continue;
                 };
-                if max_key.as_ref().is_none_or(|(raw, _)| value.raw > *raw) {
-                    max_key = Some((value.raw, text));
-                }
-                // ±infinity belongs to no hour.
                 if value.raw != i64::MIN && value.raw != i64::MAX {
                     by_page.entry(tid.page).or_default().push(value.raw);
                 }
             }
             Ok::<_, PredictError>(())
         })?;
-        scan.max_key = max_key.map(|(_, text)| text);
-        if temporal {
-            let samples: Vec<PageSample> = by_page
-                .into_iter()
-                .map(|(page, keys)| PageSample { page, keys })
-                .collect();
-            let date = self.table.key_type == KeyType::Date;
-            let width = if date { 1 } else { MICROS_PER_HOUR };
-            scan.buckets = sampling::estimate_buckets(&samples, width, rows.max(scan.rows_read))
-                .into_iter()
-                .map(|(bucket, n)| {
-                    let micros = if date {
-                        bucket * MICROS_PER_DAY
-                    } else {
-                        bucket
-                    };
-                    (calendar::format_iso_timestamp(micros, true), n)
-                })
-                .collect();
+        let mut per_page: Vec<usize> = by_page.values().map(Vec::len).collect();
+        per_page.sort_unstable();
+        let Some(&typical) = per_page.get(per_page.len() / 2) else {
+            return Ok(());
+        };
+        // The pages hold about this many rows; the insert counter, which also
+        // counts aborted inserts, only caps it.
+        let estimated = typical as i64 * (window - from);
+        let total = if rows > 0 {
+            estimated.min(rows)
+        } else {
+            estimated
+        };
+        let samples: Vec<PageSample> = by_page
+            .into_iter()
+            .map(|(page, keys)| PageSample { page, keys })
+            .collect();
+        let date = self.table.key_type == KeyType::Date;
+        let width = if date { 1 } else { MICROS_PER_HOUR };
+        for (bucket, n) in sampling::estimate_buckets(&samples, width, total) {
+            let micros = if date {
+                bucket * MICROS_PER_DAY
+            } else {
+                bucket
+            };
+            *scan
+                .settled
+                .entry(calendar::format_iso_timestamp(micros, true))
+                .or_insert(0) += n;
         }
-        Ok(scan)
+        Ok(())
     }
 
     /// Replaces every bucket count of `part`.
-    fn replace_buckets(&mut self, part: &Observed, fresh: Vec<(String, i64)>) -> Result<()> {
+    fn replace_buckets(&mut self, part: &Observed, fresh: BTreeMap<String, i64>) -> Result<()> {
         self.queries += 1;
         state::write(
             "DELETE FROM partition_predict.key_time_counts
@@ -595,8 +757,8 @@ impl Session<'_> {
         self.add_buckets(part, fresh)
     }
 
-    /// Adds rows to bucket counts of `part`.
-    fn add_buckets(&mut self, part: &Observed, fresh: Vec<(String, i64)>) -> Result<()> {
+    /// Adds rows (or takes them away) to bucket counts of `part`.
+    fn add_buckets(&mut self, part: &Observed, fresh: BTreeMap<String, i64>) -> Result<()> {
         if fresh.is_empty() {
             return Ok(());
         }
@@ -606,8 +768,12 @@ impl Session<'_> {
             "INSERT INTO partition_predict.key_time_counts AS k (parent, partition, bucket_start, rows, counted_at)
              SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2, u.b::timestamptz, u.n, pg_catalog.now()
                FROM ROWS FROM (pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[])) AS u(b, n)
+              WHERE u.n > 0
+                 OR EXISTS (SELECT 1 FROM partition_predict.key_time_counts e
+                             WHERE e.parent = $1::pg_catalog.oid::pg_catalog.regclass AND e.partition = $2
+                               AND e.bucket_start = u.b::timestamptz)
              ON CONFLICT (parent, partition, bucket_start)
-                DO UPDATE SET rows = k.rows + EXCLUDED.rows, counted_at = EXCLUDED.counted_at",
+                DO UPDATE SET rows = GREATEST(k.rows + EXCLUDED.rows, 0), counted_at = EXCLUDED.counted_at",
             &[self.table.oid.into(), part.oid.into(), buckets.into(), counts.into()],
         )?;
         Ok(())
@@ -677,18 +843,22 @@ impl Session<'_> {
         state::write(
             "INSERT INTO partition_predict.partition_counters AS pc
                     (parent, partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
-                     own_seq_scans, own_idx_scans, counted_to, filenode, recounted_at, stale)
+                     own_seq_scans, own_idx_scans, window_start, window_rows, counted_rows, inserted_rows,
+                     vacuums, filenode, recounted_at, stale)
              SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.partition, u.epoch, u.ins, u.upd, u.del, u.seq,
-                    u.idx, u.frontier_raw, u.own_seq, u.own_idx, u.counted_to::pg_catalog.tid, u.filenode,
+                    u.idx, u.frontier_raw, u.own_seq, u.own_idx, u.window_start, u.window_rows::jsonb,
+                    u.counted_rows, u.inserted_rows, u.vacuums, u.filenode,
                     CASE WHEN u.recounted THEN pg_catalog.now() END, u.stale
-               FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[]), pg_catalog.unnest($12::text[]), pg_catalog.unnest($13::oid[]), pg_catalog.unnest($14::bool[]), pg_catalog.unnest($15::bool[]))
-                    AS u(partition, epoch, ins, upd, del, seq, idx, frontier_raw, own_seq, own_idx, counted_to,
-                         filenode, recounted, stale)
+               FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[]), pg_catalog.unnest($12::bigint[]), pg_catalog.unnest($13::text[]), pg_catalog.unnest($14::bigint[]), pg_catalog.unnest($15::bigint[]), pg_catalog.unnest($16::bigint[]), pg_catalog.unnest($17::oid[]), pg_catalog.unnest($18::bool[]), pg_catalog.unnest($19::bool[]))
+                    AS u(partition, epoch, ins, upd, del, seq, idx, frontier_raw, own_seq, own_idx, window_start,
+                         window_rows, counted_rows, inserted_rows, vacuums, filenode, recounted, stale)
              ON CONFLICT (parent, partition) DO UPDATE
                 SET epoch = EXCLUDED.epoch, n_tup_ins = EXCLUDED.n_tup_ins, n_tup_upd = EXCLUDED.n_tup_upd,
                     n_tup_del = EXCLUDED.n_tup_del, seq_scan = EXCLUDED.seq_scan, idx_scan = EXCLUDED.idx_scan,
                     frontier_raw = EXCLUDED.frontier_raw, own_seq_scans = EXCLUDED.own_seq_scans,
-                    own_idx_scans = EXCLUDED.own_idx_scans, counted_to = EXCLUDED.counted_to,
+                    own_idx_scans = EXCLUDED.own_idx_scans, window_start = EXCLUDED.window_start,
+                    window_rows = EXCLUDED.window_rows, counted_rows = EXCLUDED.counted_rows,
+                    inserted_rows = EXCLUDED.inserted_rows, vacuums = EXCLUDED.vacuums,
                     filenode = EXCLUDED.filenode,
                     recounted_at = COALESCE(EXCLUDED.recounted_at, pc.recounted_at), stale = EXCLUDED.stale",
             &[
@@ -703,7 +873,11 @@ impl Session<'_> {
                 c.frontier_raw.clone().into(),
                 c.own_seq_scans.clone().into(),
                 c.own_idx_scans.clone().into(),
-                c.counted_to.clone().into(),
+                c.window_start.clone().into(),
+                c.window.clone().into(),
+                c.counted_rows.clone().into(),
+                c.inserted_rows.clone().into(),
+                c.vacuums.clone().into(),
                 c.filenode.clone().into(),
                 c.recounted.clone().into(),
                 c.stale.clone().into(),
@@ -789,7 +963,11 @@ struct CounterBatch {
     frontier_raw: Vec<Option<i64>>,
     own_seq_scans: Vec<i64>,
     own_idx_scans: Vec<i64>,
-    counted_to: Vec<Option<String>>,
+    window_start: Vec<Option<i64>>,
+    window: Vec<String>,
+    counted_rows: Vec<i64>,
+    inserted_rows: Vec<i64>,
+    vacuums: Vec<i64>,
     filenode: Vec<pg_sys::Oid>,
     recounted: Vec<bool>,
     stale: Vec<bool>,
@@ -802,7 +980,7 @@ impl CounterBatch {
         epoch: &str,
         frontier_raw: Option<i64>,
         own_scans: (i64, i64),
-        tracking: Tracking,
+        tracking: &Tracking,
     ) {
         self.partition.push(part.oid);
         self.epoch.push(epoch.to_string());
@@ -814,11 +992,12 @@ impl CounterBatch {
         self.frontier_raw.push(frontier_raw);
         self.own_seq_scans.push(own_scans.0);
         self.own_idx_scans.push(own_scans.1);
-        self.counted_to.push(
-            tracking
-                .counted_to
-                .map(|t| format!("({},{})", t.page, t.item)),
-        );
+        self.window_start.push(tracking.window_start);
+        self.window
+            .push(serde_json::to_string(&tracking.window).unwrap_or_else(|_| "{}".into()));
+        self.counted_rows.push(tracking.counted_rows);
+        self.inserted_rows.push(tracking.inserted_rows);
+        self.vacuums.push(tracking.vacuums);
         self.filenode.push(part.filenode);
         self.recounted.push(tracking.recounted);
         self.stale.push(tracking.stale);
