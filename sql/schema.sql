@@ -103,7 +103,6 @@ CREATE TABLE partition_predict.partition_counters (
     window_rows   jsonb,
     counted_rows  bigint NOT NULL DEFAULT 0,
     inserted_rows bigint NOT NULL DEFAULT 0,
-    vacuums       bigint NOT NULL DEFAULT 0,
     filenode      oid,
     recounted_at  timestamptz,
     -- the counts may have drifted: a whole count is due

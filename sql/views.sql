@@ -42,7 +42,7 @@ SELECT c.parent,
        b.range_start,
        b.range_end,
        CASE WHEN b.is_default THEN 'default' ELSE 'active' END               AS state,
-       COALESCE(s.n_live_tup, GREATEST(r.reltuples, 0)::bigint)             AS rows,
+       pg_catalog.pg_stat_get_live_tuples(b.partition)                      AS rows,
        sh.predicted_rows,
        pg_catalog.pg_total_relation_size(b.partition)                       AS size_bytes,
        pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(b.partition)) AS size,
@@ -52,7 +52,6 @@ SELECT c.parent,
   FROM partition_predict.config c
  CROSS JOIN LATERAL partition_predict.partition_bounds(c.parent) b
   JOIN pg_catalog.pg_class r                 ON r.oid = b.partition
-  LEFT JOIN pg_catalog.pg_stat_all_tables s  ON s.relid = b.partition
   LEFT JOIN partition_predict.shadows sh     ON sh.parent = c.parent AND sh.shadow = b.partition::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_tablespace t       ON t.oid = r.reltablespace
   LEFT JOIN pg_catalog.pg_database d         ON d.datname = pg_catalog.current_database()

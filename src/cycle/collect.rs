@@ -19,9 +19,9 @@
 //!
 //! A partition is counted whole the first time, after its heap was rewritten
 //! (TRUNCATE, VACUUM FULL, CLUSTER), and when the counts may have drifted:
-//! rows updated or deleted, space reused after VACUUM, or fewer rows found
-//! than the insert counter reports (rows committed behind the window,
-//! aborted inserts). Up to `EXACT_COUNT_MAX_PAGES` (and DEFAULT up to
+//! rows updated or deleted (their space may then be reused below the
+//! window), or fewer rows found than the insert counter reports (rows
+//! committed behind the window, aborted inserts). Up to `EXACT_COUNT_MAX_PAGES` (and DEFAULT up to
 //! `EXACT_FULL_PAGES`) that is done at once, larger partitions at most
 //! hourly; exactly up to `EXACT_FULL_PAGES`, from a sample beyond.
 
@@ -84,8 +84,6 @@ struct Observed {
     has_key_index: bool,
     /// Changes when the heap is rewritten (TRUNCATE, VACUUM FULL, CLUSTER).
     filenode: pg_sys::Oid,
-    /// VACUUMs so far (manual and auto): free space may have been reused.
-    vacuums: i64,
 }
 
 impl Observed {
@@ -106,7 +104,6 @@ struct Previous {
     /// counter reported.
     counted_rows: i64,
     inserted_rows: i64,
-    vacuums: i64,
     /// Seconds since the last whole count.
     since_recount: Option<f64>,
     /// The counts may have drifted; a whole count is due.
@@ -186,11 +183,16 @@ struct Session<'a> {
     queries: i64,
 }
 
+// The statistics functions behind pg_stat_all_tables, called per partition:
+// joining the view would compute it for every relation of the database, a
+// cost that grows with the catalog for each managed table.
 const OBSERVE: &str = "
     SELECT c.oid, n.nspname::text, c.relname::text, c.oid = pt.partdefid,
-           COALESCE(s.n_tup_ins, 0), COALESCE(s.n_tup_upd, 0), COALESCE(s.n_tup_del, 0),
-           COALESCE(s.seq_scan, 0), COALESCE(s.idx_scan, 0),
-           COALESCE(s.n_live_tup, GREATEST(c.reltuples, 0)::bigint),
+           pg_catalog.pg_stat_get_tuples_inserted(c.oid), pg_catalog.pg_stat_get_tuples_updated(c.oid),
+           pg_catalog.pg_stat_get_tuples_deleted(c.oid), pg_catalog.pg_stat_get_numscans(c.oid),
+           (SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_stat_get_numscans(i.indexrelid)), 0)::bigint
+              FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid),
+           pg_catalog.pg_stat_get_live_tuples(c.oid),
            pg_catalog.pg_total_relation_size(c.oid), c.relpages::bigint,
            pg_catalog.pg_relation_size(c.oid),
            EXISTS (SELECT 1 FROM pg_catalog.pg_index i
@@ -199,20 +201,18 @@ const OBSERVE: &str = "
            pg_catalog.pg_postmaster_start_time()::text || '/' ||
                COALESCE((SELECT d.stats_reset::text FROM pg_catalog.pg_stat_database d
                           WHERE d.datname = pg_catalog.current_database()), ''),
-           c.relfilenode,
-           COALESCE(s.vacuum_count + s.autovacuum_count, 0)
+           c.relfilenode
       FROM pg_catalog.pg_inherits h
       JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = h.inhparent
-      LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
      WHERE h.inhparent = $1";
 
 const PREVIOUS: &str = "
     SELECT partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
            own_seq_scans, own_idx_scans, window_start, filenode,
            pg_catalog.date_part('epoch', pg_catalog.now() - recounted_at), stale,
-           window_rows::text, counted_rows, inserted_rows, vacuums
+           window_rows::text, counted_rows, inserted_rows
       FROM partition_predict.partition_counters
      WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass";
 
@@ -244,7 +244,7 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
         // An empty heap has no frontier and nothing to count: skipping it keeps
         // the first cycle of a table with many (mostly future) partitions cheap.
         let readable = changed && part.heap_bytes > 0;
-        let mut tracking = Tracking::carried(before, part);
+        let mut tracking = Tracking::carried(before);
         let frontier_raw = if readable && !table.key_type.is_temporal() && part.has_key_index {
             // Integer keys need only the frontier: a few index pages.
             session
@@ -315,7 +315,7 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
             if table.key_type.is_temporal() && before.is_some() {
                 session.replace_buckets(part, BTreeMap::new())?;
             }
-            tracking = Tracking::emptied(part);
+            tracking = Tracking::emptied();
             None
         } else {
             before.and_then(|p| p.frontier_raw)
@@ -371,7 +371,6 @@ struct Tracking {
     window: BTreeMap<String, i64>,
     counted_rows: i64,
     inserted_rows: i64,
-    vacuums: i64,
     recounted: bool,
     stale: bool,
 }
@@ -383,36 +382,28 @@ fn window_start_for(pages: i64) -> i64 {
 
 impl Tracking {
     /// Nothing read this cycle: as it was.
-    fn carried(before: Option<&Previous>, part: &Observed) -> Tracking {
+    fn carried(before: Option<&Previous>) -> Tracking {
         match before {
             Some(p) => Tracking {
                 window_start: p.window_start,
                 window: p.window.clone(),
                 counted_rows: p.counted_rows,
                 inserted_rows: p.inserted_rows,
-                vacuums: p.vacuums,
                 recounted: false,
                 stale: p.stale,
             },
-            None => Tracking {
-                vacuums: part.vacuums,
-                ..Tracking::default()
-            },
+            None => Tracking::default(),
         }
     }
 
-    fn emptied(part: &Observed) -> Tracking {
-        Tracking {
-            vacuums: part.vacuums,
-            ..Tracking::default()
-        }
+    fn emptied() -> Tracking {
+        Tracking::default()
     }
 
     fn recounted(part: &Observed, scan: &Scan) -> Tracking {
         Tracking {
             window_start: Some(window_start_for(part.heap_pages())),
             window: scan.window.clone(),
-            vacuums: part.vacuums,
             recounted: true,
             ..Tracking::default()
         }
@@ -429,7 +420,6 @@ impl Tracking {
         self.stale = self.stale
             || delta.updated > 0
             || delta.deleted > 0
-            || part.vacuums != self.vacuums
             || missing > DRIFT_ROWS.max(self.counted_rows / 100);
         self
     }
@@ -463,8 +453,7 @@ fn plan_read(
     if !temporal {
         return Read::Window(window_start);
     }
-    let stale =
-        before.stale || delta.updated > 0 || delta.deleted > 0 || part.vacuums != before.vacuums;
+    let stale = before.stale || delta.updated > 0 || delta.deleted > 0;
     let recount_due = recount_now(part)
         || before
             .since_recount
@@ -519,7 +508,6 @@ impl Session<'_> {
                     heap_bytes: get(&row, 13)?,
                     has_key_index: get(&row, 14)?,
                     filenode: get(&row, 16)?,
-                    vacuums: get(&row, 17)?,
                 });
             }
             Ok((observed, epoch))
@@ -556,7 +544,6 @@ impl Session<'_> {
                             .unwrap_or_default(),
                         counted_rows: row.get::<i64>(16)?.unwrap_or(0),
                         inserted_rows: row.get::<i64>(17)?.unwrap_or(0),
-                        vacuums: row.get::<i64>(18)?.unwrap_or(0),
                     },
                 );
             }
@@ -844,21 +831,21 @@ impl Session<'_> {
             "INSERT INTO partition_predict.partition_counters AS pc
                     (parent, partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
                      own_seq_scans, own_idx_scans, window_start, window_rows, counted_rows, inserted_rows,
-                     vacuums, filenode, recounted_at, stale)
+                     filenode, recounted_at, stale)
              SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.partition, u.epoch, u.ins, u.upd, u.del, u.seq,
                     u.idx, u.frontier_raw, u.own_seq, u.own_idx, u.window_start, u.window_rows::jsonb,
-                    u.counted_rows, u.inserted_rows, u.vacuums, u.filenode,
+                    u.counted_rows, u.inserted_rows, u.filenode,
                     CASE WHEN u.recounted THEN pg_catalog.now() END, u.stale
-               FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[]), pg_catalog.unnest($12::bigint[]), pg_catalog.unnest($13::text[]), pg_catalog.unnest($14::bigint[]), pg_catalog.unnest($15::bigint[]), pg_catalog.unnest($16::bigint[]), pg_catalog.unnest($17::oid[]), pg_catalog.unnest($18::bool[]), pg_catalog.unnest($19::bool[]))
+               FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[]), pg_catalog.unnest($12::bigint[]), pg_catalog.unnest($13::text[]), pg_catalog.unnest($14::bigint[]), pg_catalog.unnest($15::bigint[]), pg_catalog.unnest($16::oid[]), pg_catalog.unnest($17::bool[]), pg_catalog.unnest($18::bool[]))
                     AS u(partition, epoch, ins, upd, del, seq, idx, frontier_raw, own_seq, own_idx, window_start,
-                         window_rows, counted_rows, inserted_rows, vacuums, filenode, recounted, stale)
+                         window_rows, counted_rows, inserted_rows, filenode, recounted, stale)
              ON CONFLICT (parent, partition) DO UPDATE
                 SET epoch = EXCLUDED.epoch, n_tup_ins = EXCLUDED.n_tup_ins, n_tup_upd = EXCLUDED.n_tup_upd,
                     n_tup_del = EXCLUDED.n_tup_del, seq_scan = EXCLUDED.seq_scan, idx_scan = EXCLUDED.idx_scan,
                     frontier_raw = EXCLUDED.frontier_raw, own_seq_scans = EXCLUDED.own_seq_scans,
                     own_idx_scans = EXCLUDED.own_idx_scans, window_start = EXCLUDED.window_start,
                     window_rows = EXCLUDED.window_rows, counted_rows = EXCLUDED.counted_rows,
-                    inserted_rows = EXCLUDED.inserted_rows, vacuums = EXCLUDED.vacuums,
+                    inserted_rows = EXCLUDED.inserted_rows,
                     filenode = EXCLUDED.filenode,
                     recounted_at = COALESCE(EXCLUDED.recounted_at, pc.recounted_at), stale = EXCLUDED.stale",
             &[
@@ -877,7 +864,6 @@ impl Session<'_> {
                 c.window.clone().into(),
                 c.counted_rows.clone().into(),
                 c.inserted_rows.clone().into(),
-                c.vacuums.clone().into(),
                 c.filenode.clone().into(),
                 c.recounted.clone().into(),
                 c.stale.clone().into(),
@@ -967,7 +953,6 @@ struct CounterBatch {
     window: Vec<String>,
     counted_rows: Vec<i64>,
     inserted_rows: Vec<i64>,
-    vacuums: Vec<i64>,
     filenode: Vec<pg_sys::Oid>,
     recounted: Vec<bool>,
     stale: Vec<bool>,
@@ -997,7 +982,6 @@ impl CounterBatch {
             .push(serde_json::to_string(&tracking.window).unwrap_or_else(|_| "{}".into()));
         self.counted_rows.push(tracking.counted_rows);
         self.inserted_rows.push(tracking.inserted_rows);
-        self.vacuums.push(tracking.vacuums);
         self.filenode.push(part.filenode);
         self.recounted.push(tracking.recounted);
         self.stale.push(tracking.stale);
