@@ -110,29 +110,9 @@ struct Previous {
     stale: bool,
 }
 
-/// A tuple id: (page, line pointer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Tid {
-    page: i64,
-    item: i64,
-}
-
-impl Tid {
-    fn parse(text: &str) -> Option<Tid> {
-        let (page, item) = text
-            .trim()
-            .strip_prefix('(')?
-            .strip_suffix(')')?
-            .split_once(',')?;
-        Some(Tid {
-            page: page.trim().parse().ok()?,
-            item: item.trim().parse().ok()?,
-        })
-    }
-
-    fn page_start(page: i64) -> String {
-        format!("'({page},0)'::pg_catalog.tid")
-    }
+/// The first tuple id of a heap page, as SQL: TID range scans start there.
+fn page_start(page: i64) -> String {
+    format!("'({page},0)'::pg_catalog.tid")
 }
 
 /// What one read of a partition found.
@@ -625,9 +605,9 @@ impl Session<'_> {
         let sql = format!(
             "SELECT {bucket}, ctid >= {}, pg_catalog.count(*), pg_catalog.max({column})::text
                FROM {} WHERE ctid >= {} GROUP BY 1, 2",
-            Tid::page_start(window),
+            page_start(window),
             part.name.quoted(),
-            Tid::page_start(from),
+            page_start(from),
         );
         self.queries += 1;
         let mut scan = Scan::default();
@@ -669,14 +649,23 @@ impl Session<'_> {
         }
         let pages = sampling::pages_to_sample(from, window - 1, SAMPLE_PAGES);
         let column = quote_identifier(&self.table.key_column);
+        // Page and raw key computed by the server: no text to parse.
+        let raw = match self.table.key_type {
+            KeyType::Date => format!("({column} - DATE '2000-01-01')::bigint"),
+            _ => format!(
+                "((pg_catalog.date_part('epoch', {column}) - {}) * 1000000)::bigint",
+                calendar::UNIX_TO_PG_EPOCH_SECONDS
+            ),
+        };
         let arms: Vec<String> = pages
             .iter()
             .map(|&page| {
                 format!(
-                    "SELECT ctid::text, {column}::text FROM {} WHERE ctid >= {} AND ctid < {}",
+                    "SELECT {page}::bigint, CASE WHEN pg_catalog.isfinite({column}) THEN {raw} END
+                       FROM {} WHERE ctid >= {} AND ctid < {}",
                     part.name.quoted(),
-                    Tid::page_start(page),
-                    Tid::page_start(page + 1)
+                    page_start(page),
+                    page_start(page + 1)
                 )
             })
             .collect();
@@ -685,17 +674,8 @@ impl Session<'_> {
         Spi::connect(|client| {
             for row in client.select(&arms.join(" UNION ALL "), None, &[])? {
                 scan.rows_read += 1;
-                let Some(tid) = row.get::<String>(1)?.as_deref().and_then(Tid::parse) else {
-                    continue;
-                };
-                let Some(text) = row.get::<String>(2)? else {
-                    continue;
-                };
-                let Ok(value) = self.table.key_type.parse_value(&text) else {
-                    continue;
-                };
-                if value.raw != i64::MIN && value.raw != i64::MAX {
-                    by_page.entry(tid.page).or_default().push(value.raw);
+                if let (Some(page), Some(key)) = (row.get::<i64>(1)?, row.get::<i64>(2)?) {
+                    by_page.entry(page).or_default().push(key);
                 }
             }
             Ok::<_, PredictError>(())
