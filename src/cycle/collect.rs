@@ -2,8 +2,10 @@
 //!
 //! The number of statements is bounded whatever the number of partitions:
 //! three reads for the whole table, two bulk writes, the retention deletes,
-//! and per *changed* partition one or two reads of the rows that arrived
-//! since the previous cycle.
+//! and per partition where rows were written a few: the read of what
+//! arrived (and its sample), at most one whole recount (and its sample),
+//! the index's highest key, and one or two writes of its bucket counts.
+//! A partition that was only queried is not read.
 //!
 //! What arrived is found by position, not by key: a heap grows at its end.
 //! Per partition, the pages before `window_start` are settled (their rows
@@ -78,7 +80,6 @@ struct Observed {
     counters: Counters,
     live_rows: i64,
     size_bytes: i64,
-    pages: i64,
     /// Main fork size: 0 means no row was ever written here.
     heap_bytes: i64,
     has_key_index: bool,
@@ -221,9 +222,12 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
         // A rewritten heap (TRUNCATE) changes no counter but is a change.
         let rewritten = before.is_some_and(|p| p.filenode.is_some_and(|f| f != part.filenode));
         let changed = before.is_none() || delta != Counters::default() || rewritten;
-        // An empty heap has no frontier and nothing to count: skipping it keeps
-        // the first cycle of a table with many (mostly future) partitions cheap.
-        let readable = changed && part.heap_bytes > 0;
+        // Only rows written are read: a partition that was merely queried
+        // costs nothing. An empty heap has no frontier and nothing to count:
+        // skipping it keeps the first cycle of a table with many (mostly
+        // future) partitions cheap.
+        let written = delta.inserted != 0 || delta.updated != 0 || delta.deleted != 0;
+        let readable = (before.is_none() || rewritten || written) && part.heap_bytes > 0;
         let mut tracking = Tracking::carried(before);
         let frontier_raw = if readable && !table.key_type.is_temporal() && part.has_key_index {
             // Integer keys need only the frontier: a few index pages.
@@ -290,7 +294,7 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
                 Read::Window(_) => seen.max(previous),
             }
             .or(previous)
-        } else if changed {
+        } else if changed && part.heap_bytes == 0 {
             // Emptied (TRUNCATE): its buckets are gone too.
             if table.key_type.is_temporal() && before.is_some() {
                 session.replace_buckets(part, BTreeMap::new())?;
@@ -300,8 +304,12 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
         } else {
             before.and_then(|p| p.frontier_raw)
         };
-        let live_rows = if part.is_default && part.pages <= EXACT_COUNT_MAX_PAGES {
-            session.exact_count(&part.name)?
+        // DEFAULT is counted exactly while it is small (at most
+        // EXACT_COUNT_MAX_PAGES): "is it empty" must not wait for statistics.
+        let live_rows = if part.is_default && part.heap_pages() <= EXACT_COUNT_MAX_PAGES {
+            let rows = session.exact_count(&part.name)?;
+            summary.rows_read += rows;
+            rows
         } else {
             part.live_rows
         };
@@ -429,11 +437,12 @@ fn plan_read(
     if rewritten || before.filenode != Some(part.filenode) {
         return Read::Whole;
     }
-    // Integer keys keep no counts that could drift: only the frontier.
-    if !temporal {
+    let stale = before.stale || delta.updated > 0 || delta.deleted > 0;
+    // Integer keys keep no counts, only the frontier: read whole when rows
+    // went (the highest key may have been deleted), else the newest pages.
+    if !temporal && !(delta.updated > 0 || delta.deleted > 0) {
         return Read::Window(window_start);
     }
-    let stale = before.stale || delta.updated > 0 || delta.deleted > 0;
     let recount_due = recount_now(part)
         || before
             .since_recount
@@ -484,7 +493,6 @@ impl Session<'_> {
                     },
                     live_rows: get(&row, 10)?,
                     size_bytes: get(&row, 11)?,
-                    pages: get(&row, 12)?,
                     heap_bytes: get(&row, 13)?,
                     has_key_index: get(&row, 14)?,
                     filenode: get(&row, 16)?,

@@ -34,8 +34,8 @@ const NEAR_TERM_STEPS: i32 = 6;
 /// also within the table's `retention`: the log's size, and so the cost of
 /// every query on it, stays bounded per table.
 const FORECASTS_KEPT: i64 = 720;
-/// Samples kept per table (also within `retention`): two weeks of one-minute
-/// cycles with a partition or so changing per cycle.
+/// Samples kept per table beyond the hours forecasting reads (and within
+/// `retention`).
 const SAMPLES_KEPT: i64 = 20_000;
 
 #[derive(Clone, Debug, Default)]
@@ -274,15 +274,21 @@ fn prune_forecasts(table: &PartitionedTable, series: &str) -> Result<()> {
 }
 
 /// Caps the samples of a table at `SAMPLES_KEPT` rows (retention by age is
-/// step 1's). Run once per forecast, that is at most hourly.
+/// step 1's), never cutting into the `HISTORY_STEPS` hours the integer-key
+/// forecast reads. Run once per forecast, that is at most hourly.
 fn prune_samples(table: &PartitionedTable) -> Result<()> {
     state::write(
         "DELETE FROM partition_predict.samples s
           WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass
+            AND s.sampled_at < pg_catalog.now() - pg_catalog.make_interval(hours => $3)
             AND s.sampled_at < (SELECT l.sampled_at FROM partition_predict.samples l
                                  WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass
                                  ORDER BY l.sampled_at DESC OFFSET $2 LIMIT 1)",
-        &[table.oid.into(), SAMPLES_KEPT.into()],
+        &[
+            table.oid.into(),
+            SAMPLES_KEPT.into(),
+            (HISTORY_STEPS as i32).into(),
+        ],
     )?;
     Ok(())
 }

@@ -10,11 +10,13 @@ use std::ffi::{CStr, CString};
 
 use pgrx::pg_sys;
 
-const CATALOG_SETTINGS: [(&CStr, &str); 4] = [
+const CATALOG_SETTINGS: [(&CStr, &str); 5] = [
     (c"search_path", "pg_catalog, pg_temp"),
     (c"DateStyle", "ISO, YMD"),
     (c"TimeZone", "UTC"),
     (c"IntervalStyle", "postgres"),
+    // Statistics collection reads new rows by TID range: never a full scan.
+    (c"enable_tidscan", "on"),
 ];
 
 /// Runs `f` with the catalog settings pinned, as `CREATE FUNCTION … SET` would.

@@ -363,16 +363,14 @@ fn the_library_runs_on_the_server_asked_for_and_names_itself() {
     );
     if let Some(asked) = std::env::var_os("PPP_PG_BIN") {
         let asked = asked.to_string_lossy().into_owned();
-        let expected = if asked.starts_with("/usr/lib/postgresql/") {
-            15
-        } else {
-            asked
-                .trim_end_matches("/bin")
-                .rsplit("pg")
-                .next()
-                .and_then(|m| m.parse().ok())
-                .unwrap_or(0)
-        };
+        // The major is the last number in the path: /usr/lib/postgresql/15/bin,
+        // /opt/pg_partition_predict/pg17/bin.
+        let expected: i64 = asked
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|part| !part.is_empty())
+            .last()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
         assert_eq!(major, expected, "server from {asked}");
     }
     let extension_version: String = client

@@ -765,6 +765,16 @@ fn a_cycle_reads_what_arrived_not_the_partition() {
     let total_now = key_time_total(&mut client, "big");
     assert_eq!(total_now, total + 100);
 
+    // Queries alone (scans, no writes) cost the next cycle no read.
+    client
+        .batch_execute("SELECT count(*) FROM big; SELECT count(*) FROM big WHERE v = 7;")
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('big')")
+        .unwrap();
+    assert_eq!(collect_rows_read(&mut client, "big"), 0);
+
     // A small partition whose rows are deleted is counted again at once.
     client
         .batch_execute(
@@ -802,7 +812,7 @@ fn a_cycle_reads_what_arrived_not_the_partition() {
     let steps = scalar_i64(
         &mut client,
         "SELECT count(*) FROM partition_predict.cycle_costs
-          WHERE parent = 'big'::regclass AND cycles = 4 AND last_ms >= 0",
+          WHERE parent = 'big'::regclass AND cycles = 5 AND last_ms >= 0",
     );
     assert_eq!(steps, 4, "collect, forecast, prepartition, activate");
 }
