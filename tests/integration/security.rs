@@ -365,18 +365,26 @@ fn the_worker_counts_a_failed_migration_step_as_an_error() {
     );
 }
 
-#[test]
-fn row_level_security_of_the_parent_covers_rows_being_moved() {
-    let cluster = Cluster::start_with(true, NO_WORKER);
-    let mut admin = superuser_with_a_secret(&cluster);
+/// The superuser's session (with mallory and the secret, see
+/// `superuser_with_a_secret`), and one of `owner_role`, who may create
+/// tables; `reader` may log in and create objects (functions, operators).
+fn owner_and_reader(cluster: &Cluster) -> (Client, Client) {
+    let mut admin = superuser_with_a_secret(cluster);
     admin
         .batch_execute(
             "CREATE ROLE reader LOGIN;
              CREATE ROLE owner_role LOGIN;
-             GRANT CREATE ON SCHEMA public TO owner_role;",
+             GRANT CREATE ON SCHEMA public TO owner_role, reader;",
         )
         .unwrap();
-    let mut owner = cluster.connect_as("postgres", "owner_role");
+    let owner = cluster.connect_as("postgres", "owner_role");
+    (admin, owner)
+}
+
+#[test]
+fn row_level_security_of_the_parent_covers_rows_being_moved() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let (_admin, mut owner) = owner_and_reader(&cluster);
     table_with_rows_in_default(&mut owner, "ledger", 3000);
     owner
         .batch_execute(
@@ -432,15 +440,7 @@ fn row_level_security_of_the_parent_covers_rows_being_moved() {
 #[test]
 fn policies_with_whole_rows_and_subqueries_cover_rows_being_moved() {
     let cluster = Cluster::start_with(true, NO_WORKER);
-    let mut admin = superuser_with_a_secret(&cluster);
-    admin
-        .batch_execute(
-            "CREATE ROLE reader LOGIN;
-             CREATE ROLE owner_role LOGIN;
-             GRANT CREATE ON SCHEMA public TO owner_role;",
-        )
-        .unwrap();
-    let mut owner = cluster.connect_as("postgres", "owner_role");
+    let (_admin, mut owner) = owner_and_reader(&cluster);
     owner
         .batch_execute(
             "CREATE TABLE ledger (junk int, id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
@@ -493,15 +493,7 @@ fn policies_with_whole_rows_and_subqueries_cover_rows_being_moved() {
 #[test]
 fn planning_a_read_during_a_move_shows_leaky_operators_no_hidden_value() {
     let cluster = Cluster::start_with(true, NO_WORKER);
-    let mut admin = superuser_with_a_secret(&cluster);
-    admin
-        .batch_execute(
-            "CREATE ROLE reader LOGIN;
-             CREATE ROLE owner_role LOGIN;
-             GRANT CREATE ON SCHEMA public TO owner_role, reader;",
-        )
-        .unwrap();
-    let mut owner = cluster.connect_as("postgres", "owner_role");
+    let (_admin, mut owner) = owner_and_reader(&cluster);
     table_with_rows_in_default(&mut owner, "ledger", 3000);
     owner
         .batch_execute(
