@@ -293,15 +293,14 @@ fn prune_samples(table: &PartitionedTable) -> Result<()> {
     Ok(())
 }
 
+/// Start of the first step of the newest forecast: its `horizon = 1` row,
+/// one entry of the partial index.
 fn latest_forecast_start(table: &PartitionedTable, series: &str) -> Result<Option<i64>> {
     Ok(Spi::get_one_with_args::<i64>(
-        "SELECT (SELECT ((pg_catalog.date_part('epoch', pg_catalog.min(f.step_start))::bigint - $3) * 1000000)
-                   FROM partition_predict.forecast_log f
-                  WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
-                    AND f.made_at = (SELECT l.made_at FROM partition_predict.forecast_log l
-                                      WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2
-                                        AND l.horizon = 1
-                                      ORDER BY l.made_at DESC LIMIT 1))",
+        "SELECT (SELECT ((pg_catalog.date_part('epoch', l.step_start)::bigint - $3) * 1000000)
+                   FROM partition_predict.forecast_log l
+                  WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2 AND l.horizon = 1
+                  ORDER BY l.made_at DESC LIMIT 1)",
         &[table.oid.into(), series.into(), PG_EPOCH_UNIX_SECONDS.into()],
     )?)
 }
