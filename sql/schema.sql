@@ -190,15 +190,34 @@ CREATE INDEX ON partition_predict.forecast_log (parent, series, step_start) WHER
 -- are found without reading every step of every forecast.
 CREATE INDEX forecast_log_forecasts ON partition_predict.forecast_log (parent, series, made_at) WHERE horizon = 1;
 
+-- Integer keys: the highest key each wall-clock hour (as of its newest
+-- sample) and the rows inserted in it. The frontier's speed is forecast
+-- from this, one row per table and hour whatever the naptime.
+CREATE TABLE partition_predict.frontier_hours (
+    parent        pg_catalog.regclass NOT NULL
+                  REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    hour          timestamptz NOT NULL,
+    sampled_at    timestamptz NOT NULL,
+    frontier_raw  bigint NOT NULL,
+    rows_inserted bigint NOT NULL,
+    PRIMARY KEY (parent, hour)
+);
+
 -- What the engine learned per series (model choice, interval margin): it
--- survives restarts because it lives here.
+-- survives restarts because it lives here. The next model choice is
+-- prepared one backtest fit per cycle: the fits done so far are kept as
+-- each fit's error and seasonal naive's (NULL: the fit failed).
 CREATE TABLE partition_predict.series_state (
     parent       pg_catalog.regclass NOT NULL
                  REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
     series       text NOT NULL,
     model        text,
+    model_origin bigint,
     margin       double precision NOT NULL DEFAULT 1,
-    predictions_since_selection integer NOT NULL DEFAULT 0,
+    pending_origin       bigint,
+    pending_model_errors double precision[],
+    pending_naive_errors double precision[],
+    pending_model        text,
     updated_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (parent, series)
 );
@@ -314,7 +333,8 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['table_state', 'step_costs', 'samples', 'partition_counters', 'key_time_counts', 'alert_log',
-                             'forecast_log', 'series_state', 'shadows', 'migrations', 'ingests'] LOOP
+                             'forecast_log', 'series_state', 'shadows', 'migrations', 'ingests',
+                             'frontier_hours'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE partition_predict.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format(
             'CREATE POLICY owner_rights ON partition_predict.%I USING (pg_catalog.pg_has_role(

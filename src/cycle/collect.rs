@@ -789,13 +789,29 @@ impl Session<'_> {
         if !batch.partition.is_empty() {
             self.queries += 1;
             state::write(
-                "INSERT INTO partition_predict.samples
-                        (parent, partition, partition_name, sampled_at, is_default, rows_inserted, rows_updated,
-                         rows_deleted, seq_scans, idx_scans, live_rows, size_bytes, frontier, frontier_raw)
-                 SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.partition, u.name, pg_catalog.now(),
-                        u.is_default, u.ins, u.upd, u.del, u.seq, u.idx, u.live, u.size, u.frontier, u.raw
-                   FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bool[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[]), pg_catalog.unnest($12::text[]), pg_catalog.unnest($13::bigint[]))
-                        AS u(partition, name, is_default, ins, upd, del, seq, idx, live, size, frontier, raw)",
+                // Integer keys also keep the hour's frontier: the forecast
+                // reads one row per hour, whatever the naptime.
+                "WITH sampled AS (
+                     INSERT INTO partition_predict.samples
+                            (parent, partition, partition_name, sampled_at, is_default, rows_inserted, rows_updated,
+                             rows_deleted, seq_scans, idx_scans, live_rows, size_bytes, frontier, frontier_raw)
+                     SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.partition, u.name, pg_catalog.now(),
+                            u.is_default, u.ins, u.upd, u.del, u.seq, u.idx, u.live, u.size, u.frontier, u.raw
+                       FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bool[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[]), pg_catalog.unnest($12::text[]), pg_catalog.unnest($13::bigint[]))
+                            AS u(partition, name, is_default, ins, upd, del, seq, idx, live, size, frontier, raw)
+                     RETURNING is_default, rows_inserted, frontier_raw)
+                 INSERT INTO partition_predict.frontier_hours AS f
+                        (parent, hour, sampled_at, frontier_raw, rows_inserted)
+                 SELECT $1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.date_trunc('hour', pg_catalog.now()),
+                        pg_catalog.now(), pg_catalog.max(s.frontier_raw),
+                        COALESCE(pg_catalog.sum(s.rows_inserted) FILTER (WHERE NOT s.is_default), 0)
+                   FROM sampled s
+                  WHERE $14
+                 HAVING pg_catalog.max(s.frontier_raw) IS NOT NULL
+                 ON CONFLICT (parent, hour) DO UPDATE
+                    SET sampled_at = EXCLUDED.sampled_at,
+                        frontier_raw = GREATEST(f.frontier_raw, EXCLUDED.frontier_raw),
+                        rows_inserted = f.rows_inserted + EXCLUDED.rows_inserted",
                 &[
                     parent.into(),
                     batch.partition.clone().into(),
@@ -810,6 +826,7 @@ impl Session<'_> {
                     batch.size_bytes.clone().into(),
                     batch.frontier.clone().into(),
                     batch.frontier_raw.clone().into(),
+                    (!self.table.key_type.is_temporal()).into(),
                 ],
             )?;
         }
@@ -876,13 +893,18 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Keeps history bounded by the table's `retention`: samples by sample
-    /// time, key-time buckets relative to the newest bucket (so a replay of
+    /// Keeps history bounded by the table's `retention`: samples and
+    /// frontier hours by sample time, key-time buckets relative to the newest bucket (so a replay of
     /// old data is kept as long as real-time data would be).
     fn apply_retention(&mut self) -> Result<()> {
         self.queries += 2;
         state::write(
-            "DELETE FROM partition_predict.samples s
+            "WITH hours AS (
+                 DELETE FROM partition_predict.frontier_hours f
+                  USING partition_predict.config c
+                  WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND c.parent = f.parent
+                    AND f.hour < pg_catalog.now() - c.retention)
+             DELETE FROM partition_predict.samples s
               USING partition_predict.config c
               WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND c.parent = s.parent
                 AND s.sampled_at < pg_catalog.now() - c.retention",

@@ -6,6 +6,7 @@
 //! is refit only when a new hour has completed since its last forecast:
 //! with a one-minute naptime that is one fit per hour, not sixty.
 
+use forecast::engine::Selection;
 use forecast::engine::{self, Scored};
 use forecast::series;
 use forecast::{Config, Learned, Model};
@@ -25,6 +26,9 @@ use partition_core::planner::Lookahead;
 
 /// Four weeks of hourly history: two weekly cycles for MSTL, plus backtests.
 const HISTORY_STEPS: i64 = 4 * 168;
+/// Backtest fits a cycle without a forecast spends on the next model
+/// choice: one fit costs about what one forecast does.
+const FITS_PER_CYCLE: usize = 1;
 /// A bucket is scored once the key frontier is this many buckets past it,
 /// so late rows have had time to arrive.
 const SETTLE_STEPS: i64 = 1;
@@ -34,9 +38,12 @@ const NEAR_TERM_STEPS: i32 = 6;
 /// also within the table's `retention`: the log's size, and so the cost of
 /// every query on it, stays bounded per table.
 const FORECASTS_KEPT: i64 = 720;
-/// Samples kept per table beyond the hours forecasting reads (and within
-/// `retention`).
+/// Samples kept per table (within `retention`): the recent detail of
+/// `stats_history`. Forecasting reads only the newest hundred.
 const SAMPLES_KEPT: i64 = 20_000;
+/// Hours of integer-key frontier kept per table (within `retention`):
+/// more than forecasting reads.
+const FRONTIER_HOURS_KEPT: i64 = 1_000;
 
 #[derive(Clone, Debug, Default)]
 pub struct ForecastSummary {
@@ -62,11 +69,11 @@ struct Prepared {
 }
 
 pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
-    let config = Config::default();
+    let config = engine_config(table);
     let prepared = if table.key_type.is_temporal() {
-        key_time(table)?
+        key_time(table, &config)?
     } else {
-        frontier(table)?
+        frontier(table, &config)?
     };
     let Some(prepared) = prepared else {
         return Ok(ForecastSummary::default());
@@ -90,13 +97,26 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
         scored: scored.len() as i64,
         ..Default::default()
     };
+    // Steps are numbered from the epoch, so a choice's origin is the same
+    // however the history arrived.
+    let end = prepared.next_step.div_euclid(prepared.step_micros);
     if latest_forecast_start(table, prepared.name)?.is_some_and(|start| start >= prepared.next_step)
     {
+        // No forecast due: prepare the next model choice, one fit at a time.
+        engine::choose(
+            &prepared.values,
+            end,
+            &mut learned,
+            &config,
+            Some(FITS_PER_CYCLE),
+        );
         save_learned(table, prepared.name, &learned)?;
         return Ok(summary);
     }
     let horizon = horizon_steps(table, &prepared)?;
-    let (prediction, learned) = engine::predict(&prepared.values, horizon, &config, &learned)
+    let recent = &prepared.values[prepared.values.len().saturating_sub(HISTORY_STEPS as usize)..];
+    engine::choose(&prepared.values, end, &mut learned, &config, None);
+    let prediction = engine::predict(recent, horizon, &config, &learned)
         .map_err(|e| PredictError::Internal(format!("forecast of {}: {e}", table.name)))?;
     save_learned(table, prepared.name, &learned)?;
     write_forecast(table, &prepared, &prediction)?;
@@ -107,8 +127,24 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
     Ok(summary)
 }
 
+/// Date keys step by day: a model choice a week, on as many days as hours
+/// otherwise.
+fn engine_config(table: &PartitionedTable) -> Config {
+    let mut config = Config::default();
+    if table.key_type == KeyType::Date {
+        config.selection_every = 7;
+    }
+    config
+}
+
+/// Steps of history read: what a forecast uses, and before it what the
+/// choices in use and in preparation backtest on.
+fn steps_read(config: &Config) -> i64 {
+    HISTORY_STEPS.max(config.selection_window as i64) + 2 * config.selection_every as i64
+}
+
 /// The key-time series: complete hours (days for date keys) up to the frontier bucket.
-fn key_time(table: &PartitionedTable) -> Result<Option<Prepared>> {
+fn key_time(table: &PartitionedTable, config: &Config) -> Result<Option<Prepared>> {
     let step_micros = if table.key_type == KeyType::Date {
         MICROS_PER_DAY
     } else {
@@ -126,7 +162,7 @@ fn key_time(table: &PartitionedTable) -> Result<Option<Prepared>> {
                 AND k.bucket_start > n.b - pg_catalog.make_interval(secs => ($3 * $4)::float8)
               GROUP BY k.bucket_start",
             None,
-            &[table.oid.into(), PG_EPOCH_UNIX_SECONDS.into(), step_seconds.into(), (HISTORY_STEPS + 1).into()],
+            &[table.oid.into(), PG_EPOCH_UNIX_SECONDS.into(), step_seconds.into(), (steps_read(config) + 1).into()],
         )?;
         result
             .map(|r| {
@@ -157,16 +193,20 @@ fn key_time(table: &PartitionedTable) -> Result<Option<Prepared>> {
 }
 
 /// Integer keys: keys per wall-clock hour from the sampled frontier.
-fn frontier(table: &PartitionedTable) -> Result<Option<Prepared>> {
+fn frontier(table: &PartitionedTable, config: &Config) -> Result<Option<Prepared>> {
     let samples: Vec<(f64, f64)> = Spi::connect(|client| {
         let result = client.select(
-            "SELECT (pg_catalog.date_part('epoch', sampled_at) - $2) / 3600.0, pg_catalog.max(frontier_raw)::float8
-               FROM partition_predict.samples
-              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND frontier_raw IS NOT NULL
-                AND sampled_at > pg_catalog.now() - pg_catalog.make_interval(hours => $3)
-              GROUP BY sampled_at ORDER BY sampled_at",
+            "SELECT (pg_catalog.date_part('epoch', sampled_at) - $2) / 3600.0, frontier_raw::float8
+               FROM partition_predict.frontier_hours
+              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
+                AND hour > pg_catalog.now() - pg_catalog.make_interval(hours => $3)
+              ORDER BY hour",
             None,
-            &[table.oid.into(), (PG_EPOCH_UNIX_SECONDS as f64).into(), (HISTORY_STEPS as i32).into()],
+            &[
+                table.oid.into(),
+                (PG_EPOCH_UNIX_SECONDS as f64).into(),
+                (steps_read(config) as i32).into(),
+            ],
         )?;
         result
             .map(|r| {
@@ -221,7 +261,9 @@ fn horizon_steps(table: &PartitionedTable, prepared: &Prepared) -> Result<usize>
 fn load_learned(table: &PartitionedTable, series: &str) -> Result<Learned> {
     let row = Spi::connect(|client| {
         let rows = client.select(
-            "SELECT model, margin, predictions_since_selection FROM partition_predict.series_state
+            "SELECT model, model_origin, margin, pending_origin, pending_model_errors,
+                    pending_naive_errors, pending_model
+               FROM partition_predict.series_state
               WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND series = $2",
             None,
             &[table.oid.into(), series.into()],
@@ -229,8 +271,25 @@ fn load_learned(table: &PartitionedTable, series: &str) -> Result<Learned> {
         let mut learned = Learned::default();
         for r in rows {
             learned.model = r.get::<String>(1)?.as_deref().and_then(Model::from_name);
-            learned.margin = r.get::<f64>(2)?.unwrap_or(1.0);
-            learned.predictions_since_selection = r.get::<i32>(3)?.unwrap_or(0).max(0) as u32;
+            learned.model_origin = r.get::<i64>(2)?;
+            learned.margin = r.get::<f64>(3)?.unwrap_or(1.0);
+            learned.pending = match r.get::<i64>(4)? {
+                Some(origin) => {
+                    let model_errors = r.get::<Vec<Option<f64>>>(5)?.unwrap_or_default();
+                    let naive_errors = r.get::<Vec<Option<f64>>>(6)?.unwrap_or_default();
+                    let fits = model_errors
+                        .into_iter()
+                        .zip(naive_errors)
+                        .map(|(m, n)| m.zip(n))
+                        .collect();
+                    Some(Selection {
+                        origin,
+                        fits,
+                        model: r.get::<String>(7)?.as_deref().and_then(Model::from_name),
+                    })
+                }
+                None => None,
+            };
         }
         Ok::<_, PredictError>(learned)
     })?;
@@ -238,18 +297,31 @@ fn load_learned(table: &PartitionedTable, series: &str) -> Result<Learned> {
 }
 
 fn save_learned(table: &PartitionedTable, series: &str, learned: &Learned) -> Result<()> {
+    let pending = learned.pending.as_ref();
+    let errors = |pick: fn(&(f64, f64)) -> f64| -> Option<Vec<Option<f64>>> {
+        pending.map(|p| p.fits.iter().map(|f| f.as_ref().map(pick)).collect())
+    };
     state::write(
-        "INSERT INTO partition_predict.series_state AS s (parent, series, model, margin, predictions_since_selection, updated_at)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, pg_catalog.now())
+        "INSERT INTO partition_predict.series_state AS s
+                (parent, series, model, model_origin, margin, pending_origin, pending_model_errors,
+                 pending_naive_errors, pending_model, updated_at)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.now())
          ON CONFLICT (parent, series) DO UPDATE
-            SET model = EXCLUDED.model, margin = EXCLUDED.margin,
-                predictions_since_selection = EXCLUDED.predictions_since_selection, updated_at = EXCLUDED.updated_at",
+            SET model = EXCLUDED.model, model_origin = EXCLUDED.model_origin,
+                margin = EXCLUDED.margin, pending_origin = EXCLUDED.pending_origin,
+                pending_model_errors = EXCLUDED.pending_model_errors,
+                pending_naive_errors = EXCLUDED.pending_naive_errors,
+                pending_model = EXCLUDED.pending_model, updated_at = EXCLUDED.updated_at",
         &[
             table.oid.into(),
             series.into(),
             learned.model.map(|m| m.name()).into(),
+            learned.model_origin.into(),
             learned.margin.into(),
-            (learned.predictions_since_selection as i32).into(),
+            pending.map(|p| p.origin).into(),
+            errors(|e| e.0).into(),
+            errors(|e| e.1).into(),
+            pending.and_then(|p| p.model).map(|m| m.name()).into(),
         ],
     )?;
     Ok(())
@@ -273,21 +345,26 @@ fn prune_forecasts(table: &PartitionedTable, series: &str) -> Result<()> {
     Ok(())
 }
 
-/// Caps the samples of a table at `SAMPLES_KEPT` rows (retention by age is
-/// step 1's), never cutting into the `HISTORY_STEPS` hours the integer-key
-/// forecast reads. Run once per forecast, that is at most hourly.
+/// Caps the samples of a table at `SAMPLES_KEPT` rows and its frontier
+/// hours at `FRONTIER_HOURS_KEPT` (retention by age is step 1's). Run once
+/// per forecast, that is at most hourly.
 fn prune_samples(table: &PartitionedTable) -> Result<()> {
     state::write(
-        "DELETE FROM partition_predict.samples s
+        "WITH hours AS (
+             DELETE FROM partition_predict.frontier_hours f
+              WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass
+                AND f.hour < (SELECT l.hour FROM partition_predict.frontier_hours l
+                               WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass
+                               ORDER BY l.hour DESC OFFSET $3 LIMIT 1))
+         DELETE FROM partition_predict.samples s
           WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass
-            AND s.sampled_at < pg_catalog.now() - pg_catalog.make_interval(hours => $3)
             AND s.sampled_at < (SELECT l.sampled_at FROM partition_predict.samples l
                                  WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass
                                  ORDER BY l.sampled_at DESC OFFSET $2 LIMIT 1)",
         &[
             table.oid.into(),
             SAMPLES_KEPT.into(),
-            (HISTORY_STEPS as i32).into(),
+            FRONTIER_HOURS_KEPT.into(),
         ],
     )?;
     Ok(())

@@ -29,7 +29,7 @@ const IDLE_WORKER: &[&str] = &[
     "pg_partition_predict.naptime = 3600",
 ];
 
-const STATE_TABLES: [&str; 12] = [
+const STATE_TABLES: [&str; 13] = [
     "config",
     "table_state",
     "step_costs",
@@ -42,6 +42,7 @@ const STATE_TABLES: [&str; 12] = [
     "shadows",
     "migrations",
     "ingests",
+    "frontier_hours",
 ];
 
 fn sqlstate<T>(result: Result<T, postgres::Error>) -> String {

@@ -2,12 +2,15 @@
 //!
 //! Candidates: seasonal naive (the fallback and the baseline), AutoETS, and
 //! MSTL with an AutoETS trend when seasonality is detected. The choice is
-//! made per series by rolling-origin backtest and kept for
-//! [`Config::reselect_every`] predictions, or until scoring shows the chosen
-//! model doing worse than the baseline. A level shift (a sudden, lasting
-//! change of rate, such as a 10x step) is detected by comparing the newest
-//! points with the same time one period earlier; history before it is
-//! rescaled so the models see one consistent level.
+//! made per series by rolling-origin backtest on the history before an
+//! origin (every [`Config::selection_every`] steps), and used from one
+//! period after it: the choice is prepared a fit at a time while the
+//! previous one is in use, so no single call pays for a whole backtest, and
+//! it depends only on that history, never on how the work was split or
+//! when the engine was called. A level shift (a sudden, lasting change of
+//! rate, such as a 10x step) is detected by comparing the newest points
+//! with the same time one period earlier; history before it is rescaled so
+//! the models see one consistent level.
 
 use augurs::ets::trend::AutoETSTrendModel;
 use augurs::ets::AutoETS;
@@ -51,8 +54,12 @@ pub struct Config {
     pub backtest_folds: usize,
     /// Fewer observed points than this: seasonal naive only, flagged.
     pub min_history: usize,
-    /// Predictions between two backtests of the same series.
-    pub reselect_every: u32,
+    /// Steps between two model choices; a choice is made on the history
+    /// before a multiple of this (absolute step numbers) and used for the
+    /// `selection_every` steps after the next one.
+    pub selection_every: usize,
+    /// Steps of history a choice backtests on (the newest before its origin).
+    pub selection_window: usize,
 }
 
 impl Default for Config {
@@ -61,9 +68,10 @@ impl Default for Config {
             level: 0.95,
             periods: vec![24, 168],
             backtest_horizon: 24,
-            backtest_folds: 2,
+            backtest_folds: 7,
             min_history: 48,
-            reselect_every: 24,
+            selection_every: 24,
+            selection_window: 4 * 168,
         }
     }
 }
@@ -71,18 +79,45 @@ impl Default for Config {
 /// What the engine has learned about one series; stored between cycles.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Learned {
+    /// The model forecasts use (seasonal naive when none is chosen yet).
     pub model: Option<Model>,
+    /// The origin the model was chosen at.
+    pub model_origin: Option<i64>,
+    /// A choice in progress (or made ahead of its turn).
+    pub pending: Option<Selection>,
     /// Multiplier on the interval's half-width, adapted to observed coverage.
     pub margin: f64,
-    pub predictions_since_selection: u32,
 }
 
 impl Default for Learned {
     fn default() -> Self {
         Learned {
             model: None,
+            model_origin: None,
+            pending: None,
             margin: 1.0,
-            predictions_since_selection: 0,
+        }
+    }
+}
+
+/// A model choice for one origin, done one backtest fit at a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Selection {
+    /// Absolute step number: the choice backtests on the steps before it.
+    pub origin: i64,
+    /// Model and seasonal-naive error of each fit done, in task order;
+    /// `None` for a fit that could not be made.
+    pub fits: Vec<Option<(f64, f64)>>,
+    /// The model chosen, once every fit is done.
+    pub model: Option<Model>,
+}
+
+impl Selection {
+    pub fn new(origin: i64) -> Selection {
+        Selection {
+            origin,
+            fits: Vec::new(),
+            model: None,
         }
     }
 }
@@ -303,107 +338,247 @@ fn run_candidate(
     }
 }
 
-/// Rolling-origin backtest: mean absolute error over the folds, relative to
-/// seasonal naive on the same folds (lower is better; 1 = as good as naive).
-fn backtest(c: &Candidate, history: &[f64], config: &Config, naive_period: usize) -> Option<f64> {
-    let h = config.backtest_horizon;
-    let mut model_error = 0.0;
-    let mut naive_error = 0.0;
-    for fold in 1..=config.backtest_folds {
-        let cut = history.len().checked_sub(fold * h)?;
-        let train = &history[..cut];
-        if train.len() < config.min_history {
-            return None;
-        }
-        let test = &history[cut..cut + h];
-        let (point, _, _) = run_candidate(c, train, h, config.level)?;
-        model_error += metrics::mae(test, &point);
-        naive_error += metrics::mae(test, &seasonal_naive(train, h, naive_period));
-    }
-    Some(if naive_error > 0.0 {
-        model_error / naive_error
-    } else if model_error > 0.0 {
-        f64::INFINITY
-    } else {
-        1.0
-    })
+/// What a forecast or a choice works on: the history with a level shift
+/// undone, the seasonal periods found in it, and the candidates.
+struct Plan {
+    adjusted: Vec<f64>,
+    periods: Vec<usize>,
+    naive_period: usize,
+    level_shift: bool,
+    insufficient: bool,
+    /// Candidates beyond seasonal naive (the baseline, always available).
+    candidates: Vec<Candidate>,
 }
 
-/// Forecasts `horizon` steps after `history`. Returns the prediction and
-/// the updated learned state (the model choice, if it was made now).
+impl Plan {
+    fn new(history: &[f64], config: &Config) -> Plan {
+        let periods = detect_periods(history, &config.periods);
+        // Compare with the longest cycle the history covers (a week ago): a
+        // shorter lag would take a weekly pattern (quiet weekends) for a
+        // shift, and a day ago may already be after the shift.
+        let lag = config
+            .periods
+            .iter()
+            .copied()
+            .filter(|p| history.len() > p + 8)
+            .max()
+            .unwrap_or(0);
+        let (adjusted, level_shift) = adjust_level_shift(history, lag);
+        // The baseline repeats the longest cycle: with a weekly pattern,
+        // yesterday is a poor guess for a Saturday.
+        let naive_period = periods.iter().copied().max().unwrap_or(1);
+        let insufficient = adjusted.len() < config.min_history;
+        let mut candidates = Vec::new();
+        if !insufficient {
+            candidates.push(Candidate {
+                model: Model::Ets,
+                periods: Vec::new(),
+            });
+            if !periods.is_empty() {
+                candidates.push(Candidate {
+                    model: Model::Mstl,
+                    periods: periods.clone(),
+                });
+            }
+        }
+        Plan {
+            adjusted,
+            periods,
+            naive_period,
+            level_shift,
+            insufficient,
+            candidates,
+        }
+    }
+
+    fn naive_candidate(&self) -> Candidate {
+        Candidate {
+            model: Model::SeasonalNaive,
+            periods: vec![self.naive_period],
+        }
+    }
+
+    /// Backtest tasks in order: each candidate, each fold.
+    fn tasks(&self, config: &Config) -> usize {
+        self.candidates.len() * config.backtest_folds
+    }
+
+    /// Rolling-origin backtest, one fold of one candidate: its mean
+    /// absolute error and seasonal naive's on the same steps; `None` when
+    /// the candidate cannot be fitted, which rules it out.
+    fn fit(&self, task: usize, config: &Config) -> Option<(f64, f64)> {
+        let candidate = &self.candidates[task / config.backtest_folds];
+        let fold = task % config.backtest_folds + 1;
+        let h = config.backtest_horizon;
+        // A fold the history is too short for counts for no candidate.
+        let skipped = Some((0.0, 0.0));
+        let Some(cut) = self.adjusted.len().checked_sub(fold * h) else {
+            return skipped;
+        };
+        let train = &self.adjusted[..cut];
+        if train.len() < config.min_history {
+            return skipped;
+        }
+        let test = &self.adjusted[cut..cut + h];
+        let (point, _, _) = run_candidate(candidate, train, h, config.level)?;
+        Some((
+            metrics::mae(test, &point),
+            metrics::mae(test, &seasonal_naive(train, h, self.naive_period)),
+        ))
+    }
+
+    /// The candidate with the lowest error relative to seasonal naive over
+    /// every fold, if below 1; seasonal naive otherwise.
+    fn best(&self, fits: &[Option<(f64, f64)>], config: &Config) -> Model {
+        let mut best = (Model::SeasonalNaive, 1.0);
+        for (c, candidate) in self.candidates.iter().enumerate() {
+            let folds = &fits[c * config.backtest_folds..(c + 1) * config.backtest_folds];
+            let Some(errors) = folds.iter().copied().collect::<Option<Vec<_>>>() else {
+                continue;
+            };
+            let model_error: f64 = errors.iter().map(|e| e.0).sum();
+            let naive_error: f64 = errors.iter().map(|e| e.1).sum();
+            let score = if naive_error > 0.0 {
+                model_error / naive_error
+            } else if model_error > 0.0 {
+                f64::INFINITY
+            } else {
+                1.0
+            };
+            if score < best.1 {
+                best = (candidate.model, score);
+            }
+        }
+        best.0
+    }
+}
+
+/// Moves a choice forward by at most `budget` fits (all of them when
+/// `None`). Returns whether the choice is made.
+fn advance(
+    history: &[f64],
+    selection: &mut Selection,
+    config: &Config,
+    budget: &mut Option<usize>,
+) -> bool {
+    if selection.model.is_some() {
+        return true;
+    }
+    let plan = Plan::new(history, config);
+    let tasks = plan.tasks(config);
+    // A stored choice for another number of tasks (the history was
+    // rewritten, e.g. by a recount) starts over.
+    if selection.fits.len() > tasks {
+        selection.fits.clear();
+    }
+    while selection.fits.len() < tasks {
+        match budget {
+            Some(0) => return false,
+            Some(left) => *left -= 1,
+            None => {}
+        }
+        let fit = plan.fit(selection.fits.len(), config);
+        selection.fits.push(fit);
+    }
+    selection.model = Some(plan.best(&selection.fits, config));
+    true
+}
+
+/// Origins in steps: the choice in use for a forecast from `end` (the
+/// step after the newest value) and the one being prepared.
+pub fn selection_origins(end: i64, config: &Config) -> (i64, i64) {
+    let every = config.selection_every.max(1) as i64;
+    let upcoming = end.div_euclid(every) * every;
+    (upcoming - every, upcoming)
+}
+
+/// Makes the model choice a forecast from `end` needs, and prepares the
+/// next one, doing at most `budget` backtest fits (`None`: whatever the
+/// forecast needs, now). `history` holds the steps just before `end`.
+pub fn choose(
+    history: &[f64],
+    end: i64,
+    learned: &mut Learned,
+    config: &Config,
+    mut budget: Option<usize>,
+) {
+    let (in_use, upcoming) = selection_origins(end, config);
+    let before = |origin: i64| -> &[f64] {
+        let back = (end - origin).max(0) as usize;
+        let cut = history.len().saturating_sub(back);
+        &history[cut.saturating_sub(config.selection_window)..cut]
+    };
+    if learned.model_origin != Some(in_use) {
+        let mut selection = match learned.pending.take() {
+            Some(s) if s.origin == in_use => s,
+            _ => Selection::new(in_use),
+        };
+        if !advance(before(in_use), &mut selection, config, &mut budget) {
+            learned.pending = Some(selection);
+            return;
+        }
+        learned.model = selection.model;
+        learned.model_origin = Some(in_use);
+    }
+    // Prepared ahead only within a budget: a forecast does not wait for it.
+    if budget.is_none() {
+        return;
+    }
+    let mut selection = match learned.pending.take() {
+        Some(s) if s.origin == upcoming => s,
+        _ => Selection::new(upcoming),
+    };
+    advance(before(upcoming), &mut selection, config, &mut budget);
+    learned.pending = Some(selection);
+}
+
+/// Forecasts `horizon` steps after `history` (which ends just before step
+/// `end`), making the model choice it needs first.
+pub fn forecast(
+    history: &[f64],
+    end: i64,
+    horizon: usize,
+    config: &Config,
+    learned: &Learned,
+) -> Result<(Prediction, Learned), ForecastError> {
+    let mut learned = learned.clone();
+    choose(history, end, &mut learned, config, None);
+    Ok((predict(history, horizon, config, &learned)?, learned))
+}
+
+/// Forecasts `horizon` steps after `history` with the model `learned`
+/// holds (seasonal naive if none is chosen yet).
 pub fn predict(
     history: &[f64],
     horizon: usize,
     config: &Config,
     learned: &Learned,
-) -> Result<(Prediction, Learned), ForecastError> {
+) -> Result<Prediction, ForecastError> {
     if history.is_empty() {
         return Err(ForecastError::Empty);
     }
-    let mut learned = learned.clone();
-    let periods = detect_periods(history, &config.periods);
-    // Compare with the longest cycle the history covers (a week ago): a
-    // shorter lag would take a weekly pattern (quiet weekends) for a shift,
-    // and a day ago may already be after the shift.
-    let lag = config
-        .periods
-        .iter()
-        .copied()
-        .filter(|p| history.len() > p + 8)
-        .max()
-        .unwrap_or(0);
-    let (adjusted, level_shift) = adjust_level_shift(history, lag);
-    // The baseline repeats the longest cycle: with a weekly pattern,
-    // yesterday is a poor guess for a Saturday.
-    let naive_period = periods.iter().copied().max().unwrap_or(1);
-    let naive = seasonal_naive(&adjusted, horizon, naive_period);
-    let insufficient = adjusted.len() < config.min_history;
-
-    let mut candidates = vec![Candidate {
-        model: Model::SeasonalNaive,
-        periods: vec![naive_period],
-    }];
-    if !insufficient {
-        candidates.push(Candidate {
-            model: Model::Ets,
-            periods: Vec::new(),
-        });
-        if !periods.is_empty() {
-            candidates.push(Candidate {
-                model: Model::Mstl,
-                periods: periods.clone(),
-            });
-        }
-    }
-    let due = learned.model.is_none()
-        || learned.predictions_since_selection >= config.reselect_every
-        || level_shift
-        || !candidates.iter().any(|c| Some(c.model) == learned.model);
-    if due {
-        let mut best = (Model::SeasonalNaive, f64::INFINITY);
-        for c in &candidates {
-            if let Some(score) = backtest(c, &adjusted, config, naive_period) {
-                if score < best.1 {
-                    best = (c.model, score);
-                }
-            }
-        }
-        learned.model = Some(best.0);
-        learned.predictions_since_selection = 0;
-    }
-    learned.predictions_since_selection += 1;
-
+    let plan = Plan::new(history, config);
+    let naive_candidate = plan.naive_candidate();
+    let naive = seasonal_naive(&plan.adjusted, horizon, plan.naive_period);
     let chosen = learned.model.unwrap_or(Model::SeasonalNaive);
-    let candidate = candidates
+    // The chosen model may not apply to today's history (MSTL when no
+    // season is found any more): the nearest candidate stands in.
+    let candidate = plan
+        .candidates
         .iter()
         .find(|c| c.model == chosen)
-        .unwrap_or(&candidates[0]);
+        .or_else(|| {
+            (chosen != Model::SeasonalNaive)
+                .then(|| plan.candidates.iter().find(|c| c.model == Model::Ets))
+                .flatten()
+        })
+        .unwrap_or(&naive_candidate);
     let (model, (point, lower, upper)) =
-        match run_candidate(candidate, &adjusted, horizon, config.level) {
-            Some(result) => (chosen, result),
+        match run_candidate(candidate, &plan.adjusted, horizon, config.level) {
+            Some(result) => (candidate.model, result),
             None => (
                 Model::SeasonalNaive,
-                run_candidate(&candidates[0], &adjusted, horizon, config.level)
+                run_candidate(&naive_candidate, &plan.adjusted, horizon, config.level)
                     .ok_or(ForecastError::Empty)?,
             ),
         };
@@ -423,19 +598,16 @@ pub fn predict(
         .zip(&upper)
         .map(|(p, u)| p + ((u - p).max(0.0) * learned.margin).max(poisson(*p)))
         .collect();
-    Ok((
-        Prediction {
-            model,
-            point,
-            lower,
-            upper,
-            naive,
-            periods,
-            insufficient_history: insufficient,
-            level_shift,
-        },
-        learned,
-    ))
+    Ok(Prediction {
+        model,
+        point,
+        lower,
+        upper,
+        naive,
+        periods: plan.periods,
+        insufficient_history: plan.insufficient,
+        level_shift: plan.level_shift,
+    })
 }
 
 /// One forecast step scored against what arrived.
@@ -449,8 +621,9 @@ pub struct Scored {
 }
 
 /// Learns from scored forecasts: the interval margin follows the observed
-/// coverage toward the target level, and a model doing worse than seasonal
-/// naive is dropped so the next prediction selects again.
+/// coverage toward the target level. The model is judged by the next
+/// choice's backtest, on a week of origins, not by the few steps one
+/// cycle scores.
 pub fn learn(learned: &Learned, scored: &[Scored], config: &Config) -> Learned {
     let mut next = learned.clone();
     if scored.is_empty() {
@@ -465,12 +638,6 @@ pub fn learn(learned: &Learned, scored: &[Scored], config: &Config) -> Learned {
         next.margin = (next.margin * 1.25).min(10.0);
     } else if coverage > (config.level + 0.03).min(0.995) {
         next.margin = (next.margin * 0.9).max(0.5);
-    }
-    let actual: Vec<f64> = scored.iter().map(|s| s.actual).collect();
-    let point: Vec<f64> = scored.iter().map(|s| s.point).collect();
-    let naive: Vec<f64> = scored.iter().map(|s| s.naive).collect();
-    if metrics::mase(&actual, &point, &naive).is_some_and(|m| m > 1.25) {
-        next.model = None;
     }
     next
 }
@@ -520,6 +687,88 @@ mod tests {
             .collect();
         let next = learn(&Learned::default(), &scored, &config);
         assert!(next.margin > 1.0);
+    }
+
+    fn seasonal_trend() -> Vec<f64> {
+        crate::workload::scenarios()
+            .into_iter()
+            .find(|s| s.name == "seasonal_trend")
+            .expect("scenario")
+            .series()
+    }
+
+    #[test]
+    fn a_forecast_uses_the_choice_made_one_period_before() {
+        let config = Config::default();
+        assert_eq!(selection_origins(48, &config), (24, 48));
+        assert_eq!(selection_origins(71, &config), (24, 48));
+        assert_eq!(selection_origins(5, &config), (-24, 0));
+    }
+
+    #[test]
+    fn a_choice_is_the_same_however_its_fits_are_split() {
+        let config = Config::default();
+        let series = seasonal_trend();
+        let end = 5 * 168 + 7;
+        // All at once, when the forecast needs it (a replay, a cold start).
+        let (at_once, learned_at_once) =
+            forecast(&series[..end], end as i64, 24, &config, &Learned::default()).unwrap();
+        // One fit per call over the cycles of the day before, forecasting
+        // every hour as the worker does.
+        let mut learned = Learned::default();
+        let mut fits_done = 0;
+        for hour in (end - 30)..=end {
+            for _ in 0..3 {
+                let before = learned.pending.as_ref().map_or(0, |p| p.fits.len());
+                let origin = learned.pending.as_ref().map(|p| p.origin);
+                choose(&series[..hour], hour as i64, &mut learned, &config, Some(1));
+                let after = learned.pending.as_ref().map_or(0, |p| p.fits.len());
+                if learned.pending.as_ref().map(|p| p.origin) == origin {
+                    assert!(after <= before + 1, "one call made {} fits", after - before);
+                }
+                fits_done += after.saturating_sub(before);
+            }
+            if hour < end {
+                let (_, next) =
+                    forecast(&series[..hour], hour as i64, 24, &config, &learned).unwrap();
+                learned = next;
+            }
+        }
+        assert!(fits_done > 0, "nothing was prepared ahead");
+        // What was prepared is what the history before its origin gives.
+        let prepared = learned.pending.clone().expect("a choice prepared ahead");
+        assert!(prepared.model.is_some(), "{} fits", prepared.fits.len());
+        let cut = prepared.origin as usize;
+        let mut reference = Selection::new(prepared.origin);
+        advance(
+            &series[cut - config.selection_window..cut],
+            &mut reference,
+            &config,
+            &mut None,
+        );
+        assert_eq!(prepared, reference);
+        let (spread, learned_spread) =
+            forecast(&series[..end], end as i64, 24, &config, &learned).unwrap();
+        assert_eq!(learned_spread.model, learned_at_once.model);
+        assert_eq!(learned_spread.model_origin, learned_at_once.model_origin);
+        assert_eq!(spread.point, at_once.point);
+        assert_eq!(spread.upper, at_once.upper);
+        assert_eq!(at_once.model, Model::Mstl, "a seasonal series with a trend");
+    }
+
+    #[test]
+    fn a_forecast_never_waits_for_the_next_choice() {
+        let config = Config::default();
+        let series = seasonal_trend();
+        let end = 5 * 168 + 1;
+        let (_, learned) =
+            forecast(&series[..end], end as i64, 24, &config, &Learned::default()).unwrap();
+        // The choice in use is made; the next one is not started by a forecast.
+        assert_eq!(
+            learned.model_origin,
+            Some(selection_origins(end as i64, &config).0)
+        );
+        assert!(learned.pending.is_none());
     }
 
     #[test]

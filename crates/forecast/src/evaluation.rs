@@ -2,7 +2,7 @@
 //! origins, each scored against what arrived once it has, the learned state
 //! carried from one forecast to the next.
 
-use crate::engine::{learn, predict, Scored};
+use crate::engine::{forecast, learn, Scored};
 use crate::{metrics, Config, Learned, Model, Prediction};
 
 #[derive(Clone, Debug, Default)]
@@ -45,7 +45,9 @@ pub fn rolling(series: &[f64], from: usize, to: usize, every: usize, horizon: us
                 .collect();
             learned = learn(&learned, &scored, &config);
         }
-        let Ok((prediction, next)) = predict(&series[..origin], horizon, &config, &learned) else {
+        let Ok((prediction, next)) =
+            forecast(&series[..origin], origin as i64, horizon, &config, &learned)
+        else {
             break;
         };
         learned = next;
