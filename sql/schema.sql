@@ -13,6 +13,7 @@ CREATE TABLE partition_predict.config (
     max_span      text,
     retention     interval NOT NULL DEFAULT '35 days' CHECK (retention > '0'),
     tablespaces   name[],
+    time_zone     text NOT NULL DEFAULT 'UTC',
     managed_since timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE partition_predict.config IS
@@ -191,15 +192,14 @@ CREATE INDEX ON partition_predict.forecast_log (parent, series, step_start) WHER
 CREATE INDEX forecast_log_forecasts ON partition_predict.forecast_log (parent, series, made_at) WHERE horizon = 1;
 
 -- Integer keys: the highest key each wall-clock hour (as of its newest
--- sample) and the rows inserted in it. The frontier's speed is forecast
--- from this, one row per table and hour whatever the naptime.
+-- sample). The frontier's speed is forecast from this, one row per table
+-- and hour whatever the naptime.
 CREATE TABLE partition_predict.frontier_hours (
     parent        pg_catalog.regclass NOT NULL
                   REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
     hour          timestamptz NOT NULL,
     sampled_at    timestamptz NOT NULL,
     frontier_raw  bigint NOT NULL,
-    rows_inserted bigint NOT NULL,
     PRIMARY KEY (parent, hour)
 );
 
@@ -218,6 +218,7 @@ CREATE TABLE partition_predict.series_state (
     pending_model_errors double precision[],
     pending_naive_errors double precision[],
     pending_model        text,
+    pending_fingerprint  bigint,
     updated_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (parent, series)
 );

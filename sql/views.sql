@@ -16,6 +16,7 @@ SELECT c.parent,
          WHERE i.inhparent = c.parent)               AS partitions,
        c.retention,
        c.tablespaces,
+       c.time_zone,
        pg_catalog.pg_get_userbyid(r.relowner)        AS owner,
        CASE WHEN s.last_error_at IS NOT NULL AND s.last_error_at >= s.last_cycle_end THEN 'failing'
             WHEN s.last_cycle_end IS NULL THEN 'waiting for first cycle'

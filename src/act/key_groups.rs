@@ -44,6 +44,7 @@ pub fn destinations(
         target_rows: settings.target_rows,
         min_span: settings.min_span,
         max_span: settings.max_span,
+        zone: &settings.zone,
     });
     let mut destinations = Vec::new();
     for range in ranges.into_iter().take(limit) {

@@ -2,10 +2,11 @@
 
 use pgrx::prelude::*;
 
-use crate::catalog::{self, create, migrations, settings, table};
+use crate::catalog::{self, create, migrations, settings, shadows, table};
 use crate::cycle::collect;
 use crate::error::{PredictError, Result};
 use crate::pg::backend;
+use crate::pg::locks::lock_table_steps;
 use crate::pg::session::as_role;
 use crate::shmem::routing;
 
@@ -47,4 +48,30 @@ pub fn unmanage(parent: pg_sys::Oid) -> Result<()> {
         routing::withdraw(parent)?;
     }
     table::forget(parent)
+}
+
+pub fn set_time_zone(parent: pg_sys::Oid, time_zone: &str) -> Result<()> {
+    let (name, owner_rights) = table::name_and_owner_rights(parent)?
+        .ok_or(PredictError::UndefinedTable(parent.to_u32()))?;
+    let name = name.to_string();
+    if !owner_rights {
+        return Err(PredictError::NotOwner(name));
+    }
+    if !table::is_managed(parent)? {
+        return Err(PredictError::NotManaged(name));
+    }
+    let time_zone = settings::validate_time_zone(time_zone)?;
+    // After any cycle or migration step under way on the table.
+    lock_table_steps(parent, true)?;
+    if migrations::in_progress(parent)? {
+        return Err(PredictError::MigrationInProgress(name));
+    }
+    settings::store_time_zone(parent, &time_zone)?;
+    // Shadows laid out in the old zone's days are dropped (none holds rows
+    // outside a migration); the next cycle plans them in the new zone.
+    let table = catalog::load_managed_table(parent)?;
+    for shadow in shadows::waiting(parent)? {
+        create::drop_shadow(&table, &shadow)?;
+    }
+    Ok(())
 }

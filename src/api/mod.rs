@@ -28,6 +28,8 @@ mod partition_predict {
     /// Registers a range-partitioned table: validates it, adds a DEFAULT
     /// partition if it has none, stores its settings and returns them as a row of
     /// `partition_predict.config`.
+    // One argument per setting: the SQL signature, with named defaults.
+    #[allow(clippy::too_many_arguments)]
     #[pg_extern(volatile, parallel_unsafe)]
     fn manage(
         parent: Option<Regclass>,
@@ -37,7 +39,10 @@ mod partition_predict {
         max_span: default!(Option<String>, "NULL"),
         retention: default!(Option<String>, "NULL"),
         tablespaces: default!(Option<Vec<Option<String>>>, "NULL"),
+        time_zone: default!(Option<String>, "NULL"),
     ) -> pgrx::composite_type!('static, "partition_predict.config") {
+        // The session's zone is the default: read it before the settings are pinned to UTC.
+        let session_time_zone = backend::session_time_zone();
         or_report(with_pinned_settings(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             let target_rows = target_rows.ok_or(PredictError::NullArgument("target_rows"))?;
@@ -56,8 +61,22 @@ mod partition_predict {
                 max_span: max_span.as_deref(),
                 retention: retention.as_deref(),
                 tablespaces: tablespaces.as_deref(),
+                time_zone: time_zone.as_deref(),
+                session_time_zone: &session_time_zone,
             };
             manage::manage(parent.0, arguments)
+        }))
+    }
+
+    /// Changes the time zone natural boundaries of a `timestamptz` key
+    /// follow (an IANA name). Partitions that exist keep their bounds;
+    /// shadows not attached yet are planned again in the new zone.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn set_time_zone(parent: Option<Regclass>, time_zone: Option<String>) {
+        or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            let time_zone = time_zone.ok_or(PredictError::NullArgument("time_zone"))?;
+            manage::set_time_zone(parent.0, &time_zone)
         }))
     }
 

@@ -4,9 +4,11 @@
 
 use partition_core::naming;
 use partition_core::planner::PlannedRange;
+use partition_core::KeyType;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
+use super::settings;
 use super::shadows::{self, NewShadow, Origin, Shadow};
 use super::table::{self, relation_exists, PartitionedTable, QualifiedName};
 use crate::error::{PredictError, Result};
@@ -112,7 +114,13 @@ pub fn shadow(
     range: &PlannedRange,
     origin: Origin,
 ) -> Result<CreatedShadow> {
-    let suffix = naming::shadow_suffix(table.key_type, range.from);
+    // Named by the local clock of the table's zone, as its bounds were laid out.
+    let named_from = if table.key_type == KeyType::TimestampTz {
+        settings::load(table)?.zone.local(range.from)
+    } else {
+        range.from
+    };
+    let suffix = naming::shadow_suffix(table.key_type, named_from);
     let column = quote_identifier(&table.key_column);
     let (oid, name, placement) = match orphan(table, &suffix)? {
         Some((oid, name)) => {

@@ -7,7 +7,7 @@
 //! much wall-clock time of data to prepare for at the forecast rate.
 
 use partition_core::planner::Lookahead;
-use partition_core::KeyType;
+use partition_core::{KeyType, Zone};
 use pgrx::prelude::*;
 
 use super::state;
@@ -31,6 +31,7 @@ pub struct TableSettings {
     pub max_span: Option<String>,
     pub retention: String,
     pub tablespaces: Option<Vec<String>>,
+    pub time_zone: String,
 }
 
 /// A span, comparable within its kind.
@@ -61,6 +62,9 @@ pub struct Arguments<'a> {
     pub max_span: Option<&'a str>,
     pub retention: Option<&'a str>,
     pub tablespaces: Option<&'a [String]>,
+    /// `None`: the session's `TimeZone` (read before the settings are pinned).
+    pub time_zone: Option<&'a str>,
+    pub session_time_zone: &'a str,
 }
 
 pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSettings> {
@@ -71,6 +75,8 @@ pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSetting
         max_span,
         retention,
         tablespaces,
+        time_zone,
+        session_time_zone,
     } = *arguments;
     if target_rows <= 0 {
         return Err(PredictError::InvalidSetting {
@@ -137,9 +143,21 @@ pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSetting
         }
     };
     let tablespaces = tablespaces.map(validate_tablespaces).transpose()?;
+    let time_zone = match time_zone {
+        Some(name) => validate_time_zone(name)?,
+        None => Zone::named(session_time_zone)
+            .map(|zone| zone.name().to_string())
+            .unwrap_or_else(|| {
+                pgrx::notice!(
+                    "TimeZone \"{session_time_zone}\" is not a name of the IANA time-zone database: partition boundaries of this table follow UTC; partition_predict.set_time_zone() changes that"
+                );
+                "UTC".to_string()
+            }),
+    };
     Ok(TableSettings {
         retention,
         tablespaces,
+        time_zone,
         target_rows,
         lookahead: lookahead.text(),
         min_span: min_span.map(|s| s.text()),
@@ -207,6 +225,16 @@ fn interval_of(text: &str) -> Option<(String, f64)> {
     .and_then(|(normalised, seconds)| Some((normalised?, seconds?)))
 }
 
+/// A time zone for boundaries: a name the IANA database knows.
+pub fn validate_time_zone(name: &str) -> Result<String> {
+    Zone::named(name)
+        .map(|zone| zone.name().to_string())
+        .ok_or_else(|| PredictError::InvalidSetting {
+            setting: "time_zone",
+            reason: format!("\"{name}\" is not a time zone of the IANA database (such as 'Europe/Berlin' or 'UTC')"),
+        })
+}
+
 /// Tablespaces shadows may be placed in: each must exist and allow the
 /// caller to create tables in it.
 fn validate_tablespaces(names: &[String]) -> Result<Vec<String>> {
@@ -249,8 +277,9 @@ pub fn store(
     settings: &TableSettings,
 ) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     state::write_returning::<PgHeapTuple<'static, AllocatedByRust>>(
-        "INSERT INTO partition_predict.config AS c (parent, target_rows, lookahead, min_span, max_span, retention, tablespaces)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6::pg_catalog.interval, $7::pg_catalog.name[])
+        "INSERT INTO partition_predict.config AS c
+                (parent, target_rows, lookahead, min_span, max_span, retention, tablespaces, time_zone)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6::pg_catalog.interval, $7::pg_catalog.name[], $8)
          RETURNING c",
         &[
             parent.into(),
@@ -260,8 +289,19 @@ pub fn store(
             settings.max_span.clone().into(),
             settings.retention.clone().into(),
             settings.tablespaces.clone().into(),
+            settings.time_zone.clone().into(),
         ],
     )
+}
+
+/// Changes the time zone of a managed table's boundaries; partitions that
+/// exist keep theirs.
+pub fn store_time_zone(parent: pg_sys::Oid, time_zone: &str) -> Result<()> {
+    state::write(
+        "UPDATE partition_predict.config SET time_zone = $2 WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
+        &[parent.into(), time_zone.into()],
+    )?;
+    Ok(())
 }
 
 /// A table's settings as planning uses them, spans in raw key units.
@@ -270,6 +310,8 @@ pub struct PlanningSettings {
     pub lookahead: Option<Lookahead>,
     pub min_span: Option<i64>,
     pub max_span: Option<i64>,
+    /// Where natural boundaries of `timestamptz` keys fall.
+    pub zone: Zone,
 }
 
 pub fn load(table: &PartitionedTable) -> Result<PlanningSettings> {
@@ -282,7 +324,8 @@ pub fn load(table: &PartitionedTable) -> Result<PlanningSettings> {
                     CASE WHEN min_span ~ '^[0-9]+$' THEN min_span::float8
                          ELSE pg_catalog.date_part('epoch', min_span::pg_catalog.interval) END,
                     CASE WHEN max_span ~ '^[0-9]+$' THEN max_span::float8
-                         ELSE pg_catalog.date_part('epoch', max_span::pg_catalog.interval) END
+                         ELSE pg_catalog.date_part('epoch', max_span::pg_catalog.interval) END,
+                    time_zone
                FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
             None,
             &[table.oid.into()],
@@ -311,6 +354,13 @@ pub fn load(table: &PartitionedTable) -> Result<PlanningSettings> {
             lookahead,
             min_span: span(row.get::<f64>(4)?),
             max_span: span(row.get::<f64>(5)?),
+            // Stored names were validated; one the bundled database dropped
+            // since falls back to UTC rather than stopping the cycle.
+            zone: row
+                .get::<String>(6)?
+                .as_deref()
+                .and_then(Zone::named)
+                .unwrap_or_default(),
         })
     })
 }

@@ -799,19 +799,16 @@ impl Session<'_> {
                             u.is_default, u.ins, u.upd, u.del, u.seq, u.idx, u.live, u.size, u.frontier, u.raw
                        FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bool[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[]), pg_catalog.unnest($12::text[]), pg_catalog.unnest($13::bigint[]))
                             AS u(partition, name, is_default, ins, upd, del, seq, idx, live, size, frontier, raw)
-                     RETURNING is_default, rows_inserted, frontier_raw)
-                 INSERT INTO partition_predict.frontier_hours AS f
-                        (parent, hour, sampled_at, frontier_raw, rows_inserted)
+                     RETURNING frontier_raw)
+                 INSERT INTO partition_predict.frontier_hours AS f (parent, hour, sampled_at, frontier_raw)
                  SELECT $1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.date_trunc('hour', pg_catalog.now()),
-                        pg_catalog.now(), pg_catalog.max(s.frontier_raw),
-                        COALESCE(pg_catalog.sum(s.rows_inserted) FILTER (WHERE NOT s.is_default), 0)
+                        pg_catalog.now(), pg_catalog.max(s.frontier_raw)
                    FROM sampled s
                   WHERE $14
                  HAVING pg_catalog.max(s.frontier_raw) IS NOT NULL
                  ON CONFLICT (parent, hour) DO UPDATE
                     SET sampled_at = EXCLUDED.sampled_at,
-                        frontier_raw = GREATEST(f.frontier_raw, EXCLUDED.frontier_raw),
-                        rows_inserted = f.rows_inserted + EXCLUDED.rows_inserted",
+                        frontier_raw = GREATEST(f.frontier_raw, EXCLUDED.frontier_raw)",
                 &[
                     parent.into(),
                     batch.partition.clone().into(),

@@ -91,6 +91,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         min_span: settings.min_span,
         max_span: settings.max_span,
         horizon_end,
+        zone: &settings.zone,
     });
     let room = gucs::max_shadows_per_table().saturating_sub(kept.len());
     for range in plan.into_iter().take(MAX_CREATED_PER_CYCLE.min(room)) {

@@ -115,6 +115,8 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
     }
     let horizon = horizon_steps(table, &prepared)?;
     let recent = &prepared.values[prepared.values.len().saturating_sub(HISTORY_STEPS as usize)..];
+    // The choice in use, at once if it could not be prepared (a first
+    // forecast, a pause, a naptime of an hour or more: then once a day).
     engine::choose(&prepared.values, end, &mut learned, &config, None);
     let prediction = engine::predict(recent, horizon, &config, &learned)
         .map_err(|e| PredictError::Internal(format!("forecast of {}: {e}", table.name)))?;
@@ -151,32 +153,46 @@ fn key_time(table: &PartitionedTable, config: &Config) -> Result<Option<Prepared
         MICROS_PER_HOUR
     };
     let step_seconds = step_micros / 1_000_000;
-    let rows: Vec<(i64, f64)> = Spi::connect(|client| {
+    let window = steps_read(config) + 1;
+    let (rows, older): (Vec<(i64, f64)>, bool) = Spi::connect(|client| {
         let result = client.select(
             "WITH newest AS (SELECT pg_catalog.max(bucket_start) AS b FROM partition_predict.key_time_counts
-                              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)
+                              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass),
+                  older AS (SELECT EXISTS (SELECT 1 FROM partition_predict.key_time_counts k, newest n
+                                           WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
+                                             AND k.bucket_start <= n.b - pg_catalog.make_interval(secs => ($3 * $4)::float8)) AS e)
              SELECT (pg_catalog.date_part('epoch', k.bucket_start)::bigint - $2) / $3,
-                    pg_catalog.sum(k.rows)::float8
-               FROM partition_predict.key_time_counts k, newest n
+                    pg_catalog.sum(k.rows)::float8, pg_catalog.bool_or(o.e)
+               FROM partition_predict.key_time_counts k, newest n, older o
               WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
                 AND k.bucket_start > n.b - pg_catalog.make_interval(secs => ($3 * $4)::float8)
               GROUP BY k.bucket_start",
             None,
-            &[table.oid.into(), PG_EPOCH_UNIX_SECONDS.into(), step_seconds.into(), (steps_read(config) + 1).into()],
+            &[table.oid.into(), PG_EPOCH_UNIX_SECONDS.into(), step_seconds.into(), window.into()],
         )?;
-        result
+        let mut older = false;
+        let rows = result
             .map(|r| {
+                older |= r.get::<bool>(3)?.unwrap_or(false);
                 Ok((
                     r.get::<i64>(1)?.unwrap_or(0),
                     r.get::<f64>(2)?.unwrap_or(0.0),
                 ))
             })
-            .collect::<Result<Vec<_>>>()
+            .collect::<Result<Vec<_>>>()?;
+        Ok::<_, PredictError>((rows, older))
     })?;
     let Some(last) = rows.iter().map(|(s, _)| *s).max() else {
         return Ok(None);
     };
-    let first = rows.iter().map(|(s, _)| *s).min().unwrap_or(last);
+    // History older than the window: it starts at the window's first step,
+    // empty steps and all, so where it starts does not depend on which
+    // steps happen to hold rows.
+    let first = if older {
+        last - (window - 1)
+    } else {
+        rows.iter().map(|(s, _)| *s).min().unwrap_or(last)
+    };
     // The frontier bucket is still filling: history ends before it.
     if last <= first {
         return Ok(None);
@@ -262,7 +278,7 @@ fn load_learned(table: &PartitionedTable, series: &str) -> Result<Learned> {
     let row = Spi::connect(|client| {
         let rows = client.select(
             "SELECT model, model_origin, margin, pending_origin, pending_model_errors,
-                    pending_naive_errors, pending_model
+                    pending_naive_errors, pending_model, pending_fingerprint
                FROM partition_predict.series_state
               WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND series = $2",
             None,
@@ -286,6 +302,7 @@ fn load_learned(table: &PartitionedTable, series: &str) -> Result<Learned> {
                         origin,
                         fits,
                         model: r.get::<String>(7)?.as_deref().and_then(Model::from_name),
+                        fingerprint: r.get::<i64>(8)?.unwrap_or(0),
                     })
                 }
                 None => None,
@@ -304,14 +321,15 @@ fn save_learned(table: &PartitionedTable, series: &str, learned: &Learned) -> Re
     state::write(
         "INSERT INTO partition_predict.series_state AS s
                 (parent, series, model, model_origin, margin, pending_origin, pending_model_errors,
-                 pending_naive_errors, pending_model, updated_at)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.now())
+                 pending_naive_errors, pending_model, pending_fingerprint, updated_at)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, pg_catalog.now())
          ON CONFLICT (parent, series) DO UPDATE
             SET model = EXCLUDED.model, model_origin = EXCLUDED.model_origin,
                 margin = EXCLUDED.margin, pending_origin = EXCLUDED.pending_origin,
                 pending_model_errors = EXCLUDED.pending_model_errors,
                 pending_naive_errors = EXCLUDED.pending_naive_errors,
-                pending_model = EXCLUDED.pending_model, updated_at = EXCLUDED.updated_at",
+                pending_model = EXCLUDED.pending_model, pending_fingerprint = EXCLUDED.pending_fingerprint,
+                updated_at = EXCLUDED.updated_at",
         &[
             table.oid.into(),
             series.into(),
@@ -322,6 +340,7 @@ fn save_learned(table: &PartitionedTable, series: &str, learned: &Learned) -> Re
             errors(|e| e.0).into(),
             errors(|e| e.1).into(),
             pending.and_then(|p| p.model).map(|m| m.name()).into(),
+            pending.map(|p| p.fingerprint).into(),
         ],
     )?;
     Ok(())

@@ -145,6 +145,21 @@ pub fn reserve_guc_prefix(prefix: &CStr) {
     unsafe { pg_sys::MarkGUCPrefixReserved(prefix.as_ptr()) };
 }
 
+/// The session's `TimeZone` setting, as `SHOW TimeZone` prints it.
+pub fn session_time_zone() -> String {
+    // SAFETY: GetConfigOption returns a pointer into the GUC's own storage
+    // (or NULL), valid until the setting changes; it is copied at once.
+    unsafe {
+        let value = pg_sys::GetConfigOption(c"TimeZone".as_ptr(), false, false);
+        if value.is_null() {
+            return "UTC".into();
+        }
+        std::ffi::CStr::from_ptr(value)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// Rows this transaction has inserted into `relation` so far, committed
 /// subtransactions and the current one. Through the SQL-callable function,
 /// whose result is the same on every version while the pgstat structures

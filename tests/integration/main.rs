@@ -10,4 +10,5 @@ mod lifecycle;
 mod migration;
 mod security;
 mod shadows;
+mod time_zones;
 mod workers;

@@ -60,6 +60,9 @@ pub struct Config {
     pub selection_every: usize,
     /// Steps of history a choice backtests on (the newest before its origin).
     pub selection_window: usize,
+    /// Steps after an origin before its choice is prepared: the last steps
+    /// before it may still change (late rows, a filling hour).
+    pub settle_steps: usize,
 }
 
 impl Default for Config {
@@ -72,6 +75,7 @@ impl Default for Config {
             min_history: 48,
             selection_every: 24,
             selection_window: 4 * 168,
+            settle_steps: 2,
         }
     }
 }
@@ -110,6 +114,9 @@ pub struct Selection {
     pub fits: Vec<Option<(f64, f64)>>,
     /// The model chosen, once every fit is done.
     pub model: Option<Model>,
+    /// The history the fits were made on (see [`fingerprint`]): a choice
+    /// whose history changed since (late rows, a recount) starts over.
+    pub fingerprint: i64,
 }
 
 impl Selection {
@@ -118,8 +125,23 @@ impl Selection {
             origin,
             fits: Vec::new(),
             model: None,
+            fingerprint: 0,
         }
     }
+}
+
+/// A hash of a history's values (FNV-1a over their bits).
+pub fn fingerprint(history: &[f64]) -> i64 {
+    let hash = history
+        .iter()
+        .chain(std::iter::once(&(history.len() as f64)))
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, v| {
+            v.to_bits()
+                .to_le_bytes()
+                .iter()
+                .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+        });
+    hash as i64
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -461,16 +483,21 @@ fn advance(
     config: &Config,
     budget: &mut Option<usize>,
 ) -> bool {
+    let fingerprint = fingerprint(history);
+    if selection.fingerprint != fingerprint {
+        *selection = Selection {
+            fingerprint,
+            ..Selection::new(selection.origin)
+        };
+    }
     if selection.model.is_some() {
         return true;
     }
+    if *budget == Some(0) {
+        return false;
+    }
     let plan = Plan::new(history, config);
     let tasks = plan.tasks(config);
-    // A stored choice for another number of tasks (the history was
-    // rewritten, e.g. by a recount) starts over.
-    if selection.fits.len() > tasks {
-        selection.fits.clear();
-    }
     while selection.fits.len() < tasks {
         match budget {
             Some(0) => return false,
@@ -520,8 +547,9 @@ pub fn choose(
         learned.model = selection.model;
         learned.model_origin = Some(in_use);
     }
-    // Prepared ahead only within a budget: a forecast does not wait for it.
-    if budget.is_none() {
+    // Prepared ahead only within a budget (a forecast does not wait for
+    // it), and once the steps before its origin have settled.
+    if budget.is_none() || end - upcoming < config.settle_steps as i64 {
         return;
     }
     let mut selection = match learned.pending.take() {
@@ -754,6 +782,50 @@ mod tests {
         assert_eq!(spread.point, at_once.point);
         assert_eq!(spread.upper, at_once.upper);
         assert_eq!(at_once.model, Model::Mstl, "a seasonal series with a trend");
+    }
+
+    #[test]
+    fn a_choice_prepared_on_history_that_changed_since_starts_over() {
+        let config = Config::default();
+        let mut series = seasonal_trend();
+        let end = 5 * 168 + 5;
+        let mut learned = Learned::default();
+        choose(&series[..end], end as i64, &mut learned, &config, None);
+        for _ in 0..3 {
+            choose(&series[..end], end as i64, &mut learned, &config, Some(1));
+        }
+        let prepared = learned.pending.clone().expect("a choice being prepared");
+        assert_eq!(prepared.fits.len(), 3);
+        // Late rows land in the hour before the origin.
+        series[prepared.origin as usize - 1] += 50.0;
+        choose(&series[..end], end as i64, &mut learned, &config, Some(1));
+        let restarted = learned.pending.clone().unwrap();
+        assert_eq!(restarted.origin, prepared.origin);
+        assert_eq!(
+            restarted.fits.len(),
+            1,
+            "the fits on the old history were dropped"
+        );
+        assert_ne!(restarted.fingerprint, prepared.fingerprint);
+    }
+
+    #[test]
+    fn nothing_is_prepared_before_the_steps_before_the_origin_settle() {
+        let config = Config::default();
+        let series = seasonal_trend();
+        let end = 5 * 168 + 1; // one step after a midnight origin (5 * 168 = 840 = 35 * 24)
+        let mut learned = Learned::default();
+        choose(&series[..end], end as i64, &mut learned, &config, None);
+        choose(&series[..end], end as i64, &mut learned, &config, Some(1));
+        assert!(learned.pending.is_none());
+        choose(
+            &series[..end + 1],
+            end as i64 + 1,
+            &mut learned,
+            &config,
+            Some(1),
+        );
+        assert_eq!(learned.pending.map(|p| p.fits.len()), Some(1));
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Proleptic Gregorian calendar arithmetic on PostgreSQL's internal
 //! representation (days or microseconds since 2000-01-01), ISO text in and
-//! out, and alignment to natural boundaries.
+//! out, and alignment to natural boundaries in UTC.
+//!
+//! Time zones are `zone`'s, through `jiff`. The civil arithmetic stays
+//! here because PostgreSQL's range (4714 BC to 294276 AD) is far wider
+//! than `jiff`'s (years -9999 to 9999), and keys anywhere in it must round
+//! trip.
 
 pub const MICROS_PER_SECOND: i64 = 1_000_000;
 pub const MICROS_PER_MINUTE: i64 = 60 * MICROS_PER_SECOND;

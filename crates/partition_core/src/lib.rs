@@ -13,6 +13,8 @@ pub mod key;
 pub mod naming;
 pub mod planner;
 pub mod sampling;
+pub mod zone;
 
 pub use bound::{Bound, BoundError, PartitionBound};
 pub use key::{KeyType, KeyValue, UnsupportedKeyType};
+pub use zone::Zone;

@@ -11,7 +11,20 @@
 //! overlaps an existing partition and never leaves a gap.
 
 use crate::calendar::{self, Grain, MICROS_PER_DAY, MICROS_PER_HOUR};
+use crate::zone::Zone;
 use crate::KeyType;
+
+static UTC: Zone = Zone::utc();
+
+/// The zone natural boundaries follow: the table's for `timestamptz`
+/// keys; `date` and `timestamp` keys have no zone.
+fn zone_of(key_type: KeyType, zone: &Zone) -> &Zone {
+    if key_type == KeyType::TimestampTz {
+        zone
+    } else {
+        &UTC
+    }
+}
 
 /// Rows in a key range `[start, end)` (raw key units), taken as spread
 /// evenly over its keys: rows a forecast expects ([`Demand`]) or rows found
@@ -62,6 +75,8 @@ pub struct PlanInput<'a> {
     pub max_span: Option<i64>,
     /// Plan until this key is covered.
     pub horizon_end: i64,
+    /// Time zone of natural boundaries (`timestamptz` keys).
+    pub zone: &'a Zone,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -129,40 +144,40 @@ fn natural_spans(key_type: KeyType, largest_step: i64) -> Vec<Span> {
 /// multiple (so a range starting at an odd key runs to the next round
 /// bound, and the ones after are aligned); for a time span, if `start` is
 /// aligned to it.
-fn aligned_end(key_type: KeyType, span: Span, start: i64) -> Option<i64> {
+fn aligned_end(key_type: KeyType, zone: &Zone, span: Span, start: i64) -> Option<i64> {
     match span {
         Span::Step(step) => calendar::floor_to_multiple(start, step).checked_add(step),
         Span::Time(grain, n) => {
+            let zone = zone_of(key_type, zone);
             let (is_date, micros) = match key_type {
                 KeyType::Date => (true, start.checked_mul(MICROS_PER_DAY)?),
                 _ => (false, start),
             };
-            let aligned = match grain {
-                Grain::Hour => micros.rem_euclid(n * MICROS_PER_HOUR) == 0,
-                Grain::Month => {
-                    calendar::floor_micros(micros, Grain::Month) == micros && {
-                        let (_, month, _) =
-                            calendar::civil_from_days(micros.div_euclid(MICROS_PER_DAY));
+            let aligned = zone.floor(micros, grain) == micros
+                && match grain {
+                    Grain::Hour => zone.local_hour(micros) % n == 0,
+                    Grain::Month => {
+                        let (_, month, _) = zone.civil(micros);
                         (month as i64 - 1) % n == 0
                     }
-                }
-                g => calendar::floor_micros(micros, g) == micros && n == 1,
-            };
+                    _ => n == 1,
+                };
             if !aligned {
                 return None;
             }
-            let end = calendar::add_grains_micros(micros, grain, n)?;
+            let end = zone.add(micros, grain, n)?;
             Some(if is_date { end / MICROS_PER_DAY } else { end })
         }
     }
 }
 
 /// The next boundary of the smallest natural span after `start`.
-fn next_boundary(key_type: KeyType, start: i64, step: i64) -> Option<i64> {
+fn next_boundary(key_type: KeyType, zone: &Zone, start: i64, step: i64) -> Option<i64> {
     match key_type {
         KeyType::Date => start.checked_add(1),
         KeyType::Timestamp | KeyType::TimestampTz => {
-            calendar::floor_micros(start, Grain::Hour).checked_add(MICROS_PER_HOUR)
+            let zone = zone_of(key_type, zone);
+            zone.add(zone.floor(start, Grain::Hour), Grain::Hour, 1)
         }
         _ => calendar::floor_to_multiple(start, step).checked_add(step),
     }
@@ -219,7 +234,9 @@ fn plan_start(input: &PlanInput, unit: i64) -> Option<i64> {
     match (input.frontier, highest_end) {
         (Some(f), Some(end)) if end > f => Some(end),
         (Some(f), _) => Some(match input.key_type {
-            KeyType::Timestamp | KeyType::TimestampTz => calendar::floor_micros(f, Grain::Hour),
+            KeyType::Timestamp | KeyType::TimestampTz => {
+                zone_of(input.key_type, input.zone).floor(f, Grain::Hour)
+            }
             KeyType::Date => f,
             _ => calendar::floor_to_multiple(f, unit),
         }),
@@ -272,7 +289,7 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
         let mut best: Option<i64> = None;
         let mut smallest: Option<i64> = None;
         for span in &spans {
-            let Some(end) = aligned_end(input.key_type, *span, start) else {
+            let Some(end) = aligned_end(input.key_type, input.zone, *span, start) else {
                 continue;
             };
             if !fits(end) {
@@ -298,10 +315,15 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
         // bound), or nothing fits before the next partition: go to the next
         // natural boundary, or to the partition.
         let end = best.or(smallest).unwrap_or_else(|| {
-            next_boundary(input.key_type, start, int_unit.min(min_span.max(1)).max(1))
-                .unwrap_or(i64::MAX)
-                .min(cap)
-                .max(start.saturating_add(1))
+            next_boundary(
+                input.key_type,
+                input.zone,
+                start,
+                int_unit.min(min_span.max(1)).max(1),
+            )
+            .unwrap_or(i64::MAX)
+            .min(cap)
+            .max(start.saturating_add(1))
         });
         plan.push(PlannedRange {
             from: start,
@@ -325,6 +347,8 @@ pub struct MigrationInput<'a> {
     pub target_rows: f64,
     pub min_span: Option<i64>,
     pub max_span: Option<i64>,
+    /// Time zone of natural boundaries (`timestamptz` keys).
+    pub zone: &'a Zone,
 }
 
 /// A range to move rows of DEFAULT into.
@@ -338,24 +362,34 @@ pub struct MigrationRange {
 }
 
 /// Start of the span that contains `key`, if the span can be aligned there.
-fn span_floor(key_type: KeyType, span: Span, key: i64) -> Option<i64> {
+fn span_floor(key_type: KeyType, zone: &Zone, span: Span, key: i64) -> Option<i64> {
     match span {
         Span::Step(step) => Some(calendar::floor_to_multiple(key, step)),
         Span::Time(grain, n) => {
+            let zone = zone_of(key_type, zone);
             let (is_date, micros) = match key_type {
                 KeyType::Date => (true, key.checked_mul(MICROS_PER_DAY)?),
                 _ => (false, key),
             };
             let floor = match grain {
-                Grain::Hour => micros - micros.rem_euclid(n * MICROS_PER_HOUR),
-                Grain::Month => {
-                    let month_start = calendar::floor_micros(micros, Grain::Month);
-                    let (_, month, _) =
-                        calendar::civil_from_days(month_start.div_euclid(MICROS_PER_DAY));
-                    let back = (month as i64 - 1) % n;
-                    calendar::add_grains_micros(month_start, Grain::Month, -back)?
+                Grain::Hour => {
+                    let hour = zone.floor(micros, Grain::Hour);
+                    let back = hour - (zone.local_hour(hour) % n) * MICROS_PER_HOUR;
+                    // Across an offset change the hours back are not whole
+                    // local hours: the range starts at the hour itself.
+                    if zone.floor(back, Grain::Hour) == back {
+                        back
+                    } else {
+                        hour
+                    }
                 }
-                g => calendar::floor_micros(micros, g),
+                Grain::Month => {
+                    let month_start = zone.floor(micros, Grain::Month);
+                    let (_, month, _) = zone.civil(month_start);
+                    let back = (month as i64 - 1) % n;
+                    zone.add(month_start, Grain::Month, -back)?
+                }
+                g => zone.floor(micros, g),
             };
             Some(if is_date {
                 floor.div_euclid(MICROS_PER_DAY)
@@ -434,10 +468,10 @@ pub fn plan_migration(input: &MigrationInput) -> Vec<MigrationRange> {
         let mut smallest_allowed: Option<(i64, i64)> = None;
         let mut smallest_any: Option<(i64, i64)> = None;
         for span in &spans {
-            let Some(start) = span_floor(input.key_type, *span, key) else {
+            let Some(start) = span_floor(input.key_type, input.zone, *span, key) else {
                 continue;
             };
-            let Some(end) = aligned_end(input.key_type, *span, start) else {
+            let Some(end) = aligned_end(input.key_type, input.zone, *span, start) else {
                 continue;
             };
             let len = end.saturating_sub(start);
@@ -548,6 +582,7 @@ pub fn plan_ingest(input: &MigrationInput) -> Vec<MigrationRange> {
             target_rows: input.target_rows,
             min_span: input.min_span,
             max_span: input.max_span,
+            zone: input.zone,
         });
         let progress = round
             .iter()
@@ -654,6 +689,54 @@ mod tests {
     }
 
     #[test]
+    fn daily_ranges_follow_the_table_s_zone_across_daylight_saving() {
+        let berlin = Zone::named("Europe/Berlin").unwrap();
+        // Berlin midnight of 27 March 2026 is 23:00 UTC the day before.
+        let start = calendar::parse_iso_timestamp("2026-03-26 23:00:00+00", true).unwrap();
+        let demand = hourly_demand(start - 2 * MICROS_PER_DAY, 24 * 9, 40.0);
+        let input = PlanInput {
+            key_type: KeyType::TimestampTz,
+            taken: &[(start - MICROS_PER_DAY, start)],
+            frontier: Some(start - 1),
+            demand: &demand,
+            target_rows: 960.0,
+            min_span: None,
+            max_span: None,
+            horizon_end: start + 5 * MICROS_PER_DAY,
+            zone: &berlin,
+        };
+        let p = plan(&input);
+        assert!(p.len() >= 5, "{p:?}");
+        assert_eq!(p[0].from, start);
+        for pair in p.windows(2) {
+            assert_eq!(pair[0].to, pair[1].from);
+        }
+        let lengths: Vec<i64> = p.iter().map(|r| (r.to - r.from) / H).collect();
+        // 27 and 28 March, then 29 March (clocks forward: 23 hours), then 30 and 31.
+        assert_eq!(&lengths[..5], &[24, 24, 23, 24, 24]);
+        for r in &p {
+            assert_eq!(
+                berlin.floor(r.from, Grain::Day),
+                r.from,
+                "{r:?} starts at local midnight"
+            );
+        }
+        // The same demand in UTC: UTC midnights.
+        let utc_plan = plan(&PlanInput {
+            taken: &[(start + H - MICROS_PER_DAY, start + H)],
+            frontier: Some(start),
+            zone: &UTC,
+            ..input.clone()
+        });
+        assert!(
+            utc_plan
+                .iter()
+                .all(|r| r.from.rem_euclid(MICROS_PER_DAY) == 0),
+            "{utc_plan:?}"
+        );
+    }
+
+    #[test]
     fn sizes_follow_the_rate() {
         let day = calendar::days_from_civil(2024, 3, 4) * MICROS_PER_DAY; // a Monday
         let base = PlanInput {
@@ -665,6 +748,7 @@ mod tests {
             min_span: None,
             max_span: None,
             horizon_end: day + 7 * MICROS_PER_DAY,
+            zone: &UTC,
         };
         // 1,000 rows an hour: a day is 24,000 rows, a week 168,000: weekly partitions.
         let slow = hourly_demand(day, 168, 1_000.0);
@@ -700,6 +784,7 @@ mod tests {
             min_span: None,
             max_span: None,
             horizon_end: 3_000_000,
+            zone: &UTC,
         });
         assert_eq!(p[0].from, 1_000_000);
         assert!(p.iter().all(|r| r.to % 200_000 == 0), "{p:?}");
@@ -747,6 +832,7 @@ mod tests {
                 min_span: min_units.map(|m| m * unit),
                 max_span: None,
                 horizon_end,
+                zone: &UTC,
             };
             let p = plan(&input);
             prop_assert!(!p.is_empty());
@@ -788,6 +874,7 @@ mod tests {
                 min_span: None,
                 max_span: None,
                 horizon_end: origin + 30 * MICROS_PER_DAY,
+                zone: &UTC,
             });
             for r in &p {
                 prop_assert_eq!(calendar::floor_micros(r.to, Grain::Hour), r.to);
@@ -818,6 +905,7 @@ mod tests {
                 target_rows: target,
                 min_span: None,
                 max_span: None,
+                zone: &UTC,
             });
             for s in &stranded {
                 prop_assert!(ranges.iter().any(|r| r.from <= s.start && s.start < r.to), "{} not covered", s.start);
@@ -860,6 +948,7 @@ mod tests {
             target_rows: 2_400.0,
             min_span: None,
             max_span: None,
+            zone: &UTC,
         });
         let expected: Vec<(i64, i64)> = (0..3)
             .map(|d| (origin - (3 - d) * day, origin - (2 - d) * day))
@@ -890,6 +979,7 @@ mod tests {
             target_rows: 100_000.0,
             min_span: None,
             max_span: None,
+            zone: &UTC,
         });
         assert_eq!(
             ranges.iter().map(|r| (r.from, r.to)).collect::<Vec<_>>(),
@@ -921,6 +1011,7 @@ mod tests {
             target_rows: 1_000.0,
             min_span: None,
             max_span: None,
+            zone: &UTC,
         });
         assert_eq!(
             ranges,
@@ -992,6 +1083,7 @@ mod tests {
             target_rows: 20_000.0,
             min_span: None,
             max_span: None,
+            zone: &UTC,
         });
         assert_batch_covered(&batch, &taken, &ranges);
         let (into_shadows, new): (Vec<&MigrationRange>, Vec<&MigrationRange>) =
@@ -1020,6 +1112,7 @@ mod tests {
             target_rows: 1_000.0,
             min_span: None,
             max_span: None,
+            zone: &UTC,
         });
         assert!(ranges.is_empty());
         assert!(plan_ingest(&MigrationInput {
@@ -1030,6 +1123,7 @@ mod tests {
             target_rows: 1_000.0,
             min_span: None,
             max_span: None,
+            zone: &UTC,
         })
         .is_empty());
     }
@@ -1052,6 +1146,7 @@ mod tests {
             target_rows: 10_000.0,
             min_span: None,
             max_span: None,
+            zone: &UTC,
         });
         assert_batch_covered(&batch, &taken, &ranges);
         assert!(ranges.iter().any(|r| r.into_shadow && r.from == 50_000));
@@ -1079,6 +1174,7 @@ mod tests {
                 target_rows: target as f64,
                 min_span: None,
                 max_span: None,
+                zone: &UTC,
             });
             assert_batch_covered(&batch, &taken, &ranges);
             for r in ranges.iter().filter(|r| r.into_shadow) {

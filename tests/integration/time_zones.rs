@@ -1,0 +1,216 @@
+//! Natural boundaries of `timestamptz` keys in the table's time zone.
+
+use postgres::Client;
+
+use crate::cluster::{scalar_i64, Cluster};
+
+const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
+
+/// A week around each of 2026's daylight-saving changes in Europe
+/// (29 March, 25 October), a row every 90 seconds: 960 rows a day.
+fn staging(client: &mut Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE staging (at timestamptz, v int);
+             INSERT INTO staging
+             SELECT t, 1 FROM generate_series(timestamptz '2026-03-25 00:00+00', '2026-04-02 00:00+00', interval '90 seconds') t
+             UNION ALL
+             SELECT t, 2 FROM generate_series(timestamptz '2026-10-21 00:00+00', '2026-10-29 00:00+00', interval '90 seconds') t;",
+        )
+        .unwrap();
+}
+
+/// A table managed in `zone` (a day's rows are about `target_rows`), loaded
+/// from `staging` through `ingest()`, which creates the partitions the rows
+/// need.
+fn loaded_table(client: &mut Client, table: &str, zone: &str) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, v int)
+                 PARTITION BY RANGE (at);
+             SELECT partition_predict.manage('{table}', target_rows => 1000, lookahead => '1 day',
+                                             time_zone => '{zone}');"
+        ))
+        .unwrap();
+    // ingest() commits between its stages: a statement of its own.
+    client
+        .batch_execute(&format!(
+            "CALL partition_predict.ingest('{table}', 'staging')"
+        ))
+        .unwrap();
+}
+
+/// The table's partitions other than DEFAULT, in key order: start and end
+/// on the zone's clock (`YYYY-MM-DD HH24:MI`), and the name.
+fn partitions(client: &mut Client, table: &str, zone: &str) -> Vec<(String, String, String)> {
+    client
+        .query(
+            "SELECT pg_catalog.to_char(range_start::timestamptz AT TIME ZONE $2, 'YYYY-MM-DD HH24:MI'),
+                    pg_catalog.to_char(range_end::timestamptz AT TIME ZONE $2, 'YYYY-MM-DD HH24:MI'),
+                    partition::text
+               FROM partition_predict.partitions
+              WHERE parent = $1::text::regclass AND state <> 'default'
+              ORDER BY range_start::timestamptz",
+            &[&table, &zone],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+fn hours_of_partition_holding(client: &mut Client, table: &str, instant: &str) -> f64 {
+    client
+        .query_one(
+            "SELECT pg_catalog.date_part('epoch', range_end::timestamptz - range_start::timestamptz) / 3600
+               FROM partition_predict.partitions
+              WHERE parent = $1::text::regclass AND state <> 'default'
+                AND range_start::timestamptz <= $2::text::timestamptz AND $2::text::timestamptz < range_end::timestamptz",
+            &[&table, &instant],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Every partition starts and ends at midnight on the zone's clock, and
+/// within each week they follow one another without gap or overlap.
+fn assert_daily_at_local_midnight(parts: &[(String, String, String)], zone: &str) {
+    assert!(parts.len() >= 14, "{zone}: {parts:?}");
+    for (start, end, name) in parts {
+        assert!(
+            start.ends_with("00:00") && end.ends_with("00:00"),
+            "{zone}: {name} runs from {start} to {end}"
+        );
+    }
+    for pair in parts.windows(2) {
+        let (previous, next) = (&pair[0], &pair[1]);
+        let same_week = previous.1[..7] == next.0[..7];
+        if same_week {
+            assert_eq!(
+                previous.1, next.0,
+                "{zone}: gap or overlap between {previous:?} and {next:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn boundaries_follow_the_table_s_time_zone_across_daylight_saving_changes() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    staging(&mut client);
+    let rows = scalar_i64(&mut client, "SELECT count(*) FROM staging");
+    loaded_table(&mut client, "in_berlin", "Europe/Berlin");
+    loaded_table(&mut client, "in_utc", "UTC");
+
+    for table in ["in_berlin", "in_utc"] {
+        assert_eq!(
+            scalar_i64(&mut client, &format!("SELECT count(*) FROM {table}")),
+            rows,
+            "{table}: every row loaded"
+        );
+        assert_eq!(
+            scalar_i64(
+                &mut client,
+                &format!("SELECT count(*) FROM {table}_default")
+            ),
+            0,
+            "{table}: rows in DEFAULT"
+        );
+    }
+    let berlin = partitions(&mut client, "in_berlin", "Europe/Berlin");
+    println!("Berlin: {berlin:?}");
+    assert_daily_at_local_midnight(&berlin, "Europe/Berlin");
+    let utc = partitions(&mut client, "in_utc", "UTC");
+    assert_daily_at_local_midnight(&utc, "UTC");
+
+    // The spring day is 23 hours long in Berlin, the autumn one 25; in UTC both are 24.
+    let spring = "2026-03-29 12:00+02";
+    let autumn = "2026-10-25 12:00+01";
+    assert_eq!(
+        hours_of_partition_holding(&mut client, "in_berlin", spring),
+        23.0
+    );
+    assert_eq!(
+        hours_of_partition_holding(&mut client, "in_berlin", autumn),
+        25.0
+    );
+    assert_eq!(
+        hours_of_partition_holding(&mut client, "in_utc", spring),
+        24.0
+    );
+    assert_eq!(
+        hours_of_partition_holding(&mut client, "in_utc", autumn),
+        24.0
+    );
+
+    // Names follow the local date.
+    let spring_day = berlin
+        .iter()
+        .find(|(start, _, _)| start == "2026-03-29 00:00")
+        .expect("a partition for 29 March in Berlin");
+    assert!(spring_day.2.ends_with("p20260329"), "{spring_day:?}");
+}
+
+#[test]
+fn the_time_zone_defaults_to_the_session_s_and_can_be_changed() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE TABLE t (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+             SET TimeZone = 'Asia/Tokyo';
+             SELECT partition_predict.manage('t');",
+        )
+        .unwrap();
+    let zone = |client: &mut Client| -> String {
+        client
+            .query_one(
+                "SELECT time_zone FROM partition_predict.managed_tables WHERE parent = 't'::regclass",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(zone(&mut client), "Asia/Tokyo");
+    client
+        .batch_execute("SELECT partition_predict.set_time_zone('t', 'America/New_York')")
+        .unwrap();
+    assert_eq!(zone(&mut client), "America/New_York");
+    let error = client
+        .batch_execute("SELECT partition_predict.set_time_zone('t', 'Mars/Olympus_Mons')")
+        .unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("22023"), "{error:?}");
+    assert_eq!(
+        zone(&mut client),
+        "America/New_York",
+        "unchanged after the refusal"
+    );
+    let error = client
+        .batch_execute(
+            "CREATE TABLE u (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+             SELECT partition_predict.manage('u', time_zone => 'Nowhere/Land');",
+        )
+        .unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("22023"), "{error:?}");
+    // A session zone that is not an IANA name: UTC, said in a notice.
+    client
+        .batch_execute(
+            "SET TimeZone = '<+03>-03';
+             CREATE TABLE v (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+             SELECT partition_predict.manage('v');",
+        )
+        .unwrap();
+    let v: String = client
+        .query_one(
+            "SELECT time_zone FROM partition_predict.managed_tables WHERE parent = 'v'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "UTC");
+}
