@@ -74,6 +74,8 @@ pub enum PredictError {
     StateFile { file: &'static str, reason: String },
     #[error("{0} must commit on its own and cannot run inside a transaction block (or a query string of several statements)")]
     InTransactionBlock(&'static str),
+    #[error("{0} cannot run in a REPEATABLE READ or SERIALIZABLE transaction: it must see what other sessions committed while it runs")]
+    SnapshotIsolation(&'static str),
     #[error("cannot drop extension pg_partition_predict: {0}")]
     ExtensionInUse(String),
     #[error("refusing to act on state that pg_partition_predict did not write: {0}")]
@@ -184,6 +186,7 @@ impl PredictError {
             }
             PredictError::StateFile { .. } => ERRCODE_IO_ERROR,
             PredictError::InTransactionBlock(_) => ERRCODE_ACTIVE_SQL_TRANSACTION,
+            PredictError::SnapshotIsolation(_) => ERRCODE_INVALID_TRANSACTION_STATE,
             PredictError::ExtensionInUse(_) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
             PredictError::UntrustedState(_) | PredictError::ShadowChanged(_) => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
@@ -227,6 +230,7 @@ impl PredictError {
                 "Rows were written into the shadow table directly; once they are moved out of it, retry.",
             ),
             PredictError::InTransactionBlock(_) => Some("CALL it on its own, outside BEGIN … COMMIT."),
+            PredictError::SnapshotIsolation(_) => Some("Call it in a READ COMMITTED transaction."),
             PredictError::ExtensionInUse(_) => Some(
                 "Let the migration finish (CALL partition_predict.migrate_default(table)), or call partition_predict.unmanage(table), then drop the extension again.",
             ),

@@ -8,7 +8,7 @@ use crate::error::{PredictError, Result};
 use crate::pg::backend;
 use crate::pg::locks::lock_table_steps;
 use crate::pg::session::as_role;
-use crate::shmem::routing;
+use crate::shmem::{requests, routing};
 
 pub fn manage(
     parent: pg_sys::Oid,
@@ -60,18 +60,31 @@ pub fn set_time_zone(parent: pg_sys::Oid, time_zone: &str) -> Result<()> {
     if !table::is_managed(parent)? {
         return Err(PredictError::NotManaged(name));
     }
-    let time_zone = settings::validate_time_zone(time_zone)?;
+    let table = catalog::load_managed_table(parent)?;
+    let time_zone = settings::validate_time_zone(table.key_type, time_zone)?;
+    // Whether a shadow holds rows must be read as of now, not as of a
+    // snapshot older than a migration step another session committed.
+    if backend::transaction_uses_one_snapshot() {
+        return Err(PredictError::SnapshotIsolation("set_time_zone()"));
+    }
     // After any cycle or migration step under way on the table.
     lock_table_steps(parent, true)?;
     if migrations::in_progress(parent)? {
         return Err(PredictError::MigrationInProgress(name));
     }
+    if settings::load(&table)?.zone.name() == time_zone {
+        return Ok(());
+    }
     settings::store_time_zone(parent, &time_zone)?;
-    // Shadows laid out in the old zone's days are dropped (none holds rows
-    // outside a migration); the next cycle plans them in the new zone.
-    let table = catalog::load_managed_table(parent)?;
+    // Shadows laid out on the old zone's clock are dropped while empty; the
+    // cycle asked for here plans them again on the new one.
     for shadow in shadows::waiting(parent)? {
-        create::drop_shadow(&table, &shadow)?;
+        if !shadow.migrating && create::is_empty(&table, &shadow)? {
+            create::drop_shadow(&table, &shadow)?;
+        }
+    }
+    if backend::library_preloaded() {
+        requests::cycle_after_commit(parent);
     }
     Ok(())
 }

@@ -313,6 +313,18 @@ fn copy_access_rules(table: &PartitionedTable, name: &QualifiedName) -> Result<(
     Ok(())
 }
 
+/// Whether a shadow holds no row, read as the table's owner (a shadow gone
+/// since holds none).
+pub fn is_empty(table: &PartitionedTable, shadow: &Shadow) -> Result<bool> {
+    let Some(name) = &shadow.current_name else {
+        return Ok(true);
+    };
+    let has_rows = as_role(table.owner_oid, || {
+        Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))
+    })?;
+    Ok(!has_rows.unwrap_or(false))
+}
+
 /// Drops a shadow that was never attached, and its record.
 pub fn drop_shadow(table: &PartitionedTable, shadow: &Shadow) -> Result<()> {
     if let Some(name) = &shadow.current_name {

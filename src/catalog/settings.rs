@@ -144,7 +144,9 @@ pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSetting
     };
     let tablespaces = tablespaces.map(validate_tablespaces).transpose()?;
     let time_zone = match time_zone {
-        Some(name) => validate_time_zone(name)?,
+        Some(name) => validate_time_zone(key_type, name)?,
+        // Only timestamptz keys have a zone.
+        None if key_type != KeyType::TimestampTz => "UTC".to_string(),
         None => Zone::named(session_time_zone)
             .map(|zone| zone.name().to_string())
             .unwrap_or_else(|| {
@@ -225,8 +227,18 @@ fn interval_of(text: &str) -> Option<(String, f64)> {
     .and_then(|(normalised, seconds)| Some((normalised?, seconds?)))
 }
 
-/// A time zone for boundaries: a name the IANA database knows.
-pub fn validate_time_zone(name: &str) -> Result<String> {
+/// A time zone for boundaries: a name the IANA database knows, for a
+/// `timestamptz` key (`date` and `timestamp` keys have none); returned as
+/// the database spells it.
+pub fn validate_time_zone(key_type: KeyType, name: &str) -> Result<String> {
+    if key_type != KeyType::TimestampTz {
+        return Err(PredictError::InvalidSetting {
+            setting: "time_zone",
+            reason:
+                "only a timestamptz key has a time zone; date, timestamp and integer keys have none"
+                    .into(),
+        });
+    }
     Zone::named(name)
         .map(|zone| zone.name().to_string())
         .ok_or_else(|| PredictError::InvalidSetting {

@@ -145,7 +145,14 @@ pub fn reserve_guc_prefix(prefix: &CStr) {
     unsafe { pg_sys::MarkGUCPrefixReserved(prefix.as_ptr()) };
 }
 
-/// The session's `TimeZone` setting, as `SHOW TimeZone` prints it.
+/// Whether the transaction reads through one snapshot (REPEATABLE READ or
+/// SERIALIZABLE): it does not see rows other sessions commit meanwhile.
+pub fn transaction_uses_one_snapshot() -> bool {
+    unsafe { pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 }
+}
+
+/// The session's `TimeZone` setting as it was set (a name the zone
+/// database then spells canonically).
 pub fn session_time_zone() -> String {
     // SAFETY: GetConfigOption returns a pointer into the GUC's own storage
     // (or NULL), valid until the setting changes; it is copied at once.

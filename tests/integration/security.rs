@@ -156,6 +156,7 @@ fn another_roles_tables_are_out_of_reach() {
         "SELECT partition_predict.activate('victim')".to_string(),
         "SELECT partition_predict.migration_step('victim')".to_string(),
         "SELECT partition_predict.force_replan('victim')".to_string(),
+        "SELECT partition_predict.set_time_zone('victim', 'Pacific/Kiritimati')".to_string(),
         format!("SELECT partition_predict.ingest_activate('victim', '{shadow}')"),
         "CALL partition_predict.ingest('m', 'secret')".to_string(),
         "DROP EXTENSION pg_partition_predict".to_string(),
@@ -187,6 +188,25 @@ fn another_roles_tables_are_out_of_reach() {
         ),
         0
     );
+    // The state of the superuser's table is there, and none of it shows to her.
+    assert!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM partition_predict.shadows WHERE parent = 'victim'::regclass"
+        ) > 0
+    );
+    for table in STATE_TABLES {
+        assert_eq!(
+            scalar_i64(
+                &mut mallory,
+                &format!(
+                    "SELECT count(*) FROM partition_predict.{table} WHERE parent::text <> 'm'"
+                )
+            ),
+            0,
+            "{table} shows another owner's rows"
+        );
+    }
     // Nothing of the superuser's changed.
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM secret"), 100);
     assert_eq!(

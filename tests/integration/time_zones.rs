@@ -23,12 +23,12 @@ fn staging(client: &mut Client) {
 /// A table managed in `zone` (a day's rows are about `target_rows`), loaded
 /// from `staging` through `ingest()`, which creates the partitions the rows
 /// need.
-fn loaded_table(client: &mut Client, table: &str, zone: &str) {
+fn loaded_table(client: &mut Client, table: &str, zone: &str, lookahead: &str) {
     client
         .batch_execute(&format!(
             "CREATE TABLE {table} (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, v int)
                  PARTITION BY RANGE (at);
-             SELECT partition_predict.manage('{table}', target_rows => 1000, lookahead => '1 day',
+             SELECT partition_predict.manage('{table}', target_rows => 1000, lookahead => '{lookahead}',
                                              time_zone => '{zone}');"
         ))
         .unwrap();
@@ -82,16 +82,18 @@ fn assert_daily_at_local_midnight(parts: &[(String, String, String)], zone: &str
             "{zone}: {name} runs from {start} to {end}"
         );
     }
-    for pair in parts.windows(2) {
-        let (previous, next) = (&pair[0], &pair[1]);
-        let same_week = previous.1[..7] == next.0[..7];
-        if same_week {
-            assert_eq!(
-                previous.1, next.0,
-                "{zone}: gap or overlap between {previous:?} and {next:?}"
-            );
-        }
-    }
+    // One break only: between the spring week and the autumn one.
+    let breaks: Vec<_> = parts
+        .windows(2)
+        .filter(|pair| pair[0].1 != pair[1].0)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect();
+    assert_eq!(breaks.len(), 1, "{zone}: gaps or overlaps {breaks:?}");
+    assert!(
+        breaks[0].0 .1 < breaks[0].1 .0,
+        "{zone}: overlap {breaks:?}"
+    );
+    assert!(breaks[0].1 .0.starts_with("2026-10-"), "{zone}: {breaks:?}");
 }
 
 #[test]
@@ -103,8 +105,8 @@ fn boundaries_follow_the_table_s_time_zone_across_daylight_saving_changes() {
         .unwrap();
     staging(&mut client);
     let rows = scalar_i64(&mut client, "SELECT count(*) FROM staging");
-    loaded_table(&mut client, "in_berlin", "Europe/Berlin");
-    loaded_table(&mut client, "in_utc", "UTC");
+    loaded_table(&mut client, "in_berlin", "Europe/Berlin", "1 day");
+    loaded_table(&mut client, "in_utc", "UTC", "1 day");
 
     for table in ["in_berlin", "in_utc"] {
         assert_eq!(
@@ -197,6 +199,28 @@ fn the_time_zone_defaults_to_the_session_s_and_can_be_changed() {
         )
         .unwrap_err();
     assert_eq!(error.code().map(|c| c.code()), Some("22023"), "{error:?}");
+    // Names are kept as the zone database spells them.
+    client
+        .batch_execute("SELECT partition_predict.set_time_zone('t', 'europe/berlin')")
+        .unwrap();
+    assert_eq!(zone(&mut client), "Europe/Berlin");
+    // Only a timestamptz key has a zone.
+    let error = client
+        .batch_execute(
+            "CREATE TABLE d (day date NOT NULL) PARTITION BY RANGE (day);
+             SELECT partition_predict.manage('d', time_zone => 'Europe/Berlin');",
+        )
+        .unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("22023"), "{error:?}");
+    // It reads what other sessions committed: not under one snapshot.
+    let error = client
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ;
+             SELECT partition_predict.set_time_zone('t', 'Asia/Tokyo');",
+        )
+        .unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some("25000"), "{error:?}");
+    client.batch_execute("ROLLBACK").unwrap();
     // A session zone that is not an IANA name: UTC, said in a notice.
     client
         .batch_execute(
@@ -213,4 +237,83 @@ fn the_time_zone_defaults_to_the_session_s_and_can_be_changed() {
         .unwrap()
         .get(0);
     assert_eq!(v, "UTC");
+}
+
+/// Shadows prepared on one zone's clock are prepared again on the new
+/// one's; partitions that exist keep their bounds.
+#[test]
+fn changing_the_zone_replans_what_is_not_attached_yet() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    staging(&mut client);
+    loaded_table(&mut client, "moving", "UTC", "5 days");
+    // Shadows ahead of the data, on UTC midnights.
+    client
+        .batch_execute(
+            "SELECT * FROM partition_predict.collect_stats('moving');
+             SELECT * FROM partition_predict.forecast('moving');
+             SELECT * FROM partition_predict.prepartition('moving');",
+        )
+        .unwrap();
+    let shadows = |client: &mut Client, zone: &str| -> Vec<String> {
+        client
+            .query(
+                "SELECT pg_catalog.to_char(range_start::timestamptz AT TIME ZONE $1, 'HH24:MI')
+                   FROM partition_predict.partitions WHERE parent = 'moving'::regclass AND state = 'shadow'
+                  ORDER BY range_start::timestamptz",
+                &[&zone],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let attached = |client: &mut Client| -> Vec<(String, String)> {
+        client
+            .query(
+                "SELECT range_start, range_end FROM partition_predict.partitions
+                  WHERE parent = 'moving'::regclass AND state = 'active' ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let attached_before = attached(&mut client);
+    let utc_shadows = shadows(&mut client, "UTC");
+    assert!(!utc_shadows.is_empty(), "no shadow was prepared");
+    assert!(
+        utc_shadows.iter().all(|start| start == "00:00"),
+        "{utc_shadows:?}"
+    );
+    client
+        .batch_execute(
+            "SELECT partition_predict.set_time_zone('moving', 'Asia/Tokyo');
+             SELECT * FROM partition_predict.prepartition('moving');",
+        )
+        .unwrap();
+    // The last partition ends at a UTC midnight (09:00 in Tokyo): shorter
+    // ranges lead to the first Tokyo midnight, whole days after it.
+    let tokyo_shadows = shadows(&mut client, "Asia/Tokyo");
+    println!("UTC shadows {utc_shadows:?}, after the change (Tokyo clock) {tokyo_shadows:?}");
+    let first_midnight = tokyo_shadows
+        .iter()
+        .position(|start| start == "00:00")
+        .expect("a shadow starting at a Tokyo midnight");
+    assert!(
+        tokyo_shadows[first_midnight..]
+            .iter()
+            .all(|start| start == "00:00"),
+        "shadows not on Tokyo midnights: {tokyo_shadows:?}"
+    );
+    assert!(first_midnight <= 3, "{tokyo_shadows:?}");
+    assert_eq!(
+        attached(&mut client),
+        attached_before,
+        "attached partitions changed"
+    );
 }

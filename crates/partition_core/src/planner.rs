@@ -93,6 +93,30 @@ enum Span {
     Step(i64),
 }
 
+/// The length `min_span`/`max_span` judge a span by, in raw key units:
+/// the nominal one for time spans, as PostgreSQL reads an interval (a day
+/// is 24 hours even when daylight saving makes it 23, a month 30 days, a
+/// year 365.25 days), the actual one for a range `[start, end)` otherwise.
+fn judged_length(key_type: KeyType, span: Span, start: i64, end: i64) -> i64 {
+    let Span::Time(grain, n) = span else {
+        return end.saturating_sub(start);
+    };
+    let micros = match grain {
+        Grain::Minute => calendar::MICROS_PER_MINUTE,
+        Grain::Hour => MICROS_PER_HOUR,
+        Grain::Day => MICROS_PER_DAY,
+        Grain::Week => 7 * MICROS_PER_DAY,
+        Grain::Month => 30 * MICROS_PER_DAY,
+        Grain::Year => 365 * MICROS_PER_DAY + MICROS_PER_DAY / 4,
+    }
+    .saturating_mul(n);
+    if key_type == KeyType::Date {
+        micros / MICROS_PER_DAY
+    } else {
+        micros
+    }
+}
+
 /// A range may be expected to hold up to this much more than `target_rows`.
 pub const TOLERANCE: f64 = 1.2;
 
@@ -165,7 +189,21 @@ fn aligned_end(key_type: KeyType, zone: &Zone, span: Span, start: i64) -> Option
             if !aligned {
                 return None;
             }
-            let end = zone.add(micros, grain, n)?;
+            let end = match grain {
+                // The next local hour that is a multiple of n: across a
+                // daylight-saving change that is n - 1 or n + 1 hours away.
+                Grain::Hour if !zone.is_utc() && n > 1 => {
+                    let mut end = zone.add(micros, Grain::Hour, 1)?;
+                    for _ in 0..n {
+                        if zone.local_hour(end) % n == 0 {
+                            break;
+                        }
+                        end = zone.add(end, Grain::Hour, 1)?;
+                    }
+                    end
+                }
+                _ => zone.add(micros, grain, n)?,
+            };
             Some(if is_date { end / MICROS_PER_DAY } else { end })
         }
     }
@@ -282,8 +320,8 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
             .filter(|a| *a > start)
             .min()
             .unwrap_or(i64::MAX);
-        let fits = |end: i64| {
-            let len = end.saturating_sub(start);
+        let fits = |span: Span, end: i64| {
+            let len = judged_length(input.key_type, span, start, end);
             end <= cap && len >= min_span && len <= max_span
         };
         let mut best: Option<i64> = None;
@@ -292,7 +330,7 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
             let Some(end) = aligned_end(input.key_type, input.zone, *span, start) else {
                 continue;
             };
-            if !fits(end) {
+            if !fits(*span, end) {
                 continue;
             }
             if smallest.is_none_or(|s| end < s) {
@@ -373,15 +411,17 @@ fn span_floor(key_type: KeyType, zone: &Zone, span: Span, key: i64) -> Option<i6
             };
             let floor = match grain {
                 Grain::Hour => {
-                    let hour = zone.floor(micros, Grain::Hour);
-                    let back = hour - (zone.local_hour(hour) % n) * MICROS_PER_HOUR;
-                    // Across an offset change the hours back are not whole
-                    // local hours: the range starts at the hour itself.
-                    if zone.floor(back, Grain::Hour) == back {
-                        back
-                    } else {
-                        hour
+                    // Back hour by hour to a local hour that is a multiple
+                    // of n (across a daylight-saving change the clock skips
+                    // or repeats one).
+                    let mut hour = zone.floor(micros, Grain::Hour);
+                    for _ in 0..=n {
+                        if zone.local_hour(hour) % n == 0 {
+                            break;
+                        }
+                        hour = zone.floor(hour - 1, Grain::Hour);
                     }
+                    hour
                 }
                 Grain::Month => {
                     let month_start = zone.floor(micros, Grain::Month);
@@ -474,7 +514,7 @@ pub fn plan_migration(input: &MigrationInput) -> Vec<MigrationRange> {
             let Some(end) = aligned_end(input.key_type, input.zone, *span, start) else {
                 continue;
             };
-            let len = end.saturating_sub(start);
+            let len = judged_length(input.key_type, *span, start, end);
             if len > max_span {
                 break;
             }
@@ -734,6 +774,68 @@ mod tests {
                 .all(|r| r.from.rem_euclid(MICROS_PER_DAY) == 0),
             "{utc_plan:?}"
         );
+    }
+
+    #[test]
+    fn spans_are_judged_by_their_nominal_length_across_daylight_saving() {
+        let berlin = Zone::named("Europe/Berlin").unwrap();
+        let start = calendar::parse_iso_timestamp("2026-03-26 23:00:00+00", true).unwrap();
+        let demand = hourly_demand(start - 2 * MICROS_PER_DAY, 24 * 9, 40.0);
+        let input = PlanInput {
+            key_type: KeyType::TimestampTz,
+            taken: &[(start - MICROS_PER_DAY, start)],
+            frontier: Some(start - 1),
+            demand: &demand,
+            target_rows: 960.0,
+            // At least a day, at most a day: the 23-hour Sunday is a day.
+            min_span: Some(MICROS_PER_DAY),
+            max_span: Some(MICROS_PER_DAY),
+            horizon_end: start + 5 * MICROS_PER_DAY,
+            zone: &berlin,
+        };
+        let lengths: Vec<i64> = plan(&input).iter().map(|r| (r.to - r.from) / H).collect();
+        assert_eq!(&lengths[..5], &[24, 24, 23, 24, 24]);
+    }
+
+    #[test]
+    fn six_hour_ranges_follow_the_local_clock_across_daylight_saving() {
+        let berlin = Zone::named("Europe/Berlin").unwrap();
+        let start = calendar::parse_iso_timestamp("2026-03-28 23:00:00+00", true).unwrap(); // Sunday 00:00
+        let demand = hourly_demand(start - MICROS_PER_DAY, 24 * 4, 40.0);
+        let p = plan(&PlanInput {
+            key_type: KeyType::TimestampTz,
+            taken: &[(start - MICROS_PER_DAY, start)],
+            frontier: Some(start - 1),
+            demand: &demand,
+            target_rows: 240.0,
+            min_span: None,
+            max_span: None,
+            horizon_end: start + 2 * MICROS_PER_DAY,
+            zone: &berlin,
+        });
+        // 00-06 (5 hours: 02:00 is skipped), then 06-12, 12-18, 18-24, …
+        let local: Vec<i64> = p.iter().map(|r| berlin.local_hour(r.from)).collect();
+        assert!(local.iter().all(|h| h % 6 == 0), "{local:?}");
+        assert_eq!((p[0].to - p[0].from) / H, 5);
+        assert_eq!((p[1].to - p[1].from) / H, 6);
+        // Rows stranded at 04:30 local that morning go to the 00-06 range.
+        let key = start + 3 * H + 30 * calendar::MICROS_PER_MINUTE;
+        let ranges = plan_migration(&MigrationInput {
+            key_type: KeyType::TimestampTz,
+            taken: &[],
+            shadows: &[],
+            stranded: &[Stranded {
+                start: key,
+                end: key + 1,
+                rows: 200.0,
+            }],
+            target_rows: 240.0,
+            min_span: Some(6 * H),
+            max_span: Some(6 * H),
+            zone: &berlin,
+        });
+        assert_eq!(ranges.len(), 1);
+        assert_eq!((ranges[0].from, ranges[0].to), (p[0].from, p[0].to));
     }
 
     #[test]

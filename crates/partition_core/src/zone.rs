@@ -41,22 +41,26 @@ impl Zone {
     /// The zone of an IANA name (`Europe/Berlin`), or `None` if the
     /// database does not know it. `UTC` and its aliases need no rules.
     pub fn named(name: &str) -> Option<Zone> {
+        // Looked up without regard to case, kept as the database spells it
+        // (`europe/berlin` is `Europe/Berlin`).
         let rules = jiff::tz::db().get(name).ok()?;
-        let is_utc = rules.iana_name().is_some_and(|n| {
-            matches!(
-                n,
-                "UTC"
-                    | "Etc/UTC"
-                    | "Etc/UCT"
-                    | "UCT"
-                    | "Etc/Universal"
-                    | "Universal"
-                    | "Zulu"
-                    | "Etc/Zulu"
-            )
-        });
+        let canonical = rules.iana_name()?.to_string();
+        if canonical == "Etc/Unknown" {
+            return None;
+        }
+        let is_utc = matches!(
+            canonical.as_str(),
+            "UTC"
+                | "Etc/UTC"
+                | "Etc/UCT"
+                | "UCT"
+                | "Etc/Universal"
+                | "Universal"
+                | "Zulu"
+                | "Etc/Zulu"
+        );
         Some(Zone {
-            name: Some(name.to_string()),
+            name: Some(canonical),
             rules: (!is_utc).then_some(rules),
         })
     }
@@ -104,10 +108,16 @@ impl Zone {
         let Ok(date) = jiff::civil::Date::new(year, month, day) else {
             return Some(utc);
         };
-        match rules
-            .to_ambiguous_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
-            .compatible()
-        {
+        // A midnight skipped by a change starts the day at the end of the
+        // gap; a midnight that happens twice starts it at the second, as
+        // PostgreSQL reads such a local time.
+        let ambiguous =
+            rules.to_ambiguous_timestamp(date.to_datetime(jiff::civil::Time::midnight()));
+        let midnight = match ambiguous.offset() {
+            jiff::tz::AmbiguousOffset::Fold { .. } => ambiguous.later(),
+            _ => ambiguous.compatible(),
+        };
+        match midnight {
             Ok(ts) => Some(ts.as_microsecond() - UNIX_TO_PG_EPOCH_SECONDS * MICROS_PER_SECOND),
             Err(_) => Some(utc),
         }
@@ -208,6 +218,8 @@ mod tests {
     fn unknown_names_are_refused_and_utc_needs_no_rules() {
         assert!(Zone::named("Mars/Olympus_Mons").is_none());
         assert!(Zone::named("").is_none());
+        assert!(Zone::named("Etc/Unknown").is_none());
+        assert_eq!(zone("europe/berlin").name(), "Europe/Berlin");
         assert!(zone("UTC").is_utc());
         assert!(zone("Etc/UTC").is_utc());
         assert!(!zone("Asia/Tokyo").is_utc());
@@ -285,16 +297,34 @@ mod tests {
         assert_eq!(berlin.floor(bc + 5, Grain::Day), bc);
     }
 
+    #[test]
+    fn midnights_skipped_or_repeated() {
+        // Santiago, 6 September 2026: clocks go from 00:00 to 01:00; the day
+        // starts at the end of the gap.
+        let santiago = zone("America/Santiago");
+        let day = santiago.floor(at("2026-09-06 12:00:00+00"), Grain::Day);
+        assert_eq!(day, at("2026-09-06 04:00:00+00"));
+        // Havana, 2 November 2025: clocks go back from 01:00 to 00:00, so
+        // midnight happens twice (CDT, then CST); the day starts at the
+        // second, as in PostgreSQL.
+        let havana = zone("America/Havana");
+        let day = havana.floor(at("2025-11-02 12:00:00+00"), Grain::Day);
+        assert_eq!(day, at("2025-11-02 05:00:00+00"));
+    }
+
     proptest! {
         /// Every grain's floor is at or before the instant, a fixed point,
         /// and the next grain starts after the instant: no gap, no overlap.
         #[test]
         fn grains_tile_time_in_every_zone(
-            zone_index in 0usize..5,
+            zone_index in 0usize..9,
             grain_index in 0usize..6,
             micros in at("1900-01-01 00:00:00+00")..at("2100-01-01 00:00:00+00"),
         ) {
-            let names = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Tokyo", "UTC"];
+            let names = [
+                "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Tokyo", "UTC",
+                "America/Santiago", "America/Havana", "Asia/Kathmandu", "Pacific/Apia",
+            ];
             let zone = zone(names[zone_index]);
             let grain = Grain::ALL[grain_index];
             let floor = zone.floor(micros, grain);
