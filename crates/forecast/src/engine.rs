@@ -115,7 +115,8 @@ pub struct Selection {
     /// The model chosen, once every fit is done.
     pub model: Option<Model>,
     /// The history the fits were made on (see [`fingerprint`]): a choice
-    /// whose history changed since (late rows, a recount) starts over.
+    /// in progress whose history changed since (late rows, a recount)
+    /// starts over.
     pub fingerprint: i64,
 }
 
@@ -483,15 +484,17 @@ fn advance(
     config: &Config,
     budget: &mut Option<usize>,
 ) -> bool {
+    // A choice once made stays: one late row must not cost a whole
+    // backtest in the cycle that needs the choice.
+    if selection.model.is_some() {
+        return true;
+    }
     let fingerprint = fingerprint(history);
     if selection.fingerprint != fingerprint {
         *selection = Selection {
             fingerprint,
             ..Selection::new(selection.origin)
         };
-    }
-    if selection.model.is_some() {
-        return true;
     }
     if *budget == Some(0) {
         return false;
@@ -807,6 +810,15 @@ mod tests {
             "the fits on the old history were dropped"
         );
         assert_ne!(restarted.fingerprint, prepared.fingerprint);
+        // Once made, a choice stays.
+        for _ in 0..20 {
+            choose(&series[..end], end as i64, &mut learned, &config, Some(1));
+        }
+        let made = learned.pending.clone().unwrap();
+        assert!(made.model.is_some());
+        series[prepared.origin as usize - 2] += 50.0;
+        choose(&series[..end], end as i64, &mut learned, &config, Some(1));
+        assert_eq!(learned.pending, Some(made));
     }
 
     #[test]
