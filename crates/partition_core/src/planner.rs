@@ -959,7 +959,9 @@ mod tests {
                 }
             }
             let covered = p.iter().map(|r| r.to).chain(taken.iter().map(|(_, b)| *b)).max().unwrap();
-            prop_assert!(covered >= horizon_end);
+            // Unless one plan's cap on ranges stopped it (hundreds of rows
+            // per key with a target of a few rows: a range per key).
+            prop_assert!(covered >= horizon_end || p.len() == MAX_RANGES, "{} ranges", p.len());
         }
 
         /// Time ranges end on natural boundaries.
