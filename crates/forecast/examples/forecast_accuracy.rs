@@ -113,9 +113,11 @@ fn main() {
     let (mut calls, mut slowest, mut total) = (0usize, 0f64, 0f64);
     for (s, l) in series.iter().zip(&learned) {
         let mut l = l.clone();
-        let end = s.len() as i64 + DAY as i64;
-        let extended: Vec<f64> = s.iter().chain(&s[s.len() - DAY..]).copied().collect();
-        loop {
+        // A day later, once the hours before the day's origin have settled.
+        let later = DAY + config.settle_steps;
+        let end = (s.len() + later) as i64;
+        let extended: Vec<f64> = s.iter().chain(&s[s.len() - later..]).copied().collect();
+        for _ in 0..100 {
             let started = Instant::now();
             choose(&extended, end, &mut l, &config, Some(1));
             let ms = started.elapsed().as_secs_f64() * 1e3;
