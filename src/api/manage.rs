@@ -29,7 +29,9 @@ pub fn manage(
     Ok(row)
 }
 
-pub fn unmanage(parent: pg_sys::Oid) -> Result<()> {
+/// The name of a managed table the caller owns (or may act for), or the
+/// error that says which of these it is not.
+fn owned_managed_table(parent: pg_sys::Oid) -> Result<String> {
     let (name, owner_rights) = table::name_and_owner_rights(parent)?
         .ok_or(PredictError::UndefinedTable(parent.to_u32()))?;
     let name = name.to_string();
@@ -39,6 +41,11 @@ pub fn unmanage(parent: pg_sys::Oid) -> Result<()> {
     if !table::is_managed(parent)? {
         return Err(PredictError::NotManaged(name));
     }
+    Ok(name)
+}
+
+pub fn unmanage(parent: pg_sys::Oid) -> Result<()> {
+    let name = owned_managed_table(parent)?;
     if migrations::in_progress(parent)? {
         return Err(PredictError::MigrationInProgress(name));
     }
@@ -51,15 +58,7 @@ pub fn unmanage(parent: pg_sys::Oid) -> Result<()> {
 }
 
 pub fn set_time_zone(parent: pg_sys::Oid, time_zone: &str) -> Result<()> {
-    let (name, owner_rights) = table::name_and_owner_rights(parent)?
-        .ok_or(PredictError::UndefinedTable(parent.to_u32()))?;
-    let name = name.to_string();
-    if !owner_rights {
-        return Err(PredictError::NotOwner(name));
-    }
-    if !table::is_managed(parent)? {
-        return Err(PredictError::NotManaged(name));
-    }
+    let name = owned_managed_table(parent)?;
     let table = catalog::load_managed_table(parent)?;
     let time_zone = settings::validate_time_zone(table.key_type, time_zone)?;
     // Whether a shadow holds rows must be read as of now, not as of a

@@ -728,23 +728,35 @@ mod tests {
             .collect()
     }
 
+    /// Five days ahead of `start` at 40 rows an hour, a day's worth of
+    /// rows per partition, in Berlin.
+    fn berlin_days_ahead<'a>(
+        start: i64,
+        taken: &'a [(i64, i64)],
+        demand: &'a [Demand],
+        berlin: &'a Zone,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            key_type: KeyType::TimestampTz,
+            taken,
+            frontier: Some(start - 1),
+            demand,
+            target_rows: 960.0,
+            min_span: None,
+            max_span: None,
+            horizon_end: start + 5 * MICROS_PER_DAY,
+            zone: berlin,
+        }
+    }
+
     #[test]
     fn daily_ranges_follow_the_table_s_zone_across_daylight_saving() {
         let berlin = Zone::named("Europe/Berlin").unwrap();
         // Berlin midnight of 27 March 2026 is 23:00 UTC the day before.
         let start = calendar::parse_iso_timestamp("2026-03-26 23:00:00+00", true).unwrap();
         let demand = hourly_demand(start - 2 * MICROS_PER_DAY, 24 * 9, 40.0);
-        let input = PlanInput {
-            key_type: KeyType::TimestampTz,
-            taken: &[(start - MICROS_PER_DAY, start)],
-            frontier: Some(start - 1),
-            demand: &demand,
-            target_rows: 960.0,
-            min_span: None,
-            max_span: None,
-            horizon_end: start + 5 * MICROS_PER_DAY,
-            zone: &berlin,
-        };
+        let taken = [(start - MICROS_PER_DAY, start)];
+        let input = berlin_days_ahead(start, &taken, &demand, &berlin);
         let p = plan(&input);
         assert!(p.len() >= 5, "{p:?}");
         assert_eq!(p[0].from, start);
@@ -781,17 +793,12 @@ mod tests {
         let berlin = Zone::named("Europe/Berlin").unwrap();
         let start = calendar::parse_iso_timestamp("2026-03-26 23:00:00+00", true).unwrap();
         let demand = hourly_demand(start - 2 * MICROS_PER_DAY, 24 * 9, 40.0);
+        let taken = [(start - MICROS_PER_DAY, start)];
         let input = PlanInput {
-            key_type: KeyType::TimestampTz,
-            taken: &[(start - MICROS_PER_DAY, start)],
-            frontier: Some(start - 1),
-            demand: &demand,
-            target_rows: 960.0,
             // At least a day, at most a day: the 23-hour Sunday is a day.
             min_span: Some(MICROS_PER_DAY),
             max_span: Some(MICROS_PER_DAY),
-            horizon_end: start + 5 * MICROS_PER_DAY,
-            zone: &berlin,
+            ..berlin_days_ahead(start, &taken, &demand, &berlin)
         };
         let lengths: Vec<i64> = plan(&input).iter().map(|r| (r.to - r.from) / H).collect();
         assert_eq!(&lengths[..5], &[24, 24, 23, 24, 24]);
