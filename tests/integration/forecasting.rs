@@ -27,6 +27,18 @@ fn insert_keys_into(client: &mut Client, table: &str, keys: &[i64]) {
     flush_stats(client);
 }
 
+/// The generator's daily and weekly cycle with a trend, 40 rows an hour at
+/// its base, for `hours` hours.
+fn seasonal_trend(hours: usize) -> Vec<f64> {
+    let mut scenario = scenarios()
+        .into_iter()
+        .find(|s| s.name == "seasonal_trend")
+        .unwrap();
+    scenario.base = 40.0;
+    scenario.hours = hours;
+    scenario.series()
+}
+
 #[test]
 fn forecasts_cover_the_lookahead_and_accuracy_fills_in_as_actuals_arrive() {
     let cluster = Cluster::start_with(true, &["pg_partition_predict.database = ''"]);
@@ -41,13 +53,7 @@ fn forecasts_cover_the_lookahead_and_accuracy_fills_in_as_actuals_arrive() {
              SELECT partition_predict.manage('arrivals', lookahead => '2 days');",
         )
         .unwrap();
-    let mut scenario = scenarios()
-        .into_iter()
-        .find(|s| s.name == "seasonal_trend")
-        .unwrap();
-    scenario.base = 40.0;
-    scenario.hours = 4 * 168 + 24;
-    let series = scenario.series();
+    let series = seasonal_trend(4 * 168 + 24);
     let start = days_from_civil(2024, 1, 1) * MICROS_PER_DAY; // a Monday
     let keys = row_stream(&series, start, 0.02, 3, 11);
     let history_end = start + 4 * 168 * HOUR;
@@ -201,13 +207,7 @@ fn the_model_choice_is_prepared_a_fit_per_cycle_and_a_backfill_gets_the_same_for
             ))
             .unwrap();
     }
-    let mut scenario = scenarios()
-        .into_iter()
-        .find(|s| s.name == "seasonal_trend")
-        .unwrap();
-    scenario.base = 40.0;
-    scenario.hours = 4 * 168 + 48;
-    let series = scenario.series();
+    let series = seasonal_trend(4 * 168 + 48);
     let start = days_from_civil(2024, 1, 1) * MICROS_PER_DAY;
     let keys = row_stream(&series, start, 0.0, 3, 11);
     let history_end = start + 4 * 168 * HOUR;

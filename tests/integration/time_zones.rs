@@ -132,22 +132,18 @@ fn boundaries_follow_the_table_s_time_zone_across_daylight_saving_changes() {
     // The spring day is 23 hours long in Berlin, the autumn one 25; in UTC both are 24.
     let spring = "2026-03-29 12:00+02";
     let autumn = "2026-10-25 12:00+01";
-    assert_eq!(
-        hours_of_partition_holding(&mut client, "in_berlin", spring),
-        23.0
-    );
-    assert_eq!(
-        hours_of_partition_holding(&mut client, "in_berlin", autumn),
-        25.0
-    );
-    assert_eq!(
-        hours_of_partition_holding(&mut client, "in_utc", spring),
-        24.0
-    );
-    assert_eq!(
-        hours_of_partition_holding(&mut client, "in_utc", autumn),
-        24.0
-    );
+    for (table, instant, hours) in [
+        ("in_berlin", spring, 23.0),
+        ("in_berlin", autumn, 25.0),
+        ("in_utc", spring, 24.0),
+        ("in_utc", autumn, 24.0),
+    ] {
+        assert_eq!(
+            hours_of_partition_holding(&mut client, table, instant),
+            hours,
+            "{table}: the partition holding {instant}"
+        );
+    }
 
     // Names follow the local date.
     let spring_day = berlin
