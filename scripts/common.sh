@@ -47,7 +47,8 @@ as_root() {
 
 # Everything is idempotent: a warm machine skips straight through.
 ensure_dependencies() {
-    local packages="libclang-dev clang sudo"
+    # chromium: the report test looks at the rendered page in a real browser.
+    local packages="libclang-dev clang sudo chromium fonts-dejavu-core"
     if [ "$PG_MAJOR" = 15 ]; then
         packages="$packages postgresql-15 postgresql-server-dev-15"
     else

@@ -58,7 +58,11 @@ CREATE TABLE partition_predict.table_state (
     cycles           bigint NOT NULL DEFAULT 0,
     failures         bigint NOT NULL DEFAULT 0,
     last_error       text,
-    last_error_at    timestamptz
+    last_error_at    timestamptz,
+    -- How long the attached partitions last at the forecast rate, from the
+    -- frontier, as of the last cycle (NULL: no frontier or no forecast yet).
+    runway           interval,
+    runway_at        timestamptz
 );
 
 -- Step 1 samples: per partition, deltas since the previous sample. Only
@@ -126,15 +130,32 @@ CREATE TABLE partition_predict.key_time_counts (
 -- The series over all partitions, newest first (forecasting, retention).
 CREATE INDEX ON partition_predict.key_time_counts (parent, bucket_start);
 
--- Events worth a DBA's attention (also NOTIFY partition_predict_alerts and the server log).
+CREATE TYPE partition_predict.alert_severity AS ENUM ('info', 'warning', 'critical');
+
+-- What a DBA should hear about (also NOTIFY partition_predict_alerts and the
+-- server log). A condition (`subject` names what it is about, e.g. a key
+-- range) is one row from raise to resolve: while it lasts, later cycles
+-- update it instead of adding rows, and NOTIFY speaks only on raise and
+-- resolve. An event (a migration that ended, a batch that missed its
+-- forecast) is one row, resolved when raised.
 CREATE TABLE partition_predict.alert_log (
-    id        bigserial PRIMARY KEY,
-    parent    pg_catalog.regclass REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
-    kind      text NOT NULL CHECK (kind IN ('forecast_miss', 'rows_in_default', 'migration', 'failure')),
-    message   text NOT NULL,
-    details   jsonb NOT NULL DEFAULT '{}',
-    raised_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    id          bigserial PRIMARY KEY,
+    parent      pg_catalog.regclass REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    kind        text NOT NULL CHECK (kind IN ('forecast_miss', 'rows_in_default', 'migration', 'failure', 'runway')),
+    subject     text NOT NULL DEFAULT '',
+    severity    partition_predict.alert_severity NOT NULL,
+    is_event    boolean NOT NULL DEFAULT false,
+    message     text NOT NULL,
+    details     jsonb NOT NULL DEFAULT '{}',
+    raised_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    resolved_at timestamptz,
+    occurrences bigint NOT NULL DEFAULT 1,
+    CHECK (NOT is_event OR resolved_at IS NOT NULL)
 );
+-- At most one open alert per condition; found by the cycle without a scan.
+CREATE UNIQUE INDEX alert_log_open ON partition_predict.alert_log (parent, kind, subject) NULLS NOT DISTINCT
+    WHERE resolved_at IS NULL;
 CREATE INDEX ON partition_predict.alert_log (parent, raised_at);
 
 -- One row per database a worker maintains, written by that worker only.
@@ -154,7 +175,7 @@ CREATE TABLE partition_predict.worker_state (
 CREATE TABLE partition_predict.step_costs (
     parent       pg_catalog.regclass NOT NULL
                  REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
-    step         text NOT NULL CHECK (step IN ('collect', 'forecast', 'prepartition', 'activate')),
+    step         text NOT NULL CHECK (step IN ('collect', 'forecast', 'prepartition', 'activate', 'runway')),
     measured_at  timestamptz NOT NULL,
     duration_ms  double precision NOT NULL,
     rows_read    bigint NOT NULL,

@@ -27,6 +27,8 @@ SELECT c.parent,
        s.failures,
        s.last_error,
        s.last_error_at,
+       -- It gives away the highest key: not where row-level security hides rows.
+       CASE WHEN NOT pg_catalog.row_security_active(c.parent) THEN s.runway END AS runway,
        c.managed_since
   FROM partition_predict.config c
   JOIN pg_catalog.pg_class r               ON r.oid = c.parent
@@ -196,10 +198,70 @@ COMMENT ON VIEW partition_predict.cycle_costs IS
     'What each step of each table''s cycle costs: the last cycle (time, rows of the table read, shared buffers hit and read) and the average and maximum time over all cycles.';
 
 CREATE VIEW partition_predict.alerts AS
-SELECT a.id, a.parent, a.kind, a.message, a.details, a.raised_at
+SELECT a.id, a.parent, a.kind, a.subject, a.severity, a.message, a.details, a.raised_at, a.updated_at, a.occurrences
+  FROM partition_predict.alert_log a
+ WHERE a.resolved_at IS NULL
+   AND (a.parent IS NULL
+        OR (pg_catalog.has_table_privilege(a.parent, 'SELECT') AND NOT pg_catalog.row_security_active(a.parent)));
+
+COMMENT ON VIEW partition_predict.alerts IS
+    'Open alerts: conditions raised and not yet resolved, one row each however many cycles saw them.';
+
+CREATE VIEW partition_predict.alert_history AS
+SELECT a.id, a.parent, a.kind, a.subject, a.severity,
+       CASE WHEN a.is_event THEN 'event' WHEN a.resolved_at IS NULL THEN 'open' ELSE 'resolved' END AS state,
+       a.message, a.details, a.raised_at, a.updated_at, a.resolved_at, a.occurrences
   FROM partition_predict.alert_log a
  WHERE a.parent IS NULL
     OR (pg_catalog.has_table_privilege(a.parent, 'SELECT') AND NOT pg_catalog.row_security_active(a.parent));
+
+COMMENT ON VIEW partition_predict.alert_history IS
+    'Every alert within the history kept: conditions (open or resolved) and events (one row each).';
+
+-- One row per managed table for monitoring (postgres_exporter's
+-- queries.yaml in scripts/). Members of pg_monitor see every table, with
+-- what the statistics views would show them anyway (rows in DEFAULT,
+-- cycle times, alert counts); what is derived from the rows (forecast
+-- error, runway: it gives away the highest key) only where the role may
+-- read the rows, as in the other views. Each figure is read through an
+-- index and over a bounded window.
+CREATE VIEW partition_predict.metrics AS
+SELECT c.parent::text                                                     AS parent,
+       COALESCE(pg_catalog.pg_stat_get_live_tuples(NULLIF(pt.partdefid, 0)), 0) AS rows_in_default,
+       acc.mase,
+       acc.coverage,
+       acc.scored                                                         AS forecast_steps_scored,
+       (SELECT pg_catalog.sum(k.duration_ms) FROM partition_predict.step_costs k
+         WHERE k.parent = c.parent)                                       AS last_cycle_ms,
+       CASE WHEN r.readable THEN pg_catalog.date_part('epoch', s.runway) END AS runway_seconds,
+       pg_catalog.date_part('epoch', pg_catalog.now() - s.last_cycle_end) AS seconds_since_cycle,
+       COALESCE(s.failures, 0)                                            AS cycle_failures,
+       (SELECT pg_catalog.count(*) FROM partition_predict.alert_log a
+         WHERE a.parent = c.parent AND a.resolved_at IS NULL AND a.severity = 'critical') AS alerts_critical,
+       (SELECT pg_catalog.count(*) FROM partition_predict.alert_log a
+         WHERE a.parent = c.parent AND a.resolved_at IS NULL AND a.severity = 'warning')  AS alerts_warning,
+       (SELECT pg_catalog.count(*) FROM partition_predict.alert_log a
+         WHERE a.parent = c.parent AND a.resolved_at IS NULL AND a.severity = 'info')     AS alerts_info
+  FROM partition_predict.config c
+  JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = c.parent
+  CROSS JOIN LATERAL (SELECT pg_catalog.has_table_privilege(c.parent, 'SELECT')
+                             AND NOT pg_catalog.row_security_active(c.parent) AS readable) r
+  LEFT JOIN partition_predict.table_state s ON s.parent = c.parent
+  -- Forecasts of the last two days, up to a day ahead, that have been scored.
+  LEFT JOIN LATERAL (
+      SELECT pg_catalog.sum(pg_catalog.abs(f.actual_rows - f.predicted_rows))
+                 / NULLIF(pg_catalog.sum(pg_catalog.abs(f.actual_rows - f.naive_rows)), 0) AS mase,
+             pg_catalog.avg(CASE WHEN f.actual_rows BETWEEN f.lower_rows AND f.upper_rows THEN 1.0 ELSE 0.0 END)::float8
+                                                                          AS coverage,
+             pg_catalog.count(*)                                          AS scored
+        FROM partition_predict.forecast_log f
+       WHERE r.readable AND f.parent = c.parent AND f.series IN ('key_time', 'frontier')
+         AND f.made_at > pg_catalog.now() - interval '2 days' AND f.horizon <= 24
+         AND f.scored_at IS NOT NULL) acc ON true
+ WHERE r.readable OR pg_catalog.pg_has_role('pg_monitor', 'USAGE');
+
+COMMENT ON VIEW partition_predict.metrics IS
+    'Per managed table, for monitoring: rows in DEFAULT, forecast MASE and 95% interval coverage over the last two days, last cycle time, runway, open alerts by severity. pg_monitor members see every table; forecast figures and runway only where they may read the rows.';
 
 CREATE VIEW partition_predict.worker_status AS
 SELECT w.database,
@@ -216,7 +278,8 @@ SELECT w.database,
 
 GRANT SELECT ON partition_predict.managed_tables, partition_predict.partitions,
                 partition_predict.stats_history, partition_predict.key_time_series,
-                partition_predict.alerts, partition_predict.worker_status,
+                partition_predict.alerts, partition_predict.alert_history, partition_predict.metrics,
+                partition_predict.worker_status,
                 partition_predict.forecasts, partition_predict.forecast_accuracy, partition_predict.cycle_costs,
                 partition_predict.routing_overrides, partition_predict.migrations_history,
                 partition_predict.ingest_history TO PUBLIC;

@@ -147,6 +147,10 @@ pub enum PredictError {
         sqlstate: PgSqlErrorCode,
         message: String,
     },
+    #[error("permission denied to report on {0}: a report shows what the table's rows add up to")]
+    ReportNotReadable(String),
+    #[error("invalid report period: {0}")]
+    InvalidPeriod(String),
     #[error("unexpected catalog state: {0}")]
     Internal(String),
     #[error("SPI error: {0}")]
@@ -201,6 +205,8 @@ impl PredictError {
             PredictError::SourceNullKeys { .. } => ERRCODE_NOT_NULL_VIOLATION,
             PredictError::SourceDoesNotFit { sqlstate, .. } => *sqlstate,
             PredictError::Postgres { sqlstate, .. } => *sqlstate,
+            PredictError::ReportNotReadable(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            PredictError::InvalidPeriod(_) => ERRCODE_INVALID_PARAMETER_VALUE,
             PredictError::Internal(_) | PredictError::Spi(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -226,6 +232,9 @@ impl PredictError {
                 Some("Call this function as the table's owner, a member of the owning role, or a superuser.")
             }
             PredictError::WriteDuringMigration(_) => Some("Retry the transaction."),
+            PredictError::ReportNotReadable(_) => Some(
+                "It needs SELECT on the table, without row-level security limiting the role to some rows.",
+            ),
             PredictError::ShadowNotEmpty(_) => Some(
                 "Rows were written into the shadow table directly; once they are moved out of it, retry.",
             ),

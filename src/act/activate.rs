@@ -13,7 +13,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use serde_json::json;
 
-use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
 use crate::catalog::create::BOUND_CONSTRAINT;
 use crate::catalog::{self, history, shadows, PartitionedTable};
 use crate::error::{PredictError, Result};
@@ -31,6 +31,46 @@ use crate::pg::session::{as_role, with_pinned_settings};
 pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
     let frontier = history::frontier(table)?;
     let mut activated = 0;
+    let mut found_clean = Vec::new();
+    activate_due(table, up_to, frontier, &mut activated, &mut found_clean)?;
+    // A range ends its condition once it was looked at and DEFAULT held
+    // none of its rows, or once no shadow waits for it any more (the
+    // migration attached it, or it was reshaped or dropped). A range not
+    // looked at this time (not due, or behind another) stays as it was.
+    let open = alerts::open_subjects(table.oid, AlertKind::RowsInDefault)?;
+    if !open.is_empty() {
+        let waiting: Vec<String> = shadows::waiting(table.oid)?
+            .iter()
+            .map(|s| range_subject(table, s.from, s.to))
+            .collect();
+        for (subject, _) in open {
+            if found_clean.contains(&subject) || !waiting.contains(&subject) {
+                alerts::resolve(
+                    table.oid,
+                    Condition::new(AlertKind::RowsInDefault, &subject),
+                    "no rows of the range wait in DEFAULT in front of a shadow any more",
+                )?;
+            }
+        }
+    }
+    Ok(activated)
+}
+
+fn range_subject(table: &PartitionedTable, from: i64, to: i64) -> String {
+    format!(
+        "[{}, {})",
+        table.key_type.value(from).to_text(),
+        table.key_type.value(to).to_text()
+    )
+}
+
+fn activate_due(
+    table: &PartitionedTable,
+    up_to: Option<i64>,
+    frontier: Option<i64>,
+    activated: &mut i64,
+    found_clean: &mut Vec<String>,
+) -> Result<()> {
     for shadow in shadows::waiting(table.oid)? {
         let due = match up_to {
             Some(limit) => shadow.from <= limit,
@@ -51,13 +91,16 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
             continue;
         };
         if shadow.migrating {
-            // The migration attaches it when the last rows are in.
+            // The migration attaches it when the last rows are in; until
+            // then the rows are still in DEFAULT.
             break;
         }
         if let Some(rows) = rows_in_default(table, shadow.from, shadow.to)? {
+            let subject = range_subject(table, shadow.from, shadow.to);
             alerts::raise(
-                Some(table.oid),
-                AlertKind::RowsInDefault,
+                table.oid,
+                Condition::new(AlertKind::RowsInDefault, &subject),
+                Severity::Warning,
                 &format!(
                     "{rows} row(s) in DEFAULT fall in [{}, {}): shadow {} not attached; the rows are moved out of DEFAULT by migrate_default() or the worker",
                     table.key_type.value(shadow.from),
@@ -69,14 +112,15 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
             )?;
             break;
         }
+        found_clean.push(range_subject(table, shadow.from, shadow.to));
         match attach(table, shadow.oid, shadow.from, shadow.to, shadow_name) {
-            Ok(()) => activated += 1,
+            Ok(()) => *activated += 1,
             // A long-running transaction holds a conflicting lock: the next cycle tries again.
             Err(PredictError::LockUnavailable { .. }) if up_to.is_none() => break,
             Err(e) => return Err(e),
         }
     }
-    Ok(activated)
+    Ok(())
 }
 
 /// Rows DEFAULT holds in `[from, to)` (counted up to 1,000), if any.

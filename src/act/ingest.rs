@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::activate;
 use super::key_groups::{destinations, key_groups};
-use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::alerts::{self, AlertKind, Severity};
 use crate::catalog::shadows::{self, Origin};
 use crate::catalog::state;
 use crate::catalog::{self, migrations, PartitionedTable};
@@ -321,9 +321,10 @@ pub fn load(
     if let Some(expected) = forecast_rows {
         let threshold = gucs::forecast_alert_threshold();
         if rows_in_forecast as f64 > expected.max(1.0) * (1.0 + threshold) {
-            alerts::raise(
-                Some(table.oid),
+            alerts::event(
+                table.oid,
                 AlertKind::ForecastMiss,
+                Severity::Warning,
                 &format!(
                     "ingest of {source_name} brought {rows_in_forecast} row(s) into partitions forecast to hold {expected:.0} in all"
                 ),

@@ -34,7 +34,7 @@ use serde_json::json;
 
 use super::activate;
 use super::key_groups::{destinations, key_groups, Destination};
-use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
 use crate::catalog::migrations::{self, Migration, MigrationState};
 use crate::catalog::shadows::Origin;
 use crate::catalog::{self, history, PartitionedTable};
@@ -288,17 +288,6 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
         rows_moved: 0,
     };
     publish(table, &migration)?;
-    alerts::raise(
-        Some(table.oid),
-        AlertKind::Migration,
-        &format!(
-            "migration started: about {:.0} row(s) of [{}) move out of DEFAULT into {shadow_name}",
-            range.rows,
-            range_text(table, range.from, range.to)
-        ),
-        json!({"event": "started", "migration": id, "range_start": table.key_type.value(range.from).to_text(),
-               "range_end": table.key_type.value(range.to).to_text(), "shadow": shadow_name, "rows": range.rows}),
-    )?;
     Ok(Next::Again)
 }
 
@@ -374,14 +363,15 @@ fn pass_barrier(table: &PartitionedTable, m: &Migration) -> Result<Next> {
     );
     migrations::set_state(m.id, MigrationState::Yielded, Some(&reason))?;
     routing::withdraw(table.oid)?;
-    alerts::raise(
-        Some(table.oid),
+    alerts::event(
+        table.oid,
         AlertKind::Migration,
+        Severity::Warning,
         &format!(
             "migration of [{}) did not start: {reason}",
             range_text(table, m.from, m.to)
         ),
-        json!({"event": "yielded", "migration": m.id, "reason": reason}),
+        json!({"outcome": "yielded", "migration": m.id, "reason": reason}),
     )?;
     Ok(Next::Yielded(reason))
 }
@@ -473,31 +463,28 @@ fn finish(table: &PartitionedTable, m: &Migration) -> Result<Next> {
     let total = m.rows_moved + remainder;
     migrations::set_rows_moved(m.id, total)?;
     migrations::set_state(m.id, MigrationState::Done, None)?;
-    alerts::raise(
-        Some(table.oid),
+    alerts::event(
+        table.oid,
         AlertKind::Migration,
+        Severity::Info,
         &format!(
             "migration finished: {total} row(s) of [{}) moved out of DEFAULT; {} attached",
             range_text(table, m.from, m.to),
             shadow_name
         ),
-        json!({"event": "finished", "migration": m.id, "rows": total, "partition": shadow_name}),
+        json!({"outcome": "finished", "migration": m.id, "rows": total, "partition": shadow_name,
+               "range_start": table.key_type.value(m.from).to_text(),
+               "range_end": table.key_type.value(m.to).to_text()}),
     )?;
     Ok(Next::Again)
 }
 
+/// The migration's one event is raised when the rows are back in DEFAULT
+/// (`move_back`), not now.
 fn give_way(table: &PartitionedTable, m: &Migration, reason: &str) -> Result<()> {
     migrations::set_state(m.id, MigrationState::Yielding, Some(reason))?;
     routing::set_finishing(table.oid, false);
-    alerts::raise(
-        Some(table.oid),
-        AlertKind::Migration,
-        &format!(
-            "migration of [{}) gives way, moving its rows back to DEFAULT: {reason}",
-            range_text(table, m.from, m.to)
-        ),
-        json!({"event": "yielding", "migration": m.id, "reason": reason}),
-    )
+    Ok(())
 }
 
 fn move_back(table: &PartitionedTable, m: &Migration, batch_rows: i64) -> Result<Next> {
@@ -511,6 +498,16 @@ fn move_back(table: &PartitionedTable, m: &Migration, batch_rows: i64) -> Result
         .unwrap_or(false);
     if !left {
         migrations::set_state(m.id, MigrationState::Yielded, None)?;
+        alerts::event(
+            table.oid,
+            AlertKind::Migration,
+            Severity::Warning,
+            &format!(
+                "migration of [{}) gave way to other sessions: its rows are back in DEFAULT and it will be tried again",
+                range_text(table, m.from, m.to)
+            ),
+            json!({"outcome": "yielded", "migration": m.id}),
+        )?;
     }
     Ok(Next::Again)
 }
@@ -526,20 +523,42 @@ fn writers_timeout() -> Duration {
 /// Rows per batch when the worker moves rows.
 pub const WORKER_BATCH_ROWS: i64 = 10_000;
 
+/// The subject of the condition "the worker's migration steps of this
+/// table fail".
+const FAILED_STEP: &str = "migration step";
+
 /// A step run by the worker: a failure is rolled back and raised as an
 /// alert; the worker goes on with the next table.
 pub fn step_isolated(parent: pg_sys::Oid, caller: Caller) -> Next {
     let attempt = try_in_subtransaction(|| or_report(step(parent, WORKER_BATCH_ROWS, caller)));
     match attempt {
-        Ok(next) => next,
+        Ok(next) => {
+            let resolved = try_in_subtransaction(|| {
+                or_report(with_pinned_settings(|| {
+                    alerts::resolve(
+                        parent,
+                        Condition::new(AlertKind::Failure, FAILED_STEP),
+                        "a later migration step succeeded",
+                    )
+                }))
+            });
+            if let Err(e) = resolved {
+                pgrx::log!(
+                    "pg_partition_predict: could not resolve a failed migration step: {}",
+                    e.message
+                );
+            }
+            next
+        }
         Err(caught) => {
             let recorded = try_in_subtransaction(|| {
                 or_report(with_pinned_settings(|| {
                     alerts::raise(
-                        Some(parent),
-                        AlertKind::Migration,
+                        parent,
+                        Condition::new(AlertKind::Failure, FAILED_STEP),
+                        Severity::Warning,
                         &format!("migration step failed: {}", caught.message),
-                        json!({"event": "failed", "sqlstate": format!("{:?}", caught.sqlstate)}),
+                        json!({"sqlstate": format!("{:?}", caught.sqlstate)}),
                     )
                 }))
             });

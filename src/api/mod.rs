@@ -4,6 +4,7 @@
 
 mod cycle_summary;
 mod manage;
+mod report;
 
 use pgrx::prelude::*;
 
@@ -84,6 +85,39 @@ mod partition_predict {
     #[pg_extern(volatile, parallel_unsafe)]
     fn unmanage(parent: Regclass) {
         or_report(with_pinned_settings(|| manage::unmanage(parent.0)))
+    }
+
+    /// A self-contained SVG picture of `parent` over `[since, until)`:
+    /// rows that arrived per hour (day for date keys; keys per hour for
+    /// integer keys), the forecast and its 95% band, partitions shaded by
+    /// state, migrations and alerts. By default the week up to the frontier
+    /// and the newest forecast after it.
+    #[pg_extern(stable, parallel_unsafe)]
+    fn report(
+        parent: Option<Regclass>,
+        since: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
+        until: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
+    ) -> String {
+        or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            let (chart, _) = report::gather(parent.0, period(since, until)?)?;
+            Ok(::report::svg(&chart))
+        }))
+    }
+
+    /// `report()` in an HTML page with the key numbers: forecast error and
+    /// interval coverage, rows in DEFAULT, runway, next partitions, open alerts.
+    #[pg_extern(stable, parallel_unsafe)]
+    fn report_html(
+        parent: Option<Regclass>,
+        since: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
+        until: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
+    ) -> String {
+        or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            let (chart, summary) = report::gather(parent.0, period(since, until)?)?;
+            Ok(::report::html(&chart, &summary))
+        }))
     }
 
     /// Bounds of every partition of `parent` as text (timestamps in UTC), for
@@ -309,4 +343,24 @@ mod partition_predict {
     fn is_preloaded() -> bool {
         backend::library_preloaded()
     }
+}
+
+fn period(
+    since: Option<pgrx::datum::TimestampWithTimeZone>,
+    until: Option<pgrx::datum::TimestampWithTimeZone>,
+) -> crate::error::Result<report::Period> {
+    let epoch =
+        |t: Option<pgrx::datum::TimestampWithTimeZone>| -> crate::error::Result<Option<f64>> {
+            match t {
+                None => Ok(None),
+                Some(t) => Ok(Spi::get_one_with_args::<f64>(
+                    "SELECT pg_catalog.date_part('epoch', $1::timestamptz)",
+                    &[t.into()],
+                )?),
+            }
+        };
+    Ok(report::Period {
+        since: epoch(since)?,
+        until: epoch(until)?,
+    })
 }

@@ -55,3 +55,44 @@ pub fn write_returning<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid
             .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
     })
 }
+
+/// As `write`, for a statement that returns at most one row of two values.
+pub fn write_returning_optional_two<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
+    sql: &str,
+    args: &[DatumWithOid],
+) -> Result<Option<(A, B)>> {
+    with_pinned_settings(|| {
+        let owner = extension_owner()?;
+        as_role(owner, || {
+            Spi::connect_mut(|client| {
+                let rows = client.update(sql, None, args)?;
+                let mut found = None;
+                for row in rows {
+                    if let (Some(a), Some(b)) = (row.get::<A>(1)?, row.get::<B>(2)?) {
+                        found = Some((a, b));
+                    }
+                }
+                Ok(found)
+            })
+        })
+    })
+}
+
+/// As `write`, for a statement that returns exactly one row of two values.
+pub fn write_returning_two<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
+    sql: &str,
+    args: &[DatumWithOid],
+) -> Result<(A, B)> {
+    write_returning_optional_two(sql, args)?
+        .ok_or_else(|| PredictError::Internal("INSERT … RETURNING gave no row".into()))
+}
+
+/// Reads the extension's state as its owner, past the owner-only row
+/// policies, for a caller whose right to what the rows describe was checked
+/// first (as the views check it in their WHERE clauses).
+pub fn read_checked<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
+    with_pinned_settings(|| {
+        let owner = extension_owner()?;
+        as_role(owner, f)
+    })
+}

@@ -908,11 +908,12 @@ impl Session<'_> {
             &[self.table.oid.into()],
         )?;
         state::write(
-            // Alerts stay as long as the history they describe.
+            // Alerts stay as long as the history they describe, counted
+            // from when they ended; open ones stay until resolved.
             "WITH alerts AS (
                  DELETE FROM partition_predict.alert_log a
                   WHERE a.parent = $1::pg_catalog.oid::pg_catalog.regclass
-                    AND a.raised_at < pg_catalog.now() - (SELECT c.retention FROM partition_predict.config c
+                    AND a.resolved_at < pg_catalog.now() - (SELECT c.retention FROM partition_predict.config c
                                                            WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass))
              DELETE FROM partition_predict.key_time_counts k
               WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass

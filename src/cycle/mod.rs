@@ -4,7 +4,8 @@
 //! 1. `collect`: snapshot the statistics PostgreSQL keeps;
 //! 2. `predict`: score past forecasts, learn, forecast;
 //! 3. and 4. `plan`: plan future partitions and prepare shadows to match;
-//! then attach the shadows the data has reached (`act::activate`).
+//!    then attach the shadows the data has reached (`act::activate`);
+//! 5. `runway`: how long the attached partitions last, alerted when short.
 //!
 //! Moving rows out of DEFAULT is not a step of the cycle: the worker runs
 //! `act::migrate` after each table's cycle, step by step, each step in a
@@ -13,6 +14,7 @@
 pub mod collect;
 pub mod plan;
 pub mod predict;
+pub mod runway;
 
 use std::time::Instant;
 
@@ -23,7 +25,7 @@ use self::collect::CollectSummary;
 use self::plan::ShadowSummary;
 use self::predict::ForecastSummary;
 use crate::act::activate;
-use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
 use crate::catalog::state;
 use crate::catalog::{self, table::managed_tables};
 use crate::error::{or_report, Result};
@@ -143,11 +145,15 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<(StepResults, Vec<Step
         if steps == Steps::Cycle {
             shadows.activated =
                 measured("activate", &mut costs, || activate::activate(&table, None))?;
+            measured("runway", &mut costs, || runway::assess(&table))?;
         }
         Ok::<_, crate::error::PredictError>((collected, forecast, shadows))
     })?;
     Ok((results, costs))
 }
+
+/// The subject of the condition "this table's cycles fail".
+const FAILED_CYCLE: &str = "cycle";
 
 /// Runs one table's steps; an error propagates to the caller.
 pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
@@ -157,7 +163,12 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     let (results, costs) = or_report(with_pinned_settings(|| run_steps(parent, steps)));
     if steps == Steps::Cycle {
         or_report(with_pinned_settings(|| {
-            record(parent, &started_at, None, &costs)
+            record(parent, &started_at, None, &costs)?;
+            alerts::resolve(
+                parent,
+                Condition::new(AlertKind::Failure, FAILED_CYCLE),
+                "a later cycle succeeded",
+            )
         }));
     }
     Outcome::new(parent, started, results, None)
@@ -190,15 +201,17 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
         let recorded = try_in_subtransaction(|| {
             or_report(with_pinned_settings(|| {
                 record(parent, &started_at, message.as_deref(), &costs)?;
-                if let Some((sqlstate, message)) = &error {
-                    alerts::raise(
-                        Some(parent),
-                        AlertKind::Failure,
+                let condition = Condition::new(AlertKind::Failure, FAILED_CYCLE);
+                match &error {
+                    Some((sqlstate, message)) => alerts::raise(
+                        parent,
+                        condition,
+                        Severity::Critical,
                         &format!("cycle failed: {message}"),
                         json!({"sqlstate": format!("{sqlstate:?}")}),
-                    )?;
+                    ),
+                    None => alerts::resolve(parent, condition, "a later cycle succeeded"),
                 }
-                Ok(())
             }))
         });
         if let Err(e) = recorded {

@@ -17,7 +17,7 @@ use partition_core::KeyType;
 use pgrx::prelude::*;
 use serde_json::json;
 
-use crate::catalog::alerts::{self, AlertKind};
+use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
 use crate::catalog::state;
 use crate::catalog::{history, settings, PartitionedTable};
 use crate::error::{PredictError, Result};
@@ -482,39 +482,43 @@ fn score(table: &PartitionedTable, prepared: &Prepared) -> Result<Vec<(Scored, i
     Ok(scored)
 }
 
-/// An alert when what arrived in the newly scored steps differs from the
-/// forecast by more than `pg_partition_predict.forecast_alert_threshold`.
+/// The forecast-miss condition of a series: raised when what arrived in
+/// the newly scored steps differs from the forecast by more than
+/// `pg_partition_predict.forecast_alert_threshold`, kept (updated) while
+/// the forecast keeps missing, resolved by the first scored steps it gets
+/// right again. Hours with too few rows to judge leave it as it is.
 fn alert_on_miss(table: &PartitionedTable, prepared: &Prepared, scored: &[Scored]) -> Result<()> {
     const MIN_ROWS: f64 = 100.0;
+    if scored.is_empty() {
+        return Ok(());
+    }
+    let condition = Condition::new(AlertKind::ForecastMiss, prepared.name);
     let actual: f64 = scored.iter().map(|s| s.actual).sum();
     let predicted: f64 = scored.iter().map(|s| s.point).sum();
     let threshold = gucs::forecast_alert_threshold();
+    // Too few rows to judge (a nightly lull): the condition stays as it is.
     if actual.max(predicted) < MIN_ROWS {
         return Ok(());
     }
     let error = (actual - predicted).abs() / actual.max(1.0);
     if error <= threshold {
-        return Ok(());
-    }
-    // One alert per table per hour: a miss stays a miss until the forecast
-    // catches up, and a DBA needs to hear it once.
-    let recent = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM partition_predict.alert_log
-                         WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND kind = 'forecast_miss'
-                           AND raised_at > pg_catalog.now() - interval '1 hour')",
-        &[table.oid.into()],
-    )?
-    .unwrap_or(false);
-    if recent {
-        return Ok(());
+        return alerts::resolve(
+            table.oid,
+            condition,
+            &format!(
+                "the forecast is within {:.0}% again: {actual:.0} rows arrived where {predicted:.0} were predicted",
+                threshold * 100.0
+            ),
+        );
     }
     let outside = scored
         .iter()
         .filter(|s| s.actual < s.lower || s.actual > s.upper)
         .count();
     alerts::raise(
-        Some(table.oid),
-        AlertKind::ForecastMiss,
+        table.oid,
+        condition,
+        Severity::Warning,
         &format!(
             "forecast missed by {:.0}%: {actual:.0} rows arrived where {predicted:.0} were predicted",
             error * 100.0

@@ -349,8 +349,9 @@ fn ingest_scores_the_batch_against_the_forecast() {
     assert_eq!(
         count(
             &mut client,
-            "SELECT count(*) FROM partition_predict.alerts
-              WHERE parent = 'scored'::regclass AND kind = 'forecast_miss' AND details->>'event' = 'ingest'"
+            "SELECT count(*) FROM partition_predict.alert_history
+              WHERE parent = 'scored'::regclass AND kind = 'forecast_miss' AND details->>'event' = 'ingest'
+                AND state = 'event'"
         ),
         1
     );

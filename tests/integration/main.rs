@@ -8,6 +8,7 @@ mod foundation;
 mod ingest;
 mod lifecycle;
 mod migration;
+mod monitoring;
 mod security;
 mod shadows;
 mod time_zones;

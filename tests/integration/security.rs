@@ -857,7 +857,13 @@ fn views_hide_what_row_level_security_hides() {
         )
         .unwrap();
     let mut reader = cluster.connect_as("postgres", "reader");
-    for view in ["key_time_series", "stats_history", "forecasts", "alerts"] {
+    for view in [
+        "key_time_series",
+        "stats_history",
+        "forecasts",
+        "alerts",
+        "alert_history",
+    ] {
         let sql = format!(
             "SELECT count(*) FROM partition_predict.{view} WHERE parent = 'ledger'::regclass"
         );
@@ -866,4 +872,34 @@ fn views_hide_what_row_level_security_hides() {
     assert!(
         scalar_i64(&mut admin, "SELECT count(*) FROM partition_predict.key_time_series WHERE parent = 'ledger'::regclass") > 0
     );
+    // The report draws what the rows add up to: refused like the views.
+    for function in ["report", "report_html"] {
+        assert_eq!(
+            sqlstate(reader.query_one(
+                &format!("SELECT partition_predict.{function}('ledger')"),
+                &[]
+            )),
+            "42501",
+            "{function}"
+        );
+    }
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    assert_eq!(
+        sqlstate(mallory.query_one("SELECT partition_predict.report('ledger')", &[])),
+        "42501",
+        "a role without SELECT on the table"
+    );
+    assert!(admin
+        .query_one("SELECT partition_predict.report('ledger')", &[])
+        .is_ok());
+    // Reading the rows is what counts, not owning the table.
+    admin
+        .batch_execute("CREATE ROLE auditor LOGIN BYPASSRLS; GRANT SELECT ON ledger TO auditor;")
+        .unwrap();
+    let mut auditor = cluster.connect_as("postgres", "auditor");
+    let svg: String = auditor
+        .query_one("SELECT partition_predict.report('ledger')", &[])
+        .unwrap()
+        .get(0);
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
 }

@@ -289,7 +289,7 @@ fn a_failing_table_does_not_stop_the_others() {
     );
     assert!(cluster
         .log()
-        .contains("pg_partition_predict alert (failure) on public.broken"));
+        .contains("pg_partition_predict alert (failure, critical, raised) on public.broken"));
 
     // A managed table dropped while the worker runs just disappears from its list.
     client.batch_execute("DROP TABLE broken").unwrap();
@@ -814,7 +814,10 @@ fn a_cycle_reads_what_arrived_not_the_partition() {
         "SELECT count(*) FROM partition_predict.cycle_costs
           WHERE parent = 'big'::regclass AND cycles = 5 AND last_ms >= 0",
     );
-    assert_eq!(steps, 4, "collect, forecast, prepartition, activate");
+    assert_eq!(
+        steps, 5,
+        "collect, forecast, prepartition, activate, runway"
+    );
 }
 
 /// Rows of a transaction that commits after later rows were counted, and

@@ -12,7 +12,9 @@ pub mod databases;
 pub mod key;
 pub mod naming;
 pub mod planner;
+pub mod runway;
 pub mod sampling;
+pub mod timeline;
 pub mod zone;
 
 pub use bound::{Bound, BoundError, PartitionBound};
