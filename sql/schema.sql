@@ -44,7 +44,10 @@ CREATE TYPE partition_predict.cycle_summary AS (
     shadows_dropped    bigint,
     activated          bigint,
     duration_ms        double precision,
-    error              text
+    error              text,
+    -- What becomes of rows in DEFAULT: run_cycle() runs in the caller's
+    -- transaction, and moving rows needs transactions of its own.
+    default_rows_next  text
 );
 
 -- Runtime state below is not dumped: it describes this cluster's history.
@@ -62,7 +65,14 @@ CREATE TABLE partition_predict.table_state (
     -- How long the attached partitions last at the forecast rate, from the
     -- frontier, as of the last cycle (NULL: no frontier or no forecast yet).
     runway           interval,
-    runway_at        timestamptz
+    runway_at        timestamptz,
+    -- How rows arrive: the frontier's last advances per cycle (key units),
+    -- the margin over the largest that activation and planning use, and the
+    -- keys a DBA released from quarantine (release_outliers).
+    arrival_reaches  bigint[] NOT NULL DEFAULT '{}',
+    reach_margin     double precision NOT NULL DEFAULT 1.5,
+    released_low     bigint,
+    released_high    bigint
 );
 
 -- Step 1 samples: per partition, deltas since the previous sample. Only
@@ -141,7 +151,7 @@ CREATE TYPE partition_predict.alert_severity AS ENUM ('info', 'warning', 'critic
 CREATE TABLE partition_predict.alert_log (
     id          bigserial PRIMARY KEY,
     parent      pg_catalog.regclass REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
-    kind        text NOT NULL CHECK (kind IN ('forecast_miss', 'rows_in_default', 'migration', 'failure', 'runway')),
+    kind        text NOT NULL CHECK (kind IN ('forecast_miss', 'rows_in_default', 'migration', 'failure', 'runway', 'outlier_keys')),
     subject     text NOT NULL DEFAULT '',
     severity    partition_predict.alert_severity NOT NULL,
     is_event    boolean NOT NULL DEFAULT false,

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
 use crate::catalog::create::BOUND_CONSTRAINT;
-use crate::catalog::{self, history, shadows, PartitionedTable};
+use crate::catalog::{self, history, shadows, state, PartitionedTable};
 use crate::error::{PredictError, Result};
 use crate::hooks;
 use crate::pg::lock_retry::{run_with_lock_retry, run_with_lock_retry_watching};
@@ -25,14 +25,27 @@ use crate::pg::session::{as_role, with_pinned_settings};
 
 /// Attaches the shadows that the data has reached: those starting at or
 /// below `up_to` (for `activate(parent, up_to)`), or, by default, those the
-/// frontier is within one partition-length lead of. A shadow whose range
+/// frontier is within one partition-length lead of, or within the reach
+/// learned from how the table's rows arrive. A shadow whose range
 /// already has rows in DEFAULT is not attached blindly: an alert is raised
 /// and the range waits for migration.
 pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
     let frontier = history::frontier(table)?;
+    // How far the next arrivals may reach past the frontier (a week for a
+    // table fed weekly): everything they can land in is attached now.
+    let reach = history::arrivals(table)?.reach();
     let mut activated = 0;
     let mut found_clean = Vec::new();
-    activate_due(table, up_to, frontier, &mut activated, &mut found_clean)?;
+    let scans_before = default_scans(table)?;
+    activate_due(
+        table,
+        up_to,
+        frontier,
+        reach,
+        &mut activated,
+        &mut found_clean,
+    )?;
+    count_own_scans(table, scans_before)?;
     // A range ends its condition once it was looked at and DEFAULT held
     // none of its rows, or once no shadow waits for it any more (the
     // migration attached it, or it was reshaped or dropped). A range not
@@ -56,6 +69,44 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
     Ok(activated)
 }
 
+/// Scans of DEFAULT in this transaction so far (sequential, index).
+fn default_scans(table: &PartitionedTable) -> Result<(i64, i64)> {
+    let Some(default) = table.default_partition else {
+        return Ok((0, 0));
+    };
+    let (seq, idx) = Spi::get_two_with_args::<i64, i64>(
+        "SELECT COALESCE(pg_catalog.sum(x.seq_scan), 0)::int8, COALESCE(pg_catalog.sum(x.idx_scan), 0)::int8
+           FROM pg_catalog.pg_stat_xact_all_tables x WHERE x.relid = $1",
+        &[default.into()],
+    )?;
+    Ok((seq.unwrap_or(0), idx.unwrap_or(0)))
+}
+
+/// DEFAULT read to check a shadow's range and by ATTACH is the extension's
+/// own traffic: left for the next sample to discount, as the collector's
+/// own reads are, so `stats_history` shows only the table's users.
+fn count_own_scans(table: &PartitionedTable, before: (i64, i64)) -> Result<()> {
+    let Some(default) = table.default_partition else {
+        return Ok(());
+    };
+    let after = default_scans(table)?;
+    let (seq, idx) = (after.0 - before.0, after.1 - before.1);
+    if seq <= 0 && idx <= 0 {
+        return Ok(());
+    }
+    state::write(
+        "UPDATE partition_predict.partition_counters
+            SET own_seq_scans = own_seq_scans + $3, own_idx_scans = own_idx_scans + $4
+          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2",
+        &[
+            table.oid.into(),
+            default.into(),
+            seq.max(0).into(),
+            idx.max(0).into(),
+        ],
+    )
+}
+
 fn range_subject(table: &PartitionedTable, from: i64, to: i64) -> String {
     format!(
         "[{}, {})",
@@ -68,6 +119,7 @@ fn activate_due(
     table: &PartitionedTable,
     up_to: Option<i64>,
     frontier: Option<i64>,
+    reach: i64,
     activated: &mut i64,
     found_clean: &mut Vec<String>,
 ) -> Result<()> {
@@ -76,7 +128,7 @@ fn activate_due(
             Some(limit) => shadow.from <= limit,
             None => frontier.is_some_and(|f| {
                 let lead = planner::activation_lead(table.key_type, shadow.from, shadow.to);
-                f.saturating_add(lead) >= shadow.from
+                f.saturating_add(lead.max(reach)) >= shadow.from
             }),
         };
         if !due {

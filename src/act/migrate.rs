@@ -34,6 +34,7 @@ use serde_json::json;
 
 use super::activate;
 use super::key_groups::{destinations, key_groups, Destination};
+use super::quarantine;
 use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
 use crate::catalog::migrations::{self, Migration, MigrationState};
 use crate::catalog::shadows::Origin;
@@ -226,9 +227,17 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
         return Ok(Next::Done);
     };
     if caller == Caller::Worker && !history::collector_saw_keys_in(table, default)? {
+        quarantine::nothing_held(table)?;
         return Ok(Next::Done);
     }
-    let stranded = stranded_rows(table, default)?;
+    // Outlier keys stay in DEFAULT (act::quarantine); once judged, DEFAULT
+    // is not read again until something is written to it or the data
+    // catches up with them.
+    let bounds = quarantine::bounds(table)?;
+    if quarantine::only_known_outliers(table, default, &bounds)? {
+        return Ok(Next::Done);
+    }
+    let stranded = quarantine::judge(table, default, stranded_rows(table, default)?, &bounds)?;
     if stranded.is_empty() {
         return Ok(Next::Done);
     }

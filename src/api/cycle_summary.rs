@@ -6,9 +6,12 @@ use pgrx::prelude::*;
 use crate::catalog::{self, PartitionedTable};
 use crate::cycle::{self, Steps};
 use crate::error::{or_report, PredictError, Result};
+use crate::gucs;
+use crate::pg::backend;
 use crate::pg::regclass::Regclass;
 use crate::pg::session::with_pinned_settings;
 use crate::pg::subxact::try_in_subtransaction;
+use crate::shmem::requests;
 
 pub fn run(parent: Option<Regclass>, steps: Steps) -> Vec<PgHeapTuple<'static, AllocatedByRust>> {
     let outcomes = match parent {
@@ -23,11 +26,47 @@ pub fn run(parent: Option<Regclass>, steps: Steps) -> Vec<PgHeapTuple<'static, A
     };
     outcomes
         .into_iter()
-        .map(|o| or_report(summary_row(o)))
+        .map(|o| {
+            let next = if steps == Steps::Cycle {
+                or_report(with_pinned_settings(|| default_rows_next(&o)))
+            } else {
+                None
+            };
+            or_report(summary_row(o, next))
+        })
         .collect()
 }
 
-fn summary_row(outcome: cycle::Outcome) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
+/// Rows a cycle found in DEFAULT are moved in transactions of their own,
+/// which a function called in the caller's transaction cannot run: the
+/// database's worker is asked to move them as soon as this commits.
+fn default_rows_next(outcome: &cycle::Outcome) -> Result<Option<String>> {
+    if outcome.error.is_some() || outcome.skipped {
+        return Ok(None);
+    }
+    if outcome.collected.rows_in_default == 0 {
+        return Ok(Some("none".into()));
+    }
+    let worker = backend::library_preloaded()
+        && gucs::enabled()
+        && Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM partition_predict.worker_status
+                             WHERE database = pg_catalog.current_database() AND state <> 'stopped')",
+        )?
+        .unwrap_or(false);
+    Ok(Some(if worker {
+        requests::cycle_after_commit(outcome.parent);
+        "moved out by the worker when this transaction commits".into()
+    } else {
+        "left in DEFAULT: no worker serves this database; CALL partition_predict.migrate_default()"
+            .into()
+    }))
+}
+
+fn summary_row(
+    outcome: cycle::Outcome,
+    default_rows_next: Option<String>,
+) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     let mut row = PgHeapTuple::new_composite_type("partition_predict.cycle_summary")
         .map_err(|e| PredictError::Internal(e.to_string()))?;
     row.set_by_name("parent", Regclass(outcome.parent))
@@ -49,6 +88,8 @@ fn summary_row(outcome: cycle::Outcome) -> Result<PgHeapTuple<'static, Allocated
     row.set_by_name("duration_ms", outcome.duration_ms)
         .map_err(|e| PredictError::Internal(e.to_string()))?;
     row.set_by_name("error", outcome.error)
+        .map_err(|e| PredictError::Internal(e.to_string()))?;
+    row.set_by_name("default_rows_next", default_rows_next)
         .map_err(|e| PredictError::Internal(e.to_string()))?;
     Ok(row)
 }

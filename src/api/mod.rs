@@ -9,7 +9,7 @@ mod report;
 use pgrx::prelude::*;
 
 use self::cycle_summary::run;
-use crate::act::{activate, ingest, migrate};
+use crate::act::{activate, ingest, migrate, quarantine};
 use crate::catalog::{self, settings};
 use crate::cycle::{self, Steps};
 use crate::error::{or_report, PredictError};
@@ -17,7 +17,7 @@ use crate::pg::backend;
 use crate::pg::regclass::Regclass;
 use crate::pg::relation::{self, Privilege};
 use crate::pg::session::{as_role, with_pinned_settings};
-use crate::shmem::routing;
+use crate::shmem::{requests, routing};
 
 /// The SQL-facing functions, created in schema `partition_predict`.
 #[pg_schema]
@@ -85,6 +85,24 @@ mod partition_predict {
     #[pg_extern(volatile, parallel_unsafe)]
     fn unmanage(parent: Regclass) {
         or_report(with_pinned_settings(|| manage::unmanage(parent.0)))
+    }
+
+    /// Accepts the outlier keys DEFAULT holds now (see the `outlier_keys`
+    /// alert): the next migration moves them into partitions like any
+    /// others, even if they become the table's frontier. Returns the rows
+    /// released (0 when none were held back).
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn release_outliers(parent: Option<Regclass>) -> i64 {
+        or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            let table = catalog::load_managed_table(parent.0)?;
+            let released = quarantine::release(&table)?;
+            if released > 0 {
+                // The worker moves them right after this commits.
+                requests::cycle_after_commit(table.oid);
+            }
+            Ok(released)
+        }))
     }
 
     /// A self-contained SVG picture of `parent` over `[since, until)`:

@@ -21,6 +21,7 @@ pub enum AlertKind {
     RowsInDefault,
     Migration,
     Runway,
+    OutlierKeys,
 }
 
 impl AlertKind {
@@ -31,6 +32,7 @@ impl AlertKind {
             AlertKind::RowsInDefault => "rows_in_default",
             AlertKind::Migration => "migration",
             AlertKind::Runway => "runway",
+            AlertKind::OutlierKeys => "outlier_keys",
         }
     }
 }

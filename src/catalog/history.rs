@@ -2,10 +2,12 @@
 //! highest key, as the collector last saw it), rows per key, and the
 //! newest forecast as demand per key range.
 
+use partition_core::arrivals::Plausible;
 use partition_core::calendar::UNIX_TO_PG_EPOCH_SECONDS;
 use partition_core::planner::Demand;
 use pgrx::prelude::*;
 
+use super::state;
 use super::table::PartitionedTable;
 use crate::error::Result;
 
@@ -129,4 +131,179 @@ pub fn collector_saw_keys_in(table: &PartitionedTable, default: pg_sys::Oid) -> 
         &[table.oid.into(), default.into()],
     )?
     .unwrap_or(false))
+}
+
+/// The highest key outside DEFAULT, and in DEFAULT, as the collector last
+/// saw them.
+pub fn frontiers(table: &PartitionedTable) -> Result<(Option<i64>, Option<i64>)> {
+    Ok(Spi::get_two_with_args::<i64, i64>(
+        "SELECT (SELECT pg_catalog.max(frontier_raw) FROM partition_predict.partition_counters
+                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition <> $2),
+                (SELECT pg_catalog.max(frontier_raw) FROM partition_predict.partition_counters
+                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2)",
+        &[
+            table.oid.into(),
+            table.default_partition.unwrap_or(pg_sys::InvalidOid).into(),
+        ],
+    )?)
+}
+
+/// What the cycles learned of how `table`'s rows arrive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arrivals {
+    /// The frontier's last advances (`arrivals::REACHES_KEPT` at most).
+    pub reaches: Vec<i64>,
+    pub margin: f64,
+    /// Keys a DBA released from quarantine (`release_outliers`).
+    pub released: (Option<i64>, Option<i64>),
+}
+
+impl Arrivals {
+    /// How far past the frontier the next arrivals may reach.
+    pub fn reach(&self) -> i64 {
+        partition_core::arrivals::reach(&self.reaches, self.margin)
+    }
+}
+
+pub fn arrivals(table: &PartitionedTable) -> Result<Arrivals> {
+    Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT arrival_reaches, reach_margin, released_low, released_high
+                   FROM partition_predict.table_state WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
+                None,
+                &[table.oid.into()],
+            )?
+            .first();
+        if row.is_empty() {
+            return Ok(Arrivals {
+                reaches: Vec::new(),
+                margin: partition_core::arrivals::MARGIN_START,
+                released: (None, None),
+            });
+        }
+        Ok(Arrivals {
+            reaches: row.get::<Vec<i64>>(1)?.unwrap_or_default(),
+            margin: row
+                .get::<f64>(2)?
+                .unwrap_or(partition_core::arrivals::MARGIN_START),
+            released: (row.get::<i64>(3)?, row.get::<i64>(4)?),
+        })
+    })
+}
+
+/// Learns from one collection: `before` and `after` are `frontiers()`
+/// around it, `default_inserted` the rows DEFAULT received meanwhile.
+/// Keys in DEFAULT count as arrivals unless they are outliers.
+pub fn learn_arrivals(
+    table: &PartitionedTable,
+    before: (Option<i64>, Option<i64>),
+    after: (Option<i64>, Option<i64>),
+    default_inserted: i64,
+) -> Result<()> {
+    let known = arrivals(table)?;
+    let bounds = plausible_keys(table, &known)?;
+    let arrival_frontier = |(outside, in_default): (Option<i64>, Option<i64>)| {
+        let in_default = in_default.filter(|k| bounds.contains(*k));
+        match (outside, in_default) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    };
+    let advance = match (arrival_frontier(before), arrival_frontier(after)) {
+        (Some(b), Some(a)) if a > b => a - b,
+        _ => 0,
+    };
+    let reached_default = default_inserted > 0 && after.1.is_some_and(|k| bounds.contains(k));
+    let reaches = partition_core::arrivals::remember_advance(&known.reaches, advance);
+    let margin = partition_core::arrivals::adapt_margin(known.margin, reached_default, advance > 0);
+    if reaches == known.reaches && margin == known.margin {
+        return Ok(());
+    }
+    state::write(
+        "INSERT INTO partition_predict.table_state AS s (parent, arrival_reaches, reach_margin)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3)
+         ON CONFLICT (parent) DO UPDATE SET arrival_reaches = EXCLUDED.arrival_reaches,
+                                            reach_margin = EXCLUDED.reach_margin",
+        &[table.oid.into(), reaches.into(), margin.into()],
+    )
+}
+
+/// The keys `table`'s history and plan support (see
+/// `partition_core::arrivals::plausible`), widened by what a DBA released.
+pub fn plausible_keys(table: &PartitionedTable, known: &Arrivals) -> Result<Plausible> {
+    let (outside, _) = frontiers(table)?;
+    let Some(frontier) = outside else {
+        return Ok(Plausible::EVERYTHING);
+    };
+    let (now_epoch, retention_seconds, lookahead_seconds) = Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT pg_catalog.date_part('epoch', pg_catalog.now()),
+                        pg_catalog.date_part('epoch', retention),
+                        CASE WHEN lookahead ~ '^[0-9]+$' THEN NULL
+                             ELSE pg_catalog.date_part('epoch', lookahead::pg_catalog.interval) END
+                   FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
+                None,
+                &[table.oid.into()],
+            )?
+            .first();
+        if row.is_empty() {
+            return Ok::<_, crate::error::PredictError>((None, None, None));
+        }
+        Ok((row.get::<f64>(1)?, row.get::<f64>(2)?, row.get::<f64>(3)?))
+    })?;
+    let key_type = table.key_type;
+    let to_keys = |seconds: f64| (seconds * key_type.units_per_second()) as i64;
+    // The plan's reach: the furthest partition or shadow that is not open-ended.
+    let furthest = table
+        .attached_ranges()
+        .into_iter()
+        .map(|(_, to)| to)
+        .chain(
+            super::shadows::waiting(table.oid)?
+                .into_iter()
+                .map(|s| s.to),
+        )
+        .filter(|to| *to != i64::MAX)
+        .max()
+        .unwrap_or(frontier);
+    let mut horizon = furthest.saturating_sub(frontier).max(0);
+    if key_type.is_temporal() {
+        horizon = horizon.max(lookahead_seconds.map_or(0, to_keys));
+    }
+    let now = if key_type.is_temporal() {
+        now_epoch.map(|s| to_keys(s - UNIX_TO_PG_EPOCH_SECONDS as f64))
+    } else {
+        None
+    };
+    Ok(partition_core::arrivals::plausible(
+        key_type,
+        Some(frontier),
+        now,
+        horizon,
+        known.reach(),
+        retention_seconds.map(to_keys),
+    )
+    .including(known.released.0, known.released.1))
+}
+
+/// Time keys: the first key time past the plausible keys (`None`: no
+/// bound), for series that must not follow outliers.
+pub fn plausible_upper_time(
+    table: &PartitionedTable,
+) -> Result<Option<pgrx::datum::TimestampWithTimeZone>> {
+    let Some(upper) = plausible_keys(table, &arrivals(table)?)?.upper else {
+        return Ok(None);
+    };
+    let micros = match table.key_type {
+        partition_core::KeyType::Date => {
+            upper.checked_mul(partition_core::calendar::MICROS_PER_DAY)
+        }
+        partition_core::KeyType::Timestamp | partition_core::KeyType::TimestampTz => Some(upper),
+        _ => None,
+    };
+    Ok(micros
+        .filter(|m| crate::pg::backend::TIMESTAMP_RANGE.contains(m))
+        .and_then(crate::pg::backend::timestamptz))
 }

@@ -37,8 +37,9 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
 use crate::catalog::state;
-use crate::catalog::{PartitionedTable, QualifiedName};
+use crate::catalog::{history, PartitionedTable, QualifiedName};
 use crate::error::{PredictError, Result};
+use crate::pg::backend;
 
 /// A DEFAULT partition up to this many pages is counted exactly; larger, the
 /// statistics' estimate is used. Also the size up to which a partition whose
@@ -204,6 +205,8 @@ fn get<T: FromDatum + IntoDatum>(row: &pgrx::spi::SpiHeapTupleData, i: usize) ->
 
 /// Runs step 1 for one table. Call it as the table's owner, with pinned settings.
 pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
+    let frontiers_before = history::frontiers(table)?;
+    let mut default_inserted = 0;
     let mut session = Session { table, queries: 0 };
     let (observed, epoch) = session.observe()?;
     let previous = session.previous()?;
@@ -315,6 +318,7 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
         };
         if part.is_default {
             summary.rows_in_default = live_rows;
+            default_inserted += delta.inserted;
         }
         samples.counters.push(
             part,
@@ -338,6 +342,12 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
     session.write(&samples)?;
     session.forget_detached(&observed)?;
     session.apply_retention()?;
+    history::learn_arrivals(
+        table,
+        frontiers_before,
+        history::frontiers(table)?,
+        default_inserted,
+    )?;
     summary.queries = session.queries;
     Ok(summary)
 }
@@ -890,6 +900,20 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// The frontier outside DEFAULT as a time (time keys): key-time
+    /// buckets are kept relative to it, so an outlier key in DEFAULT far in
+    /// the future cannot make the real history look old.
+    fn frontier_time(&self) -> Result<Option<pgrx::datum::TimestampWithTimeZone>> {
+        let micros = match (self.table.key_type, history::frontiers(self.table)?.0) {
+            (KeyType::Date, Some(days)) => days.checked_mul(MICROS_PER_DAY),
+            (KeyType::Timestamp | KeyType::TimestampTz, Some(micros)) => Some(micros),
+            _ => None,
+        };
+        Ok(micros
+            .filter(|m| backend::TIMESTAMP_RANGE.contains(m))
+            .and_then(backend::timestamptz))
+    }
+
     /// Keeps history bounded by the table's `retention`: samples and
     /// frontier hours by sample time, key-time buckets relative to the newest bucket (so a replay of
     /// old data is kept as long as real-time data would be).
@@ -917,11 +941,12 @@ impl Session<'_> {
                                                            WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass))
              DELETE FROM partition_predict.key_time_counts k
               WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
-                AND k.bucket_start < (SELECT pg_catalog.max(m.bucket_start) FROM partition_predict.key_time_counts m
-                                       WHERE m.parent = $1::pg_catalog.oid::pg_catalog.regclass)
+                AND k.bucket_start < LEAST((SELECT pg_catalog.max(m.bucket_start) FROM partition_predict.key_time_counts m
+                                             WHERE m.parent = $1::pg_catalog.oid::pg_catalog.regclass),
+                                           $2::timestamptz)
                                    - (SELECT c.retention FROM partition_predict.config c
                                        WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass)",
-            &[self.table.oid.into()],
+            &[self.table.oid.into(), self.frontier_time()?.into()],
         )?;
         Ok(())
     }

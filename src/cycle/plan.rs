@@ -47,6 +47,9 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
             rows: density,
         });
     }
+    // Far enough for the next arrivals too: a table fed weekly needs next
+    // week's partitions ready, whatever the lookahead says.
+    let reach = history::arrivals(table)?.reach();
     let horizon_end = planner::horizon_end(
         table.key_type,
         settings.lookahead,
@@ -54,7 +57,8 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         frontier_key,
         &demand,
         upper_over_point,
-    );
+    )
+    .max(frontier_key.saturating_add(reach.saturating_mul(2)));
 
     let active = table.attached_ranges();
     // Keep shadows unless the newest forecast expects one to overflow (more

@@ -154,10 +154,14 @@ fn key_time(table: &PartitionedTable, config: &Config) -> Result<Option<Prepared
     };
     let step_seconds = step_micros / 1_000_000;
     let window = steps_read(config) + 1;
+    // Rows with outlier keys in DEFAULT (act::quarantine) are counted in
+    // their buckets too, but the series ends where plausible keys end.
+    let outliers_from = history::plausible_upper_time(table)?;
     let (rows, older): (Vec<(i64, f64)>, bool) = Spi::connect(|client| {
         let result = client.select(
             "WITH newest AS (SELECT pg_catalog.max(bucket_start) AS b FROM partition_predict.key_time_counts
-                              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass),
+                              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
+                                AND ($5::timestamptz IS NULL OR bucket_start < $5)),
                   older AS (SELECT EXISTS (SELECT 1 FROM partition_predict.key_time_counts k, newest n
                                            WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
                                              AND k.bucket_start <= n.b - pg_catalog.make_interval(secs => ($3 * $4)::float8)) AS e)
@@ -166,9 +170,16 @@ fn key_time(table: &PartitionedTable, config: &Config) -> Result<Option<Prepared
                FROM partition_predict.key_time_counts k, newest n, older o
               WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
                 AND k.bucket_start > n.b - pg_catalog.make_interval(secs => ($3 * $4)::float8)
+                AND k.bucket_start <= n.b
               GROUP BY k.bucket_start",
             None,
-            &[table.oid.into(), PG_EPOCH_UNIX_SECONDS.into(), step_seconds.into(), window.into()],
+            &[
+                table.oid.into(),
+                PG_EPOCH_UNIX_SECONDS.into(),
+                step_seconds.into(),
+                window.into(),
+                outliers_from.into(),
+            ],
         )?;
         let mut older = false;
         let rows = result

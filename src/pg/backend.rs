@@ -51,6 +51,11 @@ pub fn now_timestamp() -> i64 {
     unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
+/// The timestamps PostgreSQL accepts (4714-11-24 BC to 294276 AD), in its
+/// microseconds since 2000-01-01: `MIN_TIMESTAMP` to `END_TIMESTAMP`.
+pub const TIMESTAMP_RANGE: std::ops::Range<i64> =
+    -211_813_488_000_000_000..9_223_371_331_200_000_000;
+
 /// A PostgreSQL timestamp as a `timestamptz` value.
 pub fn timestamptz(timestamp: i64) -> Option<pgrx::datum::TimestampWithTimeZone> {
     use pgrx::FromDatum;

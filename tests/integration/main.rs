@@ -2,6 +2,7 @@
 //! a client, with the extension as `cargo pgrx install` put it.
 //! Run by `scripts/test` (`cargo test --features integration --test integration`).
 
+mod arrivals;
 mod cluster;
 mod forecasting;
 mod foundation;

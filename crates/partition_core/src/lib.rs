@@ -5,6 +5,7 @@
 //! with `cargo test -p partition_core` in milliseconds.
 #![forbid(unsafe_code)]
 
+pub mod arrivals;
 pub mod bound;
 pub mod calendar;
 pub mod counters;

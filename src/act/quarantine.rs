@@ -1,0 +1,175 @@
+//! Outlier keys in DEFAULT (a row stamped 2200-01-01 or 1970-01-01 in a
+//! table receiving today's data) stay there: moved into a partition of
+//! their own they would become the table's frontier, and forecasts and
+//! shadows would follow them instead of the data. One `outlier_keys`
+//! condition names them while they are there; `release_outliers()` lets a
+//! DBA accept them on purpose, and keys the data catches up with are moved
+//! like any others.
+
+use partition_core::arrivals::{self, Plausible};
+use partition_core::planner::Stranded;
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+
+use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
+use crate::catalog::{history, state, PartitionedTable};
+use crate::error::Result;
+
+fn condition() -> Condition<'static> {
+    Condition::new(AlertKind::OutlierKeys, "")
+}
+
+/// The keys DEFAULT's rows may be moved for now.
+pub fn bounds(table: &PartitionedTable) -> Result<Plausible> {
+    history::plausible_keys(table, &history::arrivals(table)?)
+}
+
+/// What the statistics say about DEFAULT's writes, to tell whether it
+/// changed since the outliers were judged.
+fn default_signature(table: &PartitionedTable, default: pg_sys::Oid) -> Result<Option<String>> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT n_tup_ins || '/' || n_tup_upd || '/' || n_tup_del || '/' || COALESCE(filenode::text, '')
+           FROM partition_predict.partition_counters
+          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2",
+        &[table.oid.into(), default.into()],
+    )?)
+}
+
+/// Whether DEFAULT holds only the outliers judged before: nothing was
+/// written to it since, and every one of them is still outside `bounds`.
+/// Then the worker need not read DEFAULT again.
+pub fn only_known_outliers(
+    table: &PartitionedTable,
+    default: pg_sys::Oid,
+    bounds: &Plausible,
+) -> Result<bool> {
+    let Some((_, details)) = alerts::open_subjects(table.oid, AlertKind::OutlierKeys)?
+        .into_iter()
+        .next()
+    else {
+        return Ok(false);
+    };
+    let Some(signature) = default_signature(table, default)? else {
+        return Ok(false);
+    };
+    if details["default_signature"].as_str() != Some(signature.as_str()) {
+        return Ok(false);
+    }
+    let raw = |v: &Value| v.as_str().and_then(|s| s.parse::<i64>().ok());
+    let below_ok =
+        raw(&details["below_high_raw"]).is_none_or(|high| bounds.lower.is_some_and(|l| high < l));
+    let above_ok =
+        raw(&details["above_low_raw"]).is_none_or(|low| bounds.upper.is_some_and(|u| low >= u));
+    Ok(below_ok && above_ok)
+}
+
+/// DEFAULT is empty: no outliers are held.
+pub fn nothing_held(table: &PartitionedTable) -> Result<()> {
+    alerts::resolve(
+        table.oid,
+        condition(),
+        "DEFAULT holds no outlier keys any more",
+    )
+}
+
+/// Splits the rows found in DEFAULT: returns those to move, and raises (or
+/// updates, or resolves) the condition for the others.
+pub fn judge(
+    table: &PartitionedTable,
+    default: pg_sys::Oid,
+    groups: Vec<Stranded>,
+    bounds: &Plausible,
+) -> Result<Vec<Stranded>> {
+    let (plausible, below, above) = arrivals::split(&groups, bounds);
+    if below.is_empty() && above.is_empty() {
+        alerts::resolve(
+            table.oid,
+            condition(),
+            "DEFAULT holds no outlier keys any more",
+        )?;
+        return Ok(plausible);
+    }
+    let rows: f64 = below.iter().chain(&above).map(|g| g.rows).sum();
+    let key = |raw: i64| table.key_type.value(raw).to_text();
+    let span = |groups: &[Stranded]| -> Option<(i64, i64)> {
+        Some((
+            groups.iter().map(|g| g.start).min()?,
+            groups.iter().map(|g| g.end.saturating_sub(1)).max()?,
+        ))
+    };
+    let below_span = span(&below);
+    let above_span = span(&above);
+    let mut parts = Vec::new();
+    if let Some((low, high)) = below_span {
+        parts.push(format!("from {} to {}", key(low), key(high)));
+    }
+    if let Some((low, high)) = above_span {
+        parts.push(format!("from {} to {}", key(low), key(high)));
+    }
+    let bound_text = |b: Option<i64>| b.map_or("-".to_string(), key);
+    alerts::raise(
+        table.oid,
+        condition(),
+        Severity::Warning,
+        &format!(
+            "{rows:.0} row(s) in DEFAULT have keys far outside the table's data ({}): they stay in DEFAULT and do not move the frontier or the forecast; keys outside [{}, {}) are held back; partition_predict.release_outliers() moves them",
+            parts.join(" and "),
+            bound_text(bounds.lower),
+            bound_text(bounds.upper),
+        ),
+        json!({
+            "rows": rows.round() as i64,
+            "below_low": below_span.map(|s| key(s.0)),
+            "below_high": below_span.map(|s| key(s.1)),
+            "below_high_raw": below_span.map(|s| s.1.to_string()),
+            "below_low_raw": below_span.map(|s| s.0.to_string()),
+            "above_low": above_span.map(|s| key(s.0)),
+            "above_high": above_span.map(|s| key(s.1)),
+            "above_low_raw": above_span.map(|s| s.0.to_string()),
+            "above_high_raw": above_span.map(|s| s.1.to_string()),
+            "plausible_from": bounds.lower.map(key),
+            "plausible_to": bounds.upper.map(key),
+            "default_signature": default_signature(table, default)?,
+        }),
+    )?;
+    Ok(plausible)
+}
+
+/// Accepts the outlier keys DEFAULT holds now: from the next migration on
+/// they are moved like any others. Returns how many rows were released.
+pub fn release(table: &PartitionedTable) -> Result<i64> {
+    let Some((_, details)) = alerts::open_subjects(table.oid, AlertKind::OutlierKeys)?
+        .into_iter()
+        .next()
+    else {
+        return Ok(0);
+    };
+    let raw = |name: &str| details[name].as_str().and_then(|s| s.parse::<i64>().ok());
+    let known = history::arrivals(table)?;
+    let low = [raw("below_low_raw"), raw("above_low_raw"), known.released.0]
+        .into_iter()
+        .flatten()
+        .min();
+    let high = [
+        raw("below_high_raw"),
+        raw("above_high_raw"),
+        known.released.1,
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    state::write(
+        "INSERT INTO partition_predict.table_state AS s (parent, released_low, released_high)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3)
+         ON CONFLICT (parent) DO UPDATE SET released_low = EXCLUDED.released_low,
+                                            released_high = EXCLUDED.released_high",
+        &[table.oid.into(), low.into(), high.into()],
+    )?;
+    let rows = details["rows"].as_i64().unwrap_or(0);
+    alerts::resolve(
+        table.oid,
+        condition(),
+        &format!("{rows} row(s) released by release_outliers()"),
+    )?;
+    Ok(rows)
+}

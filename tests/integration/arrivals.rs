@@ -1,0 +1,192 @@
+//! Rows arriving the way real systems deliver them: in weekly batches, and
+//! with the odd key far outside the rest. DEFAULT stays empty of the data,
+//! and one bad key derails nothing.
+
+use postgres::Client;
+
+use crate::cluster::{flush_stats, scalar_i64, Cluster};
+
+const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
+
+fn in_default(client: &mut Client, table: &str) -> i64 {
+    scalar_i64(client, &format!("SELECT count(*) FROM {table}_default"))
+}
+
+fn cycle(client: &mut Client, table: &str) {
+    flush_stats(client);
+    let error: Option<String> = client
+        .query_one(
+            &format!("SELECT error FROM partition_predict.run_cycle('{table}')"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(error, None);
+}
+
+/// A week of calls from `monday` (one row every five minutes, more by
+/// day), loaded from a staging table in one `INSERT … SELECT` the planner
+/// knows is small (a few thousand rows): not a bulk load the hooks
+/// prepare for, as a nightly export's weekly file is not.
+fn week_batch(client: &mut Client, monday: &str) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS staging (at timestamptz, agent int);
+             TRUNCATE staging;
+             INSERT INTO staging
+             SELECT t, g % 7
+               FROM generate_series(timestamptz '{monday}', timestamptz '{monday}' + interval '7 days' - interval '5 minutes',
+                                    interval '5 minutes') t,
+                    generate_series(1, CASE WHEN extract(hour FROM t) BETWEEN 8 AND 17 THEN 2 ELSE 1 END) g;
+             ANALYZE staging;
+             INSERT INTO calls SELECT * FROM staging;"
+        ))
+        .unwrap();
+}
+
+#[test]
+fn weekly_batches_find_next_week_ready() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE TABLE calls (at timestamptz NOT NULL, agent int) PARTITION BY RANGE (at);
+             CREATE TABLE calls_first PARTITION OF calls FOR VALUES FROM ('2026-01-05') TO ('2026-01-26');
+             SELECT partition_predict.manage('calls', target_rows => 500, lookahead => '2 days');",
+        )
+        .unwrap();
+    // Three weeks into the partition the DBA made, a cycle after each.
+    for monday in ["2026-01-05", "2026-01-12", "2026-01-19"] {
+        week_batch(&mut client, monday);
+        cycle(&mut client, "calls");
+    }
+    let reaches: Vec<i64> = client
+        .query_one(
+            "SELECT arrival_reaches FROM partition_predict.table_state WHERE parent = 'calls'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        reaches.iter().any(|r| *r >= 6 * 86_400_000_000),
+        "the weekly jumps were learned: {reaches:?}"
+    );
+    // From now on each week lands in partitions attached before it came,
+    // though the lookahead is two days and each batch (a few thousand
+    // rows) is too small to be prepared for as a bulk load.
+    for monday in ["2026-01-26", "2026-02-02", "2026-02-09"] {
+        week_batch(&mut client, monday);
+        assert_eq!(in_default(&mut client, "calls"), 0, "week of {monday}");
+        cycle(&mut client, "calls");
+    }
+    let oversized = scalar_i64(
+        &mut client,
+        "SELECT count(*) FROM partition_predict.partitions
+          WHERE parent = 'calls'::regclass AND state = 'active' AND range_start >= '2026-01-26'
+            AND rows > 2 * 500",
+    );
+    assert_eq!(
+        oversized, 0,
+        "partitions made for the batches stay near the target"
+    );
+}
+
+/// A table fed day by day: the newest forecast made, and where the shadows
+/// reach past the frontier.
+fn forecast_and_shadows(client: &mut Client) -> (String, String) {
+    let row = client
+        .query_one(
+            "SELECT (SELECT max(step_start)::text FROM partition_predict.forecasts WHERE parent = 'ev'::regclass),
+                    (SELECT max(range_end) FROM partition_predict.partitions
+                      WHERE parent = 'ev'::regclass AND state IN ('shadow', 'active'))",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn day_of_minutes(client: &mut Client, day: &str) {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO ev (ts) SELECT timestamptz '{day}' + g * interval '1 minute' FROM generate_series(0, 1439) g"
+        ))
+        .unwrap();
+}
+
+#[test]
+fn far_future_and_far_past_keys_stay_in_default_and_derail_nothing() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE TABLE ev (ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+             CREATE TABLE ev_first PARTITION OF ev FOR VALUES FROM ('2026-11-01') TO ('2026-11-05');
+             SELECT partition_predict.manage('ev', target_rows => 2000, lookahead => '1 day');",
+        )
+        .unwrap();
+    for day in ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"] {
+        day_of_minutes(&mut client, day);
+        cycle(&mut client, "ev");
+    }
+    client
+        .batch_execute("INSERT INTO ev VALUES ('2200-01-01'), ('1970-01-01')")
+        .unwrap();
+    for day in ["2026-11-05", "2026-11-06", "2026-11-07", "2026-11-08"] {
+        day_of_minutes(&mut client, day);
+        cycle(&mut client, "ev");
+        // What the worker does after each cycle.
+        client
+            .batch_execute("CALL partition_predict.migrate_default('ev')")
+            .unwrap();
+        cycle(&mut client, "ev");
+        assert_eq!(
+            in_default(&mut client, "ev"),
+            2,
+            "on {day} only the two outliers are in DEFAULT"
+        );
+        let (forecast_until, shadows_until) = forecast_and_shadows(&mut client);
+        assert!(
+            forecast_until.as_str() > day && forecast_until.as_str() < "2026-12",
+            "on {day} the newest forecast reaches {forecast_until}"
+        );
+        assert!(
+            shadows_until.as_str() > day && shadows_until.as_str() < "2026-12",
+            "on {day} the partitions reach {shadows_until}"
+        );
+    }
+    let alerts = client
+        .query(
+            "SELECT state, details->>'rows', message FROM partition_predict.alert_history
+              WHERE parent = 'ev'::regclass AND kind = 'outlier_keys'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(alerts.len(), 1, "one condition, however many cycles saw it");
+    let (state, rows, message): (String, String, String) =
+        (alerts[0].get(0), alerts[0].get(1), alerts[0].get(2));
+    assert_eq!((state.as_str(), rows.as_str()), ("open", "2"));
+    assert!(
+        message.contains("2200-01-01") && message.contains("1970-01-01"),
+        "{message}"
+    );
+
+    // A DBA who means it releases them: the next migration moves them.
+    let released = scalar_i64(
+        &mut client,
+        "SELECT partition_predict.release_outliers('ev')",
+    );
+    assert_eq!(released, 2);
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap();
+    assert_eq!(in_default(&mut client, "ev"), 0);
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.alerts WHERE parent = 'ev'::regclass AND kind = 'outlier_keys'"
+        ),
+        0
+    );
+}
