@@ -61,12 +61,13 @@ class Replay:
     description: str
     scaling: str
     weeks: int
-    start: dt.date  # the Monday the replay's keys start on
-    keys: list  # key text per row, in time order
+    start: dt.date  # the Monday the keys start on: the data's own, then the replay's (place_in_time)
+    keys: list  # per row, in time order: offset from the first Monday, then (place_in_time) key text
     row_slots: np.ndarray  # slot of each row
-    slot_starts: list  # key time (datetime, UTC) each slot starts at
+    slot_starts: list  # where each slot starts: offset, then (place_in_time) UTC datetime
     continuous_maintenance: str  # 'hour' or 'day': grain of the DBA's schedule in continuous mode
-    target_rows: int = 0
+    target_rows: int  # T
+    target_reason: str  # how T was chosen, for the report
     partman_interval: str = ""
     interval_averages: dict = field(default_factory=dict)
 
@@ -129,7 +130,9 @@ def bank_calls(wheel, weeks, calls_per_row):
         row_slots=np.asarray(row_slots),
         slot_starts=[s - first_monday.to_pydatetime() for s in slot_starts],
         continuous_maintenance="hour",
-    ), days_with_calls
+        target_rows=round(len(keys) / days_with_calls),
+        target_reason="a day's average rows, over the days with calls",
+    )
 
 
 def chicago(wheel, weeks, boardings_per_row):
@@ -172,6 +175,8 @@ def chicago(wheel, weeks, boardings_per_row):
         row_slots=np.asarray(row_slots),
         slot_starts=slot_starts,
         continuous_maintenance="day",
+        target_rows=round(len(keys) / weeks),
+        target_reason="a week's average rows",
     )
 
 
@@ -198,12 +203,13 @@ def choose_partman_interval(replay):
 
 
 def place_in_time(replay):
-    """Moves the keys to start on a Monday after today, by whole weeks of
-    weekdays kept. In the future so that pg_partman's create_parent (which
-    premakes from the clock) makes nothing beyond its start partition: from
-    then on both tools follow the data alone. The first week's end must lie
-    on a pg_partman boundary (a Monday for hours, days and weeks; also the
-    1st for months)."""
+    """Moves the keys by whole weeks (weekdays stay) to start on the first
+    Monday after today. pg_partman's create_parent premakes from the clock
+    (up to premake intervals past now), so data starting about now gets what
+    a DBA setting it up today would get; from then on both tools follow the
+    data alone (neither plans from the clock). The first week's end must lie
+    on a pg_partman boundary: a Monday for hours, days and weeks, also the
+    1st for months."""
     start = next_monday_after(dt.datetime.now(dt.timezone.utc).date())
     while replay.partman_interval == "1 month" and (start + dt.timedelta(days=7)).day != 1:
         start += dt.timedelta(days=7)
@@ -311,7 +317,8 @@ class Table:
         # DEFAULT is read only after the INSERT: a transaction that touched
         # DEFAULT first would keep ours from attaching shadows for the load.
         self.cur.execute(
-            f"BEGIN; INSERT INTO {self.name} (k, batch_no) SELECT k, %s FROM {source} WHERE slot BETWEEN %s AND %s",
+            f"BEGIN; INSERT INTO {self.name} (k, batch_no) SELECT k, %s FROM {source} "
+            "WHERE slot BETWEEN %s AND %s ORDER BY k",
             (batch_no, first_slot, last_slot),
         )
         in_default, of_this_batch = self.one(
@@ -388,6 +395,20 @@ def create_pair(admin, replay, mode):
     return names
 
 
+def unmanage(admin, name):
+    """unmanage(), tried up to five times: it can fail against the worker's
+    own work on the table (a deadlock was seen); the failures are reported."""
+    errors = []
+    for _ in range(5):
+        try:
+            admin.execute("SELECT partition_predict.unmanage(%s)", (name,))
+            return errors
+        except psycopg2.Error as error:
+            errors.append(str(error).strip().splitlines()[0])
+            time.sleep(0.5)
+    raise RuntimeError(f"unmanage({name}) failed five times: {errors[-1]}")
+
+
 def wait_for_default_to_empty(admin, table):
     """Ours: the worker moves rows out of DEFAULT after the commit; wait
     (up to FINAL_WAIT_S) until DEFAULT is empty and no migration is open."""
@@ -422,6 +443,7 @@ class Outcome:
     maintenance_errors: list
     load_errors: list
     rows: int
+    unmanage_errors: list = field(default_factory=list)
 
 
 def measure(admin, table, replay):
@@ -494,7 +516,7 @@ def replay_mode(dsn, admin, replay, source, mode):
         table.close()
     # Ours stops being managed, so that the worker's cycles of finished
     # tables do not take CPU from the next mode. The tables stay.
-    admin.execute("SELECT partition_predict.unmanage(%s)", (names["pp"],))
+    outcomes[0].unmanage_errors = unmanage(admin, names["pp"])
     log(f"{replay.name} {mode}: {len(batches)} batches, "
         f"{sum(b.maintenance_after for b in batches)} maintenance points, {time.monotonic() - started:.0f} s")
     return outcomes
@@ -533,7 +555,8 @@ def report_section(replay, outcomes, seconds):
         "",
         f"- data: {replay.description}; {replay.rows:,} rows ({replay.scaling}); "
         f"keys moved to start on Monday {replay.start} (whole weeks: weekdays kept)",
-        f"- T (`target_rows`) = {replay.target_rows:,} rows; pg_partman: `{replay.partman_interval}` "
+        f"- T (`target_rows`) = {replay.target_rows:,} rows ({replay.target_reason}); "
+        f"pg_partman: `{replay.partman_interval}` "
         f"(average rows per interval: "
         + ", ".join(f"{name} {average:,}" for name, average in replay.interval_averages.items())
         + f"), premake {PARTMAN_PREMAKE}",
@@ -553,6 +576,7 @@ def report_section(replay, outcomes, seconds):
         lines.extend(outcome_row(o) for o in mode_outcomes)
     failures = [(o.mode, o.tool, "maintenance", e) for o in outcomes for e in o.maintenance_errors]
     failures += [(o.mode, o.tool, "load", e) for o in outcomes for e in o.load_errors]
+    failures += [(o.mode, o.tool, "unmanage() at the end of the mode", e) for o in outcomes for e in o.unmanage_errors]
     if failures:
         lines += ["", "Failures (the first of each kind, with how often it happened):", ""]
         counts = {}
@@ -584,14 +608,9 @@ def main():
 
     replays = []
     if args.only in (None, "bank_calls"):
-        calls_per_row = 10
-        replay, days_with_calls = bank_calls(args.wheel, 3 if args.quick else 8, calls_per_row)
-        replay.target_rows = round(replay.rows / days_with_calls)  # a day's average rows
-        replays.append(replay)
+        replays.append(bank_calls(args.wheel, weeks=3 if args.quick else 8, calls_per_row=10))
     if args.only in (None, "chicago"):
-        replay = chicago(args.wheel, 10 if args.quick else 52, 100)
-        replay.target_rows = round(replay.rows / replay.weeks)  # a week's average rows
-        replays.append(replay)
+        replays.append(chicago(args.wheel, weeks=10 if args.quick else 52, boardings_per_row=100))
     for replay in replays:
         choose_partman_interval(replay)
         place_in_time(replay)

@@ -66,10 +66,12 @@ CREATE TABLE partition_predict.table_state (
     -- frontier, as of the last cycle (NULL: no frontier or no forecast yet).
     runway           interval,
     runway_at        timestamptz,
-    -- How rows arrive: the frontier's last advances per cycle (key units),
-    -- the margin over the largest that activation and planning use, and the
+    -- How rows arrive: the frontier's last advances per cycle (key units)
+    -- and the rows those cycles brought, the margin over the largest that
+    -- activation and planning use, and the
     -- keys a DBA released from quarantine (release_outliers).
     arrival_reaches  bigint[] NOT NULL DEFAULT '{}',
+    arrival_rows     bigint[] NOT NULL DEFAULT '{}',
     reach_margin     double precision NOT NULL DEFAULT 1.5,
     released_low     bigint,
     released_high    bigint

@@ -28,12 +28,13 @@ use crate::pg::session::{as_role, with_pinned_settings};
 /// frontier is within one partition-length lead of, or within the reach
 /// learned from how the table's rows arrive. A shadow whose range
 /// already has rows in DEFAULT is not attached blindly: an alert is raised
-/// and the range waits for migration.
+/// and the range waits for migration, while the shadows after it are
+/// attached as usual.
 pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
     let frontier = history::frontier(table)?;
     // How far the next arrivals may reach past the frontier (a week for a
     // table fed weekly): everything they can land in is attached now.
-    let reach = history::arrivals(table)?.reach();
+    let reach = history::reach_keys(table)?;
     let mut activated = 0;
     let mut found_clean = Vec::new();
     let scans_before = default_scans(table)?;
@@ -144,8 +145,9 @@ fn activate_due(
         };
         if shadow.migrating {
             // The migration attaches it when the last rows are in; until
-            // then the rows are still in DEFAULT.
-            break;
+            // then the rows are still in DEFAULT. The shadows after it do
+            // not wait for it: their ranges are theirs, and rows keep coming.
+            continue;
         }
         if let Some(rows) = rows_in_default(table, shadow.from, shadow.to)? {
             let subject = range_subject(table, shadow.from, shadow.to);
@@ -162,7 +164,7 @@ fn activate_due(
                 json!({"range_start": table.key_type.value(shadow.from).to_text(),
                        "range_end": table.key_type.value(shadow.to).to_text(), "rows": rows, "shadow": shadow.name}),
             )?;
-            break;
+            continue;
         }
         found_clean.push(range_subject(table, shadow.from, shadow.to));
         match attach(table, shadow.oid, shadow.from, shadow.to, shadow_name) {
@@ -271,4 +273,77 @@ pub fn activate_for_bulk_load(parent: pg_sys::Oid) -> Result<i64> {
         let table = catalog::load_partitioned_table(parent, false)?;
         as_role(table.owner_oid, || activate(&table, Some(i64::MAX)))
     })
+}
+
+/// Partitions attached ahead of the data (the learned reach attaches a
+/// week ahead for a table fed weekly) are sized by the forecast of the
+/// day they were planned. When the newest forecast expects one to
+/// overflow (over 1.5x `target_rows`, and a smaller span is possible) and
+/// no row has reached it yet, it is detached and dropped, so the plan can
+/// lay out smaller ones there; returns the ranges taken away. Only
+/// partitions this extension made are touched, each locked and found empty
+/// before it is detached; never while rows move out of DEFAULT.
+pub fn reshape_attached_ahead(
+    table: &PartitionedTable,
+    frontier: i64,
+    overflowing: impl Fn(i64, i64) -> bool,
+) -> Result<Vec<(i64, i64)>> {
+    if crate::catalog::migrations::active(table.oid)?.is_some() {
+        return Ok(Vec::new());
+    }
+    let mut reshaped = Vec::new();
+    for (from, to, oid) in shadows::attached_past(table.oid, frontier)? {
+        if !overflowing(from, to) {
+            continue;
+        }
+        // Still the partition the extension attached, of this table.
+        let attached = table
+            .partitions
+            .iter()
+            .any(|p| p.bound.raw_range() == Some((from, to)));
+        if !attached || relation::table_state(oid) != relation::TableState::Attached {
+            continue;
+        }
+        let name = catalog::table::relation_name(oid)?;
+        let has_rows = |name: &str| {
+            Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))
+                .map(|r| r.unwrap_or(true))
+        };
+        if has_rows(&name)? {
+            continue;
+        }
+        // Rows that would land in it now wait for this cycle's commit; a
+        // row that got in first keeps it.
+        let locked = run_with_lock_retry(
+            &table.name,
+            "locking an empty partition to reshape it",
+            &format!("LOCK TABLE ONLY {name} IN ACCESS EXCLUSIVE MODE"),
+        );
+        if let Err(PredictError::LockUnavailable { .. }) = locked {
+            continue;
+        }
+        locked?;
+        if has_rows(&name)? {
+            continue;
+        }
+        let detached = hooks::as_attacher(|| {
+            run_with_lock_retry(
+                &table.name,
+                "detaching an empty partition to reshape it",
+                &format!(
+                    "ALTER TABLE {} DETACH PARTITION {name}",
+                    table.name.quoted()
+                ),
+            )
+        });
+        match detached {
+            Ok(()) => {}
+            Err(PredictError::LockUnavailable { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+        Spi::run(&format!("DROP TABLE {name}"))?;
+        shadows::forget(table.oid, from)?;
+        reshaped.push((from, to));
+    }
+    Ok(reshaped)
 }

@@ -42,10 +42,16 @@ pub fn forecast_series(table: &PartitionedTable) -> &'static str {
 /// partitions), and the ratio of its upper bound to it (the upper bound sets
 /// how far ahead shadows must reach: running short would put rows in DEFAULT).
 pub fn demand(table: &PartitionedTable) -> Result<(Vec<Demand>, f64)> {
-    let rows: Vec<(f64, f64, String, String, f64, f64)> = Spi::connect(|client| {
+    let rows: Vec<(f64, f64, String, String, f64, f64, Option<f64>)> = Spi::connect(|client| {
         let result = client.select(
             "SELECT pg_catalog.date_part('epoch', f.step_start), pg_catalog.date_part('epoch', f.step_end),
-                    f.range_start, f.range_end, f.upper_rows, f.predicted_rows
+                    f.range_start, f.range_end, f.upper_rows, f.predicted_rows,
+                    CASE WHEN $2 = 'key_time' THEN
+                      (SELECT COALESCE(pg_catalog.sum(k.rows), 0)::float8 FROM partition_predict.key_time_counts k
+                        WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
+                          AND k.bucket_start >= f.step_start - interval '7 days'
+                          AND k.bucket_start < f.step_end - interval '7 days')
+                    END
                FROM partition_predict.forecast_log f
               WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
                 AND f.made_at = (SELECT l.made_at FROM partition_predict.forecast_log l
@@ -65,13 +71,19 @@ pub fn demand(table: &PartitionedTable) -> Result<(Vec<Demand>, f64)> {
                     r.get::<String>(4)?.unwrap_or_default(),
                     r.get::<f64>(5)?.unwrap_or(0.0),
                     r.get::<f64>(6)?.unwrap_or(0.0),
+                    r.get::<f64>(7)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()
     })?;
     let mut demand = Vec::new();
     let (mut upper_total, mut point_total) = (0.0, 0.0);
-    for (step_start, step_end, range_start, range_end, upper, point) in rows {
+    for (step_start, step_end, range_start, range_end, upper, point, last_week) in rows {
+        // Partitions are sized for at least half of what the same hours
+        // held a week before: a forecast that has not learned the week yet
+        // (it saw one quiet weekend and predicts quiet) must not plan one
+        // partition for a whole busy week.
+        let point = point.max(WEEK_AGO_FLOOR * last_week.unwrap_or(0.0));
         let (start, end) = if table.key_type.is_temporal() {
             let to_raw = |epoch: f64| {
                 ((epoch - UNIX_TO_PG_EPOCH_SECONDS as f64) * table.key_type.units_per_second())
@@ -103,6 +115,36 @@ pub fn demand(table: &PartitionedTable) -> Result<(Vec<Demand>, f64)> {
         1.0
     };
     Ok((demand, upper_over_point))
+}
+
+/// The share of last week's rows in the same hours below which a forecast
+/// is not trusted for sizing partitions.
+const WEEK_AGO_FLOOR: f64 = 0.5;
+
+/// Time keys: the longest stretch of key time without rows in the last
+/// two weeks before the frontier (a weekend, a closed night), in key units:
+/// arrivals may jump that far at once. 0 for integer keys.
+pub fn longest_gap(table: &PartitionedTable) -> Result<i64> {
+    if !table.key_type.is_temporal() {
+        return Ok(0);
+    }
+    let Some(frontier) = frontier(table)? else {
+        return Ok(0);
+    };
+    let seconds = Spi::get_one_with_args::<f64>(
+        "SELECT pg_catalog.date_part('epoch', pg_catalog.max(b.bucket_start - b.previous))
+           FROM (SELECT k.bucket_start, pg_catalog.lag(k.bucket_start) OVER (ORDER BY k.bucket_start) AS previous
+                   FROM (SELECT DISTINCT bucket_start FROM partition_predict.key_time_counts
+                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
+                            AND bucket_start > pg_catalog.to_timestamp($2) - interval '14 days'
+                            AND bucket_start <= pg_catalog.to_timestamp($2)) k) b",
+        &[
+            table.oid.into(),
+            (frontier as f64 / table.key_type.units_per_second() + UNIX_TO_PG_EPOCH_SECONDS as f64).into(),
+        ],
+    )?
+    .unwrap_or(0.0);
+    Ok((seconds.max(0.0) * table.key_type.units_per_second()) as i64)
 }
 
 /// Rows per key of an integer key, from recent activity: rows inserted
@@ -153,23 +195,75 @@ pub fn frontiers(table: &PartitionedTable) -> Result<(Option<i64>, Option<i64>)>
 pub struct Arrivals {
     /// The frontier's last advances (`arrivals::REACHES_KEPT` at most).
     pub reaches: Vec<i64>,
+    /// The rows of the cycles those advances were seen in.
+    pub rows: Vec<i64>,
     pub margin: f64,
     /// Keys a DBA released from quarantine (`release_outliers`).
     pub released: (Option<i64>, Option<i64>),
+    /// The reach assumed before any advance was seen.
+    pub prior: i64,
 }
 
 impl Arrivals {
     /// How far past the frontier the next arrivals may reach.
+    /// How far the next arrivals may reach past the frontier, in keys.
     pub fn reach(&self) -> i64 {
         partition_core::arrivals::reach(&self.reaches, self.margin)
     }
+
+    /// How many rows the next arrivals may bring at once.
+    pub fn batch_rows(&self) -> f64 {
+        partition_core::arrivals::reach(&self.rows, self.margin) as f64
+    }
+}
+
+/// How far past the frontier partitions must be ready for the next
+/// arrivals: the learned reach in keys, or as far as the forecast expects
+/// the next batch's rows to run (across hours or days it expects empty),
+/// whichever is further; no further than the forecast's horizon.
+pub fn reach_keys(table: &PartitionedTable) -> Result<i64> {
+    let known = arrivals(table)?;
+    let keys = known.reach();
+    let Some(frontier) = frontier(table)? else {
+        return Ok(keys);
+    };
+    let (demand, _) = demand(table)?;
+    let horizon = demand
+        .iter()
+        .map(|d| d.end)
+        .max()
+        .map_or(0, |end| end.saturating_sub(frontier).max(0));
+    let by_rows = partition_core::arrivals::keys_holding(&demand, frontier, known.batch_rows())
+        .unwrap_or(horizon);
+    // A batch may come after the longest quiet stretch the data has shown.
+    let past_a_gap = longest_gap(table)?.saturating_add(keys);
+    // A young table fed in batches has not shown its week yet (the first
+    // weekend between two daily batches is a jump nothing learned so far
+    // predicts): until two weeks of key time are known, at least the prior
+    // reach. Tables fed continuously keep their short lead.
+    let batches = keys as f64 >= 12.0 * 3_600.0 * table.key_type.units_per_second();
+    let young = known.prior > 0 && batches && history_span(table, frontier)? < 14.0 * 86_400.0;
+    let floor = if young { known.prior } else { 0 };
+    Ok(keys.max(by_rows.min(horizon)).max(past_a_gap).max(floor))
+}
+
+/// Seconds of key time between the oldest counted bucket and the frontier.
+fn history_span(table: &PartitionedTable, frontier: i64) -> Result<f64> {
+    let oldest = Spi::get_one_with_args::<f64>(
+        "SELECT pg_catalog.date_part('epoch', pg_catalog.min(bucket_start)) FROM partition_predict.key_time_counts
+          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
+        &[table.oid.into()],
+    )?;
+    let frontier_seconds =
+        frontier as f64 / table.key_type.units_per_second() + UNIX_TO_PG_EPOCH_SECONDS as f64;
+    Ok(oldest.map_or(0.0, |o| (frontier_seconds - o).max(0.0)))
 }
 
 pub fn arrivals(table: &PartitionedTable) -> Result<Arrivals> {
     Spi::connect(|client| {
         let row = client
             .select(
-                "SELECT arrival_reaches, reach_margin, released_low, released_high
+                "SELECT arrival_reaches, reach_margin, released_low, released_high, arrival_rows
                    FROM partition_predict.table_state WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
                 None,
                 &[table.oid.into()],
@@ -178,8 +272,10 @@ pub fn arrivals(table: &PartitionedTable) -> Result<Arrivals> {
         if row.is_empty() {
             return Ok(Arrivals {
                 reaches: Vec::new(),
+                rows: Vec::new(),
                 margin: partition_core::arrivals::MARGIN_START,
                 released: (None, None),
+                prior: partition_core::arrivals::prior_reach(table.key_type),
             });
         }
         Ok(Arrivals {
@@ -188,6 +284,8 @@ pub fn arrivals(table: &PartitionedTable) -> Result<Arrivals> {
                 .get::<f64>(2)?
                 .unwrap_or(partition_core::arrivals::MARGIN_START),
             released: (row.get::<i64>(3)?, row.get::<i64>(4)?),
+            rows: row.get::<Vec<i64>>(5)?.unwrap_or_default(),
+            prior: partition_core::arrivals::prior_reach(table.key_type),
         })
     })
 }
@@ -200,6 +298,7 @@ pub fn learn_arrivals(
     before: (Option<i64>, Option<i64>),
     after: (Option<i64>, Option<i64>),
     default_inserted: i64,
+    rows_inserted: i64,
 ) -> Result<()> {
     let known = arrivals(table)?;
     let bounds = plausible_keys(table, &known)?;
@@ -216,16 +315,24 @@ pub fn learn_arrivals(
     };
     let reached_default = default_inserted > 0 && after.1.is_some_and(|k| bounds.contains(k));
     let reaches = partition_core::arrivals::remember_advance(&known.reaches, advance);
+    // Rows of a cycle that moved the frontier: a backfill of old keys
+    // alone is not the next batch's size.
+    let rows = if advance > 0 {
+        partition_core::arrivals::remember_advance(&known.rows, rows_inserted)
+    } else {
+        known.rows.clone()
+    };
     let margin = partition_core::arrivals::adapt_margin(known.margin, reached_default, advance > 0);
-    if reaches == known.reaches && margin == known.margin {
+    if reaches == known.reaches && rows == known.rows && margin == known.margin {
         return Ok(());
     }
     state::write(
-        "INSERT INTO partition_predict.table_state AS s (parent, arrival_reaches, reach_margin)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3)
+        "INSERT INTO partition_predict.table_state AS s (parent, arrival_reaches, arrival_rows, reach_margin)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4)
          ON CONFLICT (parent) DO UPDATE SET arrival_reaches = EXCLUDED.arrival_reaches,
+                                            arrival_rows = EXCLUDED.arrival_rows,
                                             reach_margin = EXCLUDED.reach_margin",
-        &[table.oid.into(), reaches.into(), margin.into()],
+        &[table.oid.into(), reaches.into(), rows.into(), margin.into()],
     )
 }
 
@@ -306,4 +413,31 @@ pub fn plausible_upper_time(
     Ok(micros
         .filter(|m| crate::pg::backend::TIMESTAMP_RANGE.contains(m))
         .and_then(crate::pg::backend::timestamptz))
+}
+
+/// Time keys: rows per key unit over the last four weeks of key time before
+/// the frontier (or as much history as there is). `None` for integer keys
+/// and tables without history.
+pub fn recent_density(table: &PartitionedTable) -> Result<Option<f64>> {
+    if !table.key_type.is_temporal() {
+        return Ok(None);
+    }
+    let Some(frontier) = frontier(table)? else {
+        return Ok(None);
+    };
+    let frontier_seconds =
+        frontier as f64 / table.key_type.units_per_second() + UNIX_TO_PG_EPOCH_SECONDS as f64;
+    let (rows, oldest) = Spi::get_two_with_args::<f64, f64>(
+        "SELECT pg_catalog.sum(rows)::float8, pg_catalog.date_part('epoch', pg_catalog.min(bucket_start))
+           FROM partition_predict.key_time_counts
+          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
+            AND bucket_start > pg_catalog.to_timestamp($2) - interval '28 days'
+            AND bucket_start <= pg_catalog.to_timestamp($2)",
+        &[table.oid.into(), frontier_seconds.into()],
+    )?;
+    let (Some(rows), Some(oldest)) = (rows, oldest) else {
+        return Ok(None);
+    };
+    let seconds = (frontier_seconds - oldest).max(3_600.0);
+    Ok(Some(rows / (seconds * table.key_type.units_per_second())))
 }

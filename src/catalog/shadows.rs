@@ -205,3 +205,27 @@ pub fn bulk_load_target(parent: pg_sys::Oid) -> Result<Option<(bool, Option<pg_s
         Ok((managed == Some(true)).then_some((waiting == Some(true), default)))
     })
 }
+
+/// Partitions the extension made and attached that lie wholly past `key`
+/// (attached ahead of the data): `(from, to, oid)`, in key order.
+pub fn attached_past(parent: pg_sys::Oid, key: i64) -> Result<Vec<(i64, i64, pg_sys::Oid)>> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT range_from, range_to, shadow FROM partition_predict.shadows
+                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND range_from > $2
+                    AND activated_at IS NOT NULL
+                  ORDER BY range_from",
+                None,
+                &[parent.into(), key.into()],
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<i64>(1)?.unwrap_or(0),
+                    row.get::<i64>(2)?.unwrap_or(0),
+                    row.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()
+    })
+}

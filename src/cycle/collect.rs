@@ -347,6 +347,7 @@ pub fn collect(table: &PartitionedTable) -> Result<CollectSummary> {
         frontiers_before,
         history::frontiers(table)?,
         default_inserted,
+        summary.rows_inserted,
     )?;
     summary.queries = session.queries;
     Ok(summary)

@@ -4,10 +4,14 @@
 
 use partition_core::planner::{self, Demand, PlanInput};
 
+use crate::act::activate;
 use crate::catalog::shadows::{self, Origin};
 use crate::catalog::{create, history, settings, PartitionedTable};
 use crate::error::Result;
 use crate::gucs;
+
+/// The share of the recent rate assumed beyond the forecast's horizon.
+const RECENT_RATE_FLOOR: f64 = 0.5;
 
 /// At most this many shadows are created in one cycle, to bound its cost.
 const MAX_CREATED_PER_CYCLE: usize = 48;
@@ -39,6 +43,19 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         return Ok(summary);
     }
     let mut demand = demand;
+    // Past the forecast's horizon the plan assumes at least half the recent
+    // rate: a forecast that ends in a quiet stretch (a holiday, a weekend)
+    // must not make the next range a year long.
+    if let Some(density) = history::recent_density(table)? {
+        let end = demand.iter().map(|d| d.end).max().unwrap_or(frontier_key);
+        let year = (366.0 * 86_400.0 * table.key_type.units_per_second()) as i64;
+        let tail_end = end.saturating_add(year);
+        demand.push(Demand {
+            start: end,
+            end: tail_end,
+            rows: RECENT_RATE_FLOOR * density * (tail_end - end) as f64,
+        });
+    }
     if let (Some(density), true) = (rows_per_key, demand.is_empty()) {
         // Integer keys before the first forecast: the observed rows per key.
         demand.push(Demand {
@@ -49,7 +66,9 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
     }
     // Far enough for the next arrivals too: a table fed weekly needs next
     // week's partitions ready, whatever the lookahead says.
-    let reach = history::arrivals(table)?.reach();
+    let reach = history::arrivals(table)?
+        .reach()
+        .max(history::reach_keys(table)? / 2);
     let horizon_end = planner::horizon_end(
         table.key_type,
         settings.lookahead,
@@ -60,24 +79,60 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
     )
     .max(frontier_key.saturating_add(reach.saturating_mul(2)));
 
-    let active = table.attached_ranges();
-    // Keep shadows unless the newest forecast expects one to overflow (more
-    // than 1.5x the target) and a smaller span is possible: then it is
-    // dropped and planned again. A shadow expected to be small is kept:
-    // replanning it would often give the same range back (a 6-hour range
-    // starting at 18:00 cannot grow into a day), and an extra small
-    // partition costs little, while dropping and recreating every cycle
-    // would be DDL for nothing.
     let smallest_span = planner::smallest_span(table.key_type, settings.min_span);
+    let overflowing = |from: i64, to: i64| {
+        planner::rows_within(&demand, from, to) > settings.target_rows * 1.5
+            && to - from > smallest_span
+    };
+    let reshaped = activate::reshape_attached_ahead(table, frontier_key, overflowing)?;
+    summary.dropped += reshaped.len() as i64;
+    let active: Vec<(i64, i64)> = table
+        .attached_ranges()
+        .into_iter()
+        .filter(|r| !reshaped.contains(r))
+        .collect();
+    let waiting = shadows::waiting(table.oid)?;
+    // The plan as it would be with no shadow waiting (those being migrated
+    // into aside): where it has one larger range in place of several small
+    // shadows, they are merged.
+    let fixed: Vec<(i64, i64)> = active
+        .iter()
+        .copied()
+        .chain(
+            waiting
+                .iter()
+                .filter(|s| s.migrating)
+                .map(|s| (s.from, s.to)),
+        )
+        .collect();
+    let fresh = planner::plan(&PlanInput {
+        key_type: table.key_type,
+        taken: &fixed,
+        frontier: Some(frontier_key),
+        demand: &demand,
+        target_rows: settings.target_rows,
+        min_span: settings.min_span,
+        max_span: settings.max_span,
+        horizon_end,
+        zone: &settings.zone,
+    });
+    // Keep shadows unless the newest forecast expects one to overflow (more
+    // than 1.5x the target) and a smaller span is possible, or the plan now
+    // holds it in a larger range: then it is dropped and planned again. A
+    // shadow expected to be small is otherwise kept: replanning it would
+    // often give the same range back (a 6-hour range starting at 18:00
+    // cannot grow into a day), and dropping and recreating every cycle
+    // would be DDL for nothing. Merging cannot repeat: the merged range is
+    // what the plan asks for.
     let mut kept: Vec<(i64, i64)> = Vec::new();
-    for shadow in shadows::waiting(table.oid)? {
-        let expected = planner::rows_within(&demand, shadow.from, shadow.to);
+    for shadow in waiting {
+        let merged = fresh.iter().any(|r| {
+            r.from <= shadow.from && shadow.to <= r.to && r.to - r.from > shadow.to - shadow.from
+        });
         let overlaps_active = active
             .iter()
             .any(|(a, b)| shadow.from < *b && *a < shadow.to);
-        let overflowing =
-            expected > settings.target_rows * 1.5 && shadow.to - shadow.from > smallest_span;
-        let sized_ok = !overflowing;
+        let sized_ok = !overflowing(shadow.from, shadow.to) && !merged;
         if shadow.migrating || (!overlaps_active && sized_ok && shadow.current_name.is_some()) {
             kept.push((shadow.from, shadow.to));
         } else {

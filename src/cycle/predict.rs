@@ -129,12 +129,17 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
     Ok(summary)
 }
 
-/// Date keys step by day: a model choice a week, on as many days as hours
-/// otherwise.
+/// Date keys step by day: weekly and yearly seasons (in days), two weeks
+/// of history before the first real model, backtests a week ahead, and a
+/// model choice a week over the last eight weeks.
 fn engine_config(table: &PartitionedTable) -> Config {
     let mut config = Config::default();
     if table.key_type == KeyType::Date {
+        config.periods = vec![7, 365];
+        config.min_history = 14;
+        config.backtest_horizon = 7;
         config.selection_every = 7;
+        config.selection_window = 8 * 7;
     }
     config
 }

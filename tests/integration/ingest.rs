@@ -460,8 +460,8 @@ fn copy_into_a_managed_table_finds_its_partitions_ready() {
         5_000
     );
 
-    // A large INSERT … SELECT beyond everything, inside a transaction: the
-    // migration starts only after the commit, then empties DEFAULT.
+    // A large INSERT … SELECT beyond everything, inside a transaction:
+    // whatever of it reached DEFAULT leaves it after the commit.
     let far = end + 40 * 86_400;
     client
         .batch_execute(&format!(
@@ -476,15 +476,10 @@ fn copy_into_a_managed_table_finds_its_partitions_ready() {
         count(&mut client, "SELECT count(*) FROM copied WHERE batch = 4"),
         20_000
     );
-    let migrations_before = migrated(&mut client);
     wait_for(
         "DEFAULT emptied after the INSERT … SELECT",
         Duration::from_secs(15),
         || (rows_in_default(&mut client, "copied") == 0).then_some(()),
-    );
-    assert!(
-        migrated(&mut client) > migrations_before,
-        "no migration ran after the INSERT … SELECT"
     );
     assert_eq!(
         count(&mut client, "SELECT count(*) FROM copied WHERE batch = 4"),

@@ -388,8 +388,19 @@ impl Plan {
             .unwrap_or(0);
         let (adjusted, level_shift) = adjust_level_shift(history, lag);
         // The baseline repeats the longest cycle: with a weekly pattern,
-        // yesterday is a poor guess for a Saturday.
-        let naive_period = periods.iter().copied().max().unwrap_or(1);
+        // yesterday is a poor guess for a Saturday. Before any cycle can be
+        // detected (that takes two), the longest one the history covers
+        // once: a day of hours repeats yesterday's profile, not its last
+        // hour.
+        let naive_period = periods.iter().copied().max().unwrap_or_else(|| {
+            config
+                .periods
+                .iter()
+                .copied()
+                .filter(|p| *p > 1 && history.len() >= *p)
+                .max()
+                .unwrap_or(1)
+        });
         let insufficient = adjusted.len() < config.min_history;
         let mut candidates = Vec::new();
         if !insufficient {
@@ -726,6 +737,30 @@ mod tests {
             .find(|s| s.name == "seasonal_trend")
             .expect("scenario")
             .series()
+    }
+
+    #[test]
+    fn a_day_of_history_is_forecast_with_its_daily_profile() {
+        // 30 hours: quiet nights, a busy afternoon, ending at 05:00.
+        let profile = |h: usize| {
+            if (12..18).contains(&(h % 24)) {
+                100.0
+            } else {
+                5.0
+            }
+        };
+        let history: Vec<f64> = (0..30).map(profile).collect();
+        let (prediction, _) =
+            forecast(&history, 30, 24, &Config::default(), &Learned::default()).unwrap();
+        assert!(prediction.insufficient_history);
+        // The next afternoon (hours 36..42) is forecast busy, not as the
+        // quiet last hour.
+        let afternoon: f64 = prediction.point[6..12].iter().sum::<f64>() / 6.0;
+        let night: f64 = prediction.point[0..6].iter().sum::<f64>() / 6.0;
+        assert!(
+            afternoon > 50.0 && night < 20.0,
+            "afternoon {afternoon}, night {night}"
+        );
     }
 
     #[test]

@@ -27,6 +27,19 @@ pub fn remember_advance(reaches: &[i64], advance: i64) -> Vec<i64> {
     kept
 }
 
+/// How far a young table fed in batches may reach before its week is
+/// known: four days for time keys (a table fed a day at a time may get its
+/// next batch after a weekend: Friday evening to Monday evening is three
+/// days; empty partitions attached early cost little); for integer keys the
+/// activation lead of a whole partition already looks ahead.
+pub fn prior_reach(key_type: KeyType) -> i64 {
+    if key_type.is_temporal() {
+        (4.0 * 86_400.0 * key_type.units_per_second()).max(1.0) as i64
+    } else {
+        0
+    }
+}
+
 /// How far ahead of the frontier the next arrivals may reach: the largest
 /// remembered advance times the margin.
 pub fn reach(reaches: &[i64], margin: f64) -> i64 {
@@ -42,6 +55,31 @@ pub fn reach(reaches: &[i64], margin: f64) -> i64 {
     } else {
         reach as i64
     }
+}
+
+/// How far past `frontier` the forecast `demand` expects `rows` rows to
+/// reach: a table whose next batch holds `rows` rows needs its partitions
+/// ready that far, even across hours or days the forecast expects empty (a
+/// weekend, a closed night). `None` when the forecast does not expect that
+/// many rows within its horizon.
+pub fn keys_holding(demand: &[RowsInRange], frontier: i64, rows: f64) -> Option<i64> {
+    if rows <= 0.0 || !rows.is_finite() {
+        return Some(0);
+    }
+    let mut ranges: Vec<&RowsInRange> = demand.iter().filter(|d| d.end > frontier).collect();
+    ranges.sort_by_key(|d| d.start);
+    let mut held = 0.0;
+    for d in ranges {
+        let from = d.start.max(frontier);
+        let width = (d.end - from) as f64;
+        let share = d.rows.max(0.0) * width / (d.end - d.start).max(1) as f64;
+        if held + share >= rows && share > 0.0 {
+            let into = ((rows - held) / share * width).ceil() as i64;
+            return Some(from.saturating_add(into).saturating_sub(frontier));
+        }
+        held += share;
+    }
+    None
 }
 
 /// The margin after a cycle: rows that reached DEFAULT (where a partition
@@ -186,6 +224,13 @@ mod tests {
     }
 
     #[test]
+    fn before_anything_is_learned_time_keys_look_past_a_weekend() {
+        assert_eq!(prior_reach(KeyType::TimestampTz), 4 * DAY);
+        assert_eq!(prior_reach(KeyType::Date), 4);
+        assert_eq!(prior_reach(KeyType::BigInt), 0);
+    }
+
+    #[test]
     fn the_margin_widens_on_misses_and_settles_back() {
         let mut margin = MARGIN_START;
         margin = adapt_margin(margin, true, true);
@@ -270,6 +315,27 @@ mod tests {
         assert_eq!(plausible, vec![group(10), group(19)]);
         assert_eq!(below, vec![group(5)]);
         assert_eq!(above, vec![group(20)]);
+    }
+
+    #[test]
+    fn a_batch_reaches_across_the_hours_expected_empty() {
+        let range = |start: i64, end: i64, rows: f64| RowsInRange { start, end, rows };
+        // Friday evening: nothing expected over the weekend, 100 rows an
+        // hour from Monday (hour 60 on).
+        let demand = [
+            range(0, 60, 0.0),
+            range(60, 61, 100.0),
+            range(61, 62, 100.0),
+        ];
+        assert_eq!(keys_holding(&demand, 0, 150.0), Some(62));
+        assert_eq!(keys_holding(&demand, 0, 50.0), Some(61));
+        assert_eq!(keys_holding(&demand, 60, 100.0), Some(1));
+        assert_eq!(
+            keys_holding(&demand, 0, 1_000.0),
+            None,
+            "beyond the forecast"
+        );
+        assert_eq!(keys_holding(&demand, 0, 0.0), Some(0));
     }
 
     #[test]

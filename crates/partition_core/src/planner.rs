@@ -238,10 +238,14 @@ fn tail_density(key_type: KeyType, demand: &[Demand]) -> f64 {
     let Some(end) = demand.iter().map(|d| d.end).max() else {
         return 0.0;
     };
+    // Dates: a week of the forecast's end where it has one (a tail taken
+    // from its last day alone would carry a weekday into a weekend, or the
+    // reverse); hours: its last day.
+    let span = demand.iter().map(|d| d.end - d.start).sum::<i64>().max(1);
     let window = match key_type {
-        KeyType::Date => 1,
-        KeyType::Timestamp | KeyType::TimestampTz => MICROS_PER_DAY,
-        _ => demand.iter().map(|d| d.end - d.start).sum::<i64>().max(1),
+        KeyType::Date => span.min(7),
+        KeyType::Timestamp | KeyType::TimestampTz => span.min(MICROS_PER_DAY),
+        _ => span,
     };
     let start = end.saturating_sub(window);
     let rows: f64 = expected_rows(demand, 0.0, start, end);
