@@ -16,12 +16,15 @@ use serde_json::json;
 use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
 use crate::catalog::create::BOUND_CONSTRAINT;
 use crate::catalog::{self, history, shadows, state, PartitionedTable};
+use crate::error::or_report;
 use crate::error::{PredictError, Result};
 use crate::hooks;
+use crate::pg::backend;
 use crate::pg::lock_retry::{run_with_lock_retry, run_with_lock_retry_watching};
 use crate::pg::locks::lock_table_steps;
 use crate::pg::relation;
 use crate::pg::session::{as_role, with_pinned_settings};
+use crate::pg::subxact::try_in_subtransaction;
 
 /// Attaches the shadows that the data has reached: those starting at or
 /// below `up_to` (for `activate(parent, up_to)`), or, by default, those the
@@ -280,15 +283,25 @@ pub fn activate_for_bulk_load(parent: pg_sys::Oid) -> Result<i64> {
 /// day they were planned. When the newest forecast expects one to
 /// overflow (over 1.5x `target_rows`, and a smaller span is possible) and
 /// no row has reached it yet, it is detached and dropped, so the plan can
-/// lay out smaller ones there; returns the ranges taken away. Only
-/// partitions this extension made are touched, each locked and found empty
-/// before it is detached; never while rows move out of DEFAULT.
+/// lay out smaller ones there; returns the ranges taken away.
+///
+/// Only partitions this extension made and attached to this table are
+/// touched, never while rows move out of DEFAULT, and never in a REPEATABLE
+/// READ or SERIALIZABLE transaction (an older snapshot could miss a row
+/// just committed into it). Each is detached in a subtransaction (DETACH
+/// takes the parent's lock, then the partition's, in the order inserts
+/// take them, under `lock_timeout` with retries), found empty under those
+/// locks, then dropped; a row found, or any error, rolls the
+/// subtransaction back and the partition stays as it was. The parent
+/// stays locked until the cycle commits, a moment later.
 pub fn reshape_attached_ahead(
     table: &PartitionedTable,
     frontier: i64,
     overflowing: impl Fn(i64, i64) -> bool,
 ) -> Result<Vec<(i64, i64)>> {
-    if crate::catalog::migrations::active(table.oid)?.is_some() {
+    if backend::transaction_uses_one_snapshot()
+        || crate::catalog::migrations::active(table.oid)?.is_some()
+    {
         return Ok(Vec::new());
     }
     let mut reshaped = Vec::new();
@@ -296,54 +309,47 @@ pub fn reshape_attached_ahead(
         if !overflowing(from, to) {
             continue;
         }
-        // Still the partition the extension attached, of this table.
-        let attached = table
+        let ours = table
             .partitions
             .iter()
-            .any(|p| p.bound.raw_range() == Some((from, to)));
-        if !attached || relation::table_state(oid) != relation::TableState::Attached {
+            .any(|p| p.bound.raw_range() == Some((from, to)))
+            && Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = $1 AND inhparent = $2)",
+                &[oid.into(), table.oid.into()],
+            )?
+            .unwrap_or(false);
+        if !ours {
             continue;
         }
         let name = catalog::table::relation_name(oid)?;
-        let has_rows = |name: &str| {
-            Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))
-                .map(|r| r.unwrap_or(true))
-        };
-        if has_rows(&name)? {
+        if Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))?
+            .unwrap_or(true)
+        {
             continue;
         }
-        // Rows that would land in it now wait for this cycle's commit; a
-        // row that got in first keeps it.
-        let locked = run_with_lock_retry(
-            &table.name,
-            "locking an empty partition to reshape it",
-            &format!("LOCK TABLE ONLY {name} IN ACCESS EXCLUSIVE MODE"),
-        );
-        if let Err(PredictError::LockUnavailable { .. }) = locked {
-            continue;
-        }
-        locked?;
-        if has_rows(&name)? {
-            continue;
-        }
-        let detached = hooks::as_attacher(|| {
-            run_with_lock_retry(
-                &table.name,
-                "detaching an empty partition to reshape it",
-                &format!(
-                    "ALTER TABLE {} DETACH PARTITION {name}",
-                    table.name.quoted()
-                ),
-            )
+        let parent = table.name.quoted();
+        let attempt = try_in_subtransaction(|| {
+            or_report((|| -> Result<()> {
+                hooks::as_attacher(|| {
+                    run_with_lock_retry(
+                        &table.name,
+                        "detaching an empty partition to reshape it",
+                        &format!("ALTER TABLE {parent} DETACH PARTITION {name}"),
+                    )
+                })?;
+                if Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))?
+                    .unwrap_or(true)
+                {
+                    return Err(PredictError::Internal(format!("{name} got a row: kept")));
+                }
+                Spi::run(&format!("DROP TABLE {name}"))?;
+                shadows::forget(table.oid, from)?;
+                Ok(())
+            })())
         });
-        match detached {
-            Ok(()) => {}
-            Err(PredictError::LockUnavailable { .. }) => continue,
-            Err(e) => return Err(e),
+        if attempt.is_ok() {
+            reshaped.push((from, to));
         }
-        Spi::run(&format!("DROP TABLE {name}"))?;
-        shadows::forget(table.oid, from)?;
-        reshaped.push((from, to));
     }
     Ok(reshaped)
 }

@@ -128,7 +128,7 @@ pub fn longest_gap(table: &PartitionedTable) -> Result<i64> {
     if !table.key_type.is_temporal() {
         return Ok(0);
     }
-    let Some(frontier) = frontier(table)? else {
+    let Some(at) = frontier(table)?.and_then(|f| frontier_timestamptz(table, f)) else {
         return Ok(0);
     };
     let seconds = Spi::get_one_with_args::<f64>(
@@ -136,12 +136,9 @@ pub fn longest_gap(table: &PartitionedTable) -> Result<i64> {
            FROM (SELECT k.bucket_start, pg_catalog.lag(k.bucket_start) OVER (ORDER BY k.bucket_start) AS previous
                    FROM (SELECT DISTINCT bucket_start FROM partition_predict.key_time_counts
                           WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-                            AND bucket_start > pg_catalog.to_timestamp($2) - interval '14 days'
-                            AND bucket_start <= pg_catalog.to_timestamp($2)) k) b",
-        &[
-            table.oid.into(),
-            (frontier as f64 / table.key_type.units_per_second() + UNIX_TO_PG_EPOCH_SECONDS as f64).into(),
-        ],
+                            AND bucket_start > $2::timestamptz - interval '14 days'
+                            AND bucket_start <= $2::timestamptz) k) b",
+        &[table.oid.into(), at.into()],
     )?
     .unwrap_or(0.0);
     Ok((seconds.max(0.0) * table.key_type.units_per_second()) as i64)
@@ -310,7 +307,7 @@ pub fn learn_arrivals(
         }
     };
     let advance = match (arrival_frontier(before), arrival_frontier(after)) {
-        (Some(b), Some(a)) if a > b => a - b,
+        (Some(b), Some(a)) if a > b => a.saturating_sub(b),
         _ => 0,
     };
     let reached_default = default_inserted > 0 && after.1.is_some_and(|k| bounds.contains(k));
@@ -425,19 +422,42 @@ pub fn recent_density(table: &PartitionedTable) -> Result<Option<f64>> {
     let Some(frontier) = frontier(table)? else {
         return Ok(None);
     };
+    let Some(at) = frontier_timestamptz(table, frontier) else {
+        return Ok(None);
+    };
     let frontier_seconds =
         frontier as f64 / table.key_type.units_per_second() + UNIX_TO_PG_EPOCH_SECONDS as f64;
     let (rows, oldest) = Spi::get_two_with_args::<f64, f64>(
         "SELECT pg_catalog.sum(rows)::float8, pg_catalog.date_part('epoch', pg_catalog.min(bucket_start))
            FROM partition_predict.key_time_counts
           WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-            AND bucket_start > pg_catalog.to_timestamp($2) - interval '28 days'
-            AND bucket_start <= pg_catalog.to_timestamp($2)",
-        &[table.oid.into(), frontier_seconds.into()],
+            AND bucket_start > $2::timestamptz - interval '28 days'
+            AND bucket_start <= $2::timestamptz",
+        &[table.oid.into(), at.into()],
     )?;
     let (Some(rows), Some(oldest)) = (rows, oldest) else {
         return Ok(None);
     };
     let seconds = (frontier_seconds - oldest).max(3_600.0);
     Ok(Some(rows / (seconds * table.key_type.units_per_second())))
+}
+
+/// Time keys: the frontier as a `timestamptz` (dates at midnight, wall
+/// times read as UTC); `None` without a frontier or beyond what a
+/// timestamp holds (a `date` key in the year 300000).
+fn frontier_timestamptz(
+    table: &PartitionedTable,
+    frontier: i64,
+) -> Option<pgrx::datum::TimestampWithTimeZone> {
+    let micros = match table.key_type {
+        partition_core::KeyType::Date => {
+            frontier.checked_mul(partition_core::calendar::MICROS_PER_DAY)
+        }
+        partition_core::KeyType::Timestamp | partition_core::KeyType::TimestampTz => Some(frontier),
+        _ => None,
+    }?;
+    crate::pg::backend::TIMESTAMP_RANGE
+        .contains(&micros)
+        .then(|| crate::pg::backend::timestamptz(micros))
+        .flatten()
 }

@@ -944,7 +944,7 @@ impl Session<'_> {
               WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
                 AND k.bucket_start < LEAST((SELECT pg_catalog.max(m.bucket_start) FROM partition_predict.key_time_counts m
                                              WHERE m.parent = $1::pg_catalog.oid::pg_catalog.regclass),
-                                           $2::timestamptz)
+                                           COALESCE($2::timestamptz, pg_catalog.now() + interval '30 days'))
                                    - (SELECT c.retention FROM partition_predict.config c
                                        WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass)",
             &[self.table.oid.into(), self.frontier_time()?.into()],

@@ -122,12 +122,23 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
     // shadow expected to be small is otherwise kept: replanning it would
     // often give the same range back (a 6-hour range starting at 18:00
     // cannot grow into a day), and dropping and recreating every cycle
-    // would be DDL for nothing. Merging cannot repeat: the merged range is
-    // what the plan asks for.
+    // would be DDL for nothing.
     let mut kept: Vec<(i64, i64)> = Vec::new();
-    for shadow in waiting {
-        let merged = fresh.iter().any(|r| {
-            r.from <= shadow.from && shadow.to <= r.to && r.to - r.from > shadow.to - shadow.from
+    // A fresh range merges shadows only if every waiting shadow it overlaps
+    // lies inside it: otherwise the plan could not lay it out, would give
+    // the small ranges back, and the next cycle would drop them again.
+    let mergeable = |r: &planner::PlannedRange| {
+        waiting
+            .iter()
+            .filter(|s| s.from < r.to && r.from < s.to)
+            .all(|s| !s.migrating && r.from <= s.from && s.to <= r.to)
+    };
+    let merging: Vec<&planner::PlannedRange> = fresh.iter().filter(|r| mergeable(r)).collect();
+    for shadow in &waiting {
+        let merged = merging.iter().any(|r| {
+            r.from <= shadow.from
+                && shadow.to <= r.to
+                && r.to.saturating_sub(r.from) > shadow.to.saturating_sub(shadow.from)
         });
         let overlaps_active = active
             .iter()
