@@ -147,7 +147,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         if shadow.migrating || (!overlaps_active && sized_ok && shadow.current_name.is_some()) {
             kept.push((shadow.from, shadow.to));
         } else {
-            create::drop_shadow(table, &shadow)?;
+            create::drop_shadow(table, shadow)?;
             summary.dropped += 1;
         }
     }
