@@ -47,6 +47,19 @@ fn default_rows_next(outcome: &cycle::Outcome) -> Result<Option<String>> {
     if outcome.collected.rows_in_default == 0 {
         return Ok(Some("none".into()));
     }
+    // Outlier keys stay where they are (act::quarantine).
+    let held_back = Spi::get_one_with_args::<i64>(
+        "SELECT (SELECT (details->>'rows')::int8 FROM partition_predict.alert_log
+                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND kind = 'outlier_keys'
+                    AND resolved_at IS NULL)",
+        &[outcome.parent.into()],
+    )?
+    .unwrap_or(0);
+    if held_back >= outcome.collected.rows_in_default {
+        return Ok(Some(
+            "held back: outlier keys (alert outlier_keys; release_outliers() moves them)".into(),
+        ));
+    }
     let worker = backend::library_preloaded()
         && gucs::enabled()
         && Spi::get_one::<bool>(

@@ -116,11 +116,8 @@ mod partition_predict {
         since: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
         until: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
     ) -> String {
-        or_report(with_pinned_settings(|| {
-            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
-            let (chart, _) = report::gather(parent.0, period(since, until)?)?;
-            Ok(::report::svg(&chart))
-        }))
+        let (chart, _) = report_of(parent, since, until);
+        ::report::svg(&chart)
     }
 
     /// `report()` in an HTML page with the key numbers: forecast error and
@@ -131,11 +128,8 @@ mod partition_predict {
         since: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
         until: default!(Option<pgrx::datum::TimestampWithTimeZone>, "NULL"),
     ) -> String {
-        or_report(with_pinned_settings(|| {
-            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
-            let (chart, summary) = report::gather(parent.0, period(since, until)?)?;
-            Ok(::report::html(&chart, &summary))
-        }))
+        let (chart, summary) = report_of(parent, since, until);
+        ::report::html(&chart, &summary)
     }
 
     /// Bounds of every partition of `parent` as text (timestamps in UTC), for
@@ -361,6 +355,18 @@ mod partition_predict {
     fn is_preloaded() -> bool {
         backend::library_preloaded()
     }
+}
+
+/// What `report()` and `report_html()` draw (errors raised).
+fn report_of(
+    parent: Option<Regclass>,
+    since: Option<pgrx::datum::TimestampWithTimeZone>,
+    until: Option<pgrx::datum::TimestampWithTimeZone>,
+) -> (::report::Chart, ::report::Summary) {
+    or_report(with_pinned_settings(|| {
+        let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+        report::gather(parent.0, period(since, until)?)
+    }))
 }
 
 fn period(

@@ -15,17 +15,7 @@ use crate::error::Result;
 /// migration's business, not a reason to plan from there), or DEFAULT's
 /// when nothing else holds rows.
 pub fn frontier(table: &PartitionedTable) -> Result<Option<i64>> {
-    Ok(Spi::get_two_with_args::<i64, i64>(
-        "SELECT (SELECT pg_catalog.max(frontier_raw) FROM partition_predict.partition_counters
-                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition <> $2),
-                (SELECT pg_catalog.max(frontier_raw) FROM partition_predict.partition_counters
-                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2)",
-        &[
-            table.oid.into(),
-            table.default_partition.unwrap_or(pg_sys::InvalidOid).into(),
-        ],
-    )
-    .map(|(outside, in_default)| outside.or(in_default))?)
+    Ok(frontiers(table).map(|(outside, in_default)| outside.or(in_default))?)
 }
 
 /// The series a table's forecasts are made of: the key-time series for

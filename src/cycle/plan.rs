@@ -105,17 +105,20 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
                 .map(|s| (s.from, s.to)),
         )
         .collect();
-    let fresh = planner::plan(&PlanInput {
-        key_type: table.key_type,
-        taken: &fixed,
-        frontier: Some(frontier_key),
-        demand: &demand,
-        target_rows: settings.target_rows,
-        min_span: settings.min_span,
-        max_span: settings.max_span,
-        horizon_end,
-        zone: &settings.zone,
-    });
+    let plan_around = |taken: &[(i64, i64)]| {
+        planner::plan(&PlanInput {
+            key_type: table.key_type,
+            taken,
+            frontier: Some(frontier_key),
+            demand: &demand,
+            target_rows: settings.target_rows,
+            min_span: settings.min_span,
+            max_span: settings.max_span,
+            horizon_end,
+            zone: &settings.zone,
+        })
+    };
+    let fresh = plan_around(&fixed);
     // Keep shadows unless the newest forecast expects one to overflow (more
     // than 1.5x the target) and a smaller span is possible, or the plan now
     // holds it in a larger range: then it is dropped and planned again. A
@@ -152,17 +155,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         }
     }
     let taken: Vec<(i64, i64)> = active.iter().chain(kept.iter()).copied().collect();
-    let plan = planner::plan(&PlanInput {
-        key_type: table.key_type,
-        taken: &taken,
-        frontier: Some(frontier_key),
-        demand: &demand,
-        target_rows: settings.target_rows,
-        min_span: settings.min_span,
-        max_span: settings.max_span,
-        horizon_end,
-        zone: &settings.zone,
-    });
+    let plan = plan_around(&taken);
     let room = gucs::max_shadows_per_table().saturating_sub(kept.len());
     for range in plan.into_iter().take(MAX_CREATED_PER_CYCLE.min(room)) {
         create::shadow(table, &range, Origin::Forecast)?;

@@ -172,6 +172,15 @@ fn far_future_and_far_past_keys_stay_in_default_and_derail_nothing() {
         "{message}"
     );
 
+    let next: String = client
+        .query_one(
+            "SELECT default_rows_next FROM partition_predict.run_cycle('ev')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(next.starts_with("held back"), "{next}");
+
     // A DBA who means it releases them: the next migration moves them.
     let released = scalar_i64(
         &mut client,
