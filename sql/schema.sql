@@ -220,6 +220,9 @@ CREATE TABLE partition_predict.forecast_log (
     PRIMARY KEY (parent, series, made_at, horizon)
 );
 CREATE INDEX ON partition_predict.forecast_log (parent, series, step_start) WHERE scored_at IS NULL;
+-- What was forecast for a period of key time (report()), however long ago
+-- in wall-clock time it was made (a replayed backfill forecasts 2024 today).
+CREATE INDEX forecast_log_steps ON partition_predict.forecast_log (parent, series, step_start, horizon);
 -- One entry per forecast: the newest forecast, and the forecasts to prune,
 -- are found without reading every step of every forecast.
 CREATE INDEX forecast_log_forecasts ON partition_predict.forecast_log (parent, series, made_at) WHERE horizon = 1;

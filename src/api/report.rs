@@ -115,7 +115,7 @@ fn gather_readable(table: &PartitionedTable, period: Period) -> Result<(Chart, S
     };
     let newest_made = newest.first().map(|s| s.start).unwrap_or(i64::MAX);
     let mut forecast: Vec<ForecastStep> =
-        past_forecasts(table, series, since, until, past_horizon, step_seconds)?
+        past_forecasts(table, series, since, until, past_horizon)?
             .into_iter()
             .filter(|s| s.start < newest_made)
             .collect();
@@ -228,7 +228,6 @@ fn past_forecasts(
     since: i64,
     until: i64,
     horizon: i64,
-    step_seconds: i64,
 ) -> Result<Vec<ForecastStep>> {
     forecast_rows(
         "SELECT DISTINCT ON (f.step_start)
@@ -236,10 +235,8 @@ fn past_forecasts(
                 f.predicted_rows, f.lower_rows, f.upper_rows
            FROM partition_predict.forecast_log f
           WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
-            AND f.made_at >= pg_catalog.to_timestamp($3) - pg_catalog.make_interval(secs => $6)
-            AND f.made_at < pg_catalog.to_timestamp($4)
-            AND f.horizon <= $5
             AND f.step_start >= pg_catalog.to_timestamp($3) AND f.step_start < pg_catalog.to_timestamp($4)
+            AND f.horizon <= $5
           ORDER BY f.step_start, f.horizon DESC",
         &[
             table.oid.into(),
@@ -247,7 +244,6 @@ fn past_forecasts(
             (since as f64).into(),
             (until as f64).into(),
             (horizon as i32).into(),
-            ((horizon * step_seconds) as f64).into(),
         ],
     )
 }
