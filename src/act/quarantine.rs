@@ -28,9 +28,9 @@ pub fn bounds(table: &PartitionedTable) -> Result<Plausible> {
 /// changed since the outliers were judged.
 fn default_signature(table: &PartitionedTable, default: pg_sys::Oid) -> Result<Option<String>> {
     Ok(Spi::get_one_with_args::<String>(
-        "SELECT n_tup_ins || '/' || n_tup_upd || '/' || n_tup_del || '/' || COALESCE(filenode::text, '')
-           FROM partition_predict.partition_counters
-          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2",
+        "SELECT (SELECT n_tup_ins || '/' || n_tup_upd || '/' || n_tup_del || '/' || COALESCE(filenode::text, '')
+                   FROM partition_predict.partition_counters
+                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2)",
         &[table.oid.into(), default.into()],
     )?)
 }

@@ -180,7 +180,8 @@ fn now_unix() -> i64 {
 
 fn table_zone(table: &PartitionedTable) -> Result<String> {
     Ok(Spi::get_one_with_args::<String>(
-        "SELECT time_zone FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
+        "SELECT (SELECT time_zone FROM partition_predict.config
+                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
         &[table.oid.into()],
     )?
     .unwrap_or_else(|| "UTC".into()))
@@ -361,8 +362,8 @@ fn frontier_points(table: &PartitionedTable, since: i64, until: i64) -> Result<V
 
 fn newest_frontier_hour(table: &PartitionedTable) -> Result<Option<i64>> {
     Ok(Spi::get_one_with_args::<f64>(
-        "SELECT pg_catalog.date_part('epoch', hour) FROM partition_predict.frontier_hours
-          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass ORDER BY hour DESC LIMIT 1",
+        "SELECT (SELECT pg_catalog.date_part('epoch', hour) FROM partition_predict.frontier_hours
+                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass ORDER BY hour DESC LIMIT 1)",
         &[table.oid.into()],
     )?
     .map(|t| t as i64))
@@ -660,9 +661,9 @@ fn summary(
         )))
     })?;
     let model = Spi::get_one_with_args::<String>(
-        "SELECT l.model FROM partition_predict.forecast_log l
-          WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2 AND l.horizon = 1
-          ORDER BY l.made_at DESC LIMIT 1",
+        "SELECT (SELECT l.model FROM partition_predict.forecast_log l
+                  WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2 AND l.horizon = 1
+                  ORDER BY l.made_at DESC LIMIT 1)",
         &[table.oid.into(), history::forecast_series(table).into()],
     )?;
     let mut generated_at = String::new();

@@ -671,6 +671,26 @@ fn the_report_refuses_what_it_cannot_draw() {
         };
         assert_eq!(code, expected, "{sql}");
     }
+    // Tables managed a moment ago, with no rows, forecast or frontier yet:
+    // an empty picture, not an error.
+    client
+        .batch_execute(
+            "CREATE TABLE fresh (at timestamptz NOT NULL) PARTITION BY RANGE (at);
+             SELECT partition_predict.manage('fresh');
+             CREATE TABLE ids (id bigint NOT NULL) PARTITION BY RANGE (id);
+             SELECT partition_predict.manage('ids');",
+        )
+        .unwrap();
+    for table in ["fresh", "ids"] {
+        let html: String = client
+            .query_one(
+                &format!("SELECT partition_predict.report_html('{table}')"),
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("{table}: {e}"))
+            .get(0);
+        assert!(html.contains("no data in this period yet"), "{table}");
+    }
     // A period of its own choosing: a day of the history, nothing after.
     let svg: String = client
         .query_one(
