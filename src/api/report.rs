@@ -275,29 +275,16 @@ fn key_time_arrivals(
     step: i64,
     frontier: Option<i64>,
 ) -> Result<Vec<Point>> {
-    let counted: Vec<(i64, f64)> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT pg_catalog.date_part('epoch', bucket_start)::int8, pg_catalog.sum(rows)::float8
-                   FROM partition_predict.key_time_counts
-                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-                    AND bucket_start >= pg_catalog.to_timestamp($2) AND bucket_start < pg_catalog.to_timestamp($3)
-                  GROUP BY bucket_start ORDER BY bucket_start",
-                None,
-                &[
-                    table.oid.into(),
-                    (since as f64).into(),
-                    (until as f64).into(),
-                ],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<i64>(1)?.unwrap_or(0),
-                    row.get::<f64>(2)?.unwrap_or(0.0),
-                ))
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
+    let counted = timed_values(
+        "SELECT pg_catalog.date_part('epoch', bucket_start)::int8, pg_catalog.sum(rows)::float8
+           FROM partition_predict.key_time_counts
+          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
+            AND bucket_start >= pg_catalog.to_timestamp($2) AND bucket_start < pg_catalog.to_timestamp($3)
+          GROUP BY bucket_start ORDER BY bucket_start",
+        table,
+        since,
+        until,
+    )?;
     let oldest = Spi::get_one_with_args::<f64>(
         "SELECT pg_catalog.date_part('epoch', pg_catalog.min(bucket_start)) FROM partition_predict.key_time_counts
           WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
@@ -334,15 +321,31 @@ fn key_time_arrivals(
 }
 
 fn frontier_points(table: &PartitionedTable, since: i64, until: i64) -> Result<Vec<(i64, f64)>> {
+    timed_values(
+        "SELECT pg_catalog.date_part('epoch', hour)::int8, frontier_raw::float8
+           FROM partition_predict.frontier_hours
+          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
+            AND hour >= pg_catalog.to_timestamp($2) - interval '1 hour'
+            AND hour < pg_catalog.to_timestamp($3)
+          ORDER BY hour",
+        table,
+        since,
+        until,
+    )
+}
+
+/// `(unix seconds, value)` rows of `sql`, run with the table's OID and the
+/// period's bounds in unix seconds as `$1`, `$2`, `$3`.
+fn timed_values(
+    sql: &str,
+    table: &PartitionedTable,
+    since: i64,
+    until: i64,
+) -> Result<Vec<(i64, f64)>> {
     Spi::connect(|client| {
         client
             .select(
-                "SELECT pg_catalog.date_part('epoch', hour)::int8, frontier_raw::float8
-                   FROM partition_predict.frontier_hours
-                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-                    AND hour >= pg_catalog.to_timestamp($2) - interval '1 hour'
-                    AND hour < pg_catalog.to_timestamp($3)
-                  ORDER BY hour",
+                sql,
                 None,
                 &[
                     table.oid.into(),

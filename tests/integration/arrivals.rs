@@ -4,7 +4,7 @@
 
 use postgres::Client;
 
-use crate::cluster::{flush_stats, scalar_i64, Cluster};
+use crate::cluster::{default_rows_next, flush_stats, scalar_i64, Cluster};
 
 const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
 
@@ -172,13 +172,7 @@ fn far_future_and_far_past_keys_stay_in_default_and_derail_nothing() {
         "{message}"
     );
 
-    let next: String = client
-        .query_one(
-            "SELECT default_rows_next FROM partition_predict.run_cycle('ev')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let next = default_rows_next(&mut client, "ev");
     assert!(next.starts_with("held back"), "{next}");
 
     // A DBA who means it releases them: the next migration moves them.

@@ -318,3 +318,14 @@ pub fn flush_stats(client: &mut postgres::Client) {
         .unwrap();
     client.batch_execute("SELECT 1").unwrap();
 }
+
+/// What `run_cycle(table)` says becomes of the rows it found in DEFAULT.
+pub fn default_rows_next(client: &mut postgres::Client, table: &str) -> String {
+    client
+        .query_one(
+            &format!("SELECT default_rows_next FROM partition_predict.run_cycle('{table}')"),
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}

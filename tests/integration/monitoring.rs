@@ -10,7 +10,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 use serde_json::Value;
 
-use crate::cluster::{flush_stats, scalar_i64, wait_for, Cluster};
+use crate::cluster::{default_rows_next, flush_stats, scalar_i64, wait_for, Cluster};
 use crate::lifecycle::managed_table_with_shadows;
 
 const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
@@ -99,13 +99,7 @@ fn one_condition_is_one_alert_from_raise_to_resolve() {
             .unwrap();
     }
     // No worker serves this database: the fourth cycle says the rows stay.
-    let next: String = client
-        .query_one(
-            "SELECT default_rows_next FROM partition_predict.run_cycle('ev')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let next = default_rows_next(&mut client, "ev");
     assert!(next.starts_with("left in DEFAULT"), "{next}");
     let blocked = "[2026-11-08 00:00:00+00, 2026-11-10 00:00:00+00)";
     let rows_in_default = open_alerts(&mut client, "rows_in_default");
