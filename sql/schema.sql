@@ -11,10 +11,19 @@ CREATE TABLE partition_predict.config (
     lookahead     text NOT NULL,
     min_span      text,
     max_span      text,
-    retention     interval NOT NULL DEFAULT '35 days' CHECK (retention > '0'),
+    -- How long the extension's own history of the table is kept.
+    history_retention interval NOT NULL DEFAULT '35 days' CHECK (history_retention > '0'),
     tablespaces   name[],
     time_zone     text NOT NULL DEFAULT 'UTC',
-    managed_since timestamptz NOT NULL DEFAULT pg_catalog.now()
+    managed_since timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- Data retention: partitions whose keys all lie further back than
+    -- `keep` (an interval, or a number of key values for integer keys) from
+    -- the newest row, or from now if that is earlier, expire; NULL keeps all.
+    keep          text,
+    expired       text NOT NULL DEFAULT 'detach' CHECK (expired IN ('drop', 'detach', 'archive')),
+    archive_schema name,
+    archive_tablespace name,
+    CHECK (expired <> 'archive' OR archive_schema IS NOT NULL OR archive_tablespace IS NOT NULL)
 );
 COMMENT ON TABLE partition_predict.config IS
     'Managed tables and their settings. Change it through manage()/unmanage().';
@@ -153,7 +162,7 @@ CREATE TYPE partition_predict.alert_severity AS ENUM ('info', 'warning', 'critic
 CREATE TABLE partition_predict.alert_log (
     id          bigserial PRIMARY KEY,
     parent      pg_catalog.regclass REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
-    kind        text NOT NULL CHECK (kind IN ('forecast_miss', 'rows_in_default', 'migration', 'failure', 'runway', 'outlier_keys')),
+    kind        text NOT NULL CHECK (kind IN ('forecast_miss', 'rows_in_default', 'migration', 'failure', 'runway', 'outlier_keys', 'retention')),
     subject     text NOT NULL DEFAULT '',
     severity    partition_predict.alert_severity NOT NULL,
     is_event    boolean NOT NULL DEFAULT false,

@@ -573,7 +573,7 @@ mod tests {
     fn run_cycle_returns_a_summary_and_records_the_cycle() {
         run("CREATE TABLE sums (id bigint NOT NULL) PARTITION BY RANGE (id)");
         run("CREATE TABLE sums_1 PARTITION OF sums FOR VALUES FROM (0) TO (100)");
-        run("SELECT partition_predict.manage('sums', retention => '2 days')");
+        run("SELECT partition_predict.manage('sums', history_retention => '2 days')");
         run("INSERT INTO sums SELECT g FROM generate_series(0, 149) g");
         let (parent, error) = Spi::get_two::<String, String>(
             "SELECT parent::text, error FROM partition_predict.run_cycle('sums')",
@@ -593,24 +593,81 @@ mod tests {
             Some("ok/2")
         );
         assert_eq!(
-            one::<String>("SELECT retention::text FROM partition_predict.managed_tables")
+            one::<String>("SELECT history_retention::text FROM partition_predict.managed_tables")
                 .as_deref(),
             Some("2 days")
         );
     }
 
     #[pg_test]
-    fn retention_must_be_at_least_a_day() {
+    fn history_retention_must_be_at_least_a_day() {
         run("CREATE TABLE ret (id int) PARTITION BY RANGE (id)");
         assert_refused(
-            "SELECT partition_predict.manage('ret', retention => '1 hour')",
+            "SELECT partition_predict.manage('ret', history_retention => '1 hour')",
             "22023",
-            "invalid retention",
+            "invalid history_retention",
         );
         assert_refused(
-            "SELECT partition_predict.manage('ret', retention => 'forever')",
+            "SELECT partition_predict.manage('ret', history_retention => 'forever')",
             "22023",
-            "invalid retention",
+            "invalid history_retention",
+        );
+        assert_refused(
+            "SELECT partition_predict.manage('ret', retention => '3 days', history_retention => '3 days')",
+            "22023",
+            "history_retention only",
+        );
+    }
+
+    #[pg_test]
+    fn the_old_name_retention_still_sets_the_history_kept() {
+        run("CREATE TABLE old_name (id int) PARTITION BY RANGE (id)");
+        run("SELECT partition_predict.manage('old_name', retention => '3 days')");
+        assert_eq!(
+            one::<String>("SELECT history_retention::text || '/' || (keep IS NULL) FROM partition_predict.config")
+                .as_deref(),
+            Some("3 days/true")
+        );
+    }
+
+    #[pg_test]
+    fn data_retention_settings_are_checked() {
+        run("CREATE TABLE kept_t (at timestamptz) PARTITION BY RANGE (at)");
+        run("CREATE TABLE kept_i (id bigint) PARTITION BY RANGE (id)");
+        run("CREATE TABLE kept_d (day date) PARTITION BY RANGE (day)");
+        for (sql, message) in [
+            ("SELECT partition_predict.manage('kept_t', keep => 'a while')", "invalid keep"),
+            ("SELECT partition_predict.manage('kept_i', keep => '90 days')", "invalid keep"),
+            ("SELECT partition_predict.manage('kept_d', keep => '36 hours')", "whole days"),
+            ("SELECT partition_predict.manage('kept_t', keep => '90 days', expired => 'shred')", "not one of drop, detach, archive"),
+            ("SELECT partition_predict.manage('kept_t', keep => '90 days', expired => 'archive')", "archive needs archive_schema"),
+            ("SELECT partition_predict.manage('kept_t', keep => '90 days', expired => 'drop', archive_schema => 'public')", "apply only to expired => 'archive'"),
+            ("SELECT partition_predict.manage('kept_t', keep => '90 days', expired => 'archive', archive_schema => 'nowhere')", "does not exist"),
+            ("SELECT partition_predict.manage('kept_t', keep => '90 days', expired => 'archive', archive_schema => 'partition_predict')", "system schema"),
+            ("SELECT partition_predict.manage('kept_t', keep => '90 days', expired => 'archive', archive_tablespace => 'pg_global')", "shared catalogs"),
+            ("SELECT partition_predict.manage('kept_t', expired => 'drop')", "need keep"),
+        ] {
+            assert_refused(sql, "22023", message);
+        }
+        run("CREATE SCHEMA attic");
+        run("SELECT partition_predict.manage('kept_t', keep => '3 months', expired => 'archive', archive_schema => 'attic')");
+        run("SELECT partition_predict.manage('kept_i', keep => '500000')");
+        assert_eq!(
+            one::<String>("SELECT string_agg(parent::text || ':' || keep || ':' || expired || ':' || coalesce(archive_schema::text, '-'), ' ' ORDER BY parent::text) FROM partition_predict.config")
+                .as_deref(),
+            Some("kept_i:500000:detach:- kept_t:3 mons:archive:attic")
+        );
+        run("SELECT partition_predict.set_retention('kept_t', '10 days', 'drop')");
+        run("SELECT partition_predict.set_retention('kept_i', NULL)");
+        assert_eq!(
+            one::<String>("SELECT string_agg(parent::text || ':' || coalesce(keep, 'all') || ':' || expired, ' ' ORDER BY parent::text) FROM partition_predict.managed_tables")
+                .as_deref(),
+            Some("kept_i:all:detach kept_t:10 days:drop")
+        );
+        assert_refused(
+            "SELECT partition_predict.set_retention('kept_d', '10 days')",
+            "42704",
+            "not managed",
         );
     }
 

@@ -2,6 +2,7 @@
 
 use pgrx::prelude::*;
 
+use crate::act::retention;
 use crate::catalog::{self, create, migrations, settings, shadows, table};
 use crate::cycle::collect;
 use crate::error::{PredictError, Result};
@@ -18,7 +19,7 @@ pub fn manage(
     if table::is_managed(parent)? {
         return Err(PredictError::AlreadyManaged(table.name.to_string()));
     }
-    let validated = settings::validate(table.key_type, &arguments)?;
+    let validated = settings::validate(table.key_type, table.owner_oid, &arguments)?;
     if table.default_partition.is_none() {
         create::add_default_partition(&table)?;
     }
@@ -86,4 +87,27 @@ pub fn set_time_zone(parent: pg_sys::Oid, time_zone: &str) -> Result<()> {
         requests::cycle_after_commit(parent);
     }
     Ok(())
+}
+
+pub fn set_retention(parent: pg_sys::Oid, arguments: settings::RetentionArguments) -> Result<()> {
+    owned_managed_table(parent)?;
+    let table = catalog::load_managed_table(parent)?;
+    let retention = settings::validate_retention(table.key_type, table.owner_oid, &arguments)?;
+    settings::store_retention(parent, retention.as_ref())
+}
+
+/// The owner's: the boundary it shows comes from the newest row.
+pub fn retention_preview(parent: pg_sys::Oid) -> Result<Vec<retention::Verdict>> {
+    owned_managed_table(parent)?;
+    let table = catalog::load_managed_table(parent)?;
+    retention::preview(&table)
+}
+
+pub fn apply_retention(parent: pg_sys::Oid) -> Result<Vec<retention::Verdict>> {
+    owned_managed_table(parent)?;
+    let table = catalog::load_managed_table(parent)?;
+    if migrations::in_progress(parent)? {
+        return Err(PredictError::MigrationInProgress(table.name.to_string()));
+    }
+    retention::apply(&table)
 }

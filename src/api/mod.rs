@@ -9,7 +9,7 @@ mod report;
 use pgrx::prelude::*;
 
 use self::cycle_summary::run;
-use crate::act::{activate, ingest, migrate, quarantine};
+use crate::act::{activate, ingest, migrate, quarantine, retention};
 use crate::catalog::{self, settings};
 use crate::cycle::{self, Steps};
 use crate::error::{or_report, PredictError};
@@ -41,6 +41,11 @@ mod partition_predict {
         retention: default!(Option<String>, "NULL"),
         tablespaces: default!(Option<Vec<Option<String>>>, "NULL"),
         time_zone: default!(Option<String>, "NULL"),
+        keep: default!(Option<String>, "NULL"),
+        expired: default!(Option<String>, "NULL"),
+        archive_schema: default!(Option<String>, "NULL"),
+        archive_tablespace: default!(Option<String>, "NULL"),
+        history_retention: default!(Option<String>, "NULL"),
     ) -> pgrx::composite_type!('static, "partition_predict.config") {
         // The session's zone is the default: read it before the settings are pinned to UTC.
         let session_time_zone = backend::session_time_zone();
@@ -55,15 +60,37 @@ mod partition_predict {
                         .collect::<Result<Vec<String>, _>>()
                 })
                 .transpose()?;
+            // `retention` was the name of `history_retention` in 0.1.
+            let history_retention = match (history_retention, retention) {
+                (Some(_), Some(_)) => {
+                    return Err(PredictError::InvalidSetting {
+                        setting: "retention",
+                        reason: "give history_retention only (retention is its old name)".into(),
+                    })
+                }
+                (None, Some(old)) => {
+                    pgrx::notice!(
+                        "manage(retention => …) is deprecated: it is the history kept of the table, now named history_retention; data retention is keep"
+                    );
+                    Some(old)
+                }
+                (history, None) => history,
+            };
             let arguments = settings::Arguments {
                 target_rows,
                 lookahead: lookahead.as_deref(),
                 min_span: min_span.as_deref(),
                 max_span: max_span.as_deref(),
-                retention: retention.as_deref(),
+                history_retention: history_retention.as_deref(),
                 tablespaces: tablespaces.as_deref(),
                 time_zone: time_zone.as_deref(),
                 session_time_zone: &session_time_zone,
+                retention: settings::RetentionArguments {
+                    keep: keep.as_deref(),
+                    expired: expired.as_deref(),
+                    archive_schema: archive_schema.as_deref(),
+                    archive_tablespace: archive_tablespace.as_deref(),
+                },
             };
             manage::manage(parent.0, arguments)
         }))
@@ -79,6 +106,78 @@ mod partition_predict {
             let time_zone = time_zone.ok_or(PredictError::NullArgument("time_zone"))?;
             manage::set_time_zone(parent.0, &time_zone)
         }))
+    }
+
+    /// Sets what data `parent` keeps: partitions whose keys are all older
+    /// than `keep` (from the newest row, or now if earlier) are dropped,
+    /// detached, or archived to a schema and/or tablespace by the worker.
+    /// `keep` NULL keeps everything.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn set_retention(
+        parent: Option<Regclass>,
+        keep: Option<String>,
+        expired: default!(Option<String>, "NULL"),
+        archive_schema: default!(Option<String>, "NULL"),
+        archive_tablespace: default!(Option<String>, "NULL"),
+    ) {
+        or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            manage::set_retention(
+                parent.0,
+                settings::RetentionArguments {
+                    keep: keep.as_deref(),
+                    expired: expired.as_deref(),
+                    archive_schema: archive_schema.as_deref(),
+                    archive_tablespace: archive_tablespace.as_deref(),
+                },
+            )
+        }))
+    }
+
+    /// What data retention would do with `parent`'s partitions now (a dry
+    /// run): the partitions before or across the boundary, each with the
+    /// action and why.
+    #[pg_extern(stable, parallel_unsafe)]
+    fn retention_preview(
+        parent: Option<Regclass>,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(partition, String),
+            name!(range_start, String),
+            name!(range_end, String),
+            name!(action, String),
+            name!(reason, String),
+        ),
+    > {
+        let verdicts = or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            manage::retention_preview(parent.0)
+        }));
+        verdict_rows(verdicts)
+    }
+
+    /// Expires what retention would expire now, in this transaction (the
+    /// worker does it after each cycle, each partition in a transaction of
+    /// its own): the partitions dropped, detached or archived.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn apply_retention(
+        parent: Option<Regclass>,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(partition, String),
+            name!(range_start, String),
+            name!(range_end, String),
+            name!(action, String),
+            name!(reason, String),
+        ),
+    > {
+        let verdicts = or_report(with_pinned_settings(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            manage::apply_retention(parent.0)
+        }));
+        verdict_rows(verdicts)
     }
 
     /// Stops managing a table. Never drops data or partitions.
@@ -387,4 +486,18 @@ fn period(
         since: epoch(since)?,
         until: epoch(until)?,
     })
+}
+
+type VerdictRow = (String, String, String, String, String);
+
+fn verdict_rows(verdicts: Vec<retention::Verdict>) -> TableIterator<'static, VerdictRow> {
+    TableIterator::new(verdicts.into_iter().map(|v| {
+        (
+            v.partition,
+            v.range_start,
+            v.range_end,
+            v.action.to_string(),
+            v.reason,
+        )
+    }))
 }

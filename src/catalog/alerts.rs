@@ -22,6 +22,7 @@ pub enum AlertKind {
     Migration,
     Runway,
     OutlierKeys,
+    Retention,
 }
 
 impl AlertKind {
@@ -33,6 +34,7 @@ impl AlertKind {
             AlertKind::Migration => "migration",
             AlertKind::Runway => "runway",
             AlertKind::OutlierKeys => "outlier_keys",
+            AlertKind::Retention => "retention",
         }
     }
 }

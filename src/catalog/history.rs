@@ -334,7 +334,7 @@ pub fn plausible_keys(table: &PartitionedTable, known: &Arrivals) -> Result<Plau
         let row = client
             .select(
                 "SELECT pg_catalog.date_part('epoch', pg_catalog.now()),
-                        pg_catalog.date_part('epoch', retention),
+                        pg_catalog.date_part('epoch', history_retention),
                         CASE WHEN lookahead ~ '^[0-9]+$' THEN NULL
                              ELSE pg_catalog.date_part('epoch', lookahead::pg_catalog.interval) END
                    FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",

@@ -16,7 +16,7 @@ use crate::error::{PredictError, Result};
 use crate::pg::subxact::try_in_subtransaction;
 
 pub const DEFAULT_LOOKAHEAD: &str = "7 days";
-pub const DEFAULT_RETENTION: &str = "35 days";
+pub const DEFAULT_HISTORY_RETENTION: &str = "35 days";
 const SECONDS_PER_DAY: f64 = 86_400.0;
 /// The longest lookahead: ten years of time, or this many key values. Far
 /// past any real plan, short of asking the cycle for partitions forever.
@@ -29,9 +29,58 @@ pub struct TableSettings {
     pub lookahead: String,
     pub min_span: Option<String>,
     pub max_span: Option<String>,
-    pub retention: String,
+    pub history_retention: String,
     pub tablespaces: Option<Vec<String>>,
     pub time_zone: String,
+    pub retention: Option<DataRetention>,
+}
+
+/// What becomes of a partition whose rows have all expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expired {
+    Drop,
+    /// Detached, and kept where it is as a table of its own.
+    Detach,
+    /// Detached, then moved to an archive schema and/or tablespace.
+    Archive,
+}
+
+impl Expired {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expired::Drop => "drop",
+            Expired::Detach => "detach",
+            Expired::Archive => "archive",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Expired> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "drop" => Some(Expired::Drop),
+            "detach" => Some(Expired::Detach),
+            "archive" => Some(Expired::Archive),
+            _ => None,
+        }
+    }
+}
+
+/// Data retention of one table, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataRetention {
+    /// Normalised: an interval, or a number of key values for integer keys.
+    pub keep: String,
+    pub expired: Expired,
+    pub archive_schema: Option<String>,
+    pub archive_tablespace: Option<String>,
+}
+
+/// What the caller asked of data retention; `keep` `None` turns it off.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RetentionArguments<'a> {
+    pub keep: Option<&'a str>,
+    pub expired: Option<&'a str>,
+    pub archive_schema: Option<&'a str>,
+    pub archive_tablespace: Option<&'a str>,
 }
 
 /// A span, comparable within its kind.
@@ -60,23 +109,29 @@ pub struct Arguments<'a> {
     pub lookahead: Option<&'a str>,
     pub min_span: Option<&'a str>,
     pub max_span: Option<&'a str>,
-    pub retention: Option<&'a str>,
+    pub history_retention: Option<&'a str>,
     pub tablespaces: Option<&'a [String]>,
     /// `None`: the session's `TimeZone` (read before the settings are pinned).
     pub time_zone: Option<&'a str>,
     pub session_time_zone: &'a str,
+    pub retention: RetentionArguments<'a>,
 }
 
-pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSettings> {
+pub fn validate(
+    key_type: KeyType,
+    owner: pg_sys::Oid,
+    arguments: &Arguments,
+) -> Result<TableSettings> {
     let Arguments {
         target_rows,
         lookahead,
         min_span,
         max_span,
-        retention,
+        history_retention,
         tablespaces,
         time_zone,
         session_time_zone,
+        retention,
     } = *arguments;
     if target_rows <= 0 {
         return Err(PredictError::InvalidSetting {
@@ -126,22 +181,23 @@ pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSetting
             });
         }
     }
-    let retention = retention.unwrap_or(DEFAULT_RETENTION);
-    let retention = match interval_of(retention.trim()) {
+    let history = history_retention.unwrap_or(DEFAULT_HISTORY_RETENTION);
+    let history_retention = match interval_of(history.trim()) {
         Some((text, seconds)) if seconds >= SECONDS_PER_DAY => text,
         Some((text, _)) => {
             return Err(PredictError::InvalidSetting {
-                setting: "retention",
+                setting: "history_retention",
                 reason: format!("must be at least 1 day, got '{text}'"),
             })
         }
         None => {
             return Err(PredictError::InvalidSetting {
-                setting: "retention",
-                reason: format!("\"{retention}\" is not an interval (e.g. '35 days')"),
+                setting: "history_retention",
+                reason: format!("\"{history}\" is not an interval (e.g. '35 days')"),
             })
         }
     };
+    let retention = validate_retention(key_type, owner, &retention)?;
     let tablespaces = tablespaces.map(validate_tablespaces).transpose()?;
     let time_zone = match time_zone {
         Some(name) => validate_time_zone(key_type, name)?,
@@ -157,6 +213,7 @@ pub fn validate(key_type: KeyType, arguments: &Arguments) -> Result<TableSetting
             }),
     };
     Ok(TableSettings {
+        history_retention,
         retention,
         tablespaces,
         time_zone,
@@ -290,8 +347,10 @@ pub fn store(
 ) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     state::write_returning::<PgHeapTuple<'static, AllocatedByRust>>(
         "INSERT INTO partition_predict.config AS c
-                (parent, target_rows, lookahead, min_span, max_span, retention, tablespaces, time_zone)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6::pg_catalog.interval, $7::pg_catalog.name[], $8)
+                (parent, target_rows, lookahead, min_span, max_span, history_retention, tablespaces, time_zone,
+                 keep, expired, archive_schema, archive_tablespace)
+         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6::pg_catalog.interval, $7::pg_catalog.name[], $8,
+                 $9, COALESCE($10, 'detach'), $11::pg_catalog.name, $12::pg_catalog.name)
          RETURNING c",
         &[
             parent.into(),
@@ -299,11 +358,178 @@ pub fn store(
             settings.lookahead.clone().into(),
             settings.min_span.clone().into(),
             settings.max_span.clone().into(),
-            settings.retention.clone().into(),
+            settings.history_retention.clone().into(),
             settings.tablespaces.clone().into(),
             settings.time_zone.clone().into(),
+            settings.retention.as_ref().map(|r| r.keep.clone()).into(),
+            settings.retention.as_ref().map(|r| r.expired.as_str()).into(),
+            settings.retention.as_ref().and_then(|r| r.archive_schema.clone()).into(),
+            settings.retention.as_ref().and_then(|r| r.archive_tablespace.clone()).into(),
         ],
     )
+}
+
+/// Checks data retention settings; `Ok(None)` when `keep` is not given
+/// (nothing expires), in which case the other settings must not be either.
+pub fn validate_retention(
+    key_type: KeyType,
+    owner: pg_sys::Oid,
+    arguments: &RetentionArguments,
+) -> Result<Option<DataRetention>> {
+    let invalid =
+        |setting: &'static str, reason: String| PredictError::InvalidSetting { setting, reason };
+    let Some(keep) = arguments.keep else {
+        if arguments.expired.is_some()
+            || arguments.archive_schema.is_some()
+            || arguments.archive_tablespace.is_some()
+        {
+            return Err(invalid(
+                "keep",
+                "expired, archive_schema and archive_tablespace need keep (how much data to keep)"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let keep = parse_span("keep", keep, key_type, false)?.text();
+    let expired = match arguments.expired {
+        None => Expired::Detach,
+        Some(text) => Expired::parse(text).ok_or_else(|| {
+            invalid(
+                "expired",
+                format!("\"{text}\" is not one of drop, detach, archive"),
+            )
+        })?,
+    };
+    let archive_schema = arguments
+        .archive_schema
+        .map(|s| validate_archive_schema(owner, s))
+        .transpose()?;
+    let archive_tablespace = arguments
+        .archive_tablespace
+        .map(|t| validate_archive_tablespace(owner, t))
+        .transpose()?;
+    match expired {
+        Expired::Archive if archive_schema.is_none() && archive_tablespace.is_none() => {
+            return Err(invalid(
+                "expired",
+                "archive needs archive_schema or archive_tablespace (where expired partitions go)".into(),
+            ))
+        }
+        Expired::Drop | Expired::Detach if archive_schema.is_some() || archive_tablespace.is_some() => {
+            return Err(invalid(
+                "expired",
+                format!(
+                    "archive_schema and archive_tablespace apply only to expired => 'archive', not '{}'",
+                    expired.as_str()
+                ),
+            ))
+        }
+        _ => {}
+    }
+    Ok(Some(DataRetention {
+        keep,
+        expired,
+        archive_schema,
+        archive_tablespace,
+    }))
+}
+
+/// A schema the table's owner (the worker acts with its rights) may create
+/// tables in, and not one of PostgreSQL's or the extension's own.
+fn validate_archive_schema(owner: pg_sys::Oid, name: &str) -> Result<String> {
+    let invalid = |reason: String| PredictError::InvalidSetting {
+        setting: "archive_schema",
+        reason,
+    };
+    let (exists, may_create) = Spi::get_two_with_args::<bool, bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1),
+                (SELECT pg_catalog.has_schema_privilege($2, oid, 'CREATE') FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+        &[name.into(), owner.into()],
+    )?;
+    if exists != Some(true) {
+        return Err(invalid(format!("schema \"{name}\" does not exist")));
+    }
+    if name == "partition_predict" || name == "information_schema" || name.starts_with("pg_") {
+        return Err(invalid(format!(
+            "\"{name}\" is a system schema or the extension's own"
+        )));
+    }
+    if may_create != Some(true) {
+        return Err(invalid(format!(
+            "the table's owner may not create tables in schema \"{name}\""
+        )));
+    }
+    Ok(name.to_string())
+}
+
+fn validate_archive_tablespace(owner: pg_sys::Oid, name: &str) -> Result<String> {
+    let invalid = |reason: String| PredictError::InvalidSetting {
+        setting: "archive_tablespace",
+        reason,
+    };
+    if name == "pg_global" {
+        return Err(invalid("pg_global holds only shared catalogs".into()));
+    }
+    let (exists, may_create) = Spi::get_two_with_args::<bool, bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tablespace WHERE spcname = $1),
+                (SELECT pg_catalog.has_tablespace_privilege($2, oid, 'CREATE') FROM pg_catalog.pg_tablespace WHERE spcname = $1)",
+        &[name.into(), owner.into()],
+    )?;
+    if exists != Some(true) {
+        return Err(invalid(format!("tablespace \"{name}\" does not exist")));
+    }
+    if may_create != Some(true) && name != "pg_default" {
+        return Err(invalid(format!(
+            "the table's owner may not create tables in tablespace \"{name}\""
+        )));
+    }
+    Ok(name.to_string())
+}
+
+/// Replaces a table's data retention settings (`None`: nothing expires).
+pub fn store_retention(parent: pg_sys::Oid, retention: Option<&DataRetention>) -> Result<()> {
+    state::write(
+        "UPDATE partition_predict.config
+            SET keep = $2, expired = COALESCE($3, 'detach'),
+                archive_schema = $4::pg_catalog.name, archive_tablespace = $5::pg_catalog.name
+          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
+        &[
+            parent.into(),
+            retention.map(|r| r.keep.clone()).into(),
+            retention.map(|r| r.expired.as_str()).into(),
+            retention.and_then(|r| r.archive_schema.clone()).into(),
+            retention.and_then(|r| r.archive_tablespace.clone()).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A table's data retention as stored, `None` when nothing expires.
+pub fn load_retention(parent: pg_sys::Oid) -> Result<Option<DataRetention>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT keep, expired, archive_schema::text, archive_tablespace::text
+               FROM partition_predict.config
+              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND keep IS NOT NULL",
+            Some(1),
+            &[parent.into()],
+        )?;
+        let row = rows.first();
+        if row.is_empty() {
+            return Ok(None);
+        }
+        let keep: String = row.get(1)?.unwrap_or_default();
+        let expired: String = row.get(2)?.unwrap_or_default();
+        let expired = Expired::parse(&expired)
+            .ok_or_else(|| PredictError::UntrustedState(format!("expired action \"{expired}\"")))?;
+        Ok(Some(DataRetention {
+            keep,
+            expired,
+            archive_schema: row.get(3)?,
+            archive_tablespace: row.get(4)?,
+        }))
+    })
 }
 
 /// Changes the time zone of a managed table's boundaries; partitions that

@@ -925,11 +925,11 @@ impl Session<'_> {
                  DELETE FROM partition_predict.frontier_hours f
                   USING partition_predict.config c
                   WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND c.parent = f.parent
-                    AND f.hour < pg_catalog.now() - c.retention)
+                    AND f.hour < pg_catalog.now() - c.history_retention)
              DELETE FROM partition_predict.samples s
               USING partition_predict.config c
               WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND c.parent = s.parent
-                AND s.sampled_at < pg_catalog.now() - c.retention",
+                AND s.sampled_at < pg_catalog.now() - c.history_retention",
             &[self.table.oid.into()],
         )?;
         state::write(
@@ -938,14 +938,14 @@ impl Session<'_> {
             "WITH alerts AS (
                  DELETE FROM partition_predict.alert_log a
                   WHERE a.parent = $1::pg_catalog.oid::pg_catalog.regclass
-                    AND a.resolved_at < pg_catalog.now() - (SELECT c.retention FROM partition_predict.config c
+                    AND a.resolved_at < pg_catalog.now() - (SELECT c.history_retention FROM partition_predict.config c
                                                            WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass))
              DELETE FROM partition_predict.key_time_counts k
               WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
                 AND k.bucket_start < LEAST((SELECT pg_catalog.max(m.bucket_start) FROM partition_predict.key_time_counts m
                                              WHERE m.parent = $1::pg_catalog.oid::pg_catalog.regclass),
                                            COALESCE($2::timestamptz, pg_catalog.now() + interval '30 days'))
-                                   - (SELECT c.retention FROM partition_predict.config c
+                                   - (SELECT c.history_retention FROM partition_predict.config c
                                        WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass)",
             &[self.table.oid.into(), self.frontier_time()?.into()],
         )?;

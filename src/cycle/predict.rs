@@ -370,7 +370,7 @@ fn prune_forecasts(table: &PartitionedTable, series: &str) -> Result<()> {
         "DELETE FROM partition_predict.forecast_log f
           WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
             AND f.made_at < GREATEST(
-                  pg_catalog.now() - (SELECT c.retention FROM partition_predict.config c
+                  pg_catalog.now() - (SELECT c.history_retention FROM partition_predict.config c
                                        WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass),
                   (SELECT l.made_at FROM partition_predict.forecast_log l
                     WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2 AND l.horizon = 1

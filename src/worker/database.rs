@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 
-use crate::act::{activate, migrate};
+use crate::act::{activate, migrate, retention};
 use crate::catalog::state;
 use crate::cycle::{self, Steps};
 use crate::gucs;
@@ -120,6 +120,7 @@ fn run_cycles(state: &mut WorkerState) {
             cycle::run_isolated(parent, Steps::Cycle)
         });
         move_rows_out_of_default(state, parent, migrate::Caller::Worker);
+        expire_old_partitions(state, parent);
         record_outcome(state, outcome);
         // A bulk load waiting for shadows should not wait for every table.
         serve_requests(state);
@@ -144,6 +145,35 @@ fn move_rows_out_of_default(state: &mut WorkerState, parent: pg_sys::Oid, caller
         match next {
             Some(migrate::Next::Again) => {}
             Some(migrate::Next::Failed(error)) => {
+                state.errors += 1;
+                state.last_error = Some(error);
+                return;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Partitions past the table's retention are dropped, detached or
+/// archived, each in a transaction of its own (the parent's lock is held
+/// only for that one change).
+fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid) {
+    backend::set_activity("expiring old partitions");
+    for _ in 0..retention::MAX_EXPIRED_PER_CYCLE {
+        if backend::shutdown_requested() {
+            return;
+        }
+        match in_own_transaction("expiring an old partition", || {
+            retention::step_isolated(parent)
+        }) {
+            Some(retention::Next::Again { to_tablespace }) => {
+                if let Some((oid, tablespace)) = to_tablespace {
+                    in_own_transaction("moving an archived partition", || {
+                        retention::move_isolated(parent, oid, &tablespace)
+                    });
+                }
+            }
+            Some(retention::Next::Failed(error)) => {
                 state.errors += 1;
                 state.last_error = Some(error);
                 return;

@@ -13,6 +13,7 @@ pub mod databases;
 pub mod key;
 pub mod naming;
 pub mod planner;
+pub mod retention;
 pub mod runway;
 pub mod sampling;
 pub mod timeline;

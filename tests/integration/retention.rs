@@ -1,0 +1,349 @@
+//! Data retention: only partitions whose every key is past `keep` go, the
+//! data is checked, nothing queues behind the drop, the worker archives,
+//! and only the owner decides.
+
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+
+use crate::cluster::{flush_stats, scalar_i64, wait_for, Cluster};
+
+const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
+
+fn sqlstate<T: std::fmt::Debug>(result: Result<T, postgres::Error>) -> String {
+    result
+        .expect_err("expected an error")
+        .code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_default()
+}
+
+/// `ev`, keyed by time: day partitions for the 11 days before today
+/// (days 0 and 1, then one wide partition over days 2–7, then days 8, 9
+/// and 10), 24 rows a day up to the last hour of day 9 (the frontier).
+/// With `keep => '4 days'` the boundary falls on day 5: days 0 and 1
+/// expire, the wide partition reaches past it and holds rows on both sides.
+fn days_of_events(client: &mut Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE ev (at timestamptz NOT NULL, v int) PARTITION BY RANGE (at);
+             CREATE TEMP TABLE base AS SELECT (date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') - interval '11 days' AS t0;
+             DO $$
+             DECLARE t0 timestamptz := (SELECT t0 FROM base);
+             BEGIN
+               EXECUTE format('CREATE TABLE ev_d0 PARTITION OF ev FOR VALUES FROM (%L) TO (%L)', t0, t0 + interval '1 day');
+               EXECUTE format('CREATE TABLE ev_d1 PARTITION OF ev FOR VALUES FROM (%L) TO (%L)', t0 + interval '1 day', t0 + interval '2 days');
+               EXECUTE format('CREATE TABLE ev_wide PARTITION OF ev FOR VALUES FROM (%L) TO (%L)', t0 + interval '2 days', t0 + interval '8 days');
+               EXECUTE format('CREATE TABLE ev_d8 PARTITION OF ev FOR VALUES FROM (%L) TO (%L)', t0 + interval '8 days', t0 + interval '9 days');
+               EXECUTE format('CREATE TABLE ev_d9 PARTITION OF ev FOR VALUES FROM (%L) TO (%L)', t0 + interval '9 days', t0 + interval '11 days');
+               INSERT INTO ev SELECT t0 + g * interval '1 hour', g FROM generate_series(0, 10 * 24 - 1) g;
+             END $$;
+             CREATE INDEX ON ev (at);",
+        )
+        .unwrap();
+}
+
+fn partitions_of(client: &mut Client, table: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = $1::text::regclass ORDER BY 1",
+            &[&table],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// (partition, action) of the preview or of what was done.
+fn verdicts(client: &mut Client, sql: &str) -> Vec<(String, String)> {
+    client
+        .query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(3)))
+        .collect()
+}
+
+#[test]
+fn only_partitions_wholly_past_keep_expire_and_the_wide_one_keeps_its_rows() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    days_of_events(&mut client);
+    client
+        .batch_execute("SELECT partition_predict.manage('ev', keep => '4 days', expired => 'drop')")
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('ev')")
+        .unwrap();
+    let rows_before = scalar_i64(&mut client, "SELECT count(*) FROM ev");
+
+    // The dry run says what would happen and does nothing.
+    let preview = verdicts(
+        &mut client,
+        "SELECT * FROM partition_predict.retention_preview('ev')",
+    );
+    assert_eq!(
+        preview,
+        vec![
+            ("public.ev_d0".to_string(), "drop".to_string()),
+            ("public.ev_d1".to_string(), "drop".to_string()),
+            ("public.ev_wide".to_string(), "keep".to_string()),
+        ]
+    );
+    let reason: String = client
+        .query_one(
+            "SELECT reason FROM partition_predict.retention_preview('ev') WHERE partition = 'public.ev_wide'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(reason.contains("reaches past the boundary"), "{reason}");
+    assert!(partitions_of(&mut client, "ev").contains(&"ev_d0".to_string()));
+
+    let done = verdicts(
+        &mut client,
+        "SELECT * FROM partition_predict.apply_retention('ev')",
+    );
+    assert_eq!(
+        done,
+        vec![
+            ("public.ev_d0".to_string(), "drop".to_string()),
+            ("public.ev_d1".to_string(), "drop".to_string()),
+        ]
+    );
+    assert_eq!(
+        partitions_of(&mut client, "ev"),
+        vec!["ev_d8", "ev_d9", "ev_default", "ev_wide"]
+    );
+    // Exactly the two expired days went; the wide partition kept the old
+    // rows it holds beside the rows within retention.
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM ev"),
+        rows_before - 48
+    );
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM ev_wide"),
+        6 * 24
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.alert_history WHERE kind = 'retention' AND state = 'event'"
+        ),
+        2
+    );
+    // Nothing more expires until the boundary passes the wide partition.
+    assert!(verdicts(
+        &mut client,
+        "SELECT * FROM partition_predict.apply_retention('ev')"
+    )
+    .is_empty());
+}
+
+#[test]
+fn the_worker_archives_expired_partitions_of_an_integer_key() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 1",
+        ],
+    );
+    let mut client = cluster.connect("postgres");
+    let cold = cluster.server_owned_dir("cold");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLESPACE cold LOCATION '{}'",
+            cold.display()
+        ))
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE SCHEMA attic;
+             CREATE TABLE ids (id bigint NOT NULL, v int) PARTITION BY RANGE (id);
+             CREATE TABLE ids_0 PARTITION OF ids FOR VALUES FROM (0) TO (1000);
+             CREATE TABLE ids_1 PARTITION OF ids FOR VALUES FROM (1000) TO (2000);
+             CREATE TABLE ids_2 PARTITION OF ids FOR VALUES FROM (2000) TO (3000);
+             CREATE TABLE ids_3 PARTITION OF ids FOR VALUES FROM (3000) TO (4000);
+             CREATE INDEX ON ids (id);
+             INSERT INTO ids SELECT g, g FROM generate_series(0, 3499) g;
+             SELECT partition_predict.manage('ids', target_rows => 1000,
+                    keep => '1500', expired => 'archive', archive_schema => 'attic',
+                    archive_tablespace => 'cold');",
+        )
+        .unwrap();
+    flush_stats(&mut client);
+    // Keys from 2000 on are kept (3499 - 1500 + 1 = 2000): ids_0 and ids_1 go.
+    let archived = wait_for(
+        "the worker to archive ids_0 and ids_1",
+        Duration::from_secs(60),
+        || {
+            let names: Vec<String> = client
+            .query(
+                "SELECT relname::text FROM pg_class WHERE relnamespace = 'attic'::regnamespace AND relkind = 'r' ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+            (names.len() == 2).then_some(names)
+        },
+    );
+    assert_eq!(archived, vec!["ids_0", "ids_1"]);
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM attic.ids_0"),
+        1000
+    );
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM attic.ids_1"),
+        1000
+    );
+    assert_eq!(scalar_i64(&mut client, "SELECT count(*) FROM ids"), 1500);
+    // Moved after the detach committed, indexes along.
+    wait_for(
+        "the archived tables and their indexes in tablespace cold",
+        Duration::from_secs(30),
+        || {
+            (scalar_i64(
+                &mut client,
+                "SELECT count(*) FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace
+              WHERE c.relnamespace = 'attic'::regnamespace AND t.spcname = 'cold'",
+            ) == 4)
+                .then_some(())
+        },
+    );
+    assert_eq!(scalar_i64(&mut client, "SELECT min(id) FROM ids"), 2000);
+    let events = scalar_i64(
+        &mut client,
+        "SELECT count(*) FROM partition_predict.alert_history
+          WHERE kind = 'retention' AND state = 'event' AND details->>'now' LIKE 'attic.%'",
+    );
+    assert_eq!(events, 2);
+}
+
+/// A report reading the table holds its lock: the drop waits its turn
+/// without making anyone else wait behind it, and happens after.
+#[test]
+fn an_expiring_partition_never_makes_queries_queue() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 1",
+            "pg_partition_predict.lock_timeout = '50ms'",
+            "pg_partition_predict.lock_retries = 2",
+        ],
+    );
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    days_of_events(&mut client);
+    let mut report = cluster.connect("postgres");
+    report
+        .batch_execute("BEGIN; SELECT count(*) FROM ev")
+        .unwrap();
+    client
+        .batch_execute("SELECT partition_predict.manage('ev', keep => '4 days', expired => 'drop')")
+        .unwrap();
+    flush_stats(&mut client);
+    wait_for(
+        "a failed retention step alerted",
+        Duration::from_secs(60),
+        || {
+            (scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.alerts WHERE kind = 'failure' AND subject = 'retention'",
+        ) > 0)
+            .then_some(())
+        },
+    );
+    // While the worker keeps trying, queries run without waiting for it.
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        client.batch_execute("SELECT count(*) FROM ev").unwrap();
+        client
+            .batch_execute("INSERT INTO ev VALUES (now() - interval '1 day', 0)")
+            .unwrap();
+        worst = worst.max(started.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        worst < Duration::from_millis(500),
+        "a query waited {worst:?}"
+    );
+    assert!(partitions_of(&mut client, "ev").contains(&"ev_d0".to_string()));
+    report.batch_execute("COMMIT").unwrap();
+    wait_for(
+        "the expired partitions to be dropped",
+        Duration::from_secs(60),
+        || {
+            let parts = partitions_of(&mut client, "ev");
+            (!parts.contains(&"ev_d0".to_string()) && !parts.contains(&"ev_d1".to_string()))
+                .then_some(())
+        },
+    );
+    wait_for(
+        "the failure alert resolved",
+        Duration::from_secs(30),
+        || {
+            (scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.alerts WHERE kind = 'failure' AND subject = 'retention'",
+        ) == 0)
+            .then_some(())
+        },
+    );
+}
+
+#[test]
+fn only_the_owner_sets_or_previews_retention() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = cluster.connect("postgres");
+    admin
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE ROLE mallory LOGIN;
+             CREATE ROLE owner_role LOGIN;
+             GRANT CREATE ON SCHEMA public TO mallory, owner_role;
+             CREATE SCHEMA locked;",
+        )
+        .unwrap();
+    let mut owner = cluster.connect_as("postgres", "owner_role");
+    days_of_events(&mut owner);
+    owner
+        .batch_execute("GRANT SELECT ON ev TO mallory; SELECT partition_predict.manage('ev')")
+        .unwrap();
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    for sql in [
+        "SELECT partition_predict.set_retention('ev', '1 day', 'drop')",
+        "SELECT * FROM partition_predict.retention_preview('ev')",
+        "SELECT * FROM partition_predict.apply_retention('ev')",
+    ] {
+        assert_eq!(sqlstate(mallory.batch_execute(sql)), "42501", "{sql}");
+    }
+    // The owner cannot archive into a schema it may not create tables in:
+    // the worker would act with its rights.
+    assert_eq!(
+        sqlstate(owner.batch_execute(
+            "SELECT partition_predict.set_retention('ev', '1 day', 'archive', archive_schema => 'locked')"
+        )),
+        "22023"
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM partition_predict.config WHERE keep IS NOT NULL"
+        ),
+        0
+    );
+}
