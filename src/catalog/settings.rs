@@ -16,6 +16,8 @@ use crate::error::{PredictError, Result};
 use crate::pg::subxact::try_in_subtransaction;
 
 pub const DEFAULT_LOOKAHEAD: &str = "7 days";
+/// `manage()`'s default of `target_rows`.
+pub const DEFAULT_TARGET_ROWS: i64 = 1_000_000;
 pub const DEFAULT_HISTORY_RETENTION: &str = "35 days";
 const SECONDS_PER_DAY: f64 = 86_400.0;
 /// The longest lookahead: ten years of time, or this many key values. Far

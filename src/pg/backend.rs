@@ -2,7 +2,7 @@
 //! reports to `pg_stat_activity`.
 
 use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use pgrx::pg_sys;
@@ -230,9 +230,47 @@ pub fn in_own_transaction<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
 }
 
 /// Whether the extension is installed in this database (a worker may run
-/// where it was never created, or dropped).
+/// where it was never created, or dropped) in this library's version: SQL
+/// objects of another version are left alone until they are updated.
 pub fn extension_installed() -> bool {
-    extension_oid().is_some()
+    extension_oid().is_some() && sql_version_mismatch().is_none()
+}
+
+/// The extension whose SQL objects were last found to be of this
+/// library's version in this backend (an UPDATE cannot take them back).
+static MATCHED_EXTENSION: AtomicU32 = AtomicU32::new(0);
+
+/// The version of the extension's SQL objects in this database when it is
+/// not this library's (after a new package, before `ALTER EXTENSION …
+/// UPDATE`); `None` when it is, or when the extension is not installed.
+pub fn sql_version_mismatch() -> Option<String> {
+    let oid = extension_oid()?;
+    if MATCHED_EXTENSION.load(Ordering::Relaxed) == oid.to_u32() {
+        return None;
+    }
+    let installed = pgrx::Spi::get_one_with_args::<String>(
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE oid = $1",
+        &[oid.into()],
+    )
+    .ok()
+    .flatten()?;
+    if installed == env!("CARGO_PKG_VERSION") {
+        MATCHED_EXTENSION.store(oid.to_u32(), Ordering::Relaxed);
+        return None;
+    }
+    Some(installed)
+}
+
+/// Refuses to go on with SQL objects of another version: their tables and
+/// functions are not the ones this library reads and writes.
+pub fn require_sql_version() -> crate::error::Result<()> {
+    match sql_version_mismatch() {
+        None => Ok(()),
+        Some(sql) => Err(crate::error::PredictError::SqlVersionMismatch {
+            library: env!("CARGO_PKG_VERSION"),
+            sql,
+        }),
+    }
 }
 
 /// The OID of the extension in this database, if it is installed.

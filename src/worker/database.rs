@@ -21,6 +21,8 @@ struct WorkerState {
     cycles: i64,
     errors: i64,
     last_error: Option<String>,
+    /// The SQL objects were found of another version (logged once).
+    told_version_mismatch: bool,
 }
 
 /// A database worker's main loop (entered from `pg_partition_predict_worker_main`).
@@ -34,6 +36,7 @@ pub fn run() {
         cycles: 0,
         errors: 0,
         last_error: None,
+        told_version_mismatch: false,
     };
     let mut next_cycle = Instant::now();
     loop {
@@ -104,6 +107,16 @@ fn record_outcome(state: &mut WorkerState, outcome: Option<cycle::Outcome>) {
 fn run_cycles(state: &mut WorkerState) {
     backend::set_activity("cycle");
     let tables = in_own_transaction("listing managed tables", || {
+        if let Some(sql) = backend::sql_version_mismatch() {
+            if !state.told_version_mismatch {
+                pgrx::warning!(
+                    "pg_partition_predict: the library is version {} but the extension's SQL objects in this database are version {sql}: cycles wait for ALTER EXTENSION pg_partition_predict UPDATE",
+                    env!("CARGO_PKG_VERSION")
+                );
+                state.told_version_mismatch = true;
+            }
+            return None;
+        }
         if !backend::extension_installed() {
             return None;
         }

@@ -10,6 +10,7 @@ mod ingest;
 mod lifecycle;
 mod migration;
 mod monitoring;
+mod partman;
 mod retention;
 mod security;
 mod shadows;
