@@ -523,6 +523,152 @@ def replay_mode(dsn, admin, replay, source, mode):
 
 
 ###############################################################################
+# Retention: disk use over time with old data expiring
+
+
+# How much each data set keeps: a few partitions' worth either way.
+RETENTION_KEEP = {"bank_calls": ("14 days", 14), "chicago": ("8 weeks", 56)}
+
+
+def place_in_past(replay):
+    """As place_in_time, but the keys end before today: retention counts
+    back from the newest row (ours) or from a reference time (pg_partman's
+    drop_partition_time, given the same newest key), and a key in the
+    future would make ours count from now instead."""
+    start = next_monday_after(dt.datetime.now(dt.timezone.utc).date()) - dt.timedelta(weeks=replay.weeks + 2)
+    while replay.partman_interval == "1 month" and (start + dt.timedelta(days=7)).day != 1:
+        start -= dt.timedelta(days=7)
+    replay.start = start
+    origin = dt.datetime.combine(start, dt.time(0), dt.timezone.utc)
+    if replay.key_type == "date":
+        replay.keys = [(start + offset).isoformat() for offset in replay.keys]
+    else:
+        replay.keys = [(origin + offset).isoformat() for offset in replay.keys]
+    replay.slot_starts = [origin + offset for offset in replay.slot_starts]
+
+
+def footprint(admin, name):
+    """Bytes on disk (tables, indexes, TOAST) of every partition, DEFAULT
+    included, rows, and partitions."""
+    admin.execute(
+        """SELECT COALESCE(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint, count(*)
+             FROM pg_inherits i WHERE i.inhparent = %s::regclass""",
+        (name,),
+    )
+    size, partitions = admin.fetchone()
+    admin.execute(f"SELECT count(*) FROM {name}")
+    return size, admin.fetchone()[0], partitions
+
+
+def retention_run(dsn, admin, replay, source):
+    """Daily batches of `replay` (keys in the past) into a fresh pair of
+    tables, both dropping what is older than `keep` after each day: ours
+    through its retention (`run_cycle()` then `apply_retention()`; the
+    worker also runs), pg_partman through `run_maintenance()` then
+    `drop_partition_time(…, p_reference_timestamp => the newest key)`
+    (its retention counts from the clock, which a replay cannot move).
+    The footprint of both after each day, and whether every row within
+    `keep` of the newest key is still there."""
+    keep, keep_days = RETENTION_KEEP[replay.name]
+    names = create_pair(admin, replay, "retention")
+    admin.execute("SELECT partition_predict.set_retention(%s, %s, 'drop')", (names["pp"], keep))
+    tables = {tool: Table(dsn, names[tool], tool) for tool in ("pp", "pm")}
+    for table in tables.values():
+        table.find_default()
+    series = []
+    errors = {"pp": [], "pm": []}
+    # Rows within `keep` of the newest key that are gone, checked after every day: (most, on day).
+    worst_loss = {"pp": (0, None), "pm": (0, None)}
+    for batch_no, batch in enumerate(batches_for(replay, "daily")):
+        admin.execute(f"SELECT max(k)::text FROM {source} WHERE slot BETWEEN %s AND %s",
+                      (batch.first_slot, batch.last_slot))
+        newest = admin.fetchone()[0]
+        for tool, table in tables.items():
+            table.load(source, batch_no, batch.first_slot, batch.last_slot)
+            table.maintain()
+            try:
+                if tool == "pp":
+                    table.cur.execute("SELECT count(*) FROM partition_predict.apply_retention(%s)", (table.name,))
+                else:
+                    table.cur.execute(
+                        "SELECT partman.drop_partition_time(%s, %s::interval, false, false, NULL, %s::timestamptz)",
+                        ("public." + table.name, keep, newest),
+                    )
+                table.cur.fetchone()
+            except psycopg2.Error as error:
+                errors[tool].append(str(error).strip().splitlines()[0])
+        point = {"day": batch_no + 1, "newest": newest}
+        admin.execute(f"SELECT count(*) FROM {source} WHERE slot <= %s AND k >= %s::{replay.key_type} - %s::interval",
+                      (batch.last_slot, newest, keep))
+        within = admin.fetchone()[0]
+        for tool in tables:
+            point[tool] = footprint(admin, names[tool])
+            admin.execute(f"SELECT count(*) FROM {names[tool]} WHERE k >= %s::{replay.key_type} - %s::interval",
+                          (newest, keep))
+            lost = within - admin.fetchone()[0]
+            if lost > worst_loss[tool][0]:
+                worst_loss[tool] = (lost, batch_no + 1)
+        series.append(point)
+    wait_for_default_to_empty(admin, tables["pp"])
+    newest = series[-1]["newest"]
+    admin.execute(f"SELECT count(*) FROM {source} WHERE k >= %s::{replay.key_type} - %s::interval", (newest, keep))
+    expected = admin.fetchone()[0]
+    kept = {}
+    for tool in tables:
+        admin.execute(f"SELECT count(*) FROM {names[tool]} WHERE k >= %s::{replay.key_type} - %s::interval",
+                      (newest, keep))
+        kept[tool] = admin.fetchone()[0]
+    for table in tables.values():
+        table.close()
+    unmanage(admin, names["pp"])
+    return {"keep": keep, "keep_days": keep_days, "series": series, "expected": expected, "kept": kept,
+            "errors": errors, "interval": replay.partman_interval, "worst_loss": worst_loss}
+
+
+def retention_section(replay, result, seconds):
+    series = result["series"]
+    mb = lambda b: b / 1048576
+    peak = {tool: max(p[tool][0] for p in series) for tool in ("pp", "pm")}
+    mean = {tool: sum(p[tool][0] for p in series) / len(series) for tool in ("pp", "pm")}
+    final = {tool: series[-1][tool] for tool in ("pp", "pm")}
+    lines = [
+        f"## Retention: {replay.name}, keep {result['keep']}",
+        "",
+        f"- {replay.rows:,} rows over {replay.weeks} weeks, replayed a day at a time (keys moved to start on "
+        f"{replay.start}, before today); T = {replay.target_rows:,}; pg_partman `{result['interval']}`; "
+        f"both drop partitions older than {result['keep']} before the newest key after every day. "
+        f"Replayed in {seconds:.0f} s",
+        f"- disk (all partitions, indexes and TOAST included), ours / pg_partman: peak "
+        f"{mb(peak['pp']):.2f} / {mb(peak['pm']):.2f} MiB ({peak['pp'] / max(peak['pm'], 1):.2f}), mean over the days "
+        f"{mb(mean['pp']):.2f} / {mb(mean['pm']):.2f} MiB ({mean['pp'] / max(mean['pm'], 1):.2f}), at the end "
+        f"{mb(final['pp'][0]):.2f} / {mb(final['pm'][0]):.2f} MiB ({final['pp'][0] / max(final['pm'][0], 1):.2f})",
+        f"- rows within {result['keep']} of the newest key at the end: {result['expected']:,} in the data; "
+        f"ours holds {result['kept']['pp']:,}, pg_partman {result['kept']['pm']:,}",
+        "- rows within `keep` of the newest key lost, checked after every day (the most on one day): "
+        + ", ".join(f"{'ours' if tool == 'pp' else 'pg_partman'} "
+                    + (f"{lost:,} (day {day})" if lost else "none")
+                    for tool, (lost, day) in result["worst_loss"].items()),
+        f"- rows kept beyond that at the end (a partition reaching across the boundary stays whole): ours "
+        f"{final['pp'][1] - result['kept']['pp']:,}, pg_partman {final['pm'][1] - result['kept']['pm']:,}",
+        "",
+        "| day | newest key | ours MiB | ours rows | ours partitions | pg_partman MiB | pg_partman rows "
+        "| pg_partman partitions |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    step = max(1, len(series) // 12)
+    for point in series[::step] + ([series[-1]] if (len(series) - 1) % step else []):
+        pp, pm = point["pp"], point["pm"]
+        lines.append(f"| {point['day']} | {point['newest'][:16]} | {mb(pp[0]):.2f} | {pp[1]:,} | {pp[2]} "
+                     f"| {mb(pm[0]):.2f} | {pm[1]:,} | {pm[2]} |")
+    for tool, errors in result["errors"].items():
+        if errors:
+            lines.append(f"- {'ours' if tool == 'pp' else 'pg_partman'}: {len(errors)} failed retention calls, "
+                         f"first: `{errors[0]}`")
+    lines.append("")
+    return lines
+
+
+###############################################################################
 # The report
 
 
@@ -602,6 +748,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=["bank_calls", "chicago"])
+    parser.add_argument("--retention", action="store_true", help="only the retention replay (disk use over time)")
     parser.add_argument("--command", required=True, help="the command line, for the report")
     parser.add_argument("--machine", required=True, help="a line describing the machine, for the report")
     args = parser.parse_args()
@@ -662,7 +809,7 @@ def main():
         "(rows through DEFAULT in particular) can differ from run to run",
         "",
     ]
-    for replay in replays:
+    for replay in ([] if args.retention else replays):
         log(f"{replay.name}: {replay.rows:,} rows, {replay.weeks} weeks, T = {replay.target_rows}, "
             f"pg_partman {replay.partman_interval}")
         started = time.monotonic()
@@ -673,6 +820,22 @@ def main():
                 continue  # a date key has no hours: the daily mode is the same
             outcomes.extend(replay_mode(args.dsn, admin, replay, source, mode))
         lines.extend(report_section(replay, outcomes, time.monotonic() - started))
+    # Retention: the same data sets again, ending before today.
+    retention_replays = []
+    if args.only in (None, "bank_calls"):
+        retention_replays.append(bank_calls(args.wheel, weeks=4 if args.quick else 8, calls_per_row=10))
+    if args.only in (None, "chicago"):
+        retention_replays.append(chicago(args.wheel, weeks=12 if args.quick else 52, boardings_per_row=100))
+    for replay in retention_replays:
+        choose_partman_interval(replay)
+        place_in_past(replay)
+        log(f"retention {replay.name}: {replay.rows:,} rows, {replay.weeks} weeks, keep {RETENTION_KEEP[replay.name][0]}")
+        started = time.monotonic()
+        source = setup_source(admin, replay)
+        result = retention_run(args.dsn, admin, replay, source)
+        lines.extend(retention_section(replay, result, time.monotonic() - started))
+        if result["kept"]["pp"] != result["expected"] or result["worst_loss"]["pp"][0]:
+            raise SystemExit(f"retention lost rows within keep: {result['kept']['pp']} of {result['expected']}")
     lines[lines.index("LOAD")] = (f"- load average (1 min) of the machine: {load_before:.1f} at the start, "
                                   f"{os.getloadavg()[0]:.1f} at the end (other work slows the cycles)")
     with open(args.out, "w") as out:
