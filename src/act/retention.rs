@@ -421,7 +421,8 @@ pub enum Next {
 pub fn step_isolated(parent: pg_sys::Oid) -> Next {
     let attempt = try_in_subtransaction(|| {
         or_report(with_pinned_settings(|| {
-            if !catalog::table::is_managed(parent)? || !lock_table_steps(parent, false)? {
+            // Most tables keep everything: one lookup of the settings, and done.
+            if settings::load_retention(parent)?.is_none() || !lock_table_steps(parent, false)? {
                 return Ok(Step::Done);
             }
             let table = catalog::load_managed_table(parent)?;
