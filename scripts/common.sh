@@ -121,6 +121,9 @@ install_extension() {
     [ "${1:-debug}" = release ] && profile_flag="--release"
     (cd "$PROJECT_ROOT" && as_root env "PATH=$PATH" "HOME=$HOME" ${CARGO_HOME:+CARGO_HOME=$CARGO_HOME} \
         cargo pgrx install $profile_flag --pg-config "$PG_CONFIG") >&2
+    # pgrx installs the current version's install script only; the update
+    # scripts (ALTER EXTENSION pg_partition_predict UPDATE) go beside it.
+    as_root install -m 644 "$PROJECT_ROOT"/sql/upgrade/*.sql "$("$PG_CONFIG" --sharedir)/extension/"
 }
 
 # start_cluster DIR PORT [extra postgresql.conf lines...]

@@ -86,6 +86,18 @@ CREATE TABLE partition_predict.table_state (
     released_high    bigint
 );
 
+-- Archived partitions detached by retention that still have to move to the
+-- archive tablespace: the move copies the table, so it runs after the
+-- detach committed, in a transaction of its own, and is retried until done.
+CREATE TABLE partition_predict.archive_moves (
+    parent      pg_catalog.regclass NOT NULL
+                REFERENCES partition_predict.config (parent) ON DELETE CASCADE,
+    relid       oid NOT NULL,
+    tablespace  name NOT NULL,
+    detached_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (parent, relid)
+);
+
 -- Step 1 samples: per partition, deltas since the previous sample. Only
 -- partitions where something changed get a row.
 CREATE TABLE partition_predict.samples (
@@ -380,7 +392,7 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['table_state', 'step_costs', 'samples', 'partition_counters', 'key_time_counts', 'alert_log',
                              'forecast_log', 'series_state', 'shadows', 'migrations', 'ingests',
-                             'frontier_hours'] LOOP
+                             'frontier_hours', 'archive_moves'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE partition_predict.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format(
             'CREATE POLICY owner_rights ON partition_predict.%I USING (pg_catalog.pg_has_role(

@@ -80,6 +80,8 @@ pub enum PredictError {
     ExtensionInUse(String),
     #[error("the pg_partition_predict library loaded is version {library}, but the extension's SQL objects in this database are version {sql}")]
     SqlVersionMismatch { library: &'static str, sql: String },
+    #[error("{table} is a partition of {parent}; only a top-level table can be managed")]
+    IsPartition { table: String, parent: String },
     #[error("{0} is maintained by pg_partman")]
     MaintainedByPartman(String),
     #[error("pg_partman does not manage {0}")]
@@ -185,7 +187,9 @@ impl PredictError {
                 ERRCODE_UNDEFINED_OBJECT
             }
             PredictError::MaintainedByPartman(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            PredictError::PartmanUnsupported { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
+            PredictError::PartmanUnsupported { .. } | PredictError::IsPartition { .. } => {
+                ERRCODE_FEATURE_NOT_SUPPORTED
+            }
             PredictError::PartmanNotWritable(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             PredictError::InvalidSetting { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PredictError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,

@@ -1,22 +1,28 @@
 //! Data retention: partitions whose whole range lies before the table's
-//! retention boundary are dropped, detached or archived, one per
-//! transaction, with the rights of the table's owner.
+//! retention boundary are dropped, detached or archived, with the rights
+//! of the table's owner.
 //!
-//! The boundary is `keep` back from the newest row outside DEFAULT, or
-//! from now if that is earlier: a feed that stalls does not lose its last
-//! rows to the clock. A partition expires only when its bound says every
-//! key it can hold is older (`partition_core::retention`) and the data
-//! agrees: under a lock that stops writes to it, it is searched for a row
-//! at or after the boundary, and one such row keeps it (and raises an
-//! alert). DEFAULT is never touched.
+//! The boundary is `keep` back from the reference: the newest row outside
+//! DEFAULT, or now if that is earlier, so a feed that stalls does not lose
+//! its last rows to the clock. An integer key has no clock: its reference
+//! is the 16th highest key when an index leads with the key, so a few
+//! wrong keys far above the others do not move it. A partition expires
+//! only when its bound says every key it can hold is older
+//! (`partition_core::retention`) and the data agrees: under a lock that
+//! stops writes to it, and after checking it is still this table's
+//! partition with that bound, it is searched for a row at or after the
+//! boundary; one such row keeps it (and raises an alert). DEFAULT and
+//! foreign tables never expire.
 //!
 //! DROP and DETACH need the parent's ACCESS EXCLUSIVE lock. They are taken
 //! with `lock_timeout` and retried, so no query queues behind them for
-//! long, and the worker commits each partition's step at once, so the lock
-//! is held only for the catalog change. Moving an archived table to
-//! another tablespace copies it: that happens after the detach has
-//! committed, in a transaction of its own, when queries on the parent no
-//! longer see it.
+//! long. Every data check runs before that lock is taken, and the worker
+//! commits each partition's step at once, so the lock is held only for the
+//! catalog change. A partition that cannot expire (a failure, rows within
+//! retention) is alerted on its own and the others go on. Moving an
+//! archived table to another tablespace copies it: it is recorded with the
+//! detach and done by the worker afterwards, in a transaction of its own,
+//! until it succeeds.
 
 use partition_core::retention::{self, Fate};
 use partition_core::{KeyType, PartitionBound};
@@ -26,18 +32,27 @@ use serde_json::json;
 
 use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
 use crate::catalog::settings::{self, DataRetention, Expired};
-use crate::catalog::{self, history, migrations, PartitionedTable, QualifiedName};
+use crate::catalog::{self, history, migrations, state, PartitionedTable, QualifiedName};
 use crate::error::{or_report, PredictError, Result};
+use crate::pg::backend;
 use crate::pg::lock_retry::run_with_lock_retry;
 use crate::pg::locks::lock_table_steps;
 use crate::pg::relation::qualified_name;
 use crate::pg::session::{as_role, with_pinned_settings, with_settings};
 use crate::pg::subxact::try_in_subtransaction;
+use crate::shmem::requests;
 
 /// Partitions expired per table and worker cycle: a table that switches
 /// retention on with years of old partitions catches up over a few
 /// cycles instead of one long one.
 pub const MAX_EXPIRED_PER_CYCLE: usize = 32;
+
+/// Archived tables moved to their tablespace per table and worker cycle.
+const MAX_MOVES_PER_CYCLE: i64 = 4;
+
+/// How many of the highest integer keys a wrong key must outnumber to move
+/// the reference: the reference is the key this far from the top.
+const INTEGER_REFERENCE_RANK: i64 = 16;
 
 /// The subject of the condition "this table's retention steps fail".
 const FAILED_RETENTION: &str = "retention";
@@ -58,8 +73,10 @@ pub struct Verdict {
 struct Candidate {
     oid: pg_sys::Oid,
     name: QualifiedName,
+    bound_text: String,
     bound: PartitionBound,
     fate: Fate,
+    foreign: bool,
 }
 
 impl Candidate {
@@ -76,10 +93,42 @@ impl Candidate {
             reason,
         }
     }
+
+    fn subject(&self) -> String {
+        self.name.to_string()
+    }
+}
+
+/// The `INTEGER_REFERENCE_RANK`-th highest key, read through an index that
+/// leads with the key (a bounded index scan); `None` without such an index
+/// or with fewer rows.
+fn dense_top_key(table: &PartitionedTable) -> Result<Option<i64>> {
+    let indexed = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                         WHERE i.indrelid = $1 AND a.attname = $2)",
+        &[table.oid.into(), table.key_column.as_str().into()],
+    )?
+    .unwrap_or(false);
+    if !indexed {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT {key}::bigint FROM {parent} WHERE {key} IS NOT NULL ORDER BY {key} DESC OFFSET {} LIMIT 1",
+        INTEGER_REFERENCE_RANK - 1,
+        key = quote_identifier(&table.key_column),
+        parent = table.name.quoted(),
+    );
+    with_settings(&[(c"row_security", "off")], || {
+        Ok(Spi::connect(|client| {
+            let rows = client.select(&sql, Some(1), &[])?;
+            rows.first().get::<i64>(1)
+        })?)
+    })
 }
 
 /// The retention boundary of `table` in raw key units: keys before it have
-/// expired. `None` when nothing expires (no `keep`, or no row yet).
+/// expired. `None` when nothing expires (no row outside DEFAULT yet).
 fn boundary(table: &PartitionedTable, keep: &str) -> Result<Option<i64>> {
     let (Some(frontier), _) = history::frontiers(table)? else {
         return Ok(None);
@@ -88,40 +137,55 @@ fn boundary(table: &PartitionedTable, keep: &str) -> Result<Option<i64>> {
         let keep: i64 = keep.parse().map_err(|_| {
             PredictError::UntrustedState(format!("keep \"{keep}\" of an integer key"))
         })?;
-        return Ok(Some(retention::integer_boundary(frontier, keep)));
+        let reference = match dense_top_key(table)? {
+            Some(dense) => dense.min(frontier),
+            None => frontier,
+        };
+        return Ok(Some(retention::integer_boundary(reference, keep)));
     }
     let frontier_micros = match table.key_type {
-        KeyType::Date => frontier.saturating_mul(partition_core::calendar::MICROS_PER_DAY),
-        _ => frontier,
-    };
+        KeyType::Date => frontier.checked_mul(partition_core::calendar::MICROS_PER_DAY),
+        _ => Some(frontier),
+    }
+    // A frontier of 'infinity' or beyond what a timestamp holds: now.
+    .filter(|micros| backend::TIMESTAMP_RANGE.contains(micros));
+    let epoch = partition_core::calendar::UNIX_TO_PG_EPOCH_SECONDS;
     let zone = settings::load(table)?.zone.name().to_string();
-    // Months and days are counted on the table's clock; the instant comes
-    // back as microseconds since 2000-01-01 UTC, the raw unit of the keys.
-    let micros = Spi::get_one_with_args::<i64>(
-        "SELECT ((EXTRACT(epoch FROM pg_catalog.timezone($3,
-                    pg_catalog.timezone($3, LEAST(pg_catalog.now(),
-                        pg_catalog.to_timestamp($1::float8 / 1000000 + $4)))
-                    - $2::pg_catalog.interval)) - $4) * 1000000)::bigint",
-        &[
-            frontier_micros.into(),
-            keep.into(),
-            zone.as_str().into(),
-            (partition_core::calendar::UNIX_TO_PG_EPOCH_SECONDS as f64).into(),
-        ],
-    )?;
-    Ok(micros.map(|m| match table.key_type {
+    // With the table's zone as TimeZone, timestamptz - interval counts
+    // months and days on its calendar and hours as elapsed time (a day
+    // across a daylight-saving change is 23 or 25 hours, an hour an hour).
+    let reference_and_boundary = with_settings(&[(c"TimeZone", &zone)], || {
+        Spi::get_two_with_args::<i64, i64>(
+            "WITH r AS (SELECT LEAST(pg_catalog.now(),
+                                     COALESCE(pg_catalog.to_timestamp($1::float8 / 1000000 + $3), pg_catalog.now())) AS at)
+             SELECT ((EXTRACT(epoch FROM r.at) - $3) * 1000000)::bigint,
+                    ((EXTRACT(epoch FROM r.at - $2::pg_catalog.interval) - $3) * 1000000)::bigint
+               FROM r",
+            &[
+                frontier_micros.map(|m| m as f64).into(),
+                keep.into(),
+                (epoch as f64).into(),
+            ],
+        )
+    })?;
+    let (Some(reference), Some(micros)) = reference_and_boundary else {
+        return Ok(None);
+    };
+    // An interval with parts of both signs could land past the reference.
+    let micros = micros.min(reference);
+    Ok(Some(match table.key_type {
         // A date is kept while any of its day is.
-        KeyType::Date => m.div_euclid(partition_core::calendar::MICROS_PER_DAY),
-        _ => m,
+        KeyType::Date => micros.div_euclid(partition_core::calendar::MICROS_PER_DAY),
+        _ => micros,
     }))
 }
 
 /// Partitions that have expired or reach across `boundary`, oldest first.
 fn candidates(table: &PartitionedTable, boundary: i64) -> Result<Vec<Candidate>> {
-    let rows: Vec<(pg_sys::Oid, String)> = Spi::connect(|client| {
+    let rows: Vec<(pg_sys::Oid, String, bool)> = Spi::connect(|client| {
         client
             .select(
-                "SELECT c.oid, pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+                "SELECT c.oid, pg_catalog.pg_get_expr(c.relpartbound, c.oid), c.relkind = 'f'
                    FROM pg_catalog.pg_inherits i
                    JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
                   WHERE i.inhparent = $1 AND c.oid <> $2",
@@ -135,12 +199,13 @@ fn candidates(table: &PartitionedTable, boundary: i64) -> Result<Vec<Candidate>>
                 Ok((
                     row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
                     row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<bool>(3)?.unwrap_or(true),
                 ))
             })
             .collect::<Result<Vec<_>>>()
     })?;
     let mut found = Vec::new();
-    for (oid, bound_text) in rows {
+    for (oid, bound_text, foreign) in rows {
         let Ok(bound) = PartitionBound::parse(&bound_text, table.key_type) else {
             continue;
         };
@@ -159,8 +224,10 @@ fn candidates(table: &PartitionedTable, boundary: i64) -> Result<Vec<Candidate>>
             Candidate {
                 oid,
                 name,
+                bound_text,
                 bound,
                 fate,
+                foreign,
             },
         ));
     }
@@ -187,7 +254,8 @@ fn boundary_text(table: &PartitionedTable, boundary: i64) -> String {
 }
 
 /// What retention would do now with `table`'s partitions, without doing
-/// it (the data checks run; no lock beyond reading is taken).
+/// it (the data checks run; no lock beyond reading is taken). Run with the
+/// rights of the table's owner, whose code the data checks may run.
 pub fn preview(table: &PartitionedTable) -> Result<Vec<Verdict>> {
     let Some(retention) = settings::load_retention(table.oid)? else {
         return Ok(Vec::new());
@@ -201,6 +269,7 @@ pub fn preview(table: &PartitionedTable) -> Result<Vec<Verdict>> {
         .map(|c| {
             Ok(match c.fate {
                 Fate::Straddles => c.verdict("keep", format!("reaches past the boundary {at}")),
+                _ if c.foreign => c.verdict("keep", "a foreign table never expires".into()),
                 _ if holds_kept_rows(table, &c, boundary)? => {
                     c.verdict("keep", format!("holds rows at or after the boundary {at}"))
                 }
@@ -213,78 +282,61 @@ pub fn preview(table: &PartitionedTable) -> Result<Vec<Verdict>> {
         .collect()
 }
 
-/// What one retention step did.
-pub enum Step {
-    /// One partition expired; an archived one still to move to a tablespace.
-    Expired {
-        verdict: Verdict,
-        to_tablespace: Option<(pg_sys::Oid, String)>,
-    },
-    /// Nothing (more) to expire now.
-    Done,
-}
-
-/// Expires the oldest expired partition of `table` in the current
-/// transaction. Partitions that hold rows at or after the boundary are
-/// passed over (and alerted).
-fn expire_next(table: &PartitionedTable) -> Result<Step> {
-    let Some(retention) = settings::load_retention(table.oid)? else {
-        return Ok(Step::Done);
-    };
-    // Rows moving out of DEFAULT go to partitions near the frontier, never
-    // to expired ones; still, one change of the partition set at a time.
-    if migrations::in_progress(table.oid)? {
-        return Ok(Step::Done);
+/// Checks that `candidate` may expire, and keeps it from changing until
+/// the transaction ends (writes wait, readers do not): still this table's
+/// partition with the same bound and name, and no row at or after the
+/// boundary. `false` (alerted when rows are found) when it must stay.
+fn cleared(table: &PartitionedTable, candidate: &Candidate, boundary: i64) -> Result<bool> {
+    run_with_lock_retry(
+        &candidate.name,
+        "checking an expired partition",
+        &format!("LOCK TABLE {} IN SHARE MODE", candidate.name.quoted()),
+    )?;
+    // Detached, renamed or re-bounded by someone else meanwhile: not ours to judge now.
+    let unchanged = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                         WHERE i.inhrelid = $1 AND i.inhparent = $2
+                           AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) = $3)",
+        &[
+            candidate.oid.into(),
+            table.oid.into(),
+            candidate.bound_text.as_str().into(),
+        ],
+    )?
+    .unwrap_or(false);
+    if !unchanged || qualified_name(candidate.oid).as_ref() != Some(&candidate.name) {
+        return Ok(false);
     }
-    let Some(boundary) = boundary(table, &retention.keep)? else {
-        return Ok(Step::Done);
-    };
-    for candidate in candidates(table, boundary)? {
-        if candidate.fate != Fate::Expired {
-            continue;
-        }
-        // Writes to the partition wait from here on; readers do not.
-        run_with_lock_retry(
-            &candidate.name,
-            "checking an expired partition",
-            &format!("LOCK TABLE {} IN SHARE MODE", candidate.name.quoted()),
-        )?;
-        let subject = candidate.name.to_string();
-        if holds_kept_rows(table, &candidate, boundary)? {
-            alerts::raise(
-                table.oid,
-                Condition::new(AlertKind::Retention, &subject),
-                Severity::Warning,
-                &format!(
-                    "kept expired partition {subject}: its bound ends before the retention boundary {} but it holds rows at or after it",
-                    boundary_text(table, boundary)
-                ),
-                json!({"partition": subject, "boundary": boundary_text(table, boundary)}),
-            )?;
-            continue;
-        }
-        alerts::resolve(
+    let subject = candidate.subject();
+    if holds_kept_rows(table, candidate, boundary)? {
+        alerts::raise(
             table.oid,
             Condition::new(AlertKind::Retention, &subject),
-            "the partition expired",
+            Severity::Warning,
+            &format!(
+                "kept expired partition {subject}: its bound ends before the retention boundary {} but it holds rows at or after it",
+                boundary_text(table, boundary)
+            ),
+            json!({"partition": subject, "boundary": boundary_text(table, boundary)}),
         )?;
-        return act(table, &retention, candidate, boundary);
+        return Ok(false);
     }
-    Ok(Step::Done)
+    Ok(true)
 }
 
-fn act(
+/// Expires `candidate`, cleared before: dropped, detached or archived
+/// (an archive tablespace move is recorded for the worker).
+fn expire(
     table: &PartitionedTable,
     retention: &DataRetention,
-    candidate: Candidate,
+    candidate: &Candidate,
     boundary: i64,
-) -> Result<Step> {
+) -> Result<Verdict> {
     let partition = candidate.name.quoted();
     let detach = format!(
         "ALTER TABLE {} DETACH PARTITION {partition}",
         table.name.quoted()
     );
-    let mut to_tablespace = None;
     match retention.expired {
         Expired::Drop => run_with_lock_retry(
             &table.name,
@@ -302,19 +354,30 @@ fn act(
                     quote_identifier(schema)
                 ))?;
             }
-            to_tablespace = retention
-                .archive_tablespace
-                .clone()
-                .map(|tablespace| (candidate.oid, tablespace));
+            if let Some(tablespace) = &retention.archive_tablespace {
+                state::write(
+                    "INSERT INTO partition_predict.archive_moves (parent, relid, tablespace)
+                     VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3::pg_catalog.name)
+                     ON CONFLICT (parent, relid) DO UPDATE SET tablespace = EXCLUDED.tablespace",
+                    &[
+                        table.oid.into(),
+                        candidate.oid.into(),
+                        tablespace.as_str().into(),
+                    ],
+                )?;
+            }
         }
     }
     let now_named = qualified_name(candidate.oid)
         .map(|n| n.to_string())
         .unwrap_or_default();
-    let done = match retention.expired {
-        Expired::Drop => "dropped".to_string(),
-        Expired::Detach => format!("detached (kept as table {now_named})"),
-        Expired::Archive => format!("archived as {now_named}"),
+    let done = match (retention.expired, &retention.archive_tablespace) {
+        (Expired::Drop, _) => "dropped".to_string(),
+        (Expired::Detach, _) => format!("detached (kept as table {now_named})"),
+        (Expired::Archive, None) => format!("archived as {now_named}"),
+        (Expired::Archive, Some(tablespace)) => {
+            format!("archived as {now_named}, to move to tablespace {tablespace}")
+        }
     };
     let verdict = candidate.verdict(
         retention.expired.as_str(),
@@ -323,6 +386,11 @@ fn act(
             boundary_text(table, boundary)
         ),
     );
+    alerts::resolve(
+        table.oid,
+        Condition::new(AlertKind::Retention, &candidate.subject()),
+        "the partition expired",
+    )?;
     alerts::event(
         table.oid,
         AlertKind::Retention,
@@ -341,13 +409,166 @@ fn act(
             "archive_tablespace": retention.archive_tablespace,
         }),
     )?;
-    Ok(Step::Expired {
-        verdict,
-        to_tablespace,
+    Ok(verdict)
+}
+
+/// Runs `f` for one partition in a subtransaction: a failure is rolled
+/// back and alerted with the partition as subject, and `None` returned so
+/// that the others go on.
+fn for_partition<R>(
+    table: &PartitionedTable,
+    candidate: &Candidate,
+    f: impl FnOnce() -> Result<Option<R>>,
+) -> Result<Option<R>> {
+    let f = std::panic::AssertUnwindSafe(f);
+    match try_in_subtransaction(|| or_report(f())) {
+        Ok(result) => Ok(result),
+        Err(caught) => {
+            let subject = candidate.subject();
+            alerts::raise(
+                table.oid,
+                Condition::new(AlertKind::Retention, &subject),
+                Severity::Warning,
+                &format!("could not expire partition {subject}: {}", caught.message),
+                json!({"partition": subject, "sqlstate": format!("{:?}", caught.sqlstate)}),
+            )?;
+            Ok(None)
+        }
+    }
+}
+
+/// The retention of `table` with its boundary, unless nothing can expire
+/// now (no retention, a migration moving rows, no row yet).
+fn settings_and_boundary(table: &PartitionedTable) -> Result<Option<(DataRetention, i64)>> {
+    let Some(retention) = settings::load_retention(table.oid)? else {
+        return Ok(None);
+    };
+    // One change of the partition set at a time.
+    if migrations::in_progress(table.oid)? {
+        return Ok(None);
+    }
+    Ok(boundary(table, &retention.keep)?.map(|b| (retention, b)))
+}
+
+/// Expires the oldest partition of `table` that may expire, in the
+/// current transaction; `None` when none may now.
+fn expire_next(table: &PartitionedTable) -> Result<Option<Verdict>> {
+    let Some((retention, boundary)) = settings_and_boundary(table)? else {
+        return Ok(None);
+    };
+    for candidate in candidates(table, boundary)? {
+        if candidate.fate != Fate::Expired || candidate.foreign {
+            continue;
+        }
+        let done = for_partition(table, &candidate, || {
+            if !cleared(table, &candidate, boundary)? {
+                return Ok(None);
+            }
+            expire(table, &retention, &candidate, boundary).map(Some)
+        })?;
+        if done.is_some() {
+            return Ok(done);
+        }
+    }
+    Ok(None)
+}
+
+/// `apply_retention()`: every partition of `table` that may expire, in
+/// the caller's transaction. All are checked before the first is dropped
+/// or detached (no partition is read under the parent's lock); tablespace
+/// moves are left to the worker, after this commits.
+pub fn apply(table: &PartitionedTable) -> Result<Vec<Verdict>> {
+    lock_table_steps(table.oid, true)?;
+    as_role(table.owner_oid, || {
+        let Some((retention, boundary)) = settings_and_boundary(table)? else {
+            return Ok(Vec::new());
+        };
+        let mut ready = Vec::new();
+        for candidate in candidates(table, boundary)? {
+            if candidate.fate != Fate::Expired || candidate.foreign {
+                continue;
+            }
+            if for_partition(table, &candidate, || {
+                Ok(cleared(table, &candidate, boundary)?.then_some(()))
+            })?
+            .is_some()
+            {
+                ready.push(candidate);
+            }
+        }
+        let mut done = Vec::new();
+        for candidate in ready {
+            if let Some(verdict) = for_partition(table, &candidate, || {
+                expire(table, &retention, &candidate, boundary).map(Some)
+            })? {
+                done.push(verdict);
+            }
+        }
+        if retention.archive_tablespace.is_some()
+            && !done.is_empty()
+            && backend::library_preloaded()
+        {
+            requests::cycle_after_commit(table.oid);
+        }
+        Ok(done)
     })
 }
 
-/// Moves an archived (detached) table and its indexes to `tablespace`.
+/// Archived tables waiting to move to their tablespace, oldest first,
+/// verified: still a table of its own, of the table's owner. Entries that
+/// are no longer such a table (dropped, attached again, given away) are
+/// forgotten.
+fn pending_moves(table: &PartitionedTable) -> Result<Vec<(pg_sys::Oid, String)>> {
+    let rows: Vec<(pg_sys::Oid, String, bool)> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT m.relid, m.tablespace::text,
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                 WHERE c.oid = m.relid AND c.relkind = 'r' AND NOT c.relispartition
+                                   AND c.relowner = $2)
+                   FROM partition_predict.archive_moves m
+                  WHERE m.parent = $1::pg_catalog.oid::pg_catalog.regclass
+                  ORDER BY m.detached_at LIMIT $3",
+                None,
+                &[
+                    table.oid.into(),
+                    table.owner_oid.into(),
+                    MAX_MOVES_PER_CYCLE.into(),
+                ],
+            )?
+            .map(|row| {
+                Ok((
+                    row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<bool>(3)?.unwrap_or(false),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut pending = Vec::new();
+    for (oid, tablespace, valid) in rows {
+        if valid {
+            pending.push((oid, tablespace));
+        } else {
+            forget_move(table.oid, oid)?;
+        }
+    }
+    Ok(pending)
+}
+
+fn forget_move(parent: pg_sys::Oid, oid: pg_sys::Oid) -> Result<()> {
+    state::write(
+        "DELETE FROM partition_predict.archive_moves
+          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND relid = $2",
+        &[parent.into(), oid.into()],
+    )
+}
+
+fn move_subject(oid: pg_sys::Oid) -> String {
+    format!("archive move of table {}", oid.to_u32())
+}
+
+/// Moves an archived table and its indexes to `tablespace`.
 fn move_to_tablespace(oid: pg_sys::Oid, tablespace: &str) -> Result<()> {
     let Some(name) = qualified_name(oid) else {
         return Ok(());
@@ -379,62 +600,35 @@ fn move_to_tablespace(oid: pg_sys::Oid, tablespace: &str) -> Result<()> {
     Ok(())
 }
 
-/// `apply_retention()`: every expired partition of `table`, in the
-/// caller's transaction (the parent stays locked until it commits).
-pub fn apply(table: &PartitionedTable) -> Result<Vec<Verdict>> {
-    if !lock_table_steps(table.oid, true)? {
-        return Ok(Vec::new());
-    }
-    let mut done = Vec::new();
-    as_role(table.owner_oid, || {
-        loop {
-            match expire_next(table)? {
-                Step::Done => break,
-                Step::Expired {
-                    verdict,
-                    to_tablespace,
-                } => {
-                    if let Some((oid, tablespace)) = to_tablespace {
-                        move_to_tablespace(oid, &tablespace)?;
-                    }
-                    done.push(verdict);
-                }
-            }
-        }
-        Ok::<_, PredictError>(())
-    })?;
-    Ok(done)
-}
-
 /// What the worker does next with a table's retention.
 pub enum Next {
     /// One partition expired; maybe more.
-    Again {
-        to_tablespace: Option<(pg_sys::Oid, String)>,
-    },
+    Again,
     Done,
     Failed(String),
 }
 
-/// One retention step of the worker: a failure is rolled back and raised
-/// as an alert; the worker goes on with the next table.
+/// One retention step of the worker, in its own transaction: the next
+/// partition that may expire. A failure is rolled back and raised as an
+/// alert.
 pub fn step_isolated(parent: pg_sys::Oid) -> Next {
     let attempt = try_in_subtransaction(|| {
         or_report(with_pinned_settings(|| {
             // Most tables keep everything: one lookup of the settings, and done.
             if settings::load_retention(parent)?.is_none() || !lock_table_steps(parent, false)? {
-                return Ok(Step::Done);
+                return Ok(false);
             }
             let table = catalog::load_managed_table(parent)?;
-            as_role(table.owner_oid, || expire_next(&table))
+            as_role(table.owner_oid, || Ok(expire_next(&table)?.is_some()))
         }))
     });
     match attempt {
-        Ok(step) => {
+        Ok(again) => {
             record(parent, None);
-            match step {
-                Step::Done => Next::Done,
-                Step::Expired { to_tablespace, .. } => Next::Again { to_tablespace },
+            if again {
+                Next::Again
+            } else {
+                Next::Done
             }
         }
         Err(caught) => {
@@ -444,27 +638,71 @@ pub fn step_isolated(parent: pg_sys::Oid) -> Next {
     }
 }
 
-/// The worker's move of an archived table to its tablespace, after the
-/// detach committed. A failure leaves the table detached where it is, and
-/// says so.
-pub fn move_isolated(parent: pg_sys::Oid, oid: pg_sys::Oid, tablespace: &str) {
-    let attempt = try_in_subtransaction(|| {
+/// The worker's next move of an archived table to its tablespace, in its
+/// own transaction, skipping the tables in `tried` (this cycle's). Returns
+/// the table tried, or `None` when none is left. A failure is alerted for
+/// that table (resolved when it moves) and the move stays recorded.
+pub fn move_next_isolated(parent: pg_sys::Oid, tried: &[pg_sys::Oid]) -> Option<pg_sys::Oid> {
+    let tried = tried.to_vec();
+    let attempt = try_in_subtransaction(move || {
         or_report(with_pinned_settings(|| {
+            if !catalog::table::is_managed(parent)? || !lock_table_steps(parent, false)? {
+                return Ok(None);
+            }
             let table = catalog::load_managed_table(parent)?;
-            as_role(table.owner_oid, || move_to_tablespace(oid, tablespace))
+            as_role(table.owner_oid, || {
+                let Some((oid, tablespace)) = pending_moves(&table)?
+                    .into_iter()
+                    .find(|(oid, _)| !tried.contains(oid))
+                else {
+                    return Ok(None);
+                };
+                move_one(&table, oid, &tablespace)?;
+                Ok(Some(oid))
+            })
         }))
     });
-    if let Err(caught) = attempt {
-        let name = qualified_name(oid)
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        record(
-            parent,
-            Some(&format!(
-                "archived table {name} stays in its tablespace: {}; move it with ALTER TABLE … SET TABLESPACE",
+    match attempt {
+        Ok(tried) => tried,
+        Err(caught) => {
+            pgrx::log!(
+                "pg_partition_predict: moving an archived table failed: {}",
                 caught.message
-            )),
-        );
+            );
+            None
+        }
+    }
+}
+
+/// Moves one archived table, or says why it could not (alerted, left
+/// recorded for the next cycle).
+fn move_one(table: &PartitionedTable, oid: pg_sys::Oid, tablespace: &str) -> Result<()> {
+    let subject = move_subject(oid);
+    let tablespace_owned = tablespace.to_string();
+    match try_in_subtransaction(|| or_report(move_to_tablespace(oid, &tablespace_owned))) {
+        Ok(()) => {
+            forget_move(table.oid, oid)?;
+            alerts::resolve(
+                table.oid,
+                Condition::new(AlertKind::Retention, &subject),
+                "the archived table moved",
+            )
+        }
+        Err(caught) => {
+            let name = qualified_name(oid)
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            alerts::raise(
+                table.oid,
+                Condition::new(AlertKind::Retention, &subject),
+                Severity::Warning,
+                &format!(
+                    "archived table {name} could not move to tablespace {tablespace} yet (tried again next cycle): {}",
+                    caught.message
+                ),
+                json!({"table": name, "tablespace": tablespace}),
+            )
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub fn manage(
     if table::is_managed(parent)? {
         return Err(PredictError::AlreadyManaged(table.name.to_string()));
     }
+    refuse_partition(&table)?;
     // Two managers of one table would race to create the same ranges.
     if partman::config_of(&table)?.is_some_and(|c| c.maintained) {
         return Err(PredictError::MaintainedByPartman(table.name.to_string()));
@@ -110,11 +111,13 @@ pub fn set_retention(parent: pg_sys::Oid, arguments: settings::RetentionArgument
     settings::store_retention(parent, retention.as_ref())
 }
 
-/// The owner's: the boundary it shows comes from the newest row.
+/// The owner's: the boundary it shows comes from the newest row. The data
+/// checks run with the owner's rights, never the caller's: they may run
+/// the owner's code (an index predicate), as the worker's would.
 pub fn retention_preview(parent: pg_sys::Oid) -> Result<Vec<retention::Verdict>> {
     owned_managed_table(parent)?;
     let table = catalog::load_managed_table(parent)?;
-    retention::preview(&table)
+    as_role(table.owner_oid, || retention::preview(&table))
 }
 
 pub fn apply_retention(parent: pg_sys::Oid) -> Result<Vec<retention::Verdict>> {
@@ -141,6 +144,7 @@ pub fn adopt_partman(
     if table::is_managed(parent)? {
         return Err(PredictError::AlreadyManaged(name));
     }
+    refuse_partition(&table)?;
     let config =
         partman::config_of(&table)?.ok_or(PredictError::NotPartmanManaged(name.clone()))?;
     let unsupported = |reason: String| PredictError::PartmanUnsupported {
@@ -247,4 +251,22 @@ fn typical_partition_rows(table: &PartitionedTable) -> Result<i64> {
     Ok(median
         .map(|rows| (rows.round() as i64).max(1_000))
         .unwrap_or(settings::DEFAULT_TARGET_ROWS))
+}
+
+/// A partitioned table that is itself a partition belongs to its parent's
+/// manager (pg_partman's sub-partitions, a level of a hand-made hierarchy).
+fn refuse_partition(table: &PartitionedTable) -> Result<()> {
+    let parent = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT i.inhparent FROM pg_catalog.pg_inherits i
+                   JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhrelid = $1 AND c.relispartition)",
+        &[table.oid.into()],
+    )?;
+    match parent {
+        Some(parent) => Err(PredictError::IsPartition {
+            table: table.name.to_string(),
+            parent: table::relation_name(parent)?,
+        }),
+        None => Ok(()),
+    }
 }

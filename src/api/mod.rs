@@ -39,9 +39,11 @@ mod partition_predict {
     /// partition if it has none, stores its settings and returns them as a row of
     /// `partition_predict.config`.
     // One argument per setting: the SQL signature, with named defaults.
+    // Named manage_table in Rust: its C symbol must not be 0.1's
+    // manage_wrapper, which 0.1's SQL objects call with seven arguments.
     #[allow(clippy::too_many_arguments)]
-    #[pg_extern(volatile, parallel_unsafe)]
-    fn manage(
+    #[pg_extern(name = "manage", volatile, parallel_unsafe)]
+    fn manage_table(
         parent: Option<Regclass>,
         target_rows: default!(Option<i64>, 1000000),
         lookahead: default!(Option<String>, "NULL"),
@@ -102,6 +104,27 @@ mod partition_predict {
                 },
             };
             manage::manage(parent.0, arguments)
+        }))
+    }
+
+    /// 0.1's `manage()` (seven arguments): reached only through SQL
+    /// objects of 0.1 left beside this library before `ALTER EXTENSION
+    /// pg_partition_predict UPDATE`, which it asks for.
+    #[allow(clippy::too_many_arguments)]
+    #[pg_extern(sql = false)]
+    fn manage(
+        _parent: Option<Regclass>,
+        _target_rows: Option<i64>,
+        _lookahead: Option<String>,
+        _min_span: Option<String>,
+        _max_span: Option<String>,
+        _retention: Option<String>,
+        _tablespaces: Option<Vec<Option<String>>>,
+    ) -> pgrx::composite_type!('static, "partition_predict.config") {
+        or_report(checked(|| {
+            Err(PredictError::Internal(
+                "manage() of 0.1 called with the SQL objects of this version".into(),
+            ))
         }))
     }
 

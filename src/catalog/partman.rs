@@ -52,18 +52,16 @@ pub fn config_of(table: &PartitionedTable) -> Result<Option<PartmanConfig>> {
                 COALESCE(p.epoch, 'none'),
                 EXISTS (SELECT 1 FROM {schema}.part_config_sub s WHERE s.sub_parent = p.parent_table)
            FROM {schema}.part_config p
-          WHERE p.parent_table = $2 OR pg_catalog.to_regclass(p.parent_table) = $1
-          LIMIT 1",
+          WHERE p.parent_table = $1",
         schema = quote_identifier(&schema)
     );
+    // pg_partman keys its rows by `schema.table`, unquoted, exactly as the
+    // catalog spells both: matching any other way could pick another
+    // table's row ("Events" beside events).
     let plain_name = format!("{}.{}", table.name.schema, table.name.name);
     state::read_checked(|| {
         Spi::connect(|client| {
-            let rows = client.select(
-                &sql,
-                Some(1),
-                &[table.oid.into(), plain_name.as_str().into()],
-            )?;
+            let rows = client.select(&sql, Some(1), &[plain_name.as_str().into()])?;
             let row = rows.first();
             if row.is_empty() {
                 return Ok(None);

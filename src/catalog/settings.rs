@@ -24,6 +24,8 @@ const SECONDS_PER_DAY: f64 = 86_400.0;
 /// past any real plan, short of asking the cycle for partitions forever.
 const MAX_LOOKAHEAD_SECONDS: f64 = 3_660.0 * SECONDS_PER_DAY;
 const MAX_LOOKAHEAD_KEYS: i64 = 1_000_000_000_000;
+/// The longest `keep`: past any real data, short of the timestamp range.
+const MAX_KEEP_SECONDS: f64 = 1_000.0 * 365.25 * SECONDS_PER_DAY;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TableSettings {
@@ -393,7 +395,23 @@ pub fn validate_retention(
         }
         return Ok(None);
     };
-    let keep = parse_span("keep", keep, key_type, false)?.text();
+    let keep = match parse_span("keep", keep, key_type, false)? {
+        // '1 mon -29 days' is positive, yet counted back from the 1st of
+        // March it ends after where it started.
+        Span::Time { text, .. } if text.contains('-') => {
+            return Err(invalid(
+                "keep",
+                format!("every part of '{text}' must be positive"),
+            ))
+        }
+        Span::Time { text, seconds } if seconds > MAX_KEEP_SECONDS => {
+            return Err(invalid(
+                "keep",
+                format!("'{text}' is more than 1,000 years"),
+            ))
+        }
+        span => span.text(),
+    };
     let expired = match arguments.expired {
         None => Expired::Detach,
         Some(text) => Expired::parse(text).ok_or_else(|| {
@@ -446,7 +464,9 @@ fn validate_archive_schema(owner: pg_sys::Oid, name: &str) -> Result<String> {
     };
     let (exists, may_create) = Spi::get_two_with_args::<bool, bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1),
-                (SELECT pg_catalog.has_schema_privilege($2, oid, 'CREATE') FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+                (SELECT pg_catalog.has_schema_privilege($2, oid, 'CREATE')
+                        AND pg_catalog.has_schema_privilege($2, oid, 'USAGE')
+                   FROM pg_catalog.pg_namespace WHERE nspname = $1)",
         &[name.into(), owner.into()],
     )?;
     if exists != Some(true) {
@@ -459,7 +479,7 @@ fn validate_archive_schema(owner: pg_sys::Oid, name: &str) -> Result<String> {
     }
     if may_create != Some(true) {
         return Err(invalid(format!(
-            "the table's owner may not create tables in schema \"{name}\""
+            "the table's owner may not use and create tables in schema \"{name}\""
         )));
     }
     Ok(name.to_string())

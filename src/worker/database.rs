@@ -169,7 +169,8 @@ fn move_rows_out_of_default(state: &mut WorkerState, parent: pg_sys::Oid, caller
 
 /// Partitions past the table's retention are dropped, detached or
 /// archived, each in a transaction of its own (the parent's lock is held
-/// only for that one change).
+/// only for that one change); then archived tables move to their
+/// tablespace, each in a transaction of its own too.
 fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid) {
     backend::set_activity("expiring old partitions");
     for _ in 0..retention::MAX_EXPIRED_PER_CYCLE {
@@ -179,19 +180,23 @@ fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid) {
         match in_own_transaction("expiring an old partition", || {
             retention::step_isolated(parent)
         }) {
-            Some(retention::Next::Again { to_tablespace }) => {
-                if let Some((oid, tablespace)) = to_tablespace {
-                    in_own_transaction("moving an archived partition", || {
-                        retention::move_isolated(parent, oid, &tablespace)
-                    });
-                }
-            }
+            Some(retention::Next::Again) => {}
             Some(retention::Next::Failed(error)) => {
                 state.errors += 1;
                 state.last_error = Some(error);
-                return;
+                break;
             }
-            _ => return,
+            _ => break,
+        }
+    }
+    let mut tried = Vec::new();
+    while !backend::shutdown_requested() {
+        let next = in_own_transaction("moving an archived partition", || {
+            retention::move_next_isolated(parent, &tried)
+        });
+        match next {
+            Some(Some(oid)) => tried.push(oid),
+            _ => break,
         }
     }
 }
