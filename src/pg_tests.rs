@@ -620,6 +620,17 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_level_of_a_partition_hierarchy_is_not_managed_on_its_own() {
+        run("CREATE TABLE top (at date, k int) PARTITION BY RANGE (at)");
+        run("CREATE TABLE top_2026 PARTITION OF top FOR VALUES FROM ('2026-01-01') TO ('2027-01-01') PARTITION BY RANGE (k)");
+        assert_refused(
+            "SELECT partition_predict.manage('top_2026')",
+            "0A000",
+            "is a partition of public.top",
+        );
+    }
+
+    #[pg_test]
     fn the_old_name_retention_still_sets_the_history_kept() {
         run("CREATE TABLE old_name (id int) PARTITION BY RANGE (id)");
         run("SELECT partition_predict.manage('old_name', retention => '3 days')");
@@ -646,6 +657,8 @@ mod tests {
             ("SELECT partition_predict.manage('kept_t', keep => '90 days', expired => 'archive', archive_schema => 'partition_predict')", "system schema"),
             ("SELECT partition_predict.manage('kept_t', keep => '90 days', expired => 'archive', archive_tablespace => 'pg_global')", "shared catalogs"),
             ("SELECT partition_predict.manage('kept_t', expired => 'drop')", "need keep"),
+            ("SELECT partition_predict.manage('kept_t', keep => '1 mon -29 days')", "must be positive"),
+            ("SELECT partition_predict.manage('kept_t', keep => '2000 years')", "more than 1,000 years"),
         ] {
             assert_refused(sql, "22023", message);
         }
