@@ -329,3 +329,17 @@ pub fn default_rows_next(client: &mut postgres::Client, table: &str) -> String {
         .unwrap()
         .get(0)
 }
+
+/// The names of `table`'s partitions (DEFAULT included), sorted.
+pub fn partition_names(client: &mut postgres::Client, table: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = $1::text::regclass ORDER BY 1",
+            &[&table],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}

@@ -5,7 +5,7 @@
 
 use postgres::Client;
 
-use crate::cluster::{flush_stats, scalar_i64, Cluster};
+use crate::cluster::{flush_stats, partition_names, scalar_i64, Cluster};
 
 const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
 
@@ -39,19 +39,6 @@ fn partman_available(client: &mut Client) -> bool {
         eprintln!("skipped: no pg_partman for PostgreSQL {major} on this machine");
     }
     available
-}
-
-fn partitions(client: &mut Client, table: &str) -> Vec<String> {
-    client
-        .query(
-            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-              WHERE i.inhparent = $1::text::regclass ORDER BY 1",
-            &[&table],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 /// `public.ev` as pg_partman 4.7 sets it up: daily partitions from ten days
@@ -92,7 +79,7 @@ fn a_partman_table_is_taken_over_with_every_partition_and_partman_stops() {
         return;
     }
     partman_table(&mut client, None);
-    let before = partitions(&mut client, "ev");
+    let before = partition_names(&mut client, "ev");
     assert!(before.len() >= 15, "partman made {before:?}");
     let rows = scalar_i64(&mut client, "SELECT count(*) FROM ev");
 
@@ -123,14 +110,14 @@ fn a_partman_table_is_taken_over_with_every_partition_and_partman_stops() {
         1
     );
     // Every partition and row is where it was.
-    assert_eq!(partitions(&mut client, "ev"), before);
+    assert_eq!(partition_names(&mut client, "ev"), before);
     assert_eq!(scalar_i64(&mut client, "SELECT count(*) FROM ev"), rows);
 
     // partman's maintenance passes the table over; ours runs.
     client
         .batch_execute("SELECT partman.run_maintenance()")
         .unwrap();
-    assert_eq!(partitions(&mut client, "ev"), before);
+    assert_eq!(partition_names(&mut client, "ev"), before);
     flush_stats(&mut client);
     let error: Option<String> = client
         .query_one("SELECT error FROM partition_predict.run_cycle('ev')", &[])

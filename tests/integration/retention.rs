@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use postgres::Client;
 
-use crate::cluster::{flush_stats, scalar_i64, wait_for, Cluster};
+use crate::cluster::{flush_stats, partition_names, scalar_i64, wait_for, Cluster};
 
 const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
 
@@ -41,19 +41,6 @@ fn days_of_events(client: &mut Client) {
              CREATE INDEX ON ev (at);",
         )
         .unwrap();
-}
-
-fn partitions_of(client: &mut Client, table: &str) -> Vec<String> {
-    client
-        .query(
-            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-              WHERE i.inhparent = $1::text::regclass ORDER BY 1",
-            &[&table],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
 }
 
 /// (partition, action) of the preview or of what was done.
@@ -104,7 +91,7 @@ fn only_partitions_wholly_past_keep_expire_and_the_wide_one_keeps_its_rows() {
         .unwrap()
         .get(0);
     assert!(reason.contains("reaches past the boundary"), "{reason}");
-    assert!(partitions_of(&mut client, "ev").contains(&"ev_d0".to_string()));
+    assert!(partition_names(&mut client, "ev").contains(&"ev_d0".to_string()));
 
     let done = verdicts(
         &mut client,
@@ -118,7 +105,7 @@ fn only_partitions_wholly_past_keep_expire_and_the_wide_one_keeps_its_rows() {
         ]
     );
     assert_eq!(
-        partitions_of(&mut client, "ev"),
+        partition_names(&mut client, "ev"),
         vec!["ev_d8", "ev_d9", "ev_default", "ev_wide"]
     );
     // Exactly the two expired days went; the wide partition kept the old
@@ -282,13 +269,13 @@ fn an_expiring_partition_never_makes_queries_queue() {
         worst < Duration::from_millis(500),
         "a query waited {worst:?}"
     );
-    assert!(partitions_of(&mut client, "ev").contains(&"ev_d0".to_string()));
+    assert!(partition_names(&mut client, "ev").contains(&"ev_d0".to_string()));
     report.batch_execute("COMMIT").unwrap();
     wait_for(
         "the expired partitions to be dropped",
         Duration::from_secs(60),
         || {
-            let parts = partitions_of(&mut client, "ev");
+            let parts = partition_names(&mut client, "ev");
             (!parts.contains(&"ev_d0".to_string()) && !parts.contains(&"ev_d1".to_string()))
                 .then_some(())
         },
