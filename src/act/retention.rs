@@ -37,7 +37,7 @@ use crate::error::{or_report, PredictError, Result};
 use crate::pg::backend;
 use crate::pg::lock_retry::run_with_lock_retry;
 use crate::pg::locks::lock_table_steps;
-use crate::pg::relation::qualified_name;
+use crate::pg::relation::{self, qualified_name, TableState};
 use crate::pg::session::{as_role, with_pinned_settings, with_settings};
 use crate::pg::subxact::try_in_subtransaction;
 use crate::shmem::requests;
@@ -47,8 +47,9 @@ use crate::shmem::requests;
 /// cycles instead of one long one.
 pub const MAX_EXPIRED_PER_CYCLE: usize = 32;
 
-/// Archived tables moved to their tablespace per table and worker cycle.
-const MAX_MOVES_PER_CYCLE: i64 = 4;
+/// Archived tables moved to their tablespace per table and worker cycle:
+/// each is a copy, and the worker serves the database's other tables too.
+pub const MAX_MOVES_PER_CYCLE: usize = 4;
 
 /// How many of the highest integer keys a wrong key must outnumber to move
 /// the reference: the reference is the key this far from the top.
@@ -103,10 +104,15 @@ impl Candidate {
 /// leads with the key (a bounded index scan); `None` without such an index
 /// or with fewer rows.
 fn dense_top_key(table: &PartitionedTable) -> Result<Option<i64>> {
+    // A valid, whole btree index whose order a backward scan gives as
+    // ORDER BY key DESC (NULLS FIRST): anything else would sort the table.
     let indexed = Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                          JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+                          JOIN pg_catalog.pg_am m ON m.oid = c.relam AND m.amname = 'btree'
                           JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                         WHERE i.indrelid = $1 AND a.attname = $2)",
+                         WHERE i.indrelid = $1 AND a.attname = $2 AND i.indisvalid
+                           AND i.indpred IS NULL AND i.indoption[0] IN (0, 3))",
         &[table.oid.into(), table.key_column.as_str().into()],
     )?
     .unwrap_or(false);
@@ -119,12 +125,17 @@ fn dense_top_key(table: &PartitionedTable) -> Result<Option<i64>> {
         key = quote_identifier(&table.key_column),
         parent = table.name.quoted(),
     );
-    with_settings(&[(c"row_security", "off")], || {
-        Ok(Spi::connect(|client| {
-            let rows = client.select(&sql, Some(1), &[])?;
-            rows.first().get::<i64>(1)
-        })?)
-    })
+    // Row-level security forced on the owner makes the query fail rather
+    // than miss rows: then the highest key stands.
+    let read = try_in_subtransaction(|| {
+        with_settings(&[(c"row_security", "off")], || {
+            Spi::connect(|client| {
+                let rows = client.select(&sql, Some(1), &[])?;
+                rows.first().get::<i64>(1)
+            })
+        })
+    });
+    Ok(read.ok().and_then(|r| r.ok()).flatten())
 }
 
 /// The retention boundary of `table` in raw key units: keys before it have
@@ -270,13 +281,24 @@ pub fn preview(table: &PartitionedTable) -> Result<Vec<Verdict>> {
             Ok(match c.fate {
                 Fate::Straddles => c.verdict("keep", format!("reaches past the boundary {at}")),
                 _ if c.foreign => c.verdict("keep", "a foreign table never expires".into()),
-                _ if holds_kept_rows(table, &c, boundary)? => {
-                    c.verdict("keep", format!("holds rows at or after the boundary {at}"))
+                _ => {
+                    match try_in_subtransaction(|| or_report(holds_kept_rows(table, &c, boundary)))
+                    {
+                        Err(caught) => {
+                            c.verdict("keep", format!("could not be checked: {}", caught.message))
+                        }
+                        Ok(true) => {
+                            c.verdict("keep", format!("holds rows at or after the boundary {at}"))
+                        }
+                        Ok(false) => match archive_obstacle(&retention, &c)? {
+                            Some(obstacle) => c.verdict("keep", obstacle),
+                            None => c.verdict(
+                                retention.expired.as_str(),
+                                format!("every key is before the boundary {at}"),
+                            ),
+                        },
+                    }
                 }
-                _ => c.verdict(
-                    retention.expired.as_str(),
-                    format!("every key is before the boundary {at}"),
-                ),
             })
         })
         .collect()
@@ -286,7 +308,12 @@ pub fn preview(table: &PartitionedTable) -> Result<Vec<Verdict>> {
 /// the transaction ends (writes wait, readers do not): still this table's
 /// partition with the same bound and name, and no row at or after the
 /// boundary. `false` (alerted when rows are found) when it must stay.
-fn cleared(table: &PartitionedTable, candidate: &Candidate, boundary: i64) -> Result<bool> {
+fn cleared(
+    table: &PartitionedTable,
+    retention: &DataRetention,
+    candidate: &Candidate,
+    boundary: i64,
+) -> Result<bool> {
     run_with_lock_retry(
         &candidate.name,
         "checking an expired partition",
@@ -308,6 +335,18 @@ fn cleared(table: &PartitionedTable, candidate: &Candidate, boundary: i64) -> Re
         return Ok(false);
     }
     let subject = candidate.subject();
+    // An archive that cannot take the table would detach it only to roll
+    // back: say so instead, and leave it attached.
+    if let Some(obstacle) = archive_obstacle(retention, candidate)? {
+        alerts::raise(
+            table.oid,
+            Condition::new(AlertKind::Retention, &subject),
+            Severity::Warning,
+            &format!("could not expire partition {subject}: {obstacle}"),
+            json!({"partition": subject}),
+        )?;
+        return Ok(false);
+    }
     if holds_kept_rows(table, candidate, boundary)? {
         alerts::raise(
             table.oid,
@@ -324,6 +363,51 @@ fn cleared(table: &PartitionedTable, candidate: &Candidate, boundary: i64) -> Re
     Ok(true)
 }
 
+/// Why the archive cannot take `candidate` now (a name taken, a right
+/// lost since `set_retention`), checked with the owner's rights.
+fn archive_obstacle(retention: &DataRetention, candidate: &Candidate) -> Result<Option<String>> {
+    if retention.expired != Expired::Archive {
+        return Ok(None);
+    }
+    if let Some(schema) = &retention.archive_schema {
+        let (usable, taken) = Spi::get_two_with_args::<bool, bool>(
+            "SELECT (SELECT pg_catalog.has_schema_privilege(n.oid, 'CREATE')
+                            AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+                       FROM pg_catalog.pg_namespace n WHERE n.nspname = $1),
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                             WHERE n.nspname = $1 AND c.relname = $2)",
+            &[schema.as_str().into(), candidate.name.name.as_str().into()],
+        )?;
+        if usable != Some(true) {
+            return Ok(Some(format!(
+                "the table's owner may not create tables in archive schema {}",
+                quote_identifier(schema)
+            )));
+        }
+        if taken == Some(true) {
+            return Ok(Some(format!(
+                "archive schema {} already has a relation named {}",
+                quote_identifier(schema),
+                quote_identifier(&candidate.name.name)
+            )));
+        }
+    }
+    if let Some(tablespace) = &retention.archive_tablespace {
+        let usable = Spi::get_one_with_args::<bool>(
+            "SELECT (SELECT $1 = 'pg_default' OR pg_catalog.has_tablespace_privilege(t.oid, 'CREATE')
+                       FROM pg_catalog.pg_tablespace t WHERE t.spcname = $1)",
+            &[tablespace.as_str().into()],
+        )?;
+        if usable != Some(true) {
+            return Ok(Some(format!(
+                "the table's owner may not create tables in archive tablespace {}",
+                quote_identifier(tablespace)
+            )));
+        }
+    }
+    Ok(None)
+}
+
 /// Expires `candidate`, cleared before: dropped, detached or archived
 /// (an archive tablespace move is recorded for the worker).
 fn expire(
@@ -337,35 +421,55 @@ fn expire(
         "ALTER TABLE {} DETACH PARTITION {partition}",
         table.name.quoted()
     );
+    // Each statement names its tables, and a name is looked up when the
+    // statement runs: a schema renamed meanwhile (no lock stops that) could
+    // make it act on another table. What it did is checked by OID, and
+    // anything else rolls the partition's step back (see for_partition).
+    let acted_on_another = || {
+        PredictError::Internal(format!(
+        "the statement for {} acted on another table (a schema was renamed meanwhile); nothing was changed",
+        candidate.name
+    ))
+    };
     match retention.expired {
-        Expired::Drop => run_with_lock_retry(
-            &table.name,
-            "dropping an expired partition",
-            &format!("DROP TABLE {partition}"),
-        )?,
-        Expired::Detach => {
-            run_with_lock_retry(&table.name, "detaching an expired partition", &detach)?
+        Expired::Drop => {
+            run_with_lock_retry(
+                &table.name,
+                "dropping an expired partition",
+                &format!("DROP TABLE {partition}"),
+            )?;
+            if relation::exists(candidate.oid) {
+                return Err(acted_on_another());
+            }
         }
-        Expired::Archive => {
+        Expired::Detach | Expired::Archive => {
             run_with_lock_retry(&table.name, "detaching an expired partition", &detach)?;
-            if let Some(schema) = &retention.archive_schema {
-                Spi::run(&format!(
-                    "ALTER TABLE {partition} SET SCHEMA {}",
-                    quote_identifier(schema)
-                ))?;
+            if relation::table_state(candidate.oid) != TableState::Standalone {
+                return Err(acted_on_another());
             }
-            if let Some(tablespace) = &retention.archive_tablespace {
-                state::write(
-                    "INSERT INTO partition_predict.archive_moves (parent, relid, tablespace)
-                     VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3::pg_catalog.name)
-                     ON CONFLICT (parent, relid) DO UPDATE SET tablespace = EXCLUDED.tablespace",
-                    &[
-                        table.oid.into(),
-                        candidate.oid.into(),
-                        tablespace.as_str().into(),
-                    ],
-                )?;
+        }
+    }
+    if retention.expired == Expired::Archive {
+        if let Some(schema) = &retention.archive_schema {
+            Spi::run(&format!(
+                "ALTER TABLE {partition} SET SCHEMA {}",
+                quote_identifier(schema)
+            ))?;
+            if qualified_name(candidate.oid).map(|n| n.schema).as_deref() != Some(schema.as_str()) {
+                return Err(acted_on_another());
             }
+        }
+        if let Some(tablespace) = &retention.archive_tablespace {
+            state::write(
+                "INSERT INTO partition_predict.archive_moves (parent, relid, tablespace)
+                 VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3::pg_catalog.name)
+                 ON CONFLICT (parent, relid) DO UPDATE SET tablespace = EXCLUDED.tablespace",
+                &[
+                    table.oid.into(),
+                    candidate.oid.into(),
+                    tablespace.as_str().into(),
+                ],
+            )?;
         }
     }
     let now_named = qualified_name(candidate.oid)
@@ -443,8 +547,9 @@ fn settings_and_boundary(table: &PartitionedTable) -> Result<Option<(DataRetenti
     let Some(retention) = settings::load_retention(table.oid)? else {
         return Ok(None);
     };
-    // One change of the partition set at a time.
-    if migrations::in_progress(table.oid)? {
+    // One change of the partition set at a time; and a table attached to
+    // another since it was managed has its data kept by that one's rules.
+    if migrations::in_progress(table.oid)? || relation::is_partition(table.oid) {
         return Ok(None);
     }
     Ok(boundary(table, &retention.keep)?.map(|b| (retention, b)))
@@ -461,7 +566,7 @@ fn expire_next(table: &PartitionedTable) -> Result<Option<Verdict>> {
             continue;
         }
         let done = for_partition(table, &candidate, || {
-            if !cleared(table, &candidate, boundary)? {
+            if !cleared(table, &retention, &candidate, boundary)? {
                 return Ok(None);
             }
             expire(table, &retention, &candidate, boundary).map(Some)
@@ -489,7 +594,7 @@ pub fn apply(table: &PartitionedTable) -> Result<Vec<Verdict>> {
                 continue;
             }
             if for_partition(table, &candidate, || {
-                Ok(cleared(table, &candidate, boundary)?.then_some(()))
+                Ok(cleared(table, &retention, &candidate, boundary)?.then_some(()))
             })?
             .is_some()
             {
@@ -518,7 +623,7 @@ pub fn apply(table: &PartitionedTable) -> Result<Vec<Verdict>> {
 /// verified: still a table of its own, of the table's owner. Entries that
 /// are no longer such a table (dropped, attached again, given away) are
 /// forgotten.
-fn pending_moves(table: &PartitionedTable) -> Result<Vec<(pg_sys::Oid, String)>> {
+fn pending_moves(table: &PartitionedTable, tried: &[i64]) -> Result<Vec<(pg_sys::Oid, String)>> {
     let rows: Vec<(pg_sys::Oid, String, bool)> = Spi::connect(|client| {
         client
             .select(
@@ -528,12 +633,13 @@ fn pending_moves(table: &PartitionedTable) -> Result<Vec<(pg_sys::Oid, String)>>
                                    AND c.relowner = $2)
                    FROM partition_predict.archive_moves m
                   WHERE m.parent = $1::pg_catalog.oid::pg_catalog.regclass
-                  ORDER BY m.detached_at LIMIT $3",
+                    AND m.relid::bigint <> ALL ($3::bigint[])
+                  ORDER BY m.detached_at LIMIT 1",
                 None,
                 &[
                     table.oid.into(),
                     table.owner_oid.into(),
-                    MAX_MOVES_PER_CYCLE.into(),
+                    tried.to_vec().into(),
                 ],
             )?
             .map(|row| {
@@ -561,6 +667,11 @@ fn forget_move(parent: pg_sys::Oid, oid: pg_sys::Oid) -> Result<()> {
         "DELETE FROM partition_predict.archive_moves
           WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND relid = $2",
         &[parent.into(), oid.into()],
+    )?;
+    alerts::resolve(
+        parent,
+        Condition::new(AlertKind::Retention, &move_subject(oid)),
+        "the archived table no longer waits for a move",
     )
 }
 
@@ -573,12 +684,27 @@ fn move_to_tablespace(oid: pg_sys::Oid, tablespace: &str) -> Result<()> {
     let Some(name) = qualified_name(oid) else {
         return Ok(());
     };
+    let tablespace_name = tablespace;
     let tablespace = quote_identifier(tablespace);
     run_with_lock_retry(
         &name,
         "moving an archived partition",
         &format!("ALTER TABLE {} SET TABLESPACE {tablespace}", name.quoted()),
     )?;
+    // By OID: a schema renamed meanwhile could have made the name another table's.
+    let moved = Spi::get_one_with_args::<bool>(
+        "SELECT COALESCE((SELECT t.spcname FROM pg_catalog.pg_tablespace t WHERE t.oid = c.reltablespace),
+                         (SELECT t.spcname FROM pg_catalog.pg_database d
+                            JOIN pg_catalog.pg_tablespace t ON t.oid = d.dattablespace
+                           WHERE d.datname = pg_catalog.current_database())) = $2
+           FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        &[oid.into(), tablespace_name.into()],
+    )?;
+    if moved != Some(true) {
+        return Err(PredictError::Internal(format!(
+            "moving {name} acted on another table (a schema was renamed meanwhile); nothing was changed"
+        )));
+    }
     let indexes: Vec<pg_sys::Oid> = Spi::connect(|client| {
         client
             .select(
@@ -615,15 +741,19 @@ pub fn step_isolated(parent: pg_sys::Oid) -> Next {
     let attempt = try_in_subtransaction(|| {
         or_report(with_pinned_settings(|| {
             // Most tables keep everything: one lookup of the settings, and done.
-            if settings::load_retention(parent)?.is_none() || !lock_table_steps(parent, false)? {
-                return Ok(false);
+            if settings::load_retention(parent)?.is_none() {
+                return Ok(None);
+            }
+            if !lock_table_steps(parent, false)? {
+                return Ok(Some(false));
             }
             let table = catalog::load_managed_table(parent)?;
-            as_role(table.owner_oid, || Ok(expire_next(&table)?.is_some()))
+            as_role(table.owner_oid, || Ok(Some(expire_next(&table)?.is_some())))
         }))
     });
     match attempt {
-        Ok(again) => {
+        Ok(None) => Next::Done,
+        Ok(Some(again)) => {
             record(parent, None);
             if again {
                 Next::Again
@@ -643,17 +773,22 @@ pub fn step_isolated(parent: pg_sys::Oid) -> Next {
 /// the table tried, or `None` when none is left. A failure is alerted for
 /// that table (resolved when it moves) and the move stays recorded.
 pub fn move_next_isolated(parent: pg_sys::Oid, tried: &[pg_sys::Oid]) -> Option<pg_sys::Oid> {
-    let tried = tried.to_vec();
+    let tried: Vec<i64> = tried.iter().map(|oid| oid.to_u32() as i64).collect();
     let attempt = try_in_subtransaction(move || {
         or_report(with_pinned_settings(|| {
-            if !catalog::table::is_managed(parent)? || !lock_table_steps(parent, false)? {
+            // Nearly always nothing waits: one probe of the primary key, and done.
+            let waiting = Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM partition_predict.archive_moves
+                                 WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
+                &[parent.into()],
+            )?
+            .unwrap_or(false);
+            if !waiting || !lock_table_steps(parent, false)? {
                 return Ok(None);
             }
             let table = catalog::load_managed_table(parent)?;
             as_role(table.owner_oid, || {
-                let Some((oid, tablespace)) = pending_moves(&table)?
-                    .into_iter()
-                    .find(|(oid, _)| !tried.contains(oid))
+                let Some((oid, tablespace)) = pending_moves(&table, &tried)?.into_iter().next()
                 else {
                     return Ok(None);
                 };

@@ -73,6 +73,11 @@ pub fn exists(oid: pg_sys::Oid) -> bool {
     kind != 0
 }
 
+/// Whether `oid` is a partition of some table.
+pub fn is_partition(oid: pg_sys::Oid) -> bool {
+    unsafe { pg_sys::get_rel_relispartition(oid) }
+}
+
 /// Whether `oid` is a partitioned table.
 pub fn is_partitioned_table(oid: pg_sys::Oid) -> bool {
     let kind = unsafe { pg_sys::get_rel_relkind(oid) };

@@ -87,6 +87,8 @@ fn serve_requests(state: &mut WorkerState) {
                 cycle::run_isolated(request.parent, Steps::Cycle)
             });
             move_rows_out_of_default(state, request.parent, migrate::Caller::WorkerAfterLoad);
+            // apply_retention() leaves its archive moves to this.
+            expire_old_partitions(state, request.parent);
             record_outcome(state, outcome);
         }
     }
@@ -190,7 +192,7 @@ fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid) {
         }
     }
     let mut tried = Vec::new();
-    while !backend::shutdown_requested() {
+    while tried.len() < retention::MAX_MOVES_PER_CYCLE && !backend::shutdown_requested() {
         let next = in_own_transaction("moving an archived partition", || {
             retention::move_next_isolated(parent, &tried)
         });

@@ -403,3 +403,138 @@ fn keep_in_hours_is_elapsed_time_across_a_daylight_saving_change() {
         0
     );
 }
+
+/// A partition the archive cannot take (its name is taken there) stays
+/// attached, alerted, without being detached and rolled back each time;
+/// the next one is archived.
+#[test]
+fn a_partition_the_archive_cannot_take_stays_and_the_others_go() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE SCHEMA attic;
+             CREATE TABLE attic.ids_0 (taken int);
+             CREATE TABLE ids (id bigint NOT NULL) PARTITION BY RANGE (id);
+             CREATE TABLE ids_0 PARTITION OF ids FOR VALUES FROM (0) TO (1000);
+             CREATE TABLE ids_1 PARTITION OF ids FOR VALUES FROM (1000) TO (2000);
+             CREATE TABLE ids_2 PARTITION OF ids FOR VALUES FROM (2000) TO (3000);
+             INSERT INTO ids SELECT generate_series(0, 2999);
+             SELECT partition_predict.manage('ids', keep => '900', expired => 'archive', archive_schema => 'attic');",
+        )
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('ids')")
+        .unwrap();
+    let reason: String = client
+        .query_one(
+            "SELECT action || ': ' || reason FROM partition_predict.retention_preview('ids') WHERE partition = 'public.ids_0'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        reason.starts_with("keep: archive schema attic already has a relation named ids_0"),
+        "{reason}"
+    );
+    let done: Vec<String> = client
+        .query(
+            "SELECT partition FROM partition_predict.apply_retention('ids')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(done, vec!["public.ids_1"]);
+    let left = partition_names(&mut client, "ids");
+    assert!(
+        left.contains(&"ids_0".to_string()) && !left.contains(&"ids_1".to_string()),
+        "{left:?}"
+    );
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM attic.ids_1"),
+        1000
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.alerts
+              WHERE kind = 'retention' AND subject = 'public.ids_0' AND message LIKE '%already has a relation named ids_0%'"
+        ),
+        1
+    );
+}
+
+/// Names are looked up when a statement runs, and renaming a schema takes
+/// no lock on its tables: a blue/green swap of schemas while retention
+/// waits for its lock must not make it drop the new deployment's
+/// partition. The step is rolled back, and tried again by name later.
+#[test]
+fn a_schema_swapped_while_retention_waits_loses_nothing() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE SCHEMA app; CREATE SCHEMA app_new;
+             CREATE TABLE app.ev (id bigint NOT NULL) PARTITION BY RANGE (id);
+             CREATE TABLE app.ev_p0 PARTITION OF app.ev FOR VALUES FROM (0) TO (1000);
+             CREATE TABLE app.ev_p1 PARTITION OF app.ev FOR VALUES FROM (1000) TO (3000);
+             INSERT INTO app.ev SELECT generate_series(0, 2999);
+             CREATE TABLE app_new.ev (id bigint NOT NULL) PARTITION BY RANGE (id);
+             CREATE TABLE app_new.ev_p0 PARTITION OF app_new.ev FOR VALUES FROM (0) TO (1000);
+             INSERT INTO app_new.ev VALUES (7);
+             SELECT partition_predict.manage('app.ev', keep => '1000', expired => 'drop');",
+        )
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("SELECT * FROM partition_predict.run_cycle('app.ev')")
+        .unwrap();
+    // A report holds the old table's partitions: the DROP has to wait.
+    let mut report = cluster.connect("postgres");
+    report
+        .batch_execute("BEGIN; SELECT count(*) FROM app.ev")
+        .unwrap();
+    let config = cluster.config("postgres");
+    let retention = std::thread::spawn(move || {
+        let mut client = config.connect(postgres::NoTls).unwrap();
+        client
+            .batch_execute("SET pg_partition_predict.lock_timeout = '100ms'; SET pg_partition_predict.lock_retries = 40")
+            .unwrap();
+        client
+            .query(
+                "SELECT partition FROM partition_predict.apply_retention('app.ev')",
+                &[],
+            )
+            .unwrap()
+            .len()
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    client
+        .batch_execute("ALTER SCHEMA app RENAME TO app_old; ALTER SCHEMA app_new RENAME TO app")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    report.batch_execute("COMMIT").unwrap();
+    let expired = retention.join().unwrap();
+    assert_eq!(expired, 0, "retention reported a partition expired");
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM app.ev"),
+        1,
+        "the new deployment lost its row"
+    );
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM app_old.ev_p0"),
+        1000
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.alerts WHERE kind = 'retention' AND message LIKE '%acted on another table%'"
+        ),
+        1
+    );
+}

@@ -27,10 +27,11 @@ pub fn fate((from, to): (i64, i64), boundary: i64) -> Fate {
     }
 }
 
-/// The boundary of an integer key that keeps the newest `keep` key values
-/// up to the frontier: keys from `frontier - keep + 1` on are kept.
+/// The boundary of an integer key that keeps the keys within `keep` of the
+/// frontier (from `frontier - keep` on), as pg_partman's id retention does:
+/// a partition expires when its upper bound is at most `frontier - keep`.
 pub fn integer_boundary(frontier: i64, keep: i64) -> i64 {
-    frontier.saturating_sub(keep.max(1)).saturating_add(1)
+    frontier.saturating_sub(keep.max(1))
 }
 
 #[cfg(test)]
@@ -48,17 +49,12 @@ mod tests {
     }
 
     #[test]
-    fn integer_retention_keeps_exactly_the_newest_values() {
-        assert_eq!(integer_boundary(1_000, 100), 901);
-        assert_eq!(
-            fate((801, 901), integer_boundary(1_000, 100)),
-            Fate::Expired
-        );
-        assert_eq!(
-            fate((801, 902), integer_boundary(1_000, 100)),
-            Fate::Straddles
-        );
-        assert_eq!(integer_boundary(i64::MIN + 5, 100), i64::MIN + 1);
+    fn integer_retention_keeps_the_keys_within_keep_of_the_frontier() {
+        // pg_partman drops [0, 11) only once 11 <= max - retention.
+        assert_eq!(fate((0, 11), integer_boundary(100, 90)), Fate::Straddles);
+        assert_eq!(fate((0, 10), integer_boundary(100, 90)), Fate::Expired);
+        assert_eq!(integer_boundary(1_000, 100), 900);
+        assert_eq!(integer_boundary(i64::MIN + 5, 100), i64::MIN);
     }
 
     proptest! {
