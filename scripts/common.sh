@@ -123,7 +123,9 @@ install_extension() {
         cargo pgrx install $profile_flag --pg-config "$PG_CONFIG") >&2
     # pgrx installs the current version's install script only; the update
     # scripts (ALTER EXTENSION pg_partition_predict UPDATE) go beside it.
-    as_root install -m 644 "$PROJECT_ROOT"/sql/upgrade/*.sql "$("$PG_CONFIG" --sharedir)/extension/"
+    if compgen -G "$PROJECT_ROOT/sql/upgrade/*.sql" >/dev/null; then
+        as_root install -m 644 "$PROJECT_ROOT"/sql/upgrade/*.sql "$("$PG_CONFIG" --sharedir)/extension/"
+    fi
 }
 
 # start_cluster DIR PORT [extra postgresql.conf lines...]
