@@ -557,12 +557,17 @@ fn settings_and_boundary(table: &PartitionedTable) -> Result<Option<(DataRetenti
 
 /// Expires the oldest partition of `table` that may expire, in the
 /// current transaction; `None` when none may now.
-fn expire_next(table: &PartitionedTable) -> Result<Option<Verdict>> {
+/// Partitions in `passed` (kept earlier in this worker cycle, and alerted)
+/// are not looked at again; the ones kept now are added to it.
+fn expire_next(table: &PartitionedTable, passed: &mut Vec<u32>) -> Result<Option<Verdict>> {
     let Some((retention, boundary)) = settings_and_boundary(table)? else {
         return Ok(None);
     };
     for candidate in candidates(table, boundary)? {
-        if candidate.fate != Fate::Expired || candidate.foreign {
+        if candidate.fate != Fate::Expired
+            || candidate.foreign
+            || passed.contains(&candidate.oid.to_u32())
+        {
             continue;
         }
         let done = for_partition(table, &candidate, || {
@@ -574,6 +579,7 @@ fn expire_next(table: &PartitionedTable) -> Result<Option<Verdict>> {
         if done.is_some() {
             return Ok(done);
         }
+        passed.push(candidate.oid.to_u32());
     }
     Ok(None)
 }
@@ -735,25 +741,31 @@ pub enum Next {
 }
 
 /// One retention step of the worker, in its own transaction: the next
-/// partition that may expire. A failure is rolled back and raised as an
-/// alert.
-pub fn step_isolated(parent: pg_sys::Oid) -> Next {
-    let attempt = try_in_subtransaction(|| {
+/// partition that may expire, passing over those in `passed` (kept
+/// earlier in this cycle; the ones kept now are added). A failure is
+/// rolled back and raised as an alert.
+pub fn step_isolated(parent: pg_sys::Oid, passed: &mut Vec<u32>) -> Next {
+    let mut seen = passed.clone();
+    let attempt = try_in_subtransaction(move || {
         or_report(with_pinned_settings(|| {
             // Most tables keep everything: one lookup of the settings, and done.
             if settings::load_retention(parent)?.is_none() {
                 return Ok(None);
             }
             if !lock_table_steps(parent, false)? {
-                return Ok(Some(false));
+                return Ok(Some((false, seen)));
             }
             let table = catalog::load_managed_table(parent)?;
-            as_role(table.owner_oid, || Ok(Some(expire_next(&table)?.is_some())))
+            as_role(table.owner_oid, || {
+                let expired = expire_next(&table, &mut seen)?.is_some();
+                Ok(Some((expired, seen)))
+            })
         }))
     });
     match attempt {
         Ok(None) => Next::Done,
-        Ok(Some(again)) => {
+        Ok(Some((again, seen))) => {
+            *passed = seen;
             record(parent, None);
             if again {
                 Next::Again

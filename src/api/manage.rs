@@ -22,9 +22,17 @@ pub fn manage(
         return Err(PredictError::AlreadyManaged(table.name.to_string()));
     }
     refuse_partition(&table)?;
-    // Two managers of one table would race to create the same ranges.
-    if partman::config_of(&table)?.is_some_and(|c| c.maintained) {
-        return Err(PredictError::MaintainedByPartman(table.name.to_string()));
+    // Two managers of one table would race to create the same ranges. A
+    // pg_partman whose configuration cannot be read does not stop manage().
+    match partman::config_of(&table) {
+        Ok(Some(config)) if config.maintained => {
+            return Err(PredictError::MaintainedByPartman(table.name.to_string()))
+        }
+        Ok(_) => {}
+        Err(e) => pgrx::warning!(
+            "{e}: not checked whether pg_partman maintains {}",
+            table.name
+        ),
     }
     register(table, arguments)
 }

@@ -59,28 +59,42 @@ pub fn config_of(table: &PartitionedTable) -> Result<Option<PartmanConfig>> {
     // catalog spells both: matching any other way could pick another
     // table's row ("Events" beside events).
     let plain_name = format!("{}.{}", table.name.schema, table.name.name);
-    state::read_checked(|| {
-        Spi::connect(|client| {
-            let rows = client.select(&sql, Some(1), &[plain_name.as_str().into()])?;
-            let row = rows.first();
-            if row.is_empty() {
-                return Ok(None);
-            }
-            Ok(Some(PartmanConfig {
-                schema: schema.clone(),
-                parent_table: row.get::<String>(1)?.unwrap_or_default(),
-                control: row.get::<String>(2)?.unwrap_or_default(),
-                interval: row.get::<String>(3)?.unwrap_or_default(),
-                premake: row.get::<i32>(4)?.unwrap_or(4),
-                retention: row.get::<String>(5)?,
-                retention_schema: row.get::<String>(6)?,
-                retention_keep_table: row.get::<bool>(7)?.unwrap_or(true),
-                maintained: row.get::<String>(8)?.as_deref() != Some("off"),
-                epoch: row.get::<String>(9)?.unwrap_or_default(),
-                sub_partitioned: row.get::<bool>(10)?.unwrap_or(false),
-            }))
+    // A pg_partman whose tables are not shaped as 4.x and 5.x shape them is
+    // an error here, not a failure of the caller's whole statement.
+    let read = try_in_subtransaction(|| {
+        state::read_checked(|| {
+            Spi::connect(|client| {
+                let rows = client.select(&sql, Some(1), &[plain_name.as_str().into()])?;
+                let row = rows.first();
+                if row.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(PartmanConfig {
+                    schema: schema.clone(),
+                    parent_table: row.get::<String>(1)?.unwrap_or_default(),
+                    control: row.get::<String>(2)?.unwrap_or_default(),
+                    interval: row.get::<String>(3)?.unwrap_or_default(),
+                    premake: row.get::<i32>(4)?.unwrap_or(4),
+                    retention: row.get::<String>(5)?,
+                    retention_schema: row.get::<String>(6)?,
+                    retention_keep_table: row.get::<bool>(7)?.unwrap_or(true),
+                    maintained: row.get::<String>(8)?.as_deref() != Some("off"),
+                    epoch: row.get::<String>(9)?.unwrap_or_default(),
+                    sub_partitioned: row.get::<bool>(10)?.unwrap_or(false),
+                }))
+            })
         })
-    })
+    });
+    match read {
+        Ok(config) => config,
+        Err(caught) => Err(PredictError::Postgres {
+            sqlstate: caught.sqlstate,
+            message: format!(
+                "could not read pg_partman's configuration: {}",
+                caught.message
+            ),
+        }),
+    }
 }
 
 /// Turns pg_partman's automatic maintenance of the table off (its

@@ -175,12 +175,13 @@ fn move_rows_out_of_default(state: &mut WorkerState, parent: pg_sys::Oid, caller
 /// tablespace, each in a transaction of its own too.
 fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid) {
     backend::set_activity("expiring old partitions");
+    let mut passed = Vec::new();
     for _ in 0..retention::MAX_EXPIRED_PER_CYCLE {
         if backend::shutdown_requested() {
             return;
         }
         match in_own_transaction("expiring an old partition", || {
-            retention::step_isolated(parent)
+            retention::step_isolated(parent, &mut passed)
         }) {
             Some(retention::Next::Again) => {}
             Some(retention::Next::Failed(error)) => {
