@@ -222,8 +222,9 @@ pub fn reach_keys(table: &PartitionedTable) -> Result<i64> {
         .map_or(0, |end| end.saturating_sub(frontier).max(0));
     let by_rows = partition_core::arrivals::keys_holding(&demand, frontier, known.batch_rows())
         .unwrap_or(horizon);
-    // A batch may come after the longest quiet stretch the data has shown.
-    let past_a_gap = longest_gap(table)?.saturating_add(keys);
+    // A batch may come after a quiet stretch up to twice the longest the
+    // data has shown: a long weekend or a holiday after ordinary weekends.
+    let past_a_gap = longest_gap(table)?.saturating_mul(2).saturating_add(keys);
     // A young table fed in batches has not shown its week yet (the first
     // weekend between two daily batches is a jump nothing learned so far
     // predicts): until two weeks of key time are known, at least the prior
