@@ -732,6 +732,24 @@ fn move_to_tablespace(oid: pg_sys::Oid, tablespace: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the worker has anything of `parent`'s retention to look at: it
+/// keeps only some data, or an archived table waits for its move. One
+/// primary-key lookup; most tables keep everything.
+pub fn wanted(parent: pg_sys::Oid) -> bool {
+    let found = try_in_subtransaction(|| {
+        with_pinned_settings(|| {
+            Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM partition_predict.config
+                                 WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND keep IS NOT NULL)
+                        OR EXISTS (SELECT 1 FROM partition_predict.archive_moves
+                                    WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
+                &[parent.into()],
+            )
+        })
+    });
+    matches!(found, Ok(Ok(Some(true))))
+}
+
 /// What the worker does next with a table's retention.
 pub enum Next {
     /// One partition expired; maybe more.

@@ -10,6 +10,7 @@ use crate::cycle::collect;
 use crate::error::{PredictError, Result};
 use crate::pg::backend;
 use crate::pg::locks::lock_table_steps;
+use crate::pg::relation;
 use crate::pg::session::as_role;
 use crate::shmem::{requests, routing};
 
@@ -264,6 +265,9 @@ fn typical_partition_rows(table: &PartitionedTable) -> Result<i64> {
 /// A partitioned table that is itself a partition belongs to its parent's
 /// manager (pg_partman's sub-partitions, a level of a hand-made hierarchy).
 fn refuse_partition(table: &PartitionedTable) -> Result<()> {
+    if !relation::is_partition(table.oid) {
+        return Ok(());
+    }
     let parent = Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT (SELECT i.inhparent FROM pg_catalog.pg_inherits i
                    JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid

@@ -110,9 +110,6 @@ pub fn stop_maintaining(table: &PartitionedTable, config: &PartmanConfig) -> Res
         Err(caught) if caught.sqlstate == PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE => {
             Err(PredictError::PartmanNotWritable(table.name.to_string()))
         }
-        Err(caught) => Err(PredictError::Postgres {
-            sqlstate: caught.sqlstate,
-            message: caught.message,
-        }),
+        Err(caught) => Err(caught.into()),
     }
 }

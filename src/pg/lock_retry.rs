@@ -65,12 +65,7 @@ pub fn run_with_lock_retry_watching(
                     backoff_ms = (backoff_ms * 2).min(MAX_BACKOFF_MS);
                 }
             }
-            Err(caught) => {
-                return Err(PredictError::Postgres {
-                    sqlstate: caught.sqlstate,
-                    message: caught.message,
-                })
-            }
+            Err(caught) => return Err(caught.into()),
         }
     }
     Err(PredictError::LockUnavailable {

@@ -13,6 +13,16 @@ pub struct Caught {
     pub message: String,
 }
 
+/// An error caught in a subtransaction, passed on as PostgreSQL raised it.
+impl From<Caught> for crate::error::PredictError {
+    fn from(caught: Caught) -> Self {
+        crate::error::PredictError::Postgres {
+            sqlstate: caught.sqlstate,
+            message: caught.message,
+        }
+    }
+}
+
 /// Runs `f` in a subtransaction: committed if it returns, rolled back (and
 /// the error returned) if it raises an ERROR.
 pub fn try_in_subtransaction<R>(

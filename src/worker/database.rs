@@ -174,6 +174,12 @@ fn move_rows_out_of_default(state: &mut WorkerState, parent: pg_sys::Oid, caller
 /// only for that one change); then archived tables move to their
 /// tablespace, each in a transaction of its own too.
 fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid) {
+    if in_own_transaction("looking at a table's retention", || {
+        retention::wanted(parent)
+    }) != Some(true)
+    {
+        return;
+    }
     backend::set_activity("expiring old partitions");
     let mut passed = Vec::new();
     for _ in 0..retention::MAX_EXPIRED_PER_CYCLE {
