@@ -81,7 +81,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
 
     let smallest_span = planner::smallest_span(table.key_type, settings.min_span);
     let overflowing = |from: i64, to: i64| {
-        planner::rows_within(&demand, from, to) > settings.target_rows * 1.5
+        planner::rows_within(&demand, from, to) > settings.target_rows * planner::OVERFLOW
             && to - from > smallest_span
     };
     let reshaped = activate::reshape_attached_ahead(table, frontier_key, overflowing)?;

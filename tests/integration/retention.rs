@@ -104,8 +104,13 @@ fn only_partitions_wholly_past_keep_expire_and_the_wide_one_keeps_its_rows() {
             ("public.ev_d1".to_string(), "drop".to_string()),
         ]
     );
+    // (Ranges the cycle made ahead, ev_p…, depend on today's weekday.)
+    let made_by_hand: Vec<String> = partition_names(&mut client, "ev")
+        .into_iter()
+        .filter(|name| !name.starts_with("ev_p"))
+        .collect();
     assert_eq!(
-        partition_names(&mut client, "ev"),
+        made_by_hand,
         vec!["ev_d8", "ev_d9", "ev_default", "ev_wide"]
     );
     // Exactly the two expired days went; the wide partition kept the old

@@ -273,6 +273,12 @@ fn seasonal_naive(history: &[f64], horizon: usize, period: usize) -> Vec<f64> {
 /// Finds a lasting change of level at the end of the series and rescales
 /// the history before it by the ratio, so that seasonality learnt from the
 /// old level carries over. Returns the adjusted series and whether it did.
+///
+/// A quiet stretch one period ago (a holiday, an outage) is not an old
+/// level: where the history reaches two periods back, the newest points
+/// must have moved against both. A rise from nothing (rows that were all
+/// zero one period ago) has no level to rescale, and a fall to nothing is
+/// a closure or an outage, not a new level: neither is a shift.
 pub fn adjust_level_shift(values: &[f64], lag: usize) -> (Vec<f64>, bool) {
     const RUN: usize = 8;
     const FACTOR: f64 = 3.0;
@@ -281,11 +287,19 @@ pub fn adjust_level_shift(values: &[f64], lag: usize) -> (Vec<f64>, bool) {
         return (values.to_vec(), false);
     }
     let ratio = |i: usize| (values[i] + 1.0) / (values[i - lag] + 1.0);
+    let two_periods = n >= 2 * lag + RUN + 1;
+    let ratio_two_periods = |i: usize| (values[i] + 1.0) / (values[i - 2 * lag] + 1.0);
     // The newest RUN points all moved the same way by at least FACTOR …
-    let recent: Vec<f64> = (n - RUN..n).map(ratio).collect();
-    let up = recent.iter().all(|r| *r >= FACTOR);
-    let down = recent.iter().all(|r| *r <= 1.0 / FACTOR);
-    if !up && !down {
+    let recent = n - RUN..n;
+    let up = recent
+        .clone()
+        .all(|i| ratio(i) >= FACTOR && (!two_periods || ratio_two_periods(i) >= FACTOR));
+    let down = recent.clone().all(|i| {
+        ratio(i) <= 1.0 / FACTOR && (!two_periods || ratio_two_periods(i) <= 1.0 / FACTOR)
+    });
+    let from_nothing = recent.clone().filter(|i| values[i - lag] > 0.0).count() < RUN / 2;
+    let to_nothing = recent.filter(|i| values[*i] > 0.0).count() < RUN / 2;
+    if (!up && !down) || (up && from_nothing) || (down && to_nothing) {
         return (values.to_vec(), false);
     }
     // … find where that run started (at most one lag back: after that the
@@ -713,6 +727,66 @@ mod tests {
         assert_eq!(adjusted[195], values[195]);
         let steady: Vec<f64> = (0..200).map(|i| 10.0 + (i % 24) as f64).collect();
         assert!(!adjust_level_shift(&steady, 24).1);
+    }
+
+    /// Hours of a call centre: open 7:00-21:00 on weekdays, closed at
+    /// weekends; `closed_days` (days from the start) are holidays.
+    fn office_hours(days: usize, closed_days: &[usize]) -> Vec<f64> {
+        (0..days * 24)
+            .map(|h| {
+                let (day, hour) = (h / 24, h % 24);
+                let open = day % 7 < 5 && (7..21).contains(&hour) && !closed_days.contains(&day);
+                if open {
+                    200.0 + 10.0 * (hour as f64 - 14.0).abs()
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_holiday_a_week_ago_is_no_level_shift() {
+        // The newest day is an ordinary Friday whose Friday a week before
+        // was a holiday; the forecast must not scale the history up by
+        // the calls of a day against the nothing of the holiday.
+        for weeks_before in [1, 2, 3] {
+            let friday = weeks_before * 7 + 4;
+            let mut values = office_hours(friday + 1, &[friday - 7]);
+            values.truncate(friday * 24 + 21);
+            let (adjusted, shifted) = adjust_level_shift(&values, 168);
+            assert!(
+                !shifted,
+                "{weeks_before} weeks of history: taken for a shift"
+            );
+            assert_eq!(adjusted, values);
+        }
+        // Nor is the holiday itself, an afternoon of nothing where a week
+        // and two weeks ago there were calls.
+        for weeks_before in [1, 2, 3] {
+            let friday = weeks_before * 7 + 4;
+            let mut values = office_hours(friday + 1, &[friday]);
+            values.truncate(friday * 24 + 21);
+            assert!(
+                !adjust_level_shift(&values, 168).1,
+                "{weeks_before} weeks: the holiday"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lasting_step_is_found_with_weeks_of_history() {
+        // Three weeks to a Friday afternoon; the step came that morning.
+        let mut values = office_hours(19, &[]);
+        values.truncate(18 * 24 + 21);
+        let step = 18 * 24 + 9;
+        for v in &mut values[step..] {
+            *v *= 10.0;
+        }
+        let (adjusted, shifted) = adjust_level_shift(&values, 168);
+        assert!(shifted);
+        let at = 13 * 24 + 12;
+        assert!((adjusted[at] + 1.0) / (values[at] + 1.0) > 5.0);
     }
 
     #[test]

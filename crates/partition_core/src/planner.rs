@@ -120,6 +120,15 @@ fn judged_length(key_type: KeyType, span: Span, start: i64, end: i64) -> i64 {
 /// A range may be expected to hold up to this much more than `target_rows`.
 pub const TOLERANCE: f64 = 1.2;
 
+/// A range ahead that is forecast to hold more than this many times
+/// `target_rows` is oversized: an attached, still empty one is reshaped.
+pub const OVERFLOW: f64 = 1.5;
+
+/// The rest of a week, month or year forecast to hold under this share of
+/// `target_rows` is one range (a quiet weekend, not one partition a day):
+/// even a forecast four times too low leaves it within the target.
+const QUIET: f64 = 0.25;
+
 /// Plans no more than this many ranges in one go.
 const MAX_RANGES: usize = 10_000;
 
@@ -207,6 +216,28 @@ fn aligned_end(key_type: KeyType, zone: &Zone, span: Span, start: i64) -> Option
             Some(if is_date { end / MICROS_PER_DAY } else { end })
         }
     }
+}
+
+/// The end of a week, month or year begun before `start`, when `start` is
+/// at a day boundary: a range from a Saturday may run to Monday, the
+/// week's end, where the rest of the week is quiet (see [`QUIET`]).
+fn rest_of_span_end(key_type: KeyType, zone: &Zone, span: Span, start: i64) -> Option<i64> {
+    let Span::Time(grain, 1) = span else {
+        return None;
+    };
+    if !matches!(grain, Grain::Week | Grain::Month | Grain::Year) {
+        return None;
+    }
+    let zone = zone_of(key_type, zone);
+    let (is_date, micros) = match key_type {
+        KeyType::Date => (true, start.checked_mul(MICROS_PER_DAY)?),
+        _ => (false, start),
+    };
+    if zone.floor(micros, Grain::Day) != micros {
+        return None;
+    }
+    let end = zone.add(zone.floor(micros, grain), grain, 1)?;
+    Some(if is_date { end / MICROS_PER_DAY } else { end })
 }
 
 /// The next boundary of the smallest natural span after `start`.
@@ -307,6 +338,7 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
     let spans = natural_spans(input.key_type, int_unit.saturating_mul(1000));
     let min_span = input.min_span.unwrap_or(1).max(1);
     let max_span = input.max_span.unwrap_or(i64::MAX);
+    let demand_end = input.demand.iter().map(|d| d.end).max().unwrap_or(i64::MIN);
     let mut plan = Vec::new();
     while start < input.horizon_end && plan.len() < MAX_RANGES {
         // An existing partition ahead caps this range; inside one, skip past it.
@@ -332,6 +364,22 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
         let mut smallest: Option<i64> = None;
         for span in &spans {
             let Some(end) = aligned_end(input.key_type, input.zone, *span, start) else {
+                // The quiet rest of a week, month or year, judged by its own
+                // length and only where the forecast covers it (a tail taken
+                // from a quiet last day would make it the rest of the year).
+                if let Some(end) = rest_of_span_end(input.key_type, input.zone, *span, start) {
+                    let len = end - start;
+                    if end <= cap
+                        && end <= demand_end
+                        && len >= min_span
+                        && len <= max_span
+                        && expected_rows(input.demand, density, start, end)
+                            <= input.target_rows.max(1.0) * QUIET
+                        && best.is_none_or(|b| end > b)
+                    {
+                        best = Some(end);
+                    }
+                }
                 continue;
             };
             if !fits(*span, end) {
@@ -879,6 +927,66 @@ mod tests {
         });
         assert_eq!(p[0].to - p[0].from, 6 * H);
         assert!(p.last().unwrap().to >= base.horizon_end);
+    }
+
+    #[test]
+    fn a_quiet_weekend_is_one_range_to_monday() {
+        // Rows on weekdays only, a day's worth per partition: the weekend
+        // needs one partition, not one a day.
+        let monday = calendar::days_from_civil(2024, 3, 4) * MICROS_PER_DAY;
+        let demand: Vec<Demand> = (0..14 * 24)
+            .map(|h| Demand {
+                start: monday + h * H,
+                end: monday + (h + 1) * H,
+                rows: if (h / 24) % 7 < 5 { 100.0 } else { 0.0 },
+            })
+            .collect();
+        let p = plan(&PlanInput {
+            key_type: KeyType::TimestampTz,
+            taken: &[(monday - MICROS_PER_DAY, monday)],
+            frontier: Some(monday - 1),
+            demand: &demand,
+            target_rows: 2_400.0,
+            min_span: None,
+            max_span: None,
+            horizon_end: monday + 14 * MICROS_PER_DAY,
+            zone: &UTC,
+        });
+        let bounds: Vec<(i64, i64)> = p
+            .iter()
+            .map(|r| ((r.from - monday) / H, (r.to - monday) / H))
+            .collect();
+        assert_eq!(
+            bounds,
+            // Friday is a day's rows, its weekend nothing: a range each.
+            vec![
+                (0, 24),
+                (24, 48),
+                (48, 72),
+                (72, 96),
+                (96, 120),
+                (120, 168),
+                (168, 192),
+                (192, 216),
+                (216, 240),
+                (240, 264),
+                (264, 288),
+                (288, 336)
+            ]
+        );
+        // A table that says partitions are at most a day gets its days.
+        let p = plan(&PlanInput {
+            key_type: KeyType::TimestampTz,
+            taken: &[(monday - MICROS_PER_DAY, monday)],
+            frontier: Some(monday - 1),
+            demand: &demand,
+            target_rows: 2_400.0,
+            min_span: None,
+            max_span: Some(MICROS_PER_DAY),
+            horizon_end: monday + 7 * MICROS_PER_DAY,
+            zone: &UTC,
+        });
+        assert_eq!(p.len(), 7);
     }
 
     #[test]
