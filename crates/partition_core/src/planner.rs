@@ -117,11 +117,16 @@ fn judged_length(key_type: KeyType, span: Span, start: i64, end: i64) -> i64 {
     }
 }
 
-/// A range may be expected to hold up to this much more than `target_rows`.
-pub const TOLERANCE: f64 = 1.2;
+/// A range may be expected to hold up to this much more than `target_rows`:
+/// between a span and one twice as long, the longer is taken while its
+/// rows are nearer the target by ratio (x ≤ √2·T exactly when
+/// x / T ≤ T / (x / 2)), so a busy day is not halved for holding a little
+/// more than the target.
+pub const TOLERANCE: f64 = std::f64::consts::SQRT_2;
 
 /// A range ahead that is forecast to hold more than this many times
-/// `target_rows` is oversized: an attached, still empty one is reshaped.
+/// `target_rows` is oversized: a shadow, or an attached one still empty, is
+/// planned again.
 pub const OVERFLOW: f64 = 1.5;
 
 /// The rest of a week, month or year forecast to hold under this share of
