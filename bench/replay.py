@@ -729,7 +729,7 @@ def report_section(replay, outcomes, seconds):
         f"(average rows per interval: "
         + ", ".join(f"{name} {average:,}" for name, average in replay.interval_averages.items())
         + f"), premake {PARTMAN_PREMAKE}"
-        + (f" (its default) and {replay.partman_premake_raised} (raised until no row reaches DEFAULT: the "
+        + (f" (its default) and {replay.partman_premake_raised} (raised so that no row reaches DEFAULT: the "
            f"partition count to compare with at the same sizes)" if replay.partman_premake_raised else ""),
         f"- maintenance: after every batch; in continuous mode after every {replay.continuous_maintenance} of key time. "
         f"Replayed in {seconds:.0f} s",
@@ -809,10 +809,11 @@ def main():
         "",
         "How it is measured:",
         "",
-        "- each data set is replayed in each mode into two fresh tables, key order, one connection each: "
+        "- each data set is replayed in each mode into fresh tables, key order, one connection each: "
         "ours (`manage(target_rows => T)`, default lookahead, the worker running with naptime 1 s, and "
         "`run_cycle()` after each batch) and pg_partman's (`create_parent()` at the interval whose average rows "
-        f"are closest to T, premake {PARTMAN_PREMAKE}, and `run_maintenance()` after each batch); both start "
+        f"are closest to T, premake {PARTMAN_PREMAKE}, and `run_maintenance()` after each batch; where that "
+        "premake lets rows reach DEFAULT, a third table at a raised premake); all start "
         "with the same first partition holding the first week, and pg_partman's `create_parent()` starts where "
         "it ends",
         "- batches are plain `INSERT … SELECT`s from a staging table, each in its own transaction; each "
