@@ -946,7 +946,7 @@ mod tests {
                 rows: if (h / 24) % 7 < 5 { 100.0 } else { 0.0 },
             })
             .collect();
-        let p = plan(&PlanInput {
+        let input = PlanInput {
             key_type: KeyType::TimestampTz,
             taken: &[(monday - MICROS_PER_DAY, monday)],
             frontier: Some(monday - 1),
@@ -956,7 +956,8 @@ mod tests {
             max_span: None,
             horizon_end: monday + 14 * MICROS_PER_DAY,
             zone: &UTC,
-        });
+        };
+        let p = plan(&input);
         let bounds: Vec<(i64, i64)> = p
             .iter()
             .map(|r| ((r.from - monday) / H, (r.to - monday) / H))
@@ -981,15 +982,9 @@ mod tests {
         );
         // A table that says partitions are at most a day gets its days.
         let p = plan(&PlanInput {
-            key_type: KeyType::TimestampTz,
-            taken: &[(monday - MICROS_PER_DAY, monday)],
-            frontier: Some(monday - 1),
-            demand: &demand,
-            target_rows: 2_400.0,
-            min_span: None,
             max_span: Some(MICROS_PER_DAY),
             horizon_end: monday + 7 * MICROS_PER_DAY,
-            zone: &UTC,
+            ..input
         });
         assert_eq!(p.len(), 7);
     }
