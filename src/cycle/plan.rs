@@ -2,7 +2,7 @@
 //! and make the prepared shadows match the plan. Active partitions are
 //! never touched.
 
-use partition_core::planner::{self, Demand, PlanInput};
+use partition_core::planner::{self, Demand, ForecastExtent, PlanInput};
 
 use crate::act::activate;
 use crate::catalog::shadows::{self, Origin};
@@ -42,6 +42,14 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
         // Nothing to size partitions by yet: the first forecast comes after two days of history.
         return Ok(summary);
     }
+    let forecast = demand
+        .iter()
+        .map(|d| d.end)
+        .max()
+        .map(|end| ForecastExtent {
+            end,
+            upper_over_point,
+        });
     let mut demand = demand;
     // Past the forecast's horizon the plan assumes at least half the recent
     // rate: a forecast that ends in a quiet stretch (a holiday, a weekend)
@@ -116,6 +124,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
             max_span: settings.max_span,
             horizon_end,
             zone: &settings.zone,
+            forecast,
         })
     };
     let fresh = plan_around(&fixed);

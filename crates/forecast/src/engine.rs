@@ -276,35 +276,57 @@ fn seasonal_naive(history: &[f64], horizon: usize, period: usize) -> Vec<f64> {
 ///
 /// A quiet stretch one period ago (a holiday, an outage) is not an old
 /// level: where the history reaches two periods back, the newest points
-/// must have moved against both. A rise from nothing (rows that were all
-/// zero one period ago) has no level to rescale, and a fall to nothing is
-/// a closure or an outage, not a new level: neither is a shift.
+/// must have moved against both; and a rise from hours that were far below
+/// what the series usually holds at that time of day is no shift. A fall is
+/// the costly mistake (it makes partitions too large), so it must last a
+/// whole day, and a fall to nothing is a closure or an outage, not a level.
 pub fn adjust_level_shift(values: &[f64], lag: usize) -> (Vec<f64>, bool) {
     const RUN: usize = 8;
+    const DOWN_RUN: usize = 24;
     const FACTOR: f64 = 3.0;
     let n = values.len();
     if lag == 0 || n < lag + RUN + 1 {
         return (values.to_vec(), false);
     }
     let ratio = |i: usize| (values[i] + 1.0) / (values[i - lag] + 1.0);
-    let two_periods = n >= 2 * lag + RUN + 1;
-    let ratio_two_periods = |i: usize| (values[i] + 1.0) / (values[i - 2 * lag] + 1.0);
-    // The newest RUN points all moved the same way by at least FACTOR …
-    let recent = n - RUN..n;
-    let up = recent
-        .clone()
-        .all(|i| ratio(i) >= FACTOR && (!two_periods || ratio_two_periods(i) >= FACTOR));
-    let down = recent.clone().all(|i| {
-        ratio(i) <= 1.0 / FACTOR && (!two_periods || ratio_two_periods(i) <= 1.0 / FACTOR)
-    });
-    let from_nothing = recent.clone().filter(|i| values[i - lag] > 0.0).count() < RUN / 2;
-    let to_nothing = recent.filter(|i| values[*i] > 0.0).count() < RUN / 2;
-    if (!up && !down) || (up && from_nothing) || (down && to_nothing) {
+    let moved = |i: usize, up: bool| {
+        let moved_by = |r: f64| if up { r >= FACTOR } else { r <= 1.0 / FACTOR };
+        moved_by(ratio(i))
+            && (n < 2 * lag + RUN + 1
+                || i < 2 * lag
+                || moved_by((values[i] + 1.0) / (values[i - 2 * lag] + 1.0)))
+    };
+    // The newest points all moved the same way by at least FACTOR …
+    let up = (n - RUN..n).all(|i| moved(i, true));
+    let down = n >= lag + DOWN_RUN + 1 && (n - DOWN_RUN..n).all(|i| moved(i, false));
+    if !up && !down {
+        return (values.to_vec(), false);
+    }
+    let run = if up { RUN } else { DOWN_RUN };
+    let recent = n - run..n;
+    if up {
+        // What the series holds at the same time of day (a period of a
+        // week has seven days; otherwise any time), before the run.
+        let day = if lag % 7 == 0 { lag / 7 } else { 1 };
+        let usual = |i: usize| {
+            let earlier: Vec<f64> = (1..=i / day)
+                .map(|k| i - k * day)
+                .filter(|j| *j < n - run)
+                .map(|j| values[j])
+                .collect();
+            earlier.iter().sum::<f64>() / earlier.len().max(1) as f64
+        };
+        let then: f64 = recent.clone().map(|i| values[i - lag]).sum::<f64>() / run as f64;
+        let usually: f64 = recent.clone().map(|i| usual(i - lag)).sum::<f64>() / run as f64;
+        if (then + 1.0) * FACTOR < usually + 1.0 {
+            return (values.to_vec(), false);
+        }
+    } else if recent.clone().filter(|i| values[*i] > 0.0).count() < run / 2 {
         return (values.to_vec(), false);
     }
     // … find where that run started (at most one lag back: after that the
     // comparison is between two shifted points) …
-    let mut start = n - RUN;
+    let mut start = n - run;
     while start > lag && start > n - lag {
         let r = ratio(start - 1);
         if (up && r >= FACTOR) || (down && r <= 1.0 / FACTOR) {
@@ -772,6 +794,57 @@ mod tests {
                 "{weeks_before} weeks: the holiday"
             );
         }
+    }
+
+    #[test]
+    fn a_trickle_holiday_is_no_level_shift_either() {
+        // Holidays at a tenth of the usual calls, one and two weeks before
+        // (Christmas and New Year's Eve fall on the same weekday).
+        for holidays in [vec![11], vec![4, 11]] {
+            let mut values = office_hours(19, &[]);
+            for day in &holidays {
+                for v in &mut values[day * 24..(day + 1) * 24] {
+                    *v *= 0.1;
+                }
+            }
+            values.truncate(18 * 24 + 21);
+            assert!(
+                !adjust_level_shift(&values, 168).1,
+                "holidays on days {holidays:?} taken for a shift"
+            );
+        }
+    }
+
+    #[test]
+    fn a_step_from_a_sparse_level_is_found() {
+        // A quarter of a row an hour for two weeks, then 30 an hour.
+        let mut values: Vec<f64> = (0..17 * 24)
+            .map(|h| if h % 4 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let step = values.len() - 10;
+        for v in &mut values[step..] {
+            *v = 30.0;
+        }
+        assert!(adjust_level_shift(&values, 168).1);
+    }
+
+    #[test]
+    fn a_fall_must_last_a_day() {
+        // A 24/7 table at 100 an hour whose last ten hours ran at 3%: an
+        // upstream outage, not yet a new level.
+        let mut values = vec![100.0; 20 * 24];
+        let n = values.len();
+        for v in &mut values[n - 10..] {
+            *v = 3.0;
+        }
+        assert!(!adjust_level_shift(&values, 168).1);
+        // A day and more at a tenth is one.
+        for v in &mut values[n - 30..] {
+            *v = 10.0;
+        }
+        let (adjusted, shifted) = adjust_level_shift(&values, 168);
+        assert!(shifted);
+        assert!(adjusted[100] < 15.0, "{}", adjusted[100]);
     }
 
     #[test]

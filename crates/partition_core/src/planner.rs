@@ -77,6 +77,17 @@ pub struct PlanInput<'a> {
     pub horizon_end: i64,
     /// Time zone of natural boundaries (`timestamptz` keys).
     pub zone: &'a Zone,
+    /// What of `demand` is a forecast (the rest is an assumed floor): a
+    /// quiet stretch is joined into one range only within it. `None`: never.
+    pub forecast: Option<ForecastExtent>,
+}
+
+/// Where a forecast ends and how far its upper bound runs over its point
+/// forecast, in total.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ForecastExtent {
+    pub end: i64,
+    pub upper_over_point: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,21 +128,17 @@ fn judged_length(key_type: KeyType, span: Span, start: i64, end: i64) -> i64 {
     }
 }
 
-/// A range may be expected to hold up to this much more than `target_rows`:
-/// between a span and one twice as long, the longer is taken while its
-/// rows are nearer the target by ratio (x ≤ √2·T exactly when
-/// x / T ≤ T / (x / 2)), so a busy day is not halved for holding a little
-/// more than the target.
-pub const TOLERANCE: f64 = std::f64::consts::SQRT_2;
+/// A range may be expected to hold up to this much more than `target_rows`.
+pub const TOLERANCE: f64 = 1.2;
 
 /// A range ahead that is forecast to hold more than this many times
 /// `target_rows` is oversized: a shadow, or an attached one still empty, is
 /// planned again.
 pub const OVERFLOW: f64 = 1.5;
 
-/// The rest of a week, month or year forecast to hold under this share of
-/// `target_rows` is one range (a quiet weekend, not one partition a day):
-/// even a forecast four times too low leaves it within the target.
+/// The rest of a week, month or year whose forecast upper bound is under
+/// this share of `target_rows` is one range (a quiet weekend, not one
+/// partition a day): even rows four times that bound fit the target.
 const QUIET: f64 = 0.25;
 
 /// Plans no more than this many ranges in one go.
@@ -343,7 +350,14 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
     let spans = natural_spans(input.key_type, int_unit.saturating_mul(1000));
     let min_span = input.min_span.unwrap_or(1).max(1);
     let max_span = input.max_span.unwrap_or(i64::MAX);
-    let demand_end = input.demand.iter().map(|d| d.end).max().unwrap_or(i64::MIN);
+    // A range that joins a quiet stretch must leave the plan on a grid it
+    // can go on from: a day-long range must be allowed after it, and the
+    // week, month or year it ends must be allowed itself.
+    let day = Span::Time(Grain::Day, 1);
+    let joins_quiet = |span: Span| {
+        judged_length(input.key_type, day, 0, 0) >= min_span
+            && judged_length(input.key_type, span, 0, 0) <= max_span
+    };
     let mut plan = Vec::new();
     while start < input.horizon_end && plan.len() < MAX_RANGES {
         // An existing partition ahead caps this range; inside one, skip past it.
@@ -369,16 +383,17 @@ pub fn plan(input: &PlanInput) -> Vec<PlannedRange> {
         let mut smallest: Option<i64> = None;
         for span in &spans {
             let Some(end) = aligned_end(input.key_type, input.zone, *span, start) else {
-                // The quiet rest of a week, month or year, judged by its own
-                // length and only where the forecast covers it (a tail taken
-                // from a quiet last day would make it the rest of the year).
-                if let Some(end) = rest_of_span_end(input.key_type, input.zone, *span, start) {
-                    let len = end - start;
+                // The quiet rest of a week, month or year, judged by its
+                // forecast's upper bound and only within the forecast.
+                if let (Some(forecast), Some(end)) = (
+                    input.forecast,
+                    rest_of_span_end(input.key_type, input.zone, *span, start),
+                ) {
                     if end <= cap
-                        && end <= demand_end
-                        && len >= min_span
-                        && len <= max_span
+                        && end <= forecast.end
+                        && joins_quiet(*span)
                         && expected_rows(input.demand, density, start, end)
+                            * forecast.upper_over_point.max(1.0)
                             <= input.target_rows.max(1.0) * QUIET
                         && best.is_none_or(|b| end > b)
                     {
@@ -803,6 +818,7 @@ mod tests {
             max_span: None,
             horizon_end: start + 5 * MICROS_PER_DAY,
             zone: berlin,
+            forecast: None,
         }
     }
 
@@ -876,6 +892,7 @@ mod tests {
             max_span: None,
             horizon_end: start + 2 * MICROS_PER_DAY,
             zone: &berlin,
+            forecast: None,
         });
         // 00-06 (5 hours: 02:00 is skipped), then 06-12, 12-18, 18-24, …
         let local: Vec<i64> = p.iter().map(|r| berlin.local_hour(r.from)).collect();
@@ -915,6 +932,7 @@ mod tests {
             max_span: None,
             horizon_end: day + 7 * MICROS_PER_DAY,
             zone: &UTC,
+            forecast: None,
         };
         // 1,000 rows an hour: a day is 24,000 rows, a week 168,000: weekly partitions.
         let slow = hourly_demand(day, 168, 1_000.0);
@@ -956,6 +974,10 @@ mod tests {
             max_span: None,
             horizon_end: monday + 14 * MICROS_PER_DAY,
             zone: &UTC,
+            forecast: Some(ForecastExtent {
+                end: monday + 14 * MICROS_PER_DAY,
+                upper_over_point: 1.5,
+            }),
         };
         let p = plan(&input);
         let bounds: Vec<(i64, i64)> = p
@@ -984,9 +1006,78 @@ mod tests {
         let p = plan(&PlanInput {
             max_span: Some(MICROS_PER_DAY),
             horizon_end: monday + 7 * MICROS_PER_DAY,
-            ..input
+            ..input.clone()
         });
         assert_eq!(p.len(), 7);
+        // Past the forecast (the rest of the demand is an assumed floor)
+        // weekends are days again.
+        let p = plan(&PlanInput {
+            forecast: Some(ForecastExtent {
+                end: monday + 7 * MICROS_PER_DAY,
+                upper_over_point: 1.5,
+            }),
+            ..input.clone()
+        });
+        assert_eq!(p.len(), 13);
+        // A weekend whose upper bound could hold a quarter of the target
+        // is not quiet.
+        let trickle: Vec<Demand> = demand
+            .iter()
+            .map(|d| Demand {
+                rows: d.rows.max(10.0),
+                ..*d
+            })
+            .collect();
+        let p = plan(&PlanInput {
+            demand: &trickle,
+            forecast: Some(ForecastExtent {
+                end: monday + 14 * MICROS_PER_DAY,
+                upper_over_point: 2.0,
+            }),
+            ..input
+        });
+        assert_eq!(p.len(), 14);
+    }
+
+    #[test]
+    fn joining_a_quiet_stretch_keeps_the_plan_on_its_grid() {
+        // Partitions of at least two days: a week a range. A quiet stretch
+        // late in July must not make a range end on a Thursday (1 August),
+        // from which no allowed span could go on.
+        let monday = calendar::days_from_civil(2024, 7, 15) * MICROS_PER_DAY;
+        let demand: Vec<Demand> = (0..28 * 24)
+            .map(|h| {
+                let day = h / 24;
+                let quiet = (5..=16).contains(&day);
+                Demand {
+                    start: monday + h * H,
+                    end: monday + (h + 1) * H,
+                    rows: if quiet || day % 7 >= 5 { 0.0 } else { 125.0 },
+                }
+            })
+            .collect();
+        let p = plan(&PlanInput {
+            key_type: KeyType::TimestampTz,
+            taken: &[(monday - MICROS_PER_DAY, monday)],
+            frontier: Some(monday - 1),
+            demand: &demand,
+            target_rows: 15_000.0,
+            min_span: Some(2 * MICROS_PER_DAY),
+            max_span: None,
+            horizon_end: monday + 28 * MICROS_PER_DAY,
+            zone: &UTC,
+            forecast: Some(ForecastExtent {
+                end: monday + 28 * MICROS_PER_DAY,
+                upper_over_point: 1.0,
+            }),
+        });
+        for r in &p {
+            assert!(
+                r.to - r.from >= 2 * MICROS_PER_DAY,
+                "{r:?} is shorter than min_span"
+            );
+            assert!(r.expected_rows <= 15_000.0 * TOLERANCE, "{r:?}");
+        }
     }
 
     #[test]
@@ -1006,6 +1097,7 @@ mod tests {
             max_span: None,
             horizon_end: 3_000_000,
             zone: &UTC,
+            forecast: None,
         });
         assert_eq!(p[0].from, 1_000_000);
         assert!(p.iter().all(|r| r.to % 200_000 == 0), "{p:?}");
@@ -1054,6 +1146,7 @@ mod tests {
                 max_span: None,
                 horizon_end,
                 zone: &UTC,
+                forecast: None,
             };
             let p = plan(&input);
             prop_assert!(!p.is_empty());
@@ -1098,6 +1191,7 @@ mod tests {
                 max_span: None,
                 horizon_end: origin + 30 * MICROS_PER_DAY,
                 zone: &UTC,
+                forecast: None,
             });
             for r in &p {
                 prop_assert_eq!(calendar::floor_micros(r.to, Grain::Hour), r.to);
