@@ -1146,7 +1146,8 @@ mod tests {
                 max_span: None,
                 horizon_end,
                 zone: &UTC,
-                forecast: None,
+                // Slow rates make quiet stretches: joined ones must fit too.
+                forecast: Some(ForecastExtent { end: origin + 200 * unit, upper_over_point: 1.0 }),
             };
             let p = plan(&input);
             prop_assert!(!p.is_empty());
@@ -1178,7 +1179,7 @@ mod tests {
 
         /// Time ranges end on natural boundaries.
         #[test]
-        fn time_ranges_end_on_natural_boundaries(rate in 1.0f64..1e6, target in 1e3f64..1e7) {
+        fn time_ranges_end_on_natural_boundaries(rate in 0.0f64..1e6, target in 1e3f64..1e7) {
             let origin = calendar::days_from_civil(2024, 5, 1) * MICROS_PER_DAY;
             let demand = hourly_demand(origin, 24 * 40, rate);
             let p = plan(&PlanInput {
@@ -1191,7 +1192,7 @@ mod tests {
                 max_span: None,
                 horizon_end: origin + 30 * MICROS_PER_DAY,
                 zone: &UTC,
-                forecast: None,
+                forecast: Some(ForecastExtent { end: origin + 40 * MICROS_PER_DAY, upper_over_point: 1.0 }),
             });
             for r in &p {
                 prop_assert_eq!(calendar::floor_micros(r.to, Grain::Hour), r.to);
