@@ -384,7 +384,7 @@ def tool_label(tool, replay=None):
     return TOOL_LABELS[tool]
 
 
-def create_pair(admin, replay, mode, tools=("pp", "pm")):
+def create_tables(admin, replay, mode, tools=("pp", "pm")):
     """Identical parents with the same first partition, holding the first
     week (the DBA's setup); then each tool takes over."""
     first_end = replay.start + dt.timedelta(days=7)
@@ -513,7 +513,7 @@ def measure(admin, table, replay):
 
 def replay_mode(dsn, admin, replay, source, mode):
     tools = ("pp", "pm", "pmr") if replay.partman_premake_raised else ("pp", "pm")
-    names = create_pair(admin, replay, mode, tools)
+    names = create_tables(admin, replay, mode, tools)
     tables = [Table(dsn, names[tool], tool) for tool in tools]
     for table in tables:
         table.find_default()
@@ -593,7 +593,7 @@ def retention_run(dsn, admin, replay, source):
     The footprint of both after each day, and whether every row within
     `keep` of the newest key is still there."""
     keep, keep_days = RETENTION_KEEP[replay.name]
-    names = create_pair(admin, replay, "retention")
+    names = create_tables(admin, replay, "retention")
     admin.execute("SELECT partition_predict.set_retention(%s, %s, 'drop')", (names["pp"], keep))
     tables = {tool: Table(dsn, names[tool], tool) for tool in ("pp", "pm")}
     for table in tables.values():

@@ -55,7 +55,7 @@ pub fn prepare(table: &PartitionedTable) -> Result<ShadowSummary> {
     // rate: a forecast that ends in a quiet stretch (a holiday, a weekend)
     // must not make the next range a year long.
     if let Some(density) = history::recent_density(table)? {
-        let end = demand.iter().map(|d| d.end).max().unwrap_or(frontier_key);
+        let end = forecast.map_or(frontier_key, |f| f.end);
         let year = (366.0 * 86_400.0 * table.key_type.units_per_second()) as i64;
         let tail_end = end.saturating_add(year);
         demand.push(Demand {

@@ -309,12 +309,13 @@ pub fn adjust_level_shift(values: &[f64], lag: usize) -> (Vec<f64>, bool) {
         // week has seven days; otherwise any time), before the run.
         let day = if lag % 7 == 0 { lag / 7 } else { 1 };
         let usual = |i: usize| {
-            let earlier: Vec<f64> = (1..=i / day)
+            let (sum, count) = (1..=i / day)
                 .map(|k| i - k * day)
                 .filter(|j| *j < n - run)
-                .map(|j| values[j])
-                .collect();
-            earlier.iter().sum::<f64>() / earlier.len().max(1) as f64
+                .fold((0.0, 0usize), |(sum, count), j| {
+                    (sum + values[j], count + 1)
+                });
+            sum / count.max(1) as f64
         };
         let then: f64 = recent.clone().map(|i| values[i - lag]).sum::<f64>() / run as f64;
         let usually: f64 = recent.clone().map(|i| usual(i - lag)).sum::<f64>() / run as f64;
