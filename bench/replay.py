@@ -38,6 +38,7 @@ import psycopg2
 
 PARTMAN_PREMAKE = 4  # pg_partman's default
 PAUSE_AFTER_MAINTENANCE_S = 0.05  # the same for both tools, once per maintenance point
+WORKER_WAIT_S = 60  # longest wait for the database's worker to start
 FINAL_WAIT_S = 30  # longest wait for the worker to empty DEFAULT at the end of a mode
 MODES = ["continuous", "hourly", "daily", "weekly"]
 
@@ -511,7 +512,23 @@ def measure(admin, table, replay):
     )
 
 
+def wait_for_worker(admin):
+    """The database's worker: a fresh database gets one from the launcher a
+    moment after the extension is created, and a bulk load's shadows are
+    attached only by it. Waited for, so the first batches see what every
+    later one does."""
+    deadline = time.monotonic() + WORKER_WAIT_S
+    while time.monotonic() < deadline:
+        admin.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = "
+                      "'pg_partition_predict worker' AND datname = current_database())")
+        if admin.fetchone()[0]:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"no pg_partition_predict worker for this database after {WORKER_WAIT_S} s")
+
+
 def replay_mode(dsn, admin, replay, source, mode):
+    wait_for_worker(admin)
     tools = ("pp", "pm", "pmr") if replay.partman_premake_raised else ("pp", "pm")
     names = create_tables(admin, replay, mode, tools)
     tables = [Table(dsn, names[tool], tool) for tool in tools]
@@ -593,6 +610,7 @@ def retention_run(dsn, admin, replay, source):
     The footprint of both after each day, and whether every row within
     `keep` of the newest key is still there."""
     keep, keep_days = RETENTION_KEEP[replay.name]
+    wait_for_worker(admin)
     names = create_tables(admin, replay, "retention")
     admin.execute("SELECT partition_predict.set_retention(%s, %s, 'drop')", (names["pp"], keep))
     tables = {tool: Table(dsn, names[tool], tool) for tool in ("pp", "pm")}

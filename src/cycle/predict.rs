@@ -278,16 +278,31 @@ fn frontier(table: &PartitionedTable, config: &Config) -> Result<Option<Prepared
     }))
 }
 
-/// Steps to forecast: the table's lookahead, at least a day.
+/// Steps to forecast: the table's lookahead, at least a day, and for time
+/// keys past where the next arrivals may reach. Partitions starting within
+/// the reach are attached now and keep the size they have: past the
+/// forecast they would be sized by the plan's flat floor, which knows no
+/// weekend, and a quiet weekend is joined into one range only when the
+/// forecast covers it to its end. Hence the margin past the reach: as long
+/// again, up to two days (a table fed every minute keeps its lookahead).
 fn horizon_steps(table: &PartitionedTable, prepared: &Prepared) -> Result<usize> {
     let seconds = match settings::load(table)?.lookahead {
         Some(Lookahead::Seconds(seconds)) => seconds,
         _ => 7.0 * 86_400.0,
     };
     const MAX_STEPS: usize = 24 * 90;
+    const MARGIN_SECONDS: f64 = 2.0 * 86_400.0;
     let steps = (seconds * 1e6 / prepared.step_micros as f64).ceil() as usize;
+    // The forecast starts at the frontier's step: one more step.
+    let reach_steps = if table.key_type.is_temporal() {
+        let reach = history::reach_keys(table)? as f64 / table.key_type.units_per_second();
+        let past_the_margin = reach + reach.min(MARGIN_SECONDS);
+        (past_the_margin * 1e6 / prepared.step_micros as f64).ceil() as usize + 1
+    } else {
+        0
+    };
     let a_day = (MICROS_PER_DAY / prepared.step_micros).max(1) as usize;
-    Ok(steps.clamp(a_day, MAX_STEPS))
+    Ok(steps.max(reach_steps).clamp(a_day, MAX_STEPS))
 }
 
 fn load_learned(table: &PartitionedTable, series: &str) -> Result<Learned> {

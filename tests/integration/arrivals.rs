@@ -79,6 +79,16 @@ fn weekly_batches_find_next_week_ready() {
         week_batch(&mut client, monday);
         assert_eq!(in_default(&mut client, "calls"), 0, "week of {monday}");
         cycle(&mut client, "calls");
+        // What is attached for next week was sized by the forecast, not
+        // by a flat guess past its end: the forecast runs past all of it.
+        let unforecast = scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.partitions
+              WHERE parent = 'calls'::regclass AND state = 'active' AND rows = 0
+                AND range_end::timestamptz > (SELECT max(step_end) FROM partition_predict.forecasts
+                                               WHERE parent = 'calls'::regclass)",
+        );
+        assert_eq!(unforecast, 0, "after the week of {monday}");
     }
     let oversized = scalar_i64(
         &mut client,
