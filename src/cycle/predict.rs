@@ -129,19 +129,13 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
     Ok(summary)
 }
 
-/// Date keys step by day: weekly and yearly seasons (in days), two weeks
-/// of history before the first real model, backtests a week ahead, and a
-/// model choice a week over the last eight weeks.
+/// Date keys step by day (see [`Config::daily`]), the others by hour.
 fn engine_config(table: &PartitionedTable) -> Config {
-    let mut config = Config::default();
     if table.key_type == KeyType::Date {
-        config.periods = vec![7, 365];
-        config.min_history = 14;
-        config.backtest_horizon = 7;
-        config.selection_every = 7;
-        config.selection_window = 8 * 7;
+        Config::daily()
+    } else {
+        Config::default()
     }
-    config
 }
 
 /// Steps of history read: what a forecast uses, and before it what the

@@ -2,7 +2,7 @@
 //! rolling origins, forecasts scored against what arrived next, state
 //! carried from one prediction to the next.
 
-use forecast::evaluation::rolling;
+use forecast::evaluation::{rolling, Setup};
 use forecast::metrics;
 use forecast::workload::{scenarios, Scenario};
 
@@ -15,7 +15,7 @@ fn evaluate(
     to: usize,
     every: usize,
 ) -> forecast::evaluation::Evaluation {
-    rolling(series, from, to, every, DAY)
+    rolling(series, from, to, every, DAY, &Setup::default())
 }
 
 fn scenario(name: &str) -> Scenario {
