@@ -209,6 +209,17 @@ impl Arrivals {
 /// the next batch's rows to run (across hours or days it expects empty),
 /// whichever is further; no further than the forecast's horizon.
 pub fn reach_keys(table: &PartitionedTable) -> Result<i64> {
+    reach(table, true)
+}
+
+/// The reach the next forecast must run past: as [`reach_keys`], but a
+/// forecast that never adds up to the next batch's rows does not lend it
+/// its own end (the next forecast would run further again, and the next).
+pub fn reach_keys_to_forecast(table: &PartitionedTable) -> Result<i64> {
+    reach(table, false)
+}
+
+fn reach(table: &PartitionedTable, up_to_the_forecast: bool) -> Result<i64> {
     let known = arrivals(table)?;
     let keys = known.reach();
     let Some(frontier) = frontier(table)? else {
@@ -221,7 +232,7 @@ pub fn reach_keys(table: &PartitionedTable) -> Result<i64> {
         .max()
         .map_or(0, |end| end.saturating_sub(frontier).max(0));
     let by_rows = partition_core::arrivals::keys_holding(&demand, frontier, known.batch_rows())
-        .unwrap_or(horizon);
+        .unwrap_or(if up_to_the_forecast { horizon } else { 0 });
     // A batch may come after a quiet stretch up to twice the longest the
     // data has shown: a long weekend or a holiday after ordinary weekends.
     let past_a_gap = longest_gap(table)?.saturating_mul(2).saturating_add(keys);

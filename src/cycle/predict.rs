@@ -284,19 +284,21 @@ fn horizon_steps(table: &PartitionedTable, prepared: &Prepared) -> Result<usize>
         Some(Lookahead::Seconds(seconds)) => seconds,
         _ => 7.0 * 86_400.0,
     };
-    const MAX_STEPS: usize = 24 * 90;
+    // Ninety days, whatever the step.
+    let max_steps = (90 * MICROS_PER_DAY / prepared.step_micros).max(1) as usize;
     const MARGIN_SECONDS: f64 = 2.0 * 86_400.0;
     let steps = (seconds * 1e6 / prepared.step_micros as f64).ceil() as usize;
     // The forecast starts at the frontier's step: one more step.
     let reach_steps = if table.key_type.is_temporal() {
-        let reach = history::reach_keys(table)? as f64 / table.key_type.units_per_second();
+        let reach =
+            history::reach_keys_to_forecast(table)? as f64 / table.key_type.units_per_second();
         let past_the_margin = reach + reach.min(MARGIN_SECONDS);
         (past_the_margin * 1e6 / prepared.step_micros as f64).ceil() as usize + 1
     } else {
         0
     };
     let a_day = (MICROS_PER_DAY / prepared.step_micros).max(1) as usize;
-    Ok(steps.max(reach_steps).clamp(a_day, MAX_STEPS))
+    Ok(steps.max(reach_steps).clamp(a_day, max_steps))
 }
 
 fn load_learned(table: &PartitionedTable, series: &str) -> Result<Learned> {
@@ -446,7 +448,7 @@ fn score(table: &PartitionedTable, prepared: &Prepared) -> Result<Vec<(Scored, i
                     predicted_rows, lower_rows, upper_rows, naive_rows
                FROM partition_predict.forecast_log
               WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND series = $2 AND scored_at IS NULL
-                AND step_end <= $4::timestamptz",
+                AND step_start < $4::timestamptz AND step_end <= $4::timestamptz",
             None,
             &[
                 table.oid.into(),
