@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# The extension's HISTORY_STEPS (src/cycle/predict.rs): four weeks of steps.
+# The engine's FORECAST_HISTORY_STEPS (crates/forecast/src/engine.rs): four weeks of steps.
 HISTORY_STEPS = 4 * 168
 # Step numbers count from here, as the extension's do.
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use forecast::engine::{choose, forecast, predict};
+use forecast::engine::{choose, forecast, predict, FORECAST_HISTORY_STEPS};
 use forecast::evaluation::{self, Setup};
 use forecast::metrics;
 use forecast::workload::{scenarios, Scenario};
@@ -67,10 +67,6 @@ fn evaluate(s: &Scenario) -> Row {
         ms_per_forecast,
     }
 }
-
-/// Steps of history a forecast sees: the extension's `HISTORY_STEPS`
-/// (src/cycle/predict.rs), four weeks of steps whether they are hours or days.
-const HISTORY_STEPS: usize = 4 * WEEK;
 
 #[derive(Clone, Copy)]
 enum Step {
@@ -188,12 +184,12 @@ fn evaluate_real(name: &'static str, step: Step, dir: &Path) -> RealRow {
     let p = step.protocol();
     let from = series.len() - p.evaluated;
     assert!(
-        from >= HISTORY_STEPS && p.horizon <= p.week,
+        from >= FORECAST_HISTORY_STEPS && p.horizon <= p.week,
         "{name}: too short for the protocol"
     );
     let setup = Setup {
         config: step.config(),
-        history: Some(HISTORY_STEPS),
+        history: Some(FORECAST_HISTORY_STEPS),
         first_step,
     };
     let e = evaluation::rolling(&series, from, series.len(), p.every, p.horizon, &setup);
@@ -243,7 +239,7 @@ fn report_real(series_dir: &Path, results_dir: Option<&Path>) {
     println!("\n## Accuracy on real series, run as the extension runs it (95% intervals)\n");
     println!(
         "Hourly series: a day ahead from each midnight of the last four weeks; daily: a week ahead from each day of the last eight weeks. \
-         Each forecast sees the {HISTORY_STEPS} steps before its origin, with the extension's configuration for its step \
+         Each forecast sees the {FORECAST_HISTORY_STEPS} steps before its origin, with the extension's configuration for its step \
          (`Config::default()`, `Config::daily()`), model choices where the extension makes them (step numbers from 2000-01-01 UTC) \
          and the learned state carried from one forecast to the next. MASE is against weekly seasonal naive (the same hour, or day, \
          a week earlier). ms per forecast: the forecast with the model chosen, what a cycle pays at once; ms per choice: a backtest \

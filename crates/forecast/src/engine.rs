@@ -80,6 +80,11 @@ impl Default for Config {
     }
 }
 
+/// Steps of history a forecast is made from (hours, or days for `date`
+/// keys): four weeks of hours, two weekly cycles for MSTL. The extension
+/// and the accuracy benchmark both cut the history here.
+pub const FORECAST_HISTORY_STEPS: usize = 4 * 168;
+
 impl Config {
     /// Steps of a day (`date` keys): weekly and yearly seasons in days, two
     /// weeks of history before the first real model, backtests a week
