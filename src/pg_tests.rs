@@ -230,6 +230,24 @@ mod tests {
     }
 
     #[pg_test]
+    fn date_keys_keep_the_history_of_a_yearly_season() {
+        run("CREATE TABLE h_date (d date) PARTITION BY RANGE (d)");
+        run("CREATE TABLE h_time (at timestamptz) PARTITION BY RANGE (at)");
+        run("CREATE TABLE h_date_short (d date) PARTITION BY RANGE (d)");
+        run("SELECT partition_predict.manage('h_date')");
+        run("SELECT partition_predict.manage('h_time')");
+        run("SELECT partition_predict.manage('h_date_short', history_retention => '10 days')");
+        let kept = |t: &str| {
+            one::<String>(&format!(
+                "SELECT history_retention::text FROM partition_predict.config WHERE parent = '{t}'::regclass"
+            ))
+        };
+        assert_eq!(kept("h_date").as_deref(), Some("3 years"));
+        assert_eq!(kept("h_time").as_deref(), Some("35 days"));
+        assert_eq!(kept("h_date_short").as_deref(), Some("10 days"));
+    }
+
+    #[pg_test]
     fn unmanage_refuses_table_not_managed() {
         run("CREATE TABLE never (id int) PARTITION BY RANGE (id)");
         assert_refused(

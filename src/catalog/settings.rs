@@ -19,6 +19,10 @@ pub const DEFAULT_LOOKAHEAD: &str = "7 days";
 /// `manage()`'s default of `target_rows`.
 pub const DEFAULT_TARGET_ROWS: i64 = 1_000_000;
 pub const DEFAULT_HISTORY_RETENTION: &str = "35 days";
+/// `date` keys step by day: the history their forecasts use, with two
+/// years for a yearly season (`forecast::Config::daily`), is kept, a row per
+/// day.
+pub const DEFAULT_HISTORY_RETENTION_DATE: &str = "3 years";
 const SECONDS_PER_DAY: f64 = 86_400.0;
 /// The longest lookahead: ten years of time, or this many key values. Far
 /// past any real plan, short of asking the cycle for partitions forever.
@@ -185,7 +189,11 @@ pub fn validate(
             });
         }
     }
-    let history = history_retention.unwrap_or(DEFAULT_HISTORY_RETENTION);
+    let history = history_retention.unwrap_or(if key_type == KeyType::Date {
+        DEFAULT_HISTORY_RETENTION_DATE
+    } else {
+        DEFAULT_HISTORY_RETENTION
+    });
     let history_retention = match interval_of(history.trim()) {
         Some((text, seconds)) if seconds >= SECONDS_PER_DAY => text,
         Some((text, _)) => {

@@ -6,8 +6,8 @@
 //! is refit only when a new hour has completed since its last forecast:
 //! with a one-minute naptime that is one fit per hour, not sixty.
 
+use forecast::engine::Selection;
 use forecast::engine::{self, Scored};
-use forecast::engine::{Selection, FORECAST_HISTORY_STEPS};
 use forecast::series;
 use forecast::{Config, Learned, Model};
 use partition_core::calendar::{
@@ -112,7 +112,7 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
         return Ok(summary);
     }
     let horizon = horizon_steps(table, &prepared)?;
-    let recent = &prepared.values[prepared.values.len().saturating_sub(FORECAST_HISTORY_STEPS)..];
+    let recent = &prepared.values[prepared.values.len().saturating_sub(config.history_steps)..];
     // The choice in use, at once if it could not be prepared (a first
     // forecast, a pause, a naptime of an hour or more: then once a day).
     engine::choose(&prepared.values, end, &mut learned, &config, None);
@@ -139,7 +139,7 @@ fn engine_config(table: &PartitionedTable) -> Config {
 /// Steps of history read: what a forecast uses, and before it what the
 /// choices in use and in preparation backtest on.
 fn steps_read(config: &Config) -> i64 {
-    (FORECAST_HISTORY_STEPS as i64).max(config.selection_window as i64)
+    (config.history_steps as i64).max(config.selection_window as i64)
         + 2 * config.selection_every as i64
 }
 

@@ -239,7 +239,7 @@ fn the_model_choice_is_prepared_a_fit_per_cycle_and_a_backfill_gets_the_same_for
     // Cycles with no forecast due each add one fit to the next choice.
     let mut previous = 0;
     let mut prepared = None;
-    for _ in 0..30 {
+    for _ in 0..40 {
         cycle(&mut client, "live");
         let (_, _, pending, fits, pending_model) = choice(&mut client, "live");
         assert_eq!(
@@ -260,7 +260,7 @@ fn the_model_choice_is_prepared_a_fit_per_cycle_and_a_backfill_gets_the_same_for
         }
     }
     let (prepared_origin, prepared_model) =
-        prepared.expect("the next choice was made within 30 cycles");
+        prepared.expect("the next choice was made within 40 cycles");
     assert!(
         previous > 1,
         "the choice took {previous} fits, spread over as many cycles"

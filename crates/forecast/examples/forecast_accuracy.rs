@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use forecast::engine::{choose, forecast, predict, FORECAST_HISTORY_STEPS};
+use forecast::engine::{choose, forecast, predict};
 use forecast::evaluation::{self, Setup};
 use forecast::metrics;
 use forecast::workload::{scenarios, Scenario};
@@ -183,15 +183,12 @@ fn evaluate_real(name: &'static str, step: Step, dir: &Path) -> RealRow {
     let (first_step, series) = read_series(&dir.join(format!("{name}.csv")));
     let p = step.protocol();
     let from = series.len() - p.evaluated;
+    let config = step.config();
     assert!(
-        from >= FORECAST_HISTORY_STEPS && p.horizon <= p.week,
+        from >= config.history_steps && p.horizon <= p.week,
         "{name}: too short for the protocol"
     );
-    let setup = Setup {
-        config: step.config(),
-        history: Some(FORECAST_HISTORY_STEPS),
-        first_step,
-    };
+    let setup = Setup { config, first_step };
     let e = evaluation::rolling(&series, from, series.len(), p.every, p.horizon, &setup);
     let mut weekly_naive = Vec::new();
     let mut points = String::new();
@@ -239,11 +236,13 @@ fn report_real(series_dir: &Path, results_dir: Option<&Path>) {
     println!("\n## Accuracy on real series, run as the extension runs it (95% intervals)\n");
     println!(
         "Hourly series: a day ahead from each midnight of the last four weeks; daily: a week ahead from each day of the last eight weeks. \
-         Each forecast sees the {FORECAST_HISTORY_STEPS} steps before its origin, with the extension's configuration for its step \
+         Each forecast sees the {} hours or {} days before its origin, with the extension's configuration for its step \
          (`Config::default()`, `Config::daily()`), model choices where the extension makes them (step numbers from 2000-01-01 UTC) \
          and the learned state carried from one forecast to the next. MASE is against weekly seasonal naive (the same hour, or day, \
          a week earlier). ms per forecast: the forecast with the model chosen, what a cycle pays at once; ms per choice: a backtest \
-         of every candidate, which the worker spreads over its cycles one fit at a time.\n"
+         of every candidate, which the worker spreads over its cycles one fit at a time.\n",
+        Config::default().history_steps,
+        Config::daily().history_steps,
     );
     println!("| series | step | forecasts | MASE vs weekly seasonal naive | coverage (engine) | models used (forecasts) | ms per forecast | ms per choice (choices) |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -294,8 +293,8 @@ fn report_real(series_dir: &Path, results_dir: Option<&Path>) {
 /// `--series DIR` and `--results DIR`, both optional; `--real-only` skips
 /// the generated scenarios and the cost passes (minutes) when only the
 /// real series are of interest.
-fn arguments() -> (Option<PathBuf>, Option<PathBuf>, bool) {
-    let (mut series, mut results, mut real_only) = (None, None, false);
+fn arguments() -> (Option<PathBuf>, Option<PathBuf>, bool, bool) {
+    let (mut series, mut results, mut real_only, mut generated_only) = (None, None, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let slot = match arg.as_str() {
@@ -305,17 +304,23 @@ fn arguments() -> (Option<PathBuf>, Option<PathBuf>, bool) {
                 real_only = true;
                 continue;
             }
-            _ => panic!("usage: forecast_accuracy [--series DIR [--results DIR] [--real-only]]"),
+            "--generated-only" => {
+                generated_only = true;
+                continue;
+            }
+            _ => panic!(
+                "usage: forecast_accuracy [--generated-only | --series DIR [--results DIR] [--real-only]]"
+            ),
         };
         *slot = Some(PathBuf::from(
             args.next().expect("a directory after the flag"),
         ));
     }
-    (series, results, real_only)
+    (series, results, real_only, generated_only)
 }
 
 fn main() {
-    let (series_dir, results_dir, real_only) = arguments();
+    let (series_dir, results_dir, real_only, generated_only) = arguments();
     if real_only {
         let dir = series_dir.expect("--real-only needs --series DIR");
         report_real(&dir, results_dir.as_deref());
@@ -336,6 +341,9 @@ fn main() {
             r.models,
             r.ms_per_forecast
         );
+    }
+    if generated_only {
+        return;
     }
 
     if let Some(dir) = &series_dir {

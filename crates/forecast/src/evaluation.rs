@@ -7,15 +7,12 @@ use std::time::{Duration, Instant};
 use crate::engine::{choose, learn, predict, Scored};
 use crate::{metrics, Config, Learned, Model, Prediction};
 
-/// How the engine is run on a series (by default: every step before an
-/// origin, step numbers from the series' start).
+/// How the engine is run on a series: its configuration (which also
+/// sets how much history a forecast sees) and where the series sits in
+/// time (by default, step numbers from its start).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Setup {
     pub config: Config,
-    /// Steps before an origin that its forecast sees (`None`: all of them).
-    /// The extension forecasts from the last four weeks of steps, while its
-    /// model choice reads whatever the backtests need before that.
-    pub history: Option<usize>,
     /// Step number of the series' first value, counted as the extension
     /// counts (from 2000-01-01 00:00 UTC): choices are made at multiples of
     /// `config.selection_every`, so which history each one sees depends on
@@ -79,8 +76,8 @@ pub fn rolling(
                 .collect();
             learned = learn(&learned, &scored, config);
         }
-        // What `engine::forecast` does, with the forecast's history cut as
-        // the extension cuts it.
+        // What `engine::forecast` does: the choice on the history before
+        // the origin, the forecast from its newest `history_steps`.
         let end = setup.first_step + origin as i64;
         let model_origin = learned.model_origin;
         let started = Instant::now();
@@ -89,7 +86,7 @@ pub fn rolling(
         if learned.model_origin != model_origin {
             e.choices += 1;
         }
-        let recent = &series[origin.saturating_sub(setup.history.unwrap_or(origin))..origin];
+        let recent = &series[origin.saturating_sub(config.history_steps)..origin];
         let started = Instant::now();
         let Ok(prediction) = predict(recent, horizon, config, &learned) else {
             break;
@@ -123,7 +120,7 @@ mod tests {
     use crate::workload::scenarios;
 
     #[test]
-    fn by_default_each_forecast_is_the_engines_from_all_the_history_before_it() {
+    fn each_forecast_is_the_engines_from_the_history_before_it() {
         let series = scenarios()
             .into_iter()
             .find(|s| s.name == "seasonal_trend")
