@@ -19,9 +19,9 @@ pub const DEFAULT_LOOKAHEAD: &str = "7 days";
 /// `manage()`'s default of `target_rows`.
 pub const DEFAULT_TARGET_ROWS: i64 = 1_000_000;
 pub const DEFAULT_HISTORY_RETENTION: &str = "35 days";
-/// `date` keys step by day: the history their forecasts use, with two
-/// years for a yearly season (`forecast::Config::daily`), is kept, a row per
-/// day.
+/// The default for `date` keys: their forecasts step by day and use up to
+/// three years of them (`forecast::Config::daily`), two for a yearly
+/// season; a day is one bucket row.
 pub const DEFAULT_HISTORY_RETENTION_DATE: &str = "3 years";
 const SECONDS_PER_DAY: f64 = 86_400.0;
 /// The longest lookahead: ten years of time, or this many key values. Far
