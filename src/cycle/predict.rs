@@ -6,8 +6,7 @@
 //! is refit only when a new hour has completed since its last forecast:
 //! with a one-minute naptime that is one fit per hour, not sixty.
 
-use forecast::engine::Selection;
-use forecast::engine::{self, Scored};
+use forecast::engine::{self, Scored, Selection};
 use forecast::series;
 use forecast::{Config, Learned, Model};
 use partition_core::calendar::{
@@ -112,11 +111,9 @@ pub fn forecast(table: &PartitionedTable) -> Result<ForecastSummary> {
         return Ok(summary);
     }
     let horizon = horizon_steps(table, &prepared)?;
-    let recent = &prepared.values[prepared.values.len().saturating_sub(config.history_steps)..];
-    // The choice in use, at once if it could not be prepared (a first
+    // The choice in use, made at once if it could not be prepared (a first
     // forecast, a pause, a naptime of an hour or more: then once a day).
-    engine::choose(&prepared.values, end, &mut learned, &config, None);
-    let prediction = engine::predict(recent, horizon, &config, &learned)
+    let (prediction, learned) = engine::forecast(&prepared.values, end, horizon, &config, &learned)
         .map_err(|e| PredictError::Internal(format!("forecast of {}: {e}", table.name)))?;
     save_learned(table, prepared.name, &learned)?;
     write_forecast(table, &prepared, &prediction)?;

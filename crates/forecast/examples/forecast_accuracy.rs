@@ -292,7 +292,8 @@ fn report_real(series_dir: &Path, results_dir: Option<&Path>) {
 
 /// `--series DIR` and `--results DIR`, both optional; `--real-only` skips
 /// the generated scenarios and the cost passes (minutes) when only the
-/// real series are of interest.
+/// real series are of interest; `--generated-only` prints the generated
+/// scenarios alone.
 fn arguments() -> (Option<PathBuf>, Option<PathBuf>, bool, bool) {
     let (mut series, mut results, mut real_only, mut generated_only) = (None, None, false, false);
     let mut args = std::env::args().skip(1);

@@ -345,9 +345,9 @@ const MEDIAN_ERROR_PERIODS: usize = 12;
 
 /// Seasonal median: each step is the median of the values at the same
 /// place in the last periods (up to [`MEDIAN_PERIODS`]). Its interval is the
-/// `level` quantile of the same rule's errors over the history, scaled
-/// like counts (by the square root of the level) and
-/// widening with each period ahead. `None` when the history holds too few periods.
+/// `level` quantile of the same rule's errors over the newest history,
+/// scaled like counts (by the square root of the level) and widening with
+/// each period ahead. `None` when the history holds too few periods.
 fn seasonal_median(
     history: &[f64],
     horizon: usize,
@@ -452,13 +452,13 @@ pub fn adjust_level_shift(values: &[f64], lag: usize) -> (Vec<f64>, bool) {
     if lag == 0 || n < lag + RUN + 1 {
         return (values.to_vec(), false);
     }
-    let ratio = |i: usize| (values[i].max(0.0) + 1.0) / (values[i - lag].max(0.0) + 1.0);
+    let ratio_to =
+        |i: usize, back: usize| (values[i].max(0.0) + 1.0) / (values[i - back].max(0.0) + 1.0);
+    let ratio = |i: usize| ratio_to(i, lag);
     let moved = |i: usize, up: bool| {
         let moved_by = |r: f64| if up { r >= FACTOR } else { r <= 1.0 / FACTOR };
         moved_by(ratio(i))
-            && (n < 2 * lag + RUN + 1
-                || i < 2 * lag
-                || moved_by((values[i].max(0.0) + 1.0) / (values[i - 2 * lag].max(0.0) + 1.0)))
+            && (n < 2 * lag + RUN + 1 || i < 2 * lag || moved_by(ratio_to(i, 2 * lag)))
     };
     // The newest points all moved the same way by at least FACTOR …
     let up = (n - RUN..n).all(|i| moved(i, true));
@@ -512,9 +512,10 @@ pub fn adjust_level_shift(values: &[f64], lag: usize) -> (Vec<f64>, bool) {
 
 struct Candidate {
     model: Model,
-    /// Seasons the model uses.
+    /// Seasons MSTL decomposes.
     periods: Vec<usize>,
-    /// The season seasonal naive repeats (up to a week).
+    /// The season seasonal naive and the seasonal median repeat (up to a
+    /// week).
     naive_period: usize,
 }
 
@@ -545,7 +546,7 @@ fn run_candidate(
     };
     match c.model {
         Model::SeasonalNaive => {
-            let period = c.periods.first().copied().unwrap_or(1);
+            let period = c.naive_period;
             let point = seasonal_naive(history, horizon, period);
             // Spread of the seasonal differences, growing with the number of
             // periods ahead (a random walk over periods).
@@ -567,10 +568,7 @@ fn run_candidate(
             let upper = point.iter().zip(&half).map(|(p, w)| p + w).collect();
             Some((point, lower, upper))
         }
-        Model::SeasonalMedian => {
-            let period = c.periods.first().copied().unwrap_or(1);
-            seasonal_median(history, horizon, period, level)
-        }
+        Model::SeasonalMedian => seasonal_median(history, horizon, c.naive_period, level),
         Model::Ets => {
             let fitted = AutoETS::non_seasonal().fit(history).ok()?;
             to_triplet(fitted.predict(horizon, level).ok()?)
@@ -602,9 +600,9 @@ fn run_candidate(
 }
 
 /// Steps of the deseasonalised history MSTL's trend is fitted on: the
-/// newest week of hours (24 weeks of days). Fitting AutoETS is most of MSTL's cost, growing
-/// with the points it sees, and a day-ahead trend is set by the newest of
-/// them.
+/// newest week of hours (24 weeks of days). Fitting AutoETS is most of
+/// MSTL's cost, growing with the points it sees, and a day-ahead trend is
+/// set by the newest of them.
 const MSTL_TREND_STEPS: usize = 168;
 
 /// The most a logarithmic MSTL interval reaches above (and below) its
@@ -751,8 +749,8 @@ impl Plan {
                     naive_period,
                 });
             }
-            for model in [Model::Mstl, Model::MstlNaiveMean] {
-                if !periods.is_empty() {
+            if !periods.is_empty() {
+                for model in [Model::Mstl, Model::MstlNaiveMean] {
                     candidates.push(Candidate {
                         model,
                         periods: periods.clone(),
@@ -767,7 +765,7 @@ impl Plan {
             {
                 candidates.push(Candidate {
                     model: Model::SeasonalMedian,
-                    periods: vec![naive_period],
+                    periods: Vec::new(),
                     naive_period,
                 });
             }
@@ -785,7 +783,7 @@ impl Plan {
     fn naive_candidate(&self) -> Candidate {
         Candidate {
             model: Model::SeasonalNaive,
-            periods: vec![self.naive_period],
+            periods: Vec::new(),
             naive_period: self.naive_period,
         }
     }
@@ -808,13 +806,10 @@ impl Plan {
             return skipped;
         };
         let train = &self.adjusted[..cut];
-        if train.len() < config.min_history {
-            return skipped;
-        }
         // Nor one too short for the candidate's seasons (the newest folds
         // of a history that has just grown a season): it is judged on the
         // rest.
-        if train.len() < candidate.min_history() {
+        if train.len() < config.min_history.max(candidate.min_history()) {
             return skipped;
         }
         let test = &self.adjusted[cut..cut + h];
