@@ -29,7 +29,7 @@ COMMENT ON TABLE partition_predict.config IS
     'Managed tables and their settings. Change it through manage()/unmanage().';
 SELECT pg_catalog.pg_extension_config_dump('partition_predict.config', '');
 
--- Only the extension's own code writes its state (src/catalog/state.rs runs
+-- Only the extension's own code writes its state (src/state/mod.rs runs
 -- each write as the extension's owner): no role is granted INSERT, UPDATE or
 -- DELETE here or on any table below. Every role may read, but only the rows
 -- of tables it owns.
@@ -302,12 +302,12 @@ CREATE TABLE partition_predict.shadows (
 );
 
 -- The states of a move of rows out of DEFAULT (src/act/migrate.rs walks
--- them; src/catalog/migrations.rs mirrors them as a Rust enum).
+-- them; src/state/migrations.rs mirrors them as a Rust enum).
 CREATE TYPE partition_predict.migration_state AS ENUM
     ('starting', 'moving', 'attaching', 'yielding', 'yielded', 'done');
 
 -- Whether `shadow` is a table pg_partition_predict made for `parent` and
--- can stand for its rows: the automatic dependency src/catalog/create.rs
+-- can stand for its rows: the automatic dependency src/act/create.rs
 -- records when it creates one (pg_depend is written by no role, only by
 -- PostgreSQL and the extension's C code); still a plain table (an owner can
 -- turn an empty table into a view); the parent's owner; and exactly the

@@ -90,6 +90,11 @@ pub enum PredictError {
     PartmanUnsupported { table: String, reason: String },
     #[error("permission denied to switch pg_partman's maintenance of {0} off")]
     PartmanNotWritable(String),
+    #[error("column {column} of partition_predict.{table} is NULL in a row the extension reads, but the column is NOT NULL: the extension's state is damaged")]
+    CorruptState {
+        table: &'static str,
+        column: &'static str,
+    },
     #[error("refusing to act on state that pg_partition_predict did not write: {0}")]
     UntrustedState(String),
     #[error(
@@ -211,6 +216,7 @@ impl PredictError {
             PredictError::InTransactionBlock(_) => ERRCODE_ACTIVE_SQL_TRANSACTION,
             PredictError::SnapshotIsolation(_) => ERRCODE_INVALID_TRANSACTION_STATE,
             PredictError::ExtensionInUse(_) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            PredictError::CorruptState { .. } => ERRCODE_DATA_CORRUPTED,
             PredictError::UntrustedState(_) | PredictError::ShadowChanged(_) => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
@@ -270,6 +276,9 @@ impl PredictError {
             ),
             PredictError::PartmanNotWritable(_) => Some(
                 "adopt_partman() sets automatic_maintenance = 'off' in pg_partman's part_config with the caller's rights: run it as a role that may update part_config.",
+            ),
+            PredictError::CorruptState { .. } => Some(
+                "Only the extension writes its tables; restore them from a backup, or call partition_predict.unmanage(table) and manage(table) again.",
             ),
             PredictError::SqlVersionMismatch { .. } => Some(
                 "Run ALTER EXTENSION pg_partition_predict UPDATE in this database (the background worker waits for it).",

@@ -4,10 +4,11 @@
 //!
 //! - `api`: the SQL functions; `worker`: the background workers.
 //! - `cycle`: one cycle per table (collect → predict → plan);
-//!   `act`: activation, migration out of DEFAULT, ingest.
+//!   `act`: activation, migration out of DEFAULT, ingest, retention, and
+//!   the tables the extension creates.
 //! - `hooks`: the planner and ProcessUtility hooks.
-//! - `catalog`: the extension's state tables and what it reads of
-//!   PostgreSQL's catalog; the tables it creates.
+//! - `state`: every statement on the extension's own tables.
+//! - `catalog`: what the extension reads of PostgreSQL's catalog.
 //! - `shmem`: routing overrides and worker requests in shared memory.
 //! - `pg`: safe wrappers over PostgreSQL internals.
 //! - `gucs`, `error`: settings and errors, used everywhere.
@@ -30,6 +31,7 @@ mod hooks;
 mod pg;
 #[allow(unsafe_code)]
 mod shmem;
+mod state;
 mod worker;
 
 // PostgreSQL 18 shows the name and version in pg_get_loaded_modules().

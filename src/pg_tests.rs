@@ -898,4 +898,94 @@ mod tests {
             assert_eq!(state, expected, "{sql}: {message}");
         }
     }
+
+    /// Planning and activation read the settings, the history and the
+    /// newest forecast once each, however many decisions they make from
+    /// them (issue: "the cycle reads it once").
+    #[pg_test]
+    fn planning_and_activation_read_the_history_once() {
+        for (table, key, partition, rows) in [
+            (
+                "once_int",
+                "id bigint NOT NULL",
+                "FOR VALUES FROM (0) TO (1000)",
+                "SELECT g FROM generate_series(0, 899) g",
+            ),
+            (
+                "once_ts",
+                "at timestamptz NOT NULL",
+                // Ending where the rows end: the forecast's next days need shadows.
+                "FOR VALUES FROM ('2026-01-01') TO ('2026-01-04')",
+                "SELECT timestamptz '2026-01-01' + g * interval '1 minute' FROM generate_series(0, 4319) g",
+            ),
+        ] {
+            run(&format!("CREATE TABLE {table} ({key}) PARTITION BY RANGE ({})", key.split(' ').next().unwrap()));
+            run(&format!("CREATE TABLE {table}_1 PARTITION OF {table} {partition}"));
+            // Rows before manage(): its baseline collection reads them.
+            run(&format!("INSERT INTO {table} {rows}"));
+            run(&format!("SELECT partition_predict.manage('{table}', target_rows => 100)"));
+            run(&format!("SELECT * FROM partition_predict.run_cycle('{table}')"));
+            let reads = crate::cycle::plan_and_activate_reads();
+            assert_eq!(
+                (reads.settings, reads.history, reads.forecasts),
+                (1, 1, 1),
+                "{table}: {reads:?}"
+            );
+            // Planning reads the shadows it decides about; activation reads
+            // them again, since planning has just changed them.
+            assert!(reads.shadows <= 2, "{table}: {reads:?}");
+        }
+        // Both were planned from that one read: shadows exist past the
+        // partition made by hand (for the time key, from its first forecast).
+        for table in ["once_int", "once_ts"] {
+            assert!(
+                one::<i64>(&format!(
+                    "SELECT count(*) FROM partition_predict.partitions
+                      WHERE parent = '{table}'::regclass AND state IN ('shadow', 'active')
+                        AND partition <> '{table}_1'::regclass"
+                ))
+                .unwrap_or(0)
+                    > 0,
+                "{table} has no shadow"
+            );
+        }
+    }
+
+    /// A NULL where the state's schema says NOT NULL is damage to report,
+    /// never a default to plan with.
+    #[pg_test]
+    fn a_null_in_a_not_null_state_column_is_an_error_not_a_default() {
+        run("CREATE TABLE damaged (id bigint NOT NULL) PARTITION BY RANGE (id)");
+        run("CREATE TABLE damaged_1 PARTITION OF damaged FOR VALUES FROM (0) TO (1000)");
+        run("INSERT INTO damaged SELECT g FROM generate_series(0, 899) g");
+        run("SELECT partition_predict.manage('damaged', target_rows => 100)");
+        run("SELECT * FROM partition_predict.run_cycle('damaged')");
+        for (table, column, good) in [
+            ("config", "target_rows", "100"),
+            ("table_state", "reach_margin", "1.5"),
+        ] {
+            run(&format!(
+                "ALTER TABLE partition_predict.{table} ALTER COLUMN {column} DROP NOT NULL"
+            ));
+            run(&format!(
+                "UPDATE partition_predict.{table} SET {column} = NULL"
+            ));
+            assert_refused(
+                "SELECT * FROM partition_predict.prepartition('damaged')",
+                "XX001",
+                &format!("column {column} of partition_predict.{table} is NULL"),
+            );
+            run(&format!(
+                "UPDATE partition_predict.{table} SET {column} = {good}"
+            ));
+            run(&format!(
+                "ALTER TABLE partition_predict.{table} ALTER COLUMN {column} SET NOT NULL"
+            ));
+        }
+        // Repaired, the same call plans again.
+        assert_eq!(
+            one::<String>("SELECT error FROM partition_predict.prepartition('damaged')"),
+            None
+        );
+    }
 }

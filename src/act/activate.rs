@@ -13,18 +13,21 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use serde_json::json;
 
-use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
-use crate::catalog::create::BOUND_CONSTRAINT;
-use crate::catalog::{self, history, shadows, state, PartitionedTable};
+use super::create::BOUND_CONSTRAINT;
+use crate::catalog::{self, PartitionedTable};
 use crate::error::or_report;
 use crate::error::{PredictError, Result};
-use crate::hooks;
 use crate::pg::backend;
 use crate::pg::lock_retry::{run_with_lock_retry, run_with_lock_retry_watching};
 use crate::pg::locks::lock_table_steps;
 use crate::pg::relation;
 use crate::pg::session::{as_role, with_pinned_settings};
+use crate::pg::stand_aside;
 use crate::pg::subxact::try_in_subtransaction;
+use crate::state::alerts::{self, AlertKind, Condition, Severity};
+use crate::state::history::History;
+use crate::state::shadows::{self, Shadow};
+use crate::state::{counters, managed, migrations};
 
 /// Attaches the shadows that the data has reached: those starting at or
 /// below `up_to` (for `activate(parent, up_to)`), or, by default, those the
@@ -34,15 +37,26 @@ use crate::pg::subxact::try_in_subtransaction;
 /// and the range waits for migration, while the shadows after it are
 /// attached as usual.
 pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
-    let frontier = history::frontier(table)?;
+    activate_known(table, up_to, &History::read(table)?)
+}
+
+/// As [`activate`], from what the cycle already read of the table's history.
+pub fn activate_known(
+    table: &PartitionedTable,
+    up_to: Option<i64>,
+    known: &History,
+) -> Result<i64> {
+    let frontier = known.frontier();
     // How far the next arrivals may reach past the frontier (a week for a
     // table fed weekly): everything they can land in is attached now.
-    let reach = history::reach_keys(table)?;
+    let reach = known.reach_keys();
+    let waiting = shadows::waiting(table.oid)?;
     let mut activated = 0;
     let mut found_clean = Vec::new();
     let scans_before = default_scans(table)?;
     activate_due(
         table,
+        &waiting,
         up_to,
         frontier,
         reach,
@@ -54,9 +68,10 @@ pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
     // none of its rows, or once no shadow waits for it any more (the
     // migration attached it, or it was reshaped or dropped). A range not
     // looked at this time (not due, or behind another) stays as it was.
+    // Shadows attached just now were looked at: they are in `found_clean`.
     let open = alerts::open_subjects(table.oid, AlertKind::RowsInDefault)?;
     if !open.is_empty() {
-        let waiting: Vec<String> = shadows::waiting(table.oid)?
+        let waiting: Vec<String> = waiting
             .iter()
             .map(|s| range_subject(table, s.from, s.to))
             .collect();
@@ -98,17 +113,7 @@ fn count_own_scans(table: &PartitionedTable, before: (i64, i64)) -> Result<()> {
     if seq <= 0 && idx <= 0 {
         return Ok(());
     }
-    state::write(
-        "UPDATE partition_predict.partition_counters
-            SET own_seq_scans = own_seq_scans + $3, own_idx_scans = own_idx_scans + $4
-          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2",
-        &[
-            table.oid.into(),
-            default.into(),
-            seq.max(0).into(),
-            idx.max(0).into(),
-        ],
-    )
+    counters::add_own_scans(table.oid, default, seq.max(0), idx.max(0))
 }
 
 fn range_subject(table: &PartitionedTable, from: i64, to: i64) -> String {
@@ -121,13 +126,14 @@ fn range_subject(table: &PartitionedTable, from: i64, to: i64) -> String {
 
 fn activate_due(
     table: &PartitionedTable,
+    waiting: &[Shadow],
     up_to: Option<i64>,
     frontier: Option<i64>,
     reach: i64,
     activated: &mut i64,
     found_clean: &mut Vec<String>,
 ) -> Result<()> {
-    for shadow in shadows::waiting(table.oid)? {
+    for shadow in waiting {
         let due = match up_to {
             Some(limit) => shadow.from <= limit,
             None => frontier.is_some_and(|f| {
@@ -143,6 +149,8 @@ fn activate_due(
                 // Attached by hand: from now on a partition like any other.
                 relation::keep_one_dependency(shadow.oid, table.oid);
                 shadows::mark_activated(table.oid, shadow.from)?;
+                // No longer waiting: its rows-in-DEFAULT condition, if any, ends.
+                found_clean.push(range_subject(table, shadow.from, shadow.to));
             }
             continue;
         };
@@ -215,7 +223,7 @@ pub fn attach(
     let watched: Vec<pg_sys::Oid> = std::iter::once(shadow)
         .chain(table.default_partition)
         .collect();
-    hooks::as_attacher(|| {
+    stand_aside::as_attacher(|| {
         run_with_lock_retry_watching(
             &table.name,
             "attaching a shadow partition",
@@ -231,7 +239,7 @@ pub fn attach(
     relation::keep_one_dependency(shadow, table.oid);
     // The partition constraint now does the CHECK's job; dropping it needs a
     // short ACCESS EXCLUSIVE on the new partition, so it waits its turn too.
-    let dropped = hooks::as_attacher(|| {
+    let dropped = stand_aside::as_attacher(|| {
         run_with_lock_retry(
             &table.name,
             "dropping the attached shadow's bound constraint",
@@ -254,8 +262,12 @@ pub fn force_replan(parent: pg_sys::Oid) -> Result<()> {
             None,
             &[parent.into()],
         )?;
-        rows.map(|r| Ok(r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid)))
-            .collect::<Result<Vec<_>>>()
+        rows.map(|r| {
+            r.get::<pg_sys::Oid>(1)?.ok_or_else(|| {
+                PredictError::Internal("NULL catalog column pg_inherits.inhrelid".into())
+            })
+        })
+        .collect::<Result<Vec<_>>>()
     })?;
     for oid in std::iter::once(parent).chain(partitions) {
         relation::invalidate_plans(oid);
@@ -268,9 +280,7 @@ pub fn force_replan(parent: pg_sys::Oid) -> Result<()> {
 /// another session is running the table's steps or it is not managed.
 pub fn activate_for_bulk_load(parent: pg_sys::Oid) -> Result<i64> {
     with_pinned_settings(|| {
-        if !lock_table_steps(parent, false)?
-            || catalog::table::managed_tables(Some(parent))?.is_empty()
-        {
+        if !lock_table_steps(parent, false)? || managed::managed_tables(Some(parent))?.is_empty() {
             return Ok(0);
         }
         let table = catalog::load_partitioned_table(parent, false)?;
@@ -299,9 +309,7 @@ pub fn reshape_attached_ahead(
     frontier: i64,
     overflowing: impl Fn(i64, i64) -> bool,
 ) -> Result<Vec<(i64, i64)>> {
-    if backend::transaction_uses_one_snapshot()
-        || crate::catalog::migrations::active(table.oid)?.is_some()
-    {
+    if backend::transaction_uses_one_snapshot() || migrations::active(table.oid)?.is_some() {
         return Ok(Vec::new());
     }
     let mut reshaped = Vec::new();
@@ -330,7 +338,7 @@ pub fn reshape_attached_ahead(
         let parent = table.name.quoted();
         let attempt = try_in_subtransaction(|| {
             or_report((|| -> Result<()> {
-                hooks::as_attacher(|| {
+                stand_aside::as_attacher(|| {
                     run_with_lock_retry(
                         &table.name,
                         "detaching an empty partition to reshape it",

@@ -23,18 +23,19 @@ use serde_json::json;
 
 use super::activate;
 use super::key_groups::{destinations, key_groups};
-use crate::catalog::alerts::{self, AlertKind, Severity};
-use crate::catalog::shadows::{self, Origin};
-use crate::catalog::state;
-use crate::catalog::{self, migrations, PartitionedTable};
+use crate::catalog::{self, PartitionedTable};
 use crate::error::{PredictError, Result};
 use crate::gucs;
-use crate::hooks::while_ingesting;
 use crate::pg::backend;
 use crate::pg::locks::lock_table_steps;
 use crate::pg::session::as_role;
+use crate::pg::stand_aside::while_ingesting;
 use crate::pg::subxact::try_in_subtransaction;
 use crate::shmem::requests;
+use crate::state::alerts::{self, AlertKind, Severity};
+use crate::state::ingests::{self, Ingest};
+use crate::state::shadows::{self, Origin};
+use crate::state::{managed, migrations};
 
 /// What stage 1 found and made.
 pub struct Prepared {
@@ -169,7 +170,7 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
         ));
     }
     lock_table_steps(parent, true)?;
-    let table = catalog::load_managed_table(parent)?;
+    let table = managed::load_managed_table(parent)?;
     if migrations::in_progress(parent)? {
         return Err(PredictError::MigrationInProgress(table.name.to_string()));
     }
@@ -217,7 +218,7 @@ pub fn prepare(parent: pg_sys::Oid, source: pg_sys::Oid) -> Result<Prepared> {
 /// it was attached meanwhile, by the worker for instance).
 pub fn activate(parent: pg_sys::Oid, target: &str) -> Result<bool> {
     lock_table_steps(parent, true)?;
-    let table = catalog::load_managed_table(parent)?;
+    let table = managed::load_managed_table(parent)?;
     as_role(table.owner_oid, || {
         let standalone = shadows::standalone(table.oid)?;
         let Some((from, to, oid, name)) = standalone.into_iter().find(|s| s.3 == target) else {
@@ -245,7 +246,7 @@ pub fn load(
     activated: i32,
     started_at: &str,
 ) -> Result<Loaded> {
-    let table = catalog::load_managed_table(parent)?;
+    let table = managed::load_managed_table(parent)?;
     // Again: the source may have been altered since stage 1 committed.
     let columns = as_role(table.owner_oid, || check_source(&table, source))?;
     let source_name = catalog::table::relation_name(source)?;
@@ -302,21 +303,17 @@ pub fn load(
         .filter(|p| forecast.iter().any(|f| f.0 == p.0))
         .map(|p| p.2)
         .sum();
-    state::write(
-        "INSERT INTO partition_predict.ingests (parent, source, rows_loaded, partitions_created, partitions_activated,
-                                                rows_per_partition, forecast_rows, rows_in_forecast, started_at)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9::pg_catalog.timestamptz)",
-        &[
-            table.oid.into(),
-            source_name.clone().into(),
-            rows.into(),
-            created.into(),
-            activated.into(),
-            pgrx::JsonB(per_partition_json.clone()).into(),
-            forecast_rows.into(),
-            forecast_rows.map(|_| rows_in_forecast).into(),
-            started_at.into(),
-        ],
+    ingests::record(
+        table.oid,
+        Ingest {
+            source: &source_name,
+            rows_loaded: rows,
+            partitions_created: created,
+            partitions_activated: activated,
+            rows_per_partition: per_partition_json.clone(),
+            forecast: forecast_rows.map(|expected| (expected, rows_in_forecast)),
+            started_at,
+        },
     )?;
     if let Some(expected) = forecast_rows {
         let threshold = gucs::forecast_alert_threshold();

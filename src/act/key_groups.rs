@@ -7,9 +7,11 @@ use partition_core::KeyType;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-use crate::catalog::shadows::{self, Origin};
-use crate::catalog::{create, settings, PartitionedTable};
+use super::create;
+use crate::catalog::PartitionedTable;
 use crate::error::Result;
+use crate::state::settings;
+use crate::state::shadows::{self, Origin};
 
 /// A range planned for rows, and the standalone table they go into.
 pub struct Destination {
@@ -61,6 +63,7 @@ pub fn destinations(
             None => {
                 let made = create::shadow(
                     table,
+                    &settings.zone,
                     &PlannedRange {
                         from: range.from,
                         to: range.to,

@@ -2,7 +2,7 @@
 //!
 //! One range at a time, as a sequence of steps, each its own transaction
 //! (`migrate_default()` commits between them, the worker runs each in a
-//! transaction of its own). The state lives in `partition_predict.migrations`,
+//! transaction of its own). The state lives in `state::migrations`,
 //! so whoever runs the next step (the same call, the worker, a call after a
 //! crash) carries on where the last one stopped:
 //!
@@ -35,20 +35,21 @@ use serde_json::json;
 use super::activate;
 use super::key_groups::{destinations, key_groups, Destination};
 use super::quarantine;
-use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
-use crate::catalog::migrations::{self, Migration, MigrationState};
-use crate::catalog::shadows::Origin;
-use crate::catalog::{self, history, PartitionedTable};
+use crate::catalog::{self, PartitionedTable};
 use crate::error::{or_report, PredictError, Result};
 use crate::gucs;
-use crate::hooks;
 use crate::pg::backend;
 use crate::pg::lock_retry::run_with_lock_retry_watching;
 use crate::pg::locks::{self, lock_table_steps, Conflicting};
 use crate::pg::relation;
 use crate::pg::session::{as_role, with_pinned_settings, with_superuser_settings};
+use crate::pg::stand_aside;
 use crate::pg::subxact::try_in_subtransaction;
 use crate::shmem::routing::{self, Override};
+use crate::state::alerts::{self, AlertKind, Condition, Severity};
+use crate::state::history;
+use crate::state::migrations::{self, Migration, MigrationState};
+use crate::state::shadows::Origin;
 
 /// How long `starting` waits for transactions older than the override.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,7 +124,7 @@ pub fn step(parent: pg_sys::Oid, batch_rows: i64, caller: Caller) -> Result<Next
             }
             let table = catalog::load_partitioned_table(parent, caller == Caller::User)?;
             as_role(table.owner_oid, || {
-                hooks::as_migrator(|| step_as_owner(&table, batch_rows, caller, superuser))
+                stand_aside::as_migrator(|| step_as_owner(&table, batch_rows, caller, superuser))
             })
         })
     })

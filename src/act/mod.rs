@@ -2,8 +2,11 @@
 //! shadows (`activate`), move rows out of DEFAULT (`migrate`) and load a
 //! batch with its partitions ready first (`ingest`); outlier keys are held
 //! back in DEFAULT (`quarantine`). Old partitions expire (`retention`).
+//! The tables the extension makes (DEFAULT partitions, shadows) are
+//! `create`'s.
 
 pub mod activate;
+pub mod create;
 pub mod ingest;
 mod key_groups;
 pub mod migrate;

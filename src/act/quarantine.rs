@@ -11,9 +11,10 @@ use partition_core::planner::Stranded;
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
-use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
-use crate::catalog::{history, state, PartitionedTable};
+use crate::catalog::PartitionedTable;
 use crate::error::Result;
+use crate::state::alerts::{self, AlertKind, Condition, Severity};
+use crate::state::{counters, history};
 
 fn condition() -> Condition<'static> {
     Condition::new(AlertKind::OutlierKeys, "")
@@ -22,17 +23,6 @@ fn condition() -> Condition<'static> {
 /// The keys DEFAULT's rows may be moved for now.
 pub fn bounds(table: &PartitionedTable) -> Result<Plausible> {
     history::plausible_keys(table, &history::arrivals(table)?)
-}
-
-/// What the statistics say about DEFAULT's writes, to tell whether it
-/// changed since the outliers were judged.
-fn default_signature(table: &PartitionedTable, default: pg_sys::Oid) -> Result<Option<String>> {
-    Ok(Spi::get_one_with_args::<String>(
-        "SELECT (SELECT n_tup_ins || '/' || n_tup_upd || '/' || n_tup_del || '/' || COALESCE(filenode::text, '')
-                   FROM partition_predict.partition_counters
-                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2)",
-        &[table.oid.into(), default.into()],
-    )?)
 }
 
 /// Whether DEFAULT holds only the outliers judged before: nothing was
@@ -49,7 +39,7 @@ pub fn only_known_outliers(
     else {
         return Ok(false);
     };
-    let Some(signature) = default_signature(table, default)? else {
+    let Some(signature) = counters::write_signature(table.oid, default)? else {
         return Ok(false);
     };
     // Rows it left to move (a migration that could not run) are looked for again.
@@ -132,7 +122,7 @@ pub fn judge(
             "above_high_raw": above_span.map(|s| s.1.to_string()),
             "plausible_from": bounds.lower.map(key),
             "plausible_to": bounds.upper.map(key),
-            "default_signature": default_signature(table, default)?,
+            "default_signature": counters::write_signature(table.oid, default)?,
             "plausible_groups": plausible.len(),
         }),
     )?;
@@ -162,13 +152,7 @@ pub fn release(table: &PartitionedTable) -> Result<i64> {
     .into_iter()
     .flatten()
     .max();
-    state::write(
-        "INSERT INTO partition_predict.table_state AS s (parent, released_low, released_high)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3)
-         ON CONFLICT (parent) DO UPDATE SET released_low = EXCLUDED.released_low,
-                                            released_high = EXCLUDED.released_high",
-        &[table.oid.into(), low.into(), high.into()],
-    )?;
+    history::release_keys(table.oid, low, high)?;
     let rows = details["rows"].as_i64().unwrap_or(0);
     alerts::resolve(
         table.oid,

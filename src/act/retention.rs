@@ -30,9 +30,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use serde_json::json;
 
-use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
-use crate::catalog::settings::{self, DataRetention, Expired};
-use crate::catalog::{self, history, migrations, state, PartitionedTable, QualifiedName};
+use crate::catalog::{PartitionedTable, QualifiedName};
 use crate::error::{or_report, PredictError, Result};
 use crate::pg::backend;
 use crate::pg::lock_retry::run_with_lock_retry;
@@ -41,6 +39,9 @@ use crate::pg::relation::{self, qualified_name, TableState};
 use crate::pg::session::{as_role, with_pinned_settings, with_settings};
 use crate::pg::subxact::try_in_subtransaction;
 use crate::shmem::requests;
+use crate::state::alerts::{self, AlertKind, Condition, Severity};
+use crate::state::settings::{self, DataRetention, Expired};
+use crate::state::{archive, history, managed, migrations};
 
 /// Partitions expired per table and worker cycle: a table that switches
 /// retention on with years of old partitions catches up over a few
@@ -208,7 +209,9 @@ fn candidates(table: &PartitionedTable, boundary: i64) -> Result<Vec<Candidate>>
             )?
             .map(|row| {
                 Ok((
-                    row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                    row.get::<pg_sys::Oid>(1)?.ok_or_else(|| {
+                        PredictError::Internal("NULL catalog column pg_class.oid".into())
+                    })?,
                     row.get::<String>(2)?.unwrap_or_default(),
                     row.get::<bool>(3)?.unwrap_or(true),
                 ))
@@ -460,16 +463,7 @@ fn expire(
             }
         }
         if let Some(tablespace) = &retention.archive_tablespace {
-            state::write(
-                "INSERT INTO partition_predict.archive_moves (parent, relid, tablespace)
-                 VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3::pg_catalog.name)
-                 ON CONFLICT (parent, relid) DO UPDATE SET tablespace = EXCLUDED.tablespace",
-                &[
-                    table.oid.into(),
-                    candidate.oid.into(),
-                    tablespace.as_str().into(),
-                ],
-            )?;
+            archive::record_move(table.oid, candidate.oid, tablespace)?;
         }
     }
     let now_named = qualified_name(candidate.oid)
@@ -630,33 +624,10 @@ pub fn apply(table: &PartitionedTable) -> Result<Vec<Verdict>> {
 /// are no longer such a table (dropped, attached again, given away) are
 /// forgotten.
 fn pending_moves(table: &PartitionedTable, tried: &[i64]) -> Result<Vec<(pg_sys::Oid, String)>> {
-    let rows: Vec<(pg_sys::Oid, String, bool)> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT m.relid, m.tablespace::text,
-                        EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                                 WHERE c.oid = m.relid AND c.relkind = 'r' AND NOT c.relispartition
-                                   AND c.relowner = $2)
-                   FROM partition_predict.archive_moves m
-                  WHERE m.parent = $1::pg_catalog.oid::pg_catalog.regclass
-                    AND m.relid::bigint <> ALL ($3::bigint[])
-                  ORDER BY m.detached_at LIMIT 1",
-                None,
-                &[
-                    table.oid.into(),
-                    table.owner_oid.into(),
-                    tried.to_vec().into(),
-                ],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                    row.get::<bool>(3)?.unwrap_or(false),
-                ))
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
+    let rows: Vec<(pg_sys::Oid, String, bool)> =
+        archive::oldest_waiting(table.oid, table.owner_oid, tried)?
+            .into_iter()
+            .collect();
     let mut pending = Vec::new();
     for (oid, tablespace, valid) in rows {
         if valid {
@@ -669,11 +640,7 @@ fn pending_moves(table: &PartitionedTable, tried: &[i64]) -> Result<Vec<(pg_sys:
 }
 
 fn forget_move(parent: pg_sys::Oid, oid: pg_sys::Oid) -> Result<()> {
-    state::write(
-        "DELETE FROM partition_predict.archive_moves
-          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND relid = $2",
-        &[parent.into(), oid.into()],
-    )?;
+    archive::forget_move(parent, oid)?;
     alerts::resolve(
         parent,
         Condition::new(AlertKind::Retention, &move_subject(oid)),
@@ -718,7 +685,11 @@ fn move_to_tablespace(oid: pg_sys::Oid, tablespace: &str) -> Result<()> {
                 None,
                 &[oid.into()],
             )?
-            .map(|row| Ok(row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid)))
+            .map(|row| {
+                row.get::<pg_sys::Oid>(1)?.ok_or_else(|| {
+                    PredictError::Internal("NULL catalog column pg_index.indexrelid".into())
+                })
+            })
             .collect::<Result<Vec<_>>>()
     })?;
     for index in indexes {
@@ -736,18 +707,9 @@ fn move_to_tablespace(oid: pg_sys::Oid, tablespace: &str) -> Result<()> {
 /// keeps only some data, or an archived table waits for its move. One
 /// primary-key lookup; most tables keep everything.
 pub fn wanted(parent: pg_sys::Oid) -> bool {
-    let found = try_in_subtransaction(|| {
-        with_pinned_settings(|| {
-            Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM partition_predict.config
-                                 WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND keep IS NOT NULL)
-                        OR EXISTS (SELECT 1 FROM partition_predict.archive_moves
-                                    WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
-                &[parent.into()],
-            )
-        })
-    });
-    matches!(found, Ok(Ok(Some(true))))
+    let found =
+        try_in_subtransaction(|| with_pinned_settings(|| archive::retention_wanted(parent)));
+    matches!(found, Ok(Ok(true)))
 }
 
 /// What the worker does next with a table's retention.
@@ -773,7 +735,7 @@ pub fn step_isolated(parent: pg_sys::Oid, passed: &mut Vec<u32>) -> Next {
             if !lock_table_steps(parent, false)? {
                 return Ok(Some((false, seen)));
             }
-            let table = catalog::load_managed_table(parent)?;
+            let table = managed::load_managed_table(parent)?;
             as_role(table.owner_oid, || {
                 let expired = expire_next(&table, &mut seen)?.is_some();
                 Ok(Some((expired, seen)))
@@ -807,16 +769,11 @@ pub fn move_next_isolated(parent: pg_sys::Oid, tried: &[pg_sys::Oid]) -> Option<
     let attempt = try_in_subtransaction(move || {
         or_report(with_pinned_settings(|| {
             // Nearly always nothing waits: one probe of the primary key, and done.
-            let waiting = Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM partition_predict.archive_moves
-                                 WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
-                &[parent.into()],
-            )?
-            .unwrap_or(false);
+            let waiting = archive::any_waiting(parent)?;
             if !waiting || !lock_table_steps(parent, false)? {
                 return Ok(None);
             }
-            let table = catalog::load_managed_table(parent)?;
+            let table = managed::load_managed_table(parent)?;
             as_role(table.owner_oid, || {
                 let Some((oid, tablespace)) = pending_moves(&table, &tried)?.into_iter().next()
                 else {

@@ -2,10 +2,8 @@
 
 use pgrx::prelude::*;
 
-use crate::act::retention;
-use crate::catalog::{
-    self, create, migrations, partman, settings, shadows, table, PartitionedTable,
-};
+use crate::act::{create, retention};
+use crate::catalog::{self, partman, table, PartitionedTable};
 use crate::cycle::collect;
 use crate::error::{PredictError, Result};
 use crate::pg::backend;
@@ -13,13 +11,15 @@ use crate::pg::locks::lock_table_steps;
 use crate::pg::relation;
 use crate::pg::session::as_role;
 use crate::shmem::{requests, routing};
+use crate::state::managed::{self, is_managed, load_managed_table};
+use crate::state::{migrations, settings, shadows};
 
 pub fn manage(
     parent: pg_sys::Oid,
     arguments: settings::Arguments,
 ) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     let table = catalog::load_partitioned_table(parent, true)?;
-    if table::is_managed(parent)? {
+    if is_managed(parent)? {
         return Err(PredictError::AlreadyManaged(table.name.to_string()));
     }
     refuse_partition(&table)?;
@@ -63,7 +63,7 @@ fn owned_managed_table(parent: pg_sys::Oid) -> Result<String> {
     if !owner_rights {
         return Err(PredictError::NotOwner(name));
     }
-    if !table::is_managed(parent)? {
+    if !is_managed(parent)? {
         return Err(PredictError::NotManaged(name));
     }
     Ok(name)
@@ -79,12 +79,12 @@ pub fn unmanage(parent: pg_sys::Oid) -> Result<()> {
     if backend::library_preloaded() {
         routing::withdraw(parent)?;
     }
-    table::forget(parent)
+    managed::forget(parent)
 }
 
 pub fn set_time_zone(parent: pg_sys::Oid, time_zone: &str) -> Result<()> {
     let name = owned_managed_table(parent)?;
-    let table = catalog::load_managed_table(parent)?;
+    let table = load_managed_table(parent)?;
     let time_zone = settings::validate_time_zone(table.key_type, time_zone)?;
     // Whether a shadow holds rows must be read as of now, not as of a
     // snapshot older than a migration step another session committed.
@@ -115,7 +115,7 @@ pub fn set_time_zone(parent: pg_sys::Oid, time_zone: &str) -> Result<()> {
 
 pub fn set_retention(parent: pg_sys::Oid, arguments: settings::RetentionArguments) -> Result<()> {
     owned_managed_table(parent)?;
-    let table = catalog::load_managed_table(parent)?;
+    let table = load_managed_table(parent)?;
     let retention = settings::validate_retention(table.key_type, table.owner_oid, &arguments)?;
     settings::store_retention(parent, retention.as_ref())
 }
@@ -125,13 +125,13 @@ pub fn set_retention(parent: pg_sys::Oid, arguments: settings::RetentionArgument
 /// the owner's code (an index predicate), as the worker's would.
 pub fn retention_preview(parent: pg_sys::Oid) -> Result<Vec<retention::Verdict>> {
     owned_managed_table(parent)?;
-    let table = catalog::load_managed_table(parent)?;
+    let table = load_managed_table(parent)?;
     as_role(table.owner_oid, || retention::preview(&table))
 }
 
 pub fn apply_retention(parent: pg_sys::Oid) -> Result<Vec<retention::Verdict>> {
     owned_managed_table(parent)?;
-    let table = catalog::load_managed_table(parent)?;
+    let table = load_managed_table(parent)?;
     if migrations::in_progress(parent)? {
         return Err(PredictError::MigrationInProgress(table.name.to_string()));
     }
@@ -150,7 +150,7 @@ pub fn adopt_partman(
 ) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
     let table = catalog::load_partitioned_table(parent, true)?;
     let name = table.name.to_string();
-    if table::is_managed(parent)? {
+    if is_managed(parent)? {
         return Err(PredictError::AlreadyManaged(name));
     }
     refuse_partition(&table)?;
@@ -220,13 +220,11 @@ pub fn adopt_partman(
 fn partman_lookahead(table: &PartitionedTable, config: &partman::PartmanConfig) -> Result<String> {
     let premake = config.premake.max(1);
     if table.key_type.is_temporal() {
-        let ahead = Spi::get_one_with_args::<String>(
-            "SELECT ($1::pg_catalog.interval * $2)::text",
-            &[config.interval.as_str().into(), premake.into()],
-        )?;
-        return ahead.ok_or_else(|| PredictError::PartmanUnsupported {
-            table: table.name.to_string(),
-            reason: format!("its interval \"{}\" is not an interval", config.interval),
+        return partman::interval_times(&config.interval, premake)?.ok_or_else(|| {
+            PredictError::PartmanUnsupported {
+                table: table.name.to_string(),
+                reason: format!("its interval \"{}\" is not an interval", config.interval),
+            }
         });
     }
     let keys: i64 =
@@ -248,16 +246,7 @@ fn partman_lookahead(table: &PartitionedTable, config: &partman::PartmanConfig) 
 /// hold rows, as the statistics estimate them), so that new partitions
 /// come out about as full; the default when none holds rows yet.
 fn typical_partition_rows(table: &PartitionedTable) -> Result<i64> {
-    let median = Spi::get_one_with_args::<f64>(
-        "SELECT pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY c.reltuples)
-           FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-          WHERE i.inhparent = $1 AND c.oid <> $2 AND c.reltuples > 0",
-        &[
-            table.oid.into(),
-            table.default_partition.unwrap_or(pg_sys::InvalidOid).into(),
-        ],
-    )?;
-    Ok(median
+    Ok(table::median_partition_rows(table)?
         .map(|rows| (rows.round() as i64).max(1_000))
         .unwrap_or(settings::DEFAULT_TARGET_ROWS))
 }
@@ -268,13 +257,7 @@ fn refuse_partition(table: &PartitionedTable) -> Result<()> {
     if !relation::is_partition(table.oid) {
         return Ok(());
     }
-    let parent = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT (SELECT i.inhparent FROM pg_catalog.pg_inherits i
-                   JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-                  WHERE i.inhrelid = $1 AND c.relispartition)",
-        &[table.oid.into()],
-    )?;
-    match parent {
+    match table::partition_parent(table.oid)? {
         Some(parent) => Err(PredictError::IsPartition {
             table: table.name.to_string(),
             parent: table::relation_name(parent)?,

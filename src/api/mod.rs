@@ -10,7 +10,7 @@ use pgrx::prelude::*;
 
 use self::cycle_summary::run;
 use crate::act::{activate, ingest, migrate, quarantine, retention};
-use crate::catalog::{self, settings};
+use crate::catalog;
 use crate::cycle::{self, Steps};
 use crate::error::{or_report, PredictError};
 use crate::pg::backend;
@@ -18,6 +18,8 @@ use crate::pg::regclass::Regclass;
 use crate::pg::relation::{self, Privilege};
 use crate::pg::session::{as_role, with_pinned_settings};
 use crate::shmem::{requests, routing};
+use crate::state::managed::load_managed_table;
+use crate::state::settings;
 
 /// Runs an SQL function's body with the catalog settings pinned, once the
 /// extension's SQL objects are known to be of this library's version.
@@ -37,7 +39,7 @@ mod partition_predict {
 
     /// Registers a range-partitioned table: validates it, adds a DEFAULT
     /// partition if it has none, stores its settings and returns them as a row of
-    /// `partition_predict.config`.
+    /// the configuration.
     // One argument per setting: the SQL signature, with named defaults.
     // Named manage_table in Rust: its C symbol must not be 0.1's
     // manage_wrapper, which 0.1's SQL objects call with seven arguments.
@@ -241,7 +243,7 @@ mod partition_predict {
     fn release_outliers(parent: Option<Regclass>) -> i64 {
         or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
-            let table = catalog::load_managed_table(parent.0)?;
+            let table = load_managed_table(parent.0)?;
             let released = quarantine::release(&table)?;
             if released > 0 {
                 // The worker moves them right after this commits.
@@ -345,9 +347,9 @@ mod partition_predict {
     fn activate(parent: Option<Regclass>, up_to: default!(Option<String>, "NULL")) -> i64 {
         or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
-            let table = catalog::load_managed_table(parent.0)?;
+            let table = load_managed_table(parent.0)?;
             let limit = up_to
-                .map(|text| cycle_summary::key_of_text(&table, &text))
+                .map(|text| catalog::table::key_of_text(&table, &text, "up_to"))
                 .transpose()?;
             as_role(table.owner_oid, || activate::activate(&table, limit))
         }))
@@ -392,7 +394,7 @@ mod partition_predict {
     ) -> String {
         let (parent, batch_rows) = or_report(checked(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
-            catalog::load_managed_table(parent.0)?;
+            load_managed_table(parent.0)?;
             let batch_rows = batch_rows.ok_or(PredictError::NullArgument("batch_rows"))?;
             Ok((parent.0, batch_rows))
         }));
@@ -517,19 +519,9 @@ fn period(
     since: Option<pgrx::datum::TimestampWithTimeZone>,
     until: Option<pgrx::datum::TimestampWithTimeZone>,
 ) -> crate::error::Result<report::Period> {
-    let epoch =
-        |t: Option<pgrx::datum::TimestampWithTimeZone>| -> crate::error::Result<Option<f64>> {
-            match t {
-                None => Ok(None),
-                Some(t) => Ok(Spi::get_one_with_args::<f64>(
-                    "SELECT pg_catalog.date_part('epoch', $1::timestamptz)",
-                    &[t.into()],
-                )?),
-            }
-        };
     Ok(report::Period {
-        since: epoch(since)?,
-        until: epoch(until)?,
+        since: since.map(backend::unix_seconds),
+        until: until.map(backend::unix_seconds),
     })
 }
 

@@ -3,20 +3,25 @@
 //!
 //! The caller must be able to read the table's rows (SELECT, no row-level
 //! security limiting it), as for the views that show what the rows add up
-//! to; the extension's state is then read past its owner-only policies.
-//! Every query reads through an index over the chosen period, which is
+//! to; the extension's state is then read past its owner-only policies
+//! (`state::report`), through an index over the chosen period, which is
 //! bounded in steps.
 
 use partition_core::calendar::UNIX_TO_PG_EPOCH_SECONDS;
 use partition_core::timeline::Timeline;
 use partition_core::KeyType;
-use pgrx::prelude::*;
+use pgrx::pg_sys;
 use report::{Band, BandState, Chart, ForecastStep, Marker, MarkerKind, Point, Severity, Summary};
 
-use crate::catalog::{self, history, state, PartitionedTable};
+use crate::catalog::{self, PartitionedTable};
 use crate::cycle::runway;
 use crate::error::{PredictError, Result};
 use crate::pg::relation;
+use crate::state::forecasts::forecast_series;
+use crate::state::history;
+use crate::state::managed::is_managed;
+use crate::state::report::{AlertRow, MigrationRow, PartitionRow, SummaryFigures};
+use crate::state::{self, read_checked};
 
 /// Most steps (hours, or days for date keys) one report may span.
 const MAX_STEPS: i64 = 24 * 400;
@@ -39,18 +44,13 @@ pub struct Period {
 pub fn gather(parent: pg_sys::Oid, period: Period) -> Result<(Chart, Summary)> {
     let name =
         relation::qualified_name(parent).ok_or(PredictError::UndefinedTable(parent.to_u32()))?;
-    let readable = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.has_table_privilege($1, 'SELECT') AND NOT pg_catalog.row_security_active($1)",
-        &[parent.into()],
-    )?
-    .unwrap_or(false);
-    if !readable {
+    if !state::report::caller_may_read_rows(parent)? {
         return Err(PredictError::ReportNotReadable(name.to_string()));
     }
-    state::read_checked(|| {
+    read_checked(|| {
         // Reading is enough: the table's owner need not be the caller.
         let table = catalog::load_partitioned_table(parent, false)?;
-        if !catalog::table::is_managed(parent)? {
+        if !is_managed(parent)? {
             return Err(PredictError::NotManaged(table.name.to_string()));
         }
         gather_readable(&table, period)
@@ -59,22 +59,22 @@ pub fn gather(parent: pg_sys::Oid, period: Period) -> Result<(Chart, Summary)> {
 
 fn gather_readable(table: &PartitionedTable, period: Period) -> Result<(Chart, Summary)> {
     let temporal = table.key_type.is_temporal();
-    let series = history::forecast_series(table);
+    let series = forecast_series(table);
     let step_seconds = if table.key_type == KeyType::Date {
         86_400
     } else {
         3_600
     };
     let zone = if table.key_type == KeyType::TimestampTz {
-        table_zone(table)?
+        state::report::time_zone(table.oid)?.unwrap_or_else(|| "UTC".into())
     } else {
         // Dates and timestamps without time zone are wall times: shown as they are.
         "UTC".to_string()
     };
-    let newest = newest_forecast(table, series)?;
+    let newest = state::report::newest_forecast(table.oid, series)?;
     let frontier_time = match history::frontier(table)? {
         Some(raw) if temporal => key_to_unix(table.key_type, raw as f64),
-        _ => newest_frontier_hour(table)?,
+        _ => state::report::newest_frontier_hour(table.oid)?,
     };
     let until = match period.until {
         Some(u) => finite_seconds(u, "until")?,
@@ -83,7 +83,7 @@ fn gather_readable(table: &PartitionedTable, period: Period) -> Result<(Chart, S
             .map(|s| s.end)
             .chain(frontier_time.map(|t| t + step_seconds))
             .max()
-            .unwrap_or_else(now_unix),
+            .unwrap_or_else(state::report::now_unix),
     };
     let until = until.clamp(*UNIX_SECONDS_RANGE.start(), *UNIX_SECONDS_RANGE.end());
     let since = match period.since {
@@ -115,7 +115,7 @@ fn gather_readable(table: &PartitionedTable, period: Period) -> Result<(Chart, S
     };
     let newest_made = newest.first().map(|s| s.start).unwrap_or(i64::MAX);
     let mut forecast: Vec<ForecastStep> =
-        past_forecasts(table, series, since, until, past_horizon)?
+        state::report::past_forecasts(table.oid, series, since, until, past_horizon)?
             .into_iter()
             .filter(|s| s.start < newest_made)
             .collect();
@@ -130,7 +130,9 @@ fn gather_readable(table: &PartitionedTable, period: Period) -> Result<(Chart, S
         None
     } else {
         let rates: Vec<f64> = newest.iter().map(|s| s.point).collect();
-        Some(Timeline::new(frontier_points(table, since, until)?).extended(&rates))
+        Some(
+            Timeline::new(state::report::frontier_hours(table.oid, since, until)?).extended(&rates),
+        )
     };
     let (partitions, listed) = partitions(table, since, until, timeline.as_ref())?;
     let markers = markers(table, since, until, timeline.as_ref(), frontier_time)?;
@@ -171,22 +173,6 @@ fn finite_seconds(value: f64, name: &str) -> Result<i64> {
     Ok((value.floor() as i64).clamp(*UNIX_SECONDS_RANGE.start(), *UNIX_SECONDS_RANGE.end()))
 }
 
-fn now_unix() -> i64 {
-    Spi::get_one::<f64>("SELECT pg_catalog.date_part('epoch', pg_catalog.now())")
-        .ok()
-        .flatten()
-        .map_or(0, |s| s as i64)
-}
-
-fn table_zone(table: &PartitionedTable) -> Result<String> {
-    Ok(Spi::get_one_with_args::<String>(
-        "SELECT (SELECT time_zone FROM partition_predict.config
-                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
-        &[table.oid.into()],
-    )?
-    .unwrap_or_else(|| "UTC".into()))
-}
-
 /// Unix seconds a `timestamptz` can hold (4713 BC to 294276 AD): keys of a
 /// `date` table beyond them cannot be placed on the axis.
 const UNIX_SECONDS_RANGE: std::ops::RangeInclusive<i64> = -210_866_803_200..=9_224_318_015_999;
@@ -207,65 +193,6 @@ fn key_to_unix(key_type: KeyType, raw: f64) -> Option<i64> {
     UNIX_SECONDS_RANGE.contains(&seconds).then_some(seconds)
 }
 
-fn newest_forecast(table: &PartitionedTable, series: &str) -> Result<Vec<ForecastStep>> {
-    forecast_rows(
-        "SELECT pg_catalog.date_part('epoch', f.step_start)::int8, pg_catalog.date_part('epoch', f.step_end)::int8,
-                f.predicted_rows, f.lower_rows, f.upper_rows
-           FROM (SELECT l.made_at FROM partition_predict.forecast_log l
-                  WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2 AND l.horizon = 1
-                  ORDER BY l.made_at DESC LIMIT 1) newest
-           JOIN partition_predict.forecast_log f
-             ON f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2 AND f.made_at = newest.made_at
-          ORDER BY f.horizon",
-        &[table.oid.into(), series.into()],
-    )
-}
-
-/// For each past step, the forecast made for it the longest ahead within
-/// `horizon` steps.
-fn past_forecasts(
-    table: &PartitionedTable,
-    series: &str,
-    since: i64,
-    until: i64,
-    horizon: i64,
-) -> Result<Vec<ForecastStep>> {
-    forecast_rows(
-        "SELECT DISTINCT ON (f.step_start)
-                pg_catalog.date_part('epoch', f.step_start)::int8, pg_catalog.date_part('epoch', f.step_end)::int8,
-                f.predicted_rows, f.lower_rows, f.upper_rows
-           FROM partition_predict.forecast_log f
-          WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = $2
-            AND f.step_start >= pg_catalog.to_timestamp($3) AND f.step_start < pg_catalog.to_timestamp($4)
-            AND f.horizon <= $5
-          ORDER BY f.step_start, f.horizon DESC",
-        &[
-            table.oid.into(),
-            series.into(),
-            (since as f64).into(),
-            (until as f64).into(),
-            (horizon as i32).into(),
-        ],
-    )
-}
-
-fn forecast_rows(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Result<Vec<ForecastStep>> {
-    Spi::connect(|client| {
-        client
-            .select(sql, None, args)?
-            .map(|row| {
-                Ok(ForecastStep {
-                    start: row.get::<i64>(1)?.unwrap_or(0),
-                    end: row.get::<i64>(2)?.unwrap_or(0),
-                    point: row.get::<f64>(3)?.unwrap_or(0.0),
-                    lower: row.get::<f64>(4)?.unwrap_or(0.0),
-                    upper: row.get::<f64>(5)?.unwrap_or(0.0),
-                })
-            })
-            .collect::<Result<Vec<_>>>()
-    })
-}
-
 /// Rows per step of key time. Steps without a row in the counts are steps
 /// where nothing arrived, between the first counted step and the frontier.
 fn key_time_arrivals(
@@ -275,22 +202,8 @@ fn key_time_arrivals(
     step: i64,
     frontier: Option<i64>,
 ) -> Result<Vec<Point>> {
-    let counted = timed_values(
-        "SELECT pg_catalog.date_part('epoch', bucket_start)::int8, pg_catalog.sum(rows)::float8
-           FROM partition_predict.key_time_counts
-          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-            AND bucket_start >= pg_catalog.to_timestamp($2) AND bucket_start < pg_catalog.to_timestamp($3)
-          GROUP BY bucket_start ORDER BY bucket_start",
-        table,
-        since,
-        until,
-    )?;
-    let oldest = Spi::get_one_with_args::<f64>(
-        "SELECT pg_catalog.date_part('epoch', pg_catalog.min(bucket_start)) FROM partition_predict.key_time_counts
-          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
-        &[table.oid.into()],
-    )?;
-    let Some(oldest) = oldest.map(|t| t as i64) else {
+    let counted = state::report::key_time_counts(table.oid, since, until)?;
+    let Some(oldest) = state::report::oldest_key_time_bucket(table.oid)? else {
         return Ok(Vec::new());
     };
     let first = oldest.max(since);
@@ -320,61 +233,9 @@ fn key_time_arrivals(
     Ok(points)
 }
 
-fn frontier_points(table: &PartitionedTable, since: i64, until: i64) -> Result<Vec<(i64, f64)>> {
-    timed_values(
-        "SELECT pg_catalog.date_part('epoch', hour)::int8, frontier_raw::float8
-           FROM partition_predict.frontier_hours
-          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-            AND hour >= pg_catalog.to_timestamp($2) - interval '1 hour'
-            AND hour < pg_catalog.to_timestamp($3)
-          ORDER BY hour",
-        table,
-        since,
-        until,
-    )
-}
-
-/// `(unix seconds, value)` rows of `sql`, run with the table's OID and the
-/// period's bounds in unix seconds as `$1`, `$2`, `$3`.
-fn timed_values(
-    sql: &str,
-    table: &PartitionedTable,
-    since: i64,
-    until: i64,
-) -> Result<Vec<(i64, f64)>> {
-    Spi::connect(|client| {
-        client
-            .select(
-                sql,
-                None,
-                &[
-                    table.oid.into(),
-                    (since as f64).into(),
-                    (until as f64).into(),
-                ],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<i64>(1)?.unwrap_or(0),
-                    row.get::<f64>(2)?.unwrap_or(0.0),
-                ))
-            })
-            .collect::<Result<Vec<_>>>()
-    })
-}
-
-fn newest_frontier_hour(table: &PartitionedTable) -> Result<Option<i64>> {
-    Ok(Spi::get_one_with_args::<f64>(
-        "SELECT (SELECT pg_catalog.date_part('epoch', hour) FROM partition_predict.frontier_hours
-                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass ORDER BY hour DESC LIMIT 1)",
-        &[table.oid.into()],
-    )?
-    .map(|t| t as i64))
-}
-
 /// Integer keys: keys per hour, from one hour's frontier to the next.
 fn frontier_speed(table: &PartitionedTable, since: i64, until: i64) -> Result<Vec<Point>> {
-    let points = frontier_points(table, since, until)?;
+    let points = state::report::frontier_hours(table.oid, since, until)?;
     Ok(points
         .windows(2)
         .filter(|pair| pair[1].0 > pair[0].0)
@@ -386,16 +247,6 @@ fn frontier_speed(table: &PartitionedTable, since: i64, until: i64) -> Result<Ve
         .collect())
 }
 
-/// A row of the `partitions` view.
-struct PartitionRow {
-    name: String,
-    start: String,
-    end: String,
-    state: String,
-    rows: Option<i64>,
-    predicted: Option<f64>,
-}
-
 /// The partitions and shadows as bands on the time axis, and the shadows
 /// to come (name, start, end, state and forecast rows) for the page.
 fn partitions(
@@ -404,27 +255,7 @@ fn partitions(
     until: i64,
     timeline: Option<&Timeline>,
 ) -> Result<(Vec<Band>, Vec<[String; 4]>)> {
-    let rows: Vec<PartitionRow> = Spi::connect(|client| {
-        client
-                .select(
-                    "SELECT partition::text, range_start, range_end, state, rows, predicted_rows
-                       FROM partition_predict.partitions
-                      WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND state <> 'default'",
-                    None,
-                    &[table.oid.into()],
-                )?
-                .map(|row| {
-                    Ok(PartitionRow {
-                        name: row.get::<String>(1)?.unwrap_or_default(),
-                        start: row.get::<String>(2)?.unwrap_or_default(),
-                        end: row.get::<String>(3)?.unwrap_or_default(),
-                        state: row.get::<String>(4)?.unwrap_or_default(),
-                        rows: row.get::<i64>(5)?,
-                        predicted: row.get::<f64>(6)?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()
-    })?;
+    let rows = state::report::partitions(table.oid)?;
     let place = |text: &str| -> Option<i64> {
         let raw = table.key_type.parse_value(text).ok()?.raw;
         match timeline {
@@ -508,82 +339,41 @@ fn markers(
     frontier: Option<i64>,
 ) -> Result<Vec<Marker>> {
     let mut markers = Vec::new();
-    let migrations: Vec<(i64, String, String, String, i64, f64)> = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT range_from, range_start, range_end, state::text, rows_moved,
-                        pg_catalog.date_part('epoch', started_at)
-                   FROM partition_predict.migrations
-                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-                  ORDER BY id DESC LIMIT $2",
-                None,
-                &[table.oid.into(), MAX_MARKERS.into()],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<i64>(1)?.unwrap_or(0),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                    row.get::<String>(3)?.unwrap_or_default(),
-                    row.get::<String>(4)?.unwrap_or_default(),
-                    row.get::<i64>(5)?.unwrap_or(0),
-                    row.get::<f64>(6)?.unwrap_or(0.0),
-                ))
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
-    for (from, start, end, state, rows, started) in migrations {
+    let migrations = state::report::migrations(table.oid, MAX_MARKERS)?;
+    for MigrationRow {
+        range_from,
+        range_start,
+        range_end,
+        state,
+        rows_moved,
+        started_at,
+    } in migrations
+    {
         let at = match timeline {
-            None => key_to_unix(table.key_type, from as f64),
-            Some(_) => Some(started as i64),
+            None => key_to_unix(table.key_type, range_from as f64),
+            Some(_) => Some(started_at as i64),
         };
         if let Some(at) = at.filter(|t| (since..until).contains(t)) {
             markers.push(Marker {
                 at,
                 kind: MarkerKind::Migration,
                 label: format!(
-                    "migration of [{start}, {end}) out of DEFAULT: {state}, {rows} rows moved"
+                    "migration of [{range_start}, {range_end}) out of DEFAULT: {state}, {rows_moved} rows moved"
                 ),
             });
         }
     }
     // Alerts raised in the period, and those still open whenever raised.
-    let alerts: Vec<(f64, bool, Option<String>, String, String, String)> = Spi::connect(
-        |client| {
-            client
-            .select(
-                "SELECT pg_catalog.date_part('epoch', a.raised_at), a.resolved_at IS NULL, a.details->>'range_start',
-                        a.severity::text, a.kind, a.message
-                   FROM (SELECT * FROM partition_predict.alert_log
-                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass
-                            AND raised_at >= pg_catalog.to_timestamp($2) AND raised_at < pg_catalog.to_timestamp($3)
-                          ORDER BY raised_at DESC LIMIT $4) a
-                 UNION
-                 SELECT pg_catalog.date_part('epoch', o.raised_at), true, o.details->>'range_start',
-                        o.severity::text, o.kind, o.message
-                   FROM partition_predict.alert_log o
-                  WHERE o.parent = $1::pg_catalog.oid::pg_catalog.regclass AND o.resolved_at IS NULL",
-                None,
-                &[
-                    table.oid.into(),
-                    (since as f64).into(),
-                    (until as f64).into(),
-                    MAX_MARKERS.into(),
-                ],
-            )?
-            .map(|row| {
-                Ok((
-                    row.get::<f64>(1)?.unwrap_or(0.0),
-                    row.get::<bool>(2)?.unwrap_or(false),
-                    row.get::<String>(3)?,
-                    row.get::<String>(4)?.unwrap_or_default(),
-                    row.get::<String>(5)?.unwrap_or_default(),
-                    row.get::<String>(6)?.unwrap_or_default(),
-                ))
-            })
-            .collect::<Result<Vec<_>>>()
-        },
-    )?;
-    for (raised, open, range_start, severity, kind, message) in alerts {
+    let alerts = state::report::alerts(table.oid, since, until, MAX_MARKERS)?;
+    for AlertRow {
+        raised_at,
+        open,
+        range_start,
+        severity,
+        kind,
+        message,
+    } in alerts
+    {
         // On a key-time axis an alert about a key range sits at the range,
         // and one still open at the frontier; otherwise when it was raised.
         let at = range_start
@@ -593,7 +383,7 @@ fn markers(
                 Some(t) => t.time_of(v.raw as f64),
             })
             .or(if open { frontier } else { None })
-            .unwrap_or(raised as i64);
+            .unwrap_or(raised_at as i64);
         if !(since..until).contains(&at) {
             continue;
         }
@@ -624,54 +414,20 @@ fn summary(
     next_partitions: Vec<[String; 4]>,
 ) -> Result<Summary> {
     let mut facts = Vec::new();
-    let metrics = Spi::connect(|client| {
-        let row = client
-            .select(
-                "SELECT COALESCE(pg_catalog.pg_stat_get_live_tuples(NULLIF(pt.partdefid, 0)), 0),
-                        acc.mase, acc.coverage, acc.scored,
-                        (SELECT pg_catalog.sum(k.duration_ms) FROM partition_predict.step_costs k
-                          WHERE k.parent = pt.partrelid::pg_catalog.regclass),
-                        (SELECT pg_catalog.date_part('epoch', s.runway) FROM partition_predict.table_state s
-                          WHERE s.parent = pt.partrelid::pg_catalog.regclass),
-                        pg_catalog.now()::text
-                   FROM pg_catalog.pg_partitioned_table pt,
-                        LATERAL (
-                          SELECT pg_catalog.sum(pg_catalog.abs(f.actual_rows - f.predicted_rows))
-                                   / NULLIF(pg_catalog.sum(pg_catalog.abs(f.actual_rows - f.naive_rows)), 0) AS mase,
-                                 pg_catalog.avg(CASE WHEN f.actual_rows BETWEEN f.lower_rows AND f.upper_rows
-                                                     THEN 1.0 ELSE 0.0 END)::float8 AS coverage,
-                                 pg_catalog.count(*) AS scored
-                            FROM partition_predict.forecast_log f
-                           WHERE f.parent = pt.partrelid::pg_catalog.regclass AND f.series IN ('key_time', 'frontier')
-                             AND f.made_at > pg_catalog.now() - interval '2 days' AND f.horizon <= 24
-                             AND f.scored_at IS NOT NULL) acc
-                  WHERE pt.partrelid = $1",
-                Some(1),
-                &[table.oid.into()],
-            )?
-            .first();
-        if row.is_empty() {
-            return Ok::<_, PredictError>(None);
-        }
-        Ok(Some((
-            row.get::<i64>(1)?.unwrap_or(0),
-            row.get::<f64>(2)?,
-            row.get::<f64>(3)?,
-            row.get::<i64>(4)?.unwrap_or(0),
-            row.get::<f64>(5)?,
-            row.get::<f64>(6)?,
-            row.get::<String>(7)?.unwrap_or_default(),
-        )))
-    })?;
-    let model = Spi::get_one_with_args::<String>(
-        "SELECT (SELECT l.model FROM partition_predict.forecast_log l
-                  WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2 AND l.horizon = 1
-                  ORDER BY l.made_at DESC LIMIT 1)",
-        &[table.oid.into(), history::forecast_series(table).into()],
-    )?;
+    let figures = state::report::summary_figures(table.oid)?;
+    let model = state::report::newest_model(table.oid, forecast_series(table))?;
     let mut generated_at = String::new();
-    if let Some((in_default, mase, coverage, scored, cycle_ms, runway, now)) = metrics {
-        facts.push(("rows in DEFAULT".into(), in_default.to_string()));
+    if let Some(SummaryFigures {
+        rows_in_default,
+        mase,
+        coverage,
+        scored_steps,
+        cycle_ms,
+        runway_seconds,
+        now,
+    }) = figures
+    {
+        facts.push(("rows in DEFAULT".into(), rows_in_default.to_string()));
         facts.push((
             "forecast error (MASE vs seasonal naive, last 2 days)".into(),
             mase.map_or("not scored yet".into(), |m| format!("{m:.2}")),
@@ -680,10 +436,10 @@ fn summary(
             "95% interval coverage (last 2 days)".into(),
             coverage.map_or("not scored yet".into(), |c| format!("{:.1} %", c * 100.0)),
         ));
-        facts.push(("forecast steps scored".into(), scored.to_string()));
+        facts.push(("forecast steps scored".into(), scored_steps.to_string()));
         facts.push((
             "runway (attached partitions last)".into(),
-            runway.map_or("unknown".into(), runway::human),
+            runway_seconds.map_or("unknown".into(), runway::human),
         ));
         facts.push((
             "last cycle".into(),
@@ -696,24 +452,7 @@ fn summary(
         model.unwrap_or_else(|| "no forecast yet".into()),
     ));
     facts.push(("steps forecast ahead".into(), forecast_steps.to_string()));
-    let open_alerts = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT severity::text, kind, message FROM partition_predict.alert_log
-                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND resolved_at IS NULL
-                  ORDER BY severity DESC, raised_at LIMIT 50",
-                None,
-                &[table.oid.into()],
-            )?
-            .map(|row| {
-                Ok([
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                    row.get::<String>(3)?.unwrap_or_default(),
-                ])
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
+    let open_alerts = state::report::open_alerts(table.oid)?;
     Ok(Summary {
         facts,
         next_partitions,

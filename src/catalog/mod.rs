@@ -1,17 +1,9 @@
-//! The extension's state (the tables of schema `partition_predict`) and the
-//! PostgreSQL catalog as the extension reads it, and the tables it creates.
-//! The cycle's steps keep the queries of their own private history
-//! (`cycle::collect`'s counters, `cycle::predict`'s forecast log); whatever
-//! more than one part of the program reads or writes lives here.
+//! PostgreSQL's catalog as the extension reads it: a partitioned table,
+//! its key and partitions, names rebuilt from OIDs (`table`), and
+//! pg_partman's configuration of a table it maintains (`partman`). The
+//! extension's own tables are `state/`'s.
 
-pub mod alerts;
-pub mod create;
-pub mod history;
-pub mod migrations;
 pub mod partman;
-pub mod settings;
-pub mod shadows;
-pub mod state;
 pub mod table;
 
-pub use table::{load_managed_table, load_partitioned_table, PartitionedTable, QualifiedName};
+pub use table::{load_partitioned_table, PartitionedTable, QualifiedName};

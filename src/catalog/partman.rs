@@ -8,9 +8,9 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::PgSqlErrorCode;
 
-use super::state;
 use super::table::PartitionedTable;
 use crate::error::{PredictError, Result};
+use crate::pg::session::as_extension_owner;
 use crate::pg::subxact::try_in_subtransaction;
 
 /// What pg_partman says of one table.
@@ -62,7 +62,7 @@ pub fn config_of(table: &PartitionedTable) -> Result<Option<PartmanConfig>> {
     // A pg_partman whose tables are not shaped as 4.x and 5.x shape them is
     // an error here, not a failure of the caller's whole statement.
     let read = try_in_subtransaction(|| {
-        state::read_checked(|| {
+        as_extension_owner(|| {
             Spi::connect(|client| {
                 let rows = client.select(&sql, Some(1), &[plain_name.as_str().into()])?;
                 let row = rows.first();
@@ -112,4 +112,13 @@ pub fn stop_maintaining(table: &PartitionedTable, config: &PartmanConfig) -> Res
         }
         Err(caught) => Err(caught.into()),
     }
+}
+
+/// pg_partman's `interval` times `premake`, as interval text; `None` if
+/// PostgreSQL reads no interval there.
+pub fn interval_times(interval: &str, premake: i32) -> Result<Option<String>> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT ($1::pg_catalog.interval * $2)::text",
+        &[interval.into(), premake.into()],
+    )?)
 }

@@ -1,11 +1,10 @@
 //! A managed table: what the PostgreSQL catalogs say about it (read in two
-//! queries) and its row in `partition_predict.config`.
+//! queries); whether the extension manages it is `state::managed`'s.
 
 use partition_core::{KeyType, PartitionBound};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-use super::state;
 use crate::error::{PredictError, Result};
 use crate::pg::relation::qualified_name;
 pub use crate::pg::relation::QualifiedName;
@@ -95,7 +94,9 @@ fn relation_facts(oid: pg_sys::Oid) -> Result<RelationFacts> {
             key_column: row.get::<String>(10)?,
             key_type_name: row.get::<String>(11)?,
             default_partition: row.get::<pg_sys::Oid>(12)?,
-            owner_oid: row.get::<pg_sys::Oid>(13)?.unwrap_or(pg_sys::InvalidOid),
+            owner_oid: row
+                .get::<pg_sys::Oid>(13)?
+                .ok_or_else(|| PredictError::Internal("NULL catalog column relowner".into()))?,
         })
     })
 }
@@ -182,8 +183,12 @@ fn raw_partitions(parent: pg_sys::Oid) -> Result<Vec<RawPartition>> {
                     .get(1)?
                     .ok_or_else(|| PredictError::Internal("NULL partition oid".into()))?,
                 name: QualifiedName {
-                    schema: row.get::<String>(2)?.unwrap_or_default(),
-                    name: row.get::<String>(3)?.unwrap_or_default(),
+                    schema: row.get::<String>(2)?.ok_or_else(|| {
+                        PredictError::Internal("NULL catalog column nspname".into())
+                    })?,
+                    name: row.get::<String>(3)?.ok_or_else(|| {
+                        PredictError::Internal("NULL catalog column relname".into())
+                    })?,
                 },
                 is_partitioned: row.get::<String>(4)?.as_deref() == Some("p"),
                 bound_text: row.get::<String>(5)?.unwrap_or_default(),
@@ -277,27 +282,6 @@ pub fn relation_exists(schema: &str, name: &str) -> Result<bool> {
     .unwrap_or(false))
 }
 
-/// Whether `partition_predict.manage()` registered the table (and the
-/// caller may see that: the configuration shows owners their own tables).
-pub fn is_managed(parent: pg_sys::Oid) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM partition_predict.config
-                         WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
-        &[parent.into()],
-    )?
-    .unwrap_or(false))
-}
-
-/// A managed table the caller owns: ownership is checked first, as
-/// `manage()` checks it (a non-owner could only learn "not managed").
-pub fn load_managed_table(parent: pg_sys::Oid) -> Result<PartitionedTable> {
-    let table = load_partitioned_table(parent, true)?;
-    if !is_managed(parent)? {
-        return Err(PredictError::NotManaged(table.name.to_string()));
-    }
-    Ok(table)
-}
-
 impl PartitionedTable {
     /// The key ranges of the attached partitions, DEFAULT aside.
     pub fn attached_ranges(&self) -> Vec<(i64, i64)> {
@@ -306,35 +290,6 @@ impl PartitionedTable {
             .filter_map(|p| p.bound.raw_range())
             .collect()
     }
-}
-
-/// The managed tables the current role may act on (row-level security on
-/// the configuration hides the others), or just `only`.
-pub fn managed_tables(only: Option<pg_sys::Oid>) -> Result<Vec<pg_sys::Oid>> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT parent::pg_catalog.oid FROM partition_predict.config
-              WHERE $1::pg_catalog.oid IS NULL OR parent = $1::pg_catalog.oid::pg_catalog.regclass
-              ORDER BY parent::pg_catalog.oid",
-            None,
-            &[only.into()],
-        )?;
-        rows.map(|row| {
-            row.get::<pg_sys::Oid>(1)
-                .map(|oid| oid.unwrap_or(pg_sys::InvalidOid))
-                .map_err(PredictError::from)
-        })
-        .collect()
-    })
-}
-
-/// Stops managing a table: its configuration row (and, by cascade, its history).
-pub fn forget(parent: pg_sys::Oid) -> Result<()> {
-    state::write(
-        "DELETE FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
-        &[parent.into()],
-    )?;
-    Ok(())
 }
 
 /// Name and whether the caller has the owner's rights, for any relation
@@ -348,4 +303,49 @@ pub fn name_and_owner_rights(oid: pg_sys::Oid) -> Result<Option<(QualifiedName, 
         &[oid.into()],
     )?;
     Ok(Some((name, rights == Some(true))))
+}
+
+/// The median rows of the partitions of `table` that hold rows, DEFAULT
+/// aside, as the statistics estimate them (`None`: none holds rows yet).
+pub fn median_partition_rows(table: &PartitionedTable) -> Result<Option<f64>> {
+    Ok(Spi::get_one_with_args::<f64>(
+        "SELECT pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY c.reltuples)
+           FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = $1 AND c.oid <> $2 AND c.reltuples > 0",
+        &[
+            table.oid.into(),
+            table.default_partition.unwrap_or(pg_sys::InvalidOid).into(),
+        ],
+    )?)
+}
+
+/// The table `oid` is a partition of, if it is one.
+pub fn partition_parent(oid: pg_sys::Oid) -> Result<Option<pg_sys::Oid>> {
+    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT i.inhparent FROM pg_catalog.pg_inherits i
+                   JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhrelid = $1 AND c.relispartition)",
+        &[oid.into()],
+    )?)
+}
+
+/// A value of `table`'s key written any way the key type's input accepts
+/// ('2024-03-01', 'now', '2024-03-01 10:00+02', '1e6'::bigint…), read in
+/// the pinned settings; `setting` names the argument in errors.
+pub fn key_of_text(table: &PartitionedTable, text: &str, setting: &'static str) -> Result<i64> {
+    let invalid = |reason: String| PredictError::InvalidSetting { setting, reason };
+    let canonical = crate::pg::subxact::try_in_subtransaction(|| {
+        Spi::get_one_with_args::<String>(
+            &format!("SELECT $1::{}::text", table.key_type.sql_name()),
+            &[text.into()],
+        )
+    })
+    .map_err(|e| invalid(e.message))?
+    .map_err(PredictError::from)?
+    .ok_or_else(|| invalid("NULL".into()))?;
+    table
+        .key_type
+        .parse_value(&canonical)
+        .map(|v| v.raw)
+        .map_err(|e| invalid(e.to_string()))
 }

@@ -30,16 +30,17 @@
 use std::collections::{BTreeMap, HashMap};
 
 use partition_core::calendar::{self, MICROS_PER_DAY, MICROS_PER_HOUR};
-use partition_core::counters::{self, Counters, FirstSample, PreviousSample};
+use partition_core::counters::{self, Counters, FirstSample};
 use partition_core::sampling::{self, PageSample};
 use partition_core::{KeyType, KeyValue};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-use crate::catalog::state;
-use crate::catalog::{history, PartitionedTable, QualifiedName};
+use crate::catalog::{PartitionedTable, QualifiedName};
 use crate::error::{PredictError, Result};
 use crate::pg::backend;
+use crate::state::counters::{self as stored_counters, CounterBatch, Previous, SampleBatch};
+use crate::state::history;
 
 /// A DEFAULT partition up to this many pages is counted exactly; larger, the
 /// statistics' estimate is used. Also the size up to which a partition whose
@@ -92,24 +93,6 @@ impl Observed {
     fn heap_pages(&self) -> i64 {
         self.heap_bytes / PAGE_BYTES
     }
-}
-
-struct Previous {
-    sample: PreviousSample,
-    frontier_raw: Option<i64>,
-    /// Where the re-read window starts, and the heap it is in.
-    window_start: Option<i64>,
-    filenode: Option<pg_sys::Oid>,
-    /// Rows per bucket found in the window when it was last read.
-    window: BTreeMap<String, i64>,
-    /// Since the last whole count: rows counted, and rows the insert
-    /// counter reported.
-    counted_rows: i64,
-    inserted_rows: i64,
-    /// Seconds since the last whole count.
-    since_recount: Option<f64>,
-    /// The counts may have drifted; a whole count is due.
-    stale: bool,
 }
 
 /// The first tuple id of a heap page, as SQL: TID range scans start there.
@@ -189,14 +172,6 @@ const OBSERVE: &str = "
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = h.inhparent
      WHERE h.inhparent = $1";
-
-const PREVIOUS: &str = "
-    SELECT partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
-           own_seq_scans, own_idx_scans, window_start, filenode,
-           pg_catalog.date_part('epoch', pg_catalog.now() - recounted_at), stale,
-           window_rows::text, counted_rows, inserted_rows
-      FROM partition_predict.partition_counters
-     WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass";
 
 fn get<T: FromDatum + IntoDatum>(row: &pgrx::spi::SpiHeapTupleData, i: usize) -> Result<T> {
     row.get::<T>(i)?
@@ -515,39 +490,7 @@ impl Session<'_> {
 
     fn previous(&mut self) -> Result<HashMap<pg_sys::Oid, Previous>> {
         self.queries += 1;
-        Spi::connect(|client| {
-            let mut previous = HashMap::new();
-            for row in client.select(PREVIOUS, None, &[self.table.oid.into()])? {
-                previous.insert(
-                    get::<pg_sys::Oid>(&row, 1)?,
-                    Previous {
-                        sample: PreviousSample {
-                            epoch: get(&row, 2)?,
-                            counters: Counters {
-                                inserted: get(&row, 3)?,
-                                updated: get(&row, 4)?,
-                                deleted: get(&row, 5)?,
-                                seq_scans: get(&row, 6)?,
-                                idx_scans: get(&row, 7)?,
-                            },
-                            own_scans: (get(&row, 9)?, get(&row, 10)?),
-                        },
-                        frontier_raw: row.get::<i64>(8)?,
-                        window_start: row.get::<i64>(11)?,
-                        filenode: row.get::<pg_sys::Oid>(12)?,
-                        since_recount: row.get::<f64>(13)?,
-                        stale: row.get::<bool>(14)?.unwrap_or(false),
-                        window: row
-                            .get::<String>(15)?
-                            .and_then(|text| serde_json::from_str(&text).ok())
-                            .unwrap_or_default(),
-                        counted_rows: row.get::<i64>(16)?.unwrap_or(0),
-                        inserted_rows: row.get::<i64>(17)?.unwrap_or(0),
-                    },
-                );
-            }
-            Ok(previous)
-        })
+        stored_counters::previous(self.table.oid)
     }
 
     /// Highest key through the index on the key (a few pages).
@@ -735,11 +678,7 @@ impl Session<'_> {
     /// Replaces every bucket count of `part`.
     fn replace_buckets(&mut self, part: &Observed, fresh: BTreeMap<String, i64>) -> Result<()> {
         self.queries += 1;
-        state::write(
-            "DELETE FROM partition_predict.key_time_counts
-              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2",
-            &[self.table.oid.into(), part.oid.into()],
-        )?;
+        stored_counters::forget_buckets(self.table.oid, part.oid)?;
         self.add_buckets(part, fresh)
     }
 
@@ -748,21 +687,8 @@ impl Session<'_> {
         if fresh.is_empty() {
             return Ok(());
         }
-        let (buckets, counts): (Vec<String>, Vec<i64>) = fresh.into_iter().unzip();
         self.queries += 1;
-        state::write(
-            "INSERT INTO partition_predict.key_time_counts AS k (parent, partition, bucket_start, rows, counted_at)
-             SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2, u.b::timestamptz, u.n, pg_catalog.now()
-               FROM ROWS FROM (pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[])) AS u(b, n)
-              WHERE u.n > 0
-                 OR EXISTS (SELECT 1 FROM partition_predict.key_time_counts e
-                             WHERE e.parent = $1::pg_catalog.oid::pg_catalog.regclass AND e.partition = $2
-                               AND e.bucket_start = u.b::timestamptz)
-             ON CONFLICT (parent, partition, bucket_start)
-                DO UPDATE SET rows = GREATEST(k.rows + EXCLUDED.rows, 0), counted_at = EXCLUDED.counted_at",
-            &[self.table.oid.into(), part.oid.into(), buckets.into(), counts.into()],
-        )?;
-        Ok(())
+        stored_counters::add_buckets(self.table.oid, part.oid, fresh)
     }
 
     /// Our own reads (frontier, exact counts, recounts) are scans too; the
@@ -796,109 +722,25 @@ impl Session<'_> {
     }
 
     fn write(&mut self, batch: &SampleBatch) -> Result<()> {
-        let parent = self.table.oid;
         if !batch.partition.is_empty() {
             self.queries += 1;
-            state::write(
-                // Integer keys also keep the hour's frontier: the forecast
-                // reads one row per hour, whatever the naptime.
-                "WITH sampled AS (
-                     INSERT INTO partition_predict.samples
-                            (parent, partition, partition_name, sampled_at, is_default, rows_inserted, rows_updated,
-                             rows_deleted, seq_scans, idx_scans, live_rows, size_bytes, frontier, frontier_raw)
-                     SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.partition, u.name, pg_catalog.now(),
-                            u.is_default, u.ins, u.upd, u.del, u.seq, u.idx, u.live, u.size, u.frontier, u.raw
-                       FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bool[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[]), pg_catalog.unnest($12::text[]), pg_catalog.unnest($13::bigint[]))
-                            AS u(partition, name, is_default, ins, upd, del, seq, idx, live, size, frontier, raw)
-                     RETURNING frontier_raw)
-                 INSERT INTO partition_predict.frontier_hours AS f (parent, hour, sampled_at, frontier_raw)
-                 SELECT $1::pg_catalog.oid::pg_catalog.regclass, pg_catalog.date_trunc('hour', pg_catalog.now()),
-                        pg_catalog.now(), pg_catalog.max(s.frontier_raw)
-                   FROM sampled s
-                  WHERE $14
-                 HAVING pg_catalog.max(s.frontier_raw) IS NOT NULL
-                 ON CONFLICT (parent, hour) DO UPDATE
-                    SET sampled_at = EXCLUDED.sampled_at,
-                        frontier_raw = GREATEST(f.frontier_raw, EXCLUDED.frontier_raw)",
-                &[
-                    parent.into(),
-                    batch.partition.clone().into(),
-                    batch.partition_name.clone().into(),
-                    batch.is_default.clone().into(),
-                    batch.inserted.clone().into(),
-                    batch.updated.clone().into(),
-                    batch.deleted.clone().into(),
-                    batch.seq_scans.clone().into(),
-                    batch.idx_scans.clone().into(),
-                    batch.live_rows.clone().into(),
-                    batch.size_bytes.clone().into(),
-                    batch.frontier.clone().into(),
-                    batch.frontier_raw.clone().into(),
-                    (!self.table.key_type.is_temporal()).into(),
-                ],
+            // Integer keys also keep the hour's frontier: the forecast reads
+            // one row per hour, whatever the naptime.
+            stored_counters::record_samples(
+                self.table.oid,
+                batch,
+                !self.table.key_type.is_temporal(),
             )?;
         }
-        let c = &batch.counters;
         self.queries += 1;
-        state::write(
-            "INSERT INTO partition_predict.partition_counters AS pc
-                    (parent, partition, epoch, n_tup_ins, n_tup_upd, n_tup_del, seq_scan, idx_scan, frontier_raw,
-                     own_seq_scans, own_idx_scans, window_start, window_rows, counted_rows, inserted_rows,
-                     filenode, recounted_at, stale)
-             SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.partition, u.epoch, u.ins, u.upd, u.del, u.seq,
-                    u.idx, u.frontier_raw, u.own_seq, u.own_idx, u.window_start, u.window_rows::jsonb,
-                    u.counted_rows, u.inserted_rows, u.filenode,
-                    CASE WHEN u.recounted THEN pg_catalog.now() END, u.stale
-               FROM ROWS FROM (pg_catalog.unnest($2::oid[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]), pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::bigint[]), pg_catalog.unnest($9::bigint[]), pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::bigint[]), pg_catalog.unnest($12::bigint[]), pg_catalog.unnest($13::text[]), pg_catalog.unnest($14::bigint[]), pg_catalog.unnest($15::bigint[]), pg_catalog.unnest($16::oid[]), pg_catalog.unnest($17::bool[]), pg_catalog.unnest($18::bool[]))
-                    AS u(partition, epoch, ins, upd, del, seq, idx, frontier_raw, own_seq, own_idx, window_start,
-                         window_rows, counted_rows, inserted_rows, filenode, recounted, stale)
-             ON CONFLICT (parent, partition) DO UPDATE
-                SET epoch = EXCLUDED.epoch, n_tup_ins = EXCLUDED.n_tup_ins, n_tup_upd = EXCLUDED.n_tup_upd,
-                    n_tup_del = EXCLUDED.n_tup_del, seq_scan = EXCLUDED.seq_scan, idx_scan = EXCLUDED.idx_scan,
-                    frontier_raw = EXCLUDED.frontier_raw, own_seq_scans = EXCLUDED.own_seq_scans,
-                    own_idx_scans = EXCLUDED.own_idx_scans, window_start = EXCLUDED.window_start,
-                    window_rows = EXCLUDED.window_rows, counted_rows = EXCLUDED.counted_rows,
-                    inserted_rows = EXCLUDED.inserted_rows,
-                    filenode = EXCLUDED.filenode,
-                    recounted_at = COALESCE(EXCLUDED.recounted_at, pc.recounted_at), stale = EXCLUDED.stale",
-            &[
-                parent.into(),
-                c.partition.clone().into(),
-                c.epoch.clone().into(),
-                c.inserted.clone().into(),
-                c.updated.clone().into(),
-                c.deleted.clone().into(),
-                c.seq_scans.clone().into(),
-                c.idx_scans.clone().into(),
-                c.frontier_raw.clone().into(),
-                c.own_seq_scans.clone().into(),
-                c.own_idx_scans.clone().into(),
-                c.window_start.clone().into(),
-                c.window.clone().into(),
-                c.counted_rows.clone().into(),
-                c.inserted_rows.clone().into(),
-                c.filenode.clone().into(),
-                c.recounted.clone().into(),
-                c.stale.clone().into(),
-            ],
-        )?;
-        Ok(())
+        stored_counters::record_counters(self.table.oid, &batch.counters)
     }
 
     /// Drops bookkeeping of partitions that were detached or dropped.
     fn forget_detached(&mut self, observed: &[Observed]) -> Result<()> {
         let current: Vec<pg_sys::Oid> = observed.iter().map(|p| p.oid).collect();
         self.queries += 2;
-        for table in ["partition_counters", "key_time_counts"] {
-            state::write(
-                &format!(
-                    "DELETE FROM partition_predict.{table}
-                      WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition <> ALL ($2::oid[])"
-                ),
-                &[self.table.oid.into(), current.clone().into()],
-            )?;
-        }
-        Ok(())
+        stored_counters::forget_partitions_except(self.table.oid, current)
     }
 
     /// The frontier outside DEFAULT as a time (time keys): key-time
@@ -916,80 +758,13 @@ impl Session<'_> {
     }
 
     /// Keeps history bounded by the table's `retention`: samples and
-    /// frontier hours by sample time, key-time buckets relative to the newest bucket (so a replay of
-    /// old data is kept as long as real-time data would be).
+    /// frontier hours by sample time, key-time buckets relative to the
+    /// newest bucket (so a replay of old data is kept as long as real-time
+    /// data would be).
     fn apply_retention(&mut self) -> Result<()> {
         self.queries += 2;
-        state::write(
-            "WITH hours AS (
-                 DELETE FROM partition_predict.frontier_hours f
-                  USING partition_predict.config c
-                  WHERE f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND c.parent = f.parent
-                    AND f.hour < pg_catalog.now() - c.history_retention)
-             DELETE FROM partition_predict.samples s
-              USING partition_predict.config c
-              WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND c.parent = s.parent
-                AND s.sampled_at < pg_catalog.now() - c.history_retention",
-            &[self.table.oid.into()],
-        )?;
-        state::write(
-            // Alerts stay as long as the history they describe, counted
-            // from when they ended; open ones stay until resolved.
-            "WITH alerts AS (
-                 DELETE FROM partition_predict.alert_log a
-                  WHERE a.parent = $1::pg_catalog.oid::pg_catalog.regclass
-                    AND a.resolved_at < pg_catalog.now() - (SELECT c.history_retention FROM partition_predict.config c
-                                                           WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass))
-             DELETE FROM partition_predict.key_time_counts k
-              WHERE k.parent = $1::pg_catalog.oid::pg_catalog.regclass
-                AND k.bucket_start < LEAST((SELECT pg_catalog.max(m.bucket_start) FROM partition_predict.key_time_counts m
-                                             WHERE m.parent = $1::pg_catalog.oid::pg_catalog.regclass),
-                                           COALESCE($2::timestamptz, pg_catalog.now() + interval '30 days'))
-                                   - (SELECT c.history_retention FROM partition_predict.config c
-                                       WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass)",
-            &[self.table.oid.into(), self.frontier_time()?.into()],
-        )?;
-        Ok(())
+        stored_counters::apply_retention(self.table.oid, self.frontier_time()?)
     }
-}
-
-/// Rows to write, as columns (they go to PostgreSQL as arrays through unnest).
-#[derive(Default)]
-struct SampleBatch {
-    partition: Vec<pg_sys::Oid>,
-    partition_name: Vec<String>,
-    is_default: Vec<bool>,
-    inserted: Vec<i64>,
-    updated: Vec<i64>,
-    deleted: Vec<i64>,
-    seq_scans: Vec<i64>,
-    idx_scans: Vec<i64>,
-    live_rows: Vec<i64>,
-    size_bytes: Vec<i64>,
-    frontier: Vec<Option<String>>,
-    frontier_raw: Vec<Option<i64>>,
-    counters: CounterBatch,
-}
-
-#[derive(Default)]
-struct CounterBatch {
-    partition: Vec<pg_sys::Oid>,
-    epoch: Vec<String>,
-    inserted: Vec<i64>,
-    updated: Vec<i64>,
-    deleted: Vec<i64>,
-    seq_scans: Vec<i64>,
-    idx_scans: Vec<i64>,
-    frontier_raw: Vec<Option<i64>>,
-    own_seq_scans: Vec<i64>,
-    own_idx_scans: Vec<i64>,
-    window_start: Vec<Option<i64>>,
-    window: Vec<String>,
-    counted_rows: Vec<i64>,
-    inserted_rows: Vec<i64>,
-    filenode: Vec<pg_sys::Oid>,
-    recounted: Vec<bool>,
-    stale: Vec<bool>,
 }
 
 impl CounterBatch {

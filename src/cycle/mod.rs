@@ -25,14 +25,17 @@ use self::collect::CollectSummary;
 use self::plan::ShadowSummary;
 use self::predict::ForecastSummary;
 use crate::act::activate;
-use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
-use crate::catalog::state;
-use crate::catalog::{self, table::managed_tables};
+use crate::catalog;
 use crate::error::{or_report, Result};
 use crate::pg::backend;
 use crate::pg::locks::lock_table_steps;
 use crate::pg::session::{as_role, with_pinned_settings};
 use crate::pg::subxact::try_in_subtransaction;
+use crate::state::alerts::{self, AlertKind, Condition, Severity};
+use crate::state::history::History;
+use crate::state::managed::{self, managed_tables, StepCosts};
+use crate::state::workers;
+use crate::{gucs, shmem::requests};
 
 /// Which steps to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,16 +143,75 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<(StepResults, Vec<Step
         };
         let mut shadows = ShadowSummary::default();
         if matches!(steps, Steps::Prepartition | Steps::Cycle) {
-            shadows = measured("prepartition", &mut costs, || plan::prepare(&table))?;
-        }
-        if steps == Steps::Cycle {
-            shadows.activated =
-                measured("activate", &mut costs, || activate::activate(&table, None))?;
-            measured("runway", &mut costs, || runway::assess(&table))?;
+            // Planning and activation share one read of the table's history.
+            #[cfg(feature = "pg_test")]
+            let reads_before = state_reads();
+            let known;
+            (shadows, known) = measured("prepartition", &mut costs, || {
+                let known = History::read(&table)?;
+                Ok((plan::prepare(&table, &known)?, known))
+            })?;
+            if steps == Steps::Cycle {
+                shadows.activated = measured("activate", &mut costs, || {
+                    activate::activate_known(&table, None, &known)
+                })?;
+            }
+            #[cfg(feature = "pg_test")]
+            PLAN_AND_ACTIVATE_READS
+                .set(state_reads().map2(reads_before, |after, before| after - before));
+            if steps == Steps::Cycle {
+                measured("runway", &mut costs, || runway::assess(&table))?;
+            }
         }
         Ok::<_, crate::error::PredictError>((collected, forecast, shadows))
     })?;
     Ok((results, costs))
+}
+
+/// Reads of the state per family (settings, history, forecasts, shadows).
+#[cfg(feature = "pg_test")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateReads {
+    pub settings: u64,
+    pub history: u64,
+    pub forecasts: u64,
+    pub shadows: u64,
+}
+
+#[cfg(feature = "pg_test")]
+impl StateReads {
+    fn map2(self, other: StateReads, f: impl Fn(u64, u64) -> u64) -> StateReads {
+        StateReads {
+            settings: f(self.settings, other.settings),
+            history: f(self.history, other.history),
+            forecasts: f(self.forecasts, other.forecasts),
+            shadows: f(self.shadows, other.shadows),
+        }
+    }
+}
+
+#[cfg(feature = "pg_test")]
+fn state_reads() -> StateReads {
+    use crate::state::{reads, Family};
+    StateReads {
+        settings: reads(Family::Settings),
+        history: reads(Family::History),
+        forecasts: reads(Family::Forecasts),
+        shadows: reads(Family::Shadows),
+    }
+}
+
+#[cfg(feature = "pg_test")]
+thread_local! {
+    static PLAN_AND_ACTIVATE_READS: std::cell::Cell<StateReads> =
+        const { std::cell::Cell::new(StateReads { settings: 0, history: 0, forecasts: 0, shadows: 0 }) };
+}
+
+/// What planning and activation of the last table this backend cycled read
+/// of the state, for the tests that hold them to reading it once.
+#[cfg(feature = "pg_test")]
+pub fn plan_and_activate_reads() -> StateReads {
+    PLAN_AND_ACTIVATE_READS.get()
 }
 
 /// The subject of the condition "this table's cycles fail".
@@ -234,49 +296,47 @@ fn record(
     error: Option<&str>,
     costs: &[StepCost],
 ) -> Result<()> {
-    state::write(
-        "INSERT INTO partition_predict.table_state AS s
-                (parent, last_cycle_start, last_cycle_end, cycles, failures, last_error, last_error_at)
-         SELECT $1::pg_catalog.oid::pg_catalog.regclass, $2::timestamptz, t.now, 1,
-                CASE WHEN $3::text IS NULL THEN 0 ELSE 1 END, $3, CASE WHEN $3::text IS NULL THEN NULL ELSE t.now END
-           FROM (SELECT pg_catalog.clock_timestamp() AS now) t
-         ON CONFLICT (parent) DO UPDATE
-            SET last_cycle_start = EXCLUDED.last_cycle_start,
-                last_cycle_end = EXCLUDED.last_cycle_end,
-                cycles = s.cycles + 1,
-                failures = s.failures + EXCLUDED.failures,
-                last_error = COALESCE(EXCLUDED.last_error, s.last_error),
-                last_error_at = COALESCE(EXCLUDED.last_error_at, s.last_error_at)",
-        &[parent.into(), started_at.into(), error.into()],
-    )?;
+    managed::record_cycle(parent, started_at, error)?;
     if costs.is_empty() {
         return Ok(());
     }
-    state::write(
-        "INSERT INTO partition_predict.step_costs AS c
-                (parent, step, measured_at, duration_ms, rows_read, buffers_hit, buffers_read,
-                 cycles, total_ms, max_ms)
-         SELECT $1::pg_catalog.oid::pg_catalog.regclass, u.step, pg_catalog.now(), u.ms, u.rows, u.hit, u.read,
-                1, u.ms, u.ms
-           FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::float8[]),
-                           pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]),
-                           pg_catalog.unnest($6::bigint[])) AS u(step, ms, rows, hit, read)
-         ON CONFLICT (parent, step) DO UPDATE
-            SET measured_at = EXCLUDED.measured_at, duration_ms = EXCLUDED.duration_ms,
-                rows_read = EXCLUDED.rows_read, buffers_hit = EXCLUDED.buffers_hit,
-                buffers_read = EXCLUDED.buffers_read, cycles = c.cycles + 1,
-                total_ms = c.total_ms + EXCLUDED.duration_ms,
-                max_ms = GREATEST(c.max_ms, EXCLUDED.duration_ms)",
-        &[
-            parent.into(),
-            costs.iter().map(|c| c.step).collect::<Vec<_>>().into(),
-            costs.iter().map(|c| c.duration_ms).collect::<Vec<_>>().into(),
-            costs.iter().map(|c| c.rows_read).collect::<Vec<_>>().into(),
-            costs.iter().map(|c| c.buffers_hit).collect::<Vec<_>>().into(),
-            costs.iter().map(|c| c.buffers_read).collect::<Vec<_>>().into(),
-        ],
-    )?;
-    Ok(())
+    managed::record_step_costs(
+        parent,
+        StepCosts {
+            steps: costs.iter().map(|c| c.step).collect(),
+            duration_ms: costs.iter().map(|c| c.duration_ms).collect(),
+            rows_read: costs.iter().map(|c| c.rows_read).collect(),
+            buffers_hit: costs.iter().map(|c| c.buffers_hit).collect(),
+            buffers_read: costs.iter().map(|c| c.buffers_read).collect(),
+        },
+    )
+}
+
+/// Rows a cycle found in DEFAULT are moved in transactions of their own,
+/// which a function called in the caller's transaction cannot run: the
+/// database's worker is asked to move them as soon as this commits.
+pub fn default_rows_next(outcome: &Outcome) -> Result<Option<String>> {
+    if outcome.error.is_some() || outcome.skipped {
+        return Ok(None);
+    }
+    if outcome.collected.rows_in_default == 0 {
+        return Ok(Some("none".into()));
+    }
+    // Outlier keys stay where they are (act::quarantine).
+    let held_back = alerts::rows_held_back(outcome.parent)?;
+    if held_back >= outcome.collected.rows_in_default {
+        return Ok(Some(
+            "held back: outlier keys (alert outlier_keys; release_outliers() moves them)".into(),
+        ));
+    }
+    let worker = backend::library_preloaded() && gucs::enabled() && workers::running_here()?;
+    Ok(Some(if worker {
+        requests::cycle_after_commit(outcome.parent);
+        "moved out by the worker when this transaction commits".into()
+    } else {
+        "left in DEFAULT: no worker serves this database; CALL partition_predict.migrate_default()"
+            .into()
+    }))
 }
 
 /// Milliseconds, to the microsecond.

@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use partition_core::runway;
-use pgrx::prelude::*;
 use serde_json::json;
 
-use crate::catalog::alerts::{self, AlertKind, Condition, Severity};
-use crate::catalog::{self, history, state, PartitionedTable};
+use crate::catalog::{self, PartitionedTable};
 use crate::error::Result;
 use crate::gucs;
+use crate::state::alerts::{self, AlertKind, Condition, Severity};
+use crate::state::{forecasts, history, managed};
 
 /// Hours of the newest frontier forecast used for integer keys.
 const FORECAST_HOURS_READ: i64 = 168;
@@ -43,13 +43,7 @@ pub fn assess(table: &PartitionedTable) -> Result<Option<f64>> {
             }
         },
     };
-    state::write(
-        "INSERT INTO partition_predict.table_state AS s (parent, runway, runway_at)
-         VALUES ($1::pg_catalog.oid::pg_catalog.regclass,
-                 pg_catalog.make_interval(secs => pg_catalog.round($2::float8)), pg_catalog.now())
-         ON CONFLICT (parent) DO UPDATE SET runway = EXCLUDED.runway, runway_at = EXCLUDED.runway_at",
-        &[table.oid.into(), seconds.into()],
-    )?;
+    managed::record_runway(table.oid, seconds)?;
     let condition = Condition::new(AlertKind::Runway, "");
     let threshold = alert_below().as_secs_f64();
     match seconds {
@@ -78,24 +72,7 @@ pub fn assess(table: &PartitionedTable) -> Result<Option<f64>> {
 
 /// The newest forecast of an integer key's speed, hour by hour.
 fn keys_per_hour(table: &PartitionedTable) -> Result<Vec<f64>> {
-    Spi::connect(|client| {
-        client
-            .select(
-                "SELECT f.predicted_rows
-                   FROM (SELECT l.made_at FROM partition_predict.forecast_log l
-                          WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = 'frontier'
-                            AND l.horizon = 1
-                          ORDER BY l.made_at DESC LIMIT 1) newest
-                   JOIN partition_predict.forecast_log f
-                     ON f.parent = $1::pg_catalog.oid::pg_catalog.regclass AND f.series = 'frontier'
-                    AND f.made_at = newest.made_at AND f.horizon <= $2
-                  ORDER BY f.horizon",
-                None,
-                &[table.oid.into(), FORECAST_HOURS_READ.into()],
-            )?
-            .map(|row| Ok(row.get::<f64>(1)?.unwrap_or(0.0)))
-            .collect::<Result<Vec<_>>>()
-    })
+    forecasts::newest_points(table.oid, "frontier", FORECAST_HOURS_READ)
 }
 
 /// A duration as a DBA reads it: seconds, minutes, hours or days.

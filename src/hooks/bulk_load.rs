@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use pgrx::pg_sys;
 
-use crate::catalog::shadows;
 use crate::gucs;
 use crate::pg::backend;
 use crate::pg::locks::holds_any_lock_on;
 use crate::pg::relation::{current_user_may, Privilege};
 use crate::pg::session::with_pinned_settings;
+use crate::pg::stand_aside;
 use crate::pg::subxact::try_in_subtransaction;
 use crate::shmem::requests::{self, Ask};
+use crate::state::shadows;
 
 /// An INSERT … SELECT planned to write at least this many rows is a bulk load.
 pub const BULK_ROWS: f64 = 10_000.0;
@@ -48,7 +49,7 @@ fn inserted_by_this_transaction(relation: Option<pg_sys::Oid>) -> i64 {
 /// after the load. Never fails the user's statement: a problem here only
 /// means the load runs as it would without the extension.
 pub fn before_bulk_load(parent: pg_sys::Oid) -> Option<Watched> {
-    if !gucs::enabled() || super::ingesting_here() {
+    if !gucs::enabled() || stand_aside::ingesting_here() {
         return None;
     }
     // The hooks run before PostgreSQL's own permission check of the load:

@@ -11,9 +11,10 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use crate::catalog::create;
-use crate::error::or_report;
-use crate::pg::session::with_pinned_settings;
+use crate::error::{or_report, PredictError, Result};
+use crate::pg::locks::lock_table_steps;
+use crate::pg::session::{as_role, with_pinned_settings};
+use crate::state::{managed, migrations, shadows};
 
 /// PG_FUNCTION_INFO_V1 of the event trigger function below.
 #[unsafe(no_mangle)]
@@ -31,7 +32,7 @@ pub unsafe extern "C-unwind" fn pg_partition_predict_before_drop_extension(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
     if unsafe { drops_this_extension(fcinfo) } {
-        or_report(with_pinned_settings(create::clear_for_extension_drop));
+        or_report(with_pinned_settings(clear_for_extension_drop));
     }
     pg_sys::Datum::from(0)
 }
@@ -61,4 +62,49 @@ unsafe fn drops_this_extension(fcinfo: pg_sys::FunctionCallInfo) -> bool {
                         == b"pg_partition_predict"
             })
     }
+}
+
+/// Before `DROP EXTENSION pg_partition_predict`: drops every shadow that
+/// was never attached and holds no row, or refuses while rows are being
+/// moved out of a DEFAULT (they live in a shadow until it is attached).
+fn clear_for_extension_drop() -> Result<()> {
+    // Wait for every table's steps under way (a worker's cycle, a migration
+    // step) to commit, and keep new ones out: the drop then takes the state
+    // tables' locks after them rather than in a deadlock with them.
+    for parent in managed::managed_tables(None)? {
+        lock_table_steps(parent, true)?;
+    }
+    let moving = migrations::tables_moving()?;
+    if !moving.is_empty() {
+        return Err(PredictError::ExtensionInUse(format!(
+            "rows are being moved out of the DEFAULT partition of {}",
+            moving.join(", ")
+        )));
+    }
+    // Read and dropped as their owner: whoever drops the extension does not
+    // lend a superuser's rights to anything of a table's owner.
+    let waiting: Vec<(String, pg_sys::Oid)> = shadows::waiting_everywhere()?
+        .into_iter()
+        .filter_map(|s| s.current_name.map(|name| (name, s.owner)))
+        .collect();
+    let mut holding = Vec::new();
+    for (name, owner) in &waiting {
+        let has_rows = as_role(*owner, || {
+            Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))
+        })?
+        .unwrap_or(false);
+        if has_rows {
+            holding.push(name.clone());
+        }
+    }
+    if !holding.is_empty() {
+        return Err(PredictError::ExtensionInUse(format!(
+            "shadow table(s) {} hold rows",
+            holding.join(", ")
+        )));
+    }
+    for (name, owner) in waiting {
+        as_role(owner, || Spi::run(&format!("DROP TABLE {name}")))?;
+    }
+    Ok(())
 }

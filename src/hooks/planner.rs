@@ -4,6 +4,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::pg::stand_aside;
 use crate::shmem::routing;
 
 static mut PREVIOUS_PLANNER: pg_sys::planner_hook_type = None;
@@ -22,7 +23,7 @@ unsafe extern "C-unwind" fn plan(
     cursor_options: std::ffi::c_int,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
-    let migrating_here = super::migrating_here();
+    let migrating_here = stand_aside::migrating_here();
     if routing::any_active() && !migrating_here {
         unsafe { super::rewrite::apply_overrides(parse) };
     }

@@ -15,6 +15,7 @@ use super::bulk_load;
 use crate::error::PredictError;
 use crate::pg::relation::is_partitioned_table;
 use crate::pg::relation::qualified_name;
+use crate::pg::stand_aside;
 use crate::shmem::routing;
 
 static mut PREVIOUS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
@@ -136,7 +137,7 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    if !super::attaching_here() && routing::any_active() {
+    if !stand_aside::attaching_here() && routing::any_active() {
         let touched = unsafe { tables_touched(pstmt) };
         let moving = routing::overrides_here().into_iter().find(|o| {
             let is = |raw: u32| touched.tables.contains(&pg_sys::Oid::from(raw));

@@ -62,6 +62,25 @@ pub fn timestamptz(timestamp: i64) -> Option<pgrx::datum::TimestampWithTimeZone>
     unsafe { pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(timestamp), false) }
 }
 
+/// A `timestamptz` as seconds since 1970-01-01 UTC, as
+/// `date_part('epoch', …)` gives it (`±infinity` for the infinite ones).
+pub fn unix_seconds(timestamp: pgrx::datum::TimestampWithTimeZone) -> f64 {
+    let micros = timestamp
+        .into_datum()
+        .map_or(0, |datum| datum.value() as i64);
+    match micros {
+        i64::MAX => f64::INFINITY,
+        i64::MIN => f64::NEG_INFINITY,
+        // One rounding, as PostgreSQL computes it.
+        _ => {
+            (micros as i128
+                + partition_core::calendar::UNIX_TO_PG_EPOCH_SECONDS as i128 * 1_000_000)
+                as f64
+                / 1e6
+        }
+    }
+}
+
 /// The data directory (where pg_default's files live).
 fn data_directory() -> CString {
     unsafe { CStr::from_ptr(pg_sys::DataDir) }.to_owned()

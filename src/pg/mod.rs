@@ -11,4 +11,5 @@ pub mod locks;
 pub mod regclass;
 pub mod relation;
 pub mod session;
+pub mod stand_aside;
 pub mod subxact;

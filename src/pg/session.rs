@@ -6,9 +6,14 @@
 //! returns, or by transaction abort when it fails) makes every statement the
 //! extension issues mean one thing, whoever calls it.
 
+use std::cell::Cell;
 use std::ffi::{CStr, CString};
 
 use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::backend;
+use crate::error::{PredictError, Result};
 
 const CATALOG_SETTINGS: [(&CStr, &str); 5] = [
     (c"search_path", "pg_catalog, pg_temp"),
@@ -88,4 +93,37 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
         pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
     }
     result
+}
+
+thread_local! {
+    /// `(extension OID, its owner)`: the owner of the extension as it is now.
+    static EXTENSION_OWNER: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+fn extension_owner() -> Result<pg_sys::Oid> {
+    let extension = backend::extension_oid().ok_or_else(|| {
+        PredictError::Internal("extension pg_partition_predict is not installed".into())
+    })?;
+    if let Some((cached, owner)) = EXTENSION_OWNER.get() {
+        if cached == extension {
+            return Ok(owner);
+        }
+    }
+    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT extowner FROM pg_catalog.pg_extension WHERE oid = $1)",
+        &[extension.into()],
+    )?
+    .ok_or_else(|| PredictError::Internal("extension pg_partition_predict has no owner".into()))?;
+    EXTENSION_OWNER.set(Some((extension, owner)));
+    Ok(owner)
+}
+
+/// Runs `f` as the extension's owner, with the settings pinned again: code
+/// of a table's owner that ran before it in this call must not have chosen
+/// how its names and operators resolve.
+pub fn as_extension_owner<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
+    with_pinned_settings(|| {
+        let owner = extension_owner()?;
+        as_role(owner, f)
+    })
 }

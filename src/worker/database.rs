@@ -8,12 +8,12 @@ use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 
 use crate::act::{activate, migrate, retention};
-use crate::catalog::state;
 use crate::cycle::{self, Steps};
 use crate::gucs;
 use crate::pg::backend::{self, in_own_transaction};
 use crate::pg::session::with_pinned_settings;
 use crate::shmem::requests;
+use crate::state::workers::{self, WorkerReport};
 
 /// What this worker process has done, as `worker_status` shows it.
 struct WorkerState {
@@ -221,27 +221,14 @@ fn report(state: &mut WorkerState, activity: &str, cycle_mark: Option<&str>) {
                 "SELECT a.backend_start::text FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()",
             )?;
         }
-        state::write(
-            "INSERT INTO partition_predict.worker_state AS w
-                    (database, pid, state, started_at, last_cycle_start, last_cycle_end, cycles, errors, last_error)
-             VALUES (pg_catalog.current_database(), pg_catalog.pg_backend_pid(), $1, $2::timestamptz,
-                     CASE WHEN $3 = 'start' THEN pg_catalog.now() END, NULL, $4, $5, $6)
-             ON CONFLICT (database) DO UPDATE
-                SET pid = EXCLUDED.pid, state = EXCLUDED.state, started_at = EXCLUDED.started_at,
-                    last_cycle_start = CASE WHEN $3 = 'start' THEN pg_catalog.now()
-                                            WHEN w.pid = EXCLUDED.pid THEN w.last_cycle_start END,
-                    last_cycle_end = CASE WHEN $3 = 'end' THEN pg_catalog.now()
-                                          WHEN w.pid = EXCLUDED.pid THEN w.last_cycle_end END,
-                    cycles = EXCLUDED.cycles, errors = EXCLUDED.errors, last_error = EXCLUDED.last_error",
-            &[
-                activity.into(),
-                state.started_at.clone().into(),
-                cycle_mark.into(),
-                state.cycles.into(),
-                state.errors.into(),
-                state.last_error.clone().into(),
-            ],
-        )
+        workers::report(WorkerReport {
+            activity,
+            started_at: state.started_at.clone(),
+            cycle_mark,
+            cycles: state.cycles,
+            errors: state.errors,
+            last_error: state.last_error.clone(),
+        })
     });
     if let Err(e) = result {
         pgrx::log!("pg_partition_predict: could not update worker_status: {e}");

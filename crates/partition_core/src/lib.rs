@@ -16,6 +16,7 @@ pub mod planner;
 pub mod retention;
 pub mod runway;
 pub mod sampling;
+pub mod shadows;
 pub mod timeline;
 pub mod zone;
 

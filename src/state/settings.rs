@@ -10,8 +10,8 @@ use partition_core::planner::Lookahead;
 use partition_core::{KeyType, Zone};
 use pgrx::prelude::*;
 
-use super::state;
-use super::table::PartitionedTable;
+use super::{count_read, write, write_returning, Family, StateRow};
+use crate::catalog::PartitionedTable;
 use crate::error::{PredictError, Result};
 use crate::pg::subxact::try_in_subtransaction;
 
@@ -357,7 +357,7 @@ pub fn store(
     parent: pg_sys::Oid,
     settings: &TableSettings,
 ) -> Result<PgHeapTuple<'static, AllocatedByRust>> {
-    state::write_returning::<PgHeapTuple<'static, AllocatedByRust>>(
+    write_returning::<PgHeapTuple<'static, AllocatedByRust>>(
         "INSERT INTO partition_predict.config AS c
                 (parent, target_rows, lookahead, min_span, max_span, history_retention, tablespaces, time_zone,
                  keep, expired, archive_schema, archive_tablespace)
@@ -519,7 +519,7 @@ fn validate_archive_tablespace(owner: pg_sys::Oid, name: &str) -> Result<String>
 
 /// Replaces a table's data retention settings (`None`: nothing expires).
 pub fn store_retention(parent: pg_sys::Oid, retention: Option<&DataRetention>) -> Result<()> {
-    state::write(
+    write(
         "UPDATE partition_predict.config
             SET keep = $2, expired = COALESCE($3, 'detach'),
                 archive_schema = $4::pg_catalog.name, archive_tablespace = $5::pg_catalog.name
@@ -549,15 +549,17 @@ pub fn load_retention(parent: pg_sys::Oid) -> Result<Option<DataRetention>> {
         if row.is_empty() {
             return Ok(None);
         }
-        let keep: String = row.get(1)?.unwrap_or_default();
-        let expired: String = row.get(2)?.unwrap_or_default();
+        let r = StateRow::of("config", &row);
+        // `keep IS NOT NULL` was asked for.
+        let keep: String = r.required(1, "keep")?;
+        let expired: String = r.required(2, "expired")?;
         let expired = Expired::parse(&expired)
             .ok_or_else(|| PredictError::UntrustedState(format!("expired action \"{expired}\"")))?;
         Ok(Some(DataRetention {
             keep,
             expired,
-            archive_schema: row.get(3)?,
-            archive_tablespace: row.get(4)?,
+            archive_schema: r.optional(3)?,
+            archive_tablespace: r.optional(4)?,
         }))
     })
 }
@@ -565,7 +567,7 @@ pub fn load_retention(parent: pg_sys::Oid) -> Result<Option<DataRetention>> {
 /// Changes the time zone of a managed table's boundaries; partitions that
 /// exist keep theirs.
 pub fn store_time_zone(parent: pg_sys::Oid, time_zone: &str) -> Result<()> {
-    state::write(
+    write(
         "UPDATE partition_predict.config SET time_zone = $2 WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
         &[parent.into(), time_zone.into()],
     )?;
@@ -573,19 +575,36 @@ pub fn store_time_zone(parent: pg_sys::Oid, time_zone: &str) -> Result<()> {
 }
 
 /// A table's settings as planning uses them, spans in raw key units.
+#[derive(Clone, Debug)]
 pub struct PlanningSettings {
     pub target_rows: f64,
-    pub lookahead: Option<Lookahead>,
+    pub lookahead: Lookahead,
     pub min_span: Option<i64>,
     pub max_span: Option<i64>,
+    /// How long the extension keeps the table's history, in seconds.
+    pub history_retention_seconds: f64,
     /// Where natural boundaries of `timestamptz` keys fall.
     pub zone: Zone,
 }
 
+impl PlanningSettings {
+    /// The lookahead as key time, in seconds, where it is an interval.
+    pub fn lookahead_seconds(&self) -> Option<f64> {
+        match self.lookahead {
+            Lookahead::Seconds(seconds) => Some(seconds),
+            Lookahead::Keys(_) => None,
+        }
+    }
+}
+
+/// The one place the stored settings are turned into numbers: `lookahead`
+/// is a whole number of key values or an interval (`validate` stored one
+/// of the two), spans likewise.
 pub fn load(table: &PartitionedTable) -> Result<PlanningSettings> {
+    count_read(Family::Settings);
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT target_rows::float8,
+            "SELECT target_rows,
                     CASE WHEN lookahead ~ '^[0-9]+$' THEN NULL
                          ELSE pg_catalog.date_part('epoch', lookahead::pg_catalog.interval) END,
                     CASE WHEN lookahead ~ '^[0-9]+$' THEN lookahead::bigint END,
@@ -593,7 +612,8 @@ pub fn load(table: &PartitionedTable) -> Result<PlanningSettings> {
                          ELSE pg_catalog.date_part('epoch', min_span::pg_catalog.interval) END,
                     CASE WHEN max_span ~ '^[0-9]+$' THEN max_span::float8
                          ELSE pg_catalog.date_part('epoch', max_span::pg_catalog.interval) END,
-                    time_zone
+                    time_zone,
+                    pg_catalog.date_part('epoch', history_retention)
                FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
             None,
             &[table.oid.into()],
@@ -602,6 +622,7 @@ pub fn load(table: &PartitionedTable) -> Result<PlanningSettings> {
         if row.is_empty() {
             return Err(PredictError::NotManaged(table.name.to_string()));
         }
+        let r = StateRow::of("config", &row);
         // Spans of time keys are intervals in seconds; of integer keys, key counts.
         let span = |v: Option<f64>| {
             v.map(|v| {
@@ -612,23 +633,27 @@ pub fn load(table: &PartitionedTable) -> Result<PlanningSettings> {
                 }
             })
         };
-        let lookahead = match (row.get::<f64>(2)?, row.get::<i64>(3)?) {
-            (Some(seconds), _) => Some(Lookahead::Seconds(seconds)),
-            (None, Some(keys)) => Some(Lookahead::Keys(keys)),
-            (None, None) => None,
+        let lookahead = match (r.optional::<f64>(2)?, r.optional::<i64>(3)?) {
+            (Some(seconds), _) => Lookahead::Seconds(seconds),
+            (None, Some(keys)) => Lookahead::Keys(keys),
+            // `lookahead` is NOT NULL: one of the two is always there.
+            (None, None) => {
+                return Err(PredictError::CorruptState {
+                    table: "config",
+                    column: "lookahead",
+                })
+            }
         };
+        let time_zone: String = r.required(6, "time_zone")?;
         Ok(PlanningSettings {
-            target_rows: row.get::<f64>(1)?.unwrap_or(1e6),
+            target_rows: r.required::<i64>(1, "target_rows")? as f64,
             lookahead,
-            min_span: span(row.get::<f64>(4)?),
-            max_span: span(row.get::<f64>(5)?),
+            min_span: span(r.optional(4)?),
+            max_span: span(r.optional(5)?),
+            history_retention_seconds: r.required(7, "history_retention")?,
             // Stored names were validated; one the bundled database dropped
             // since falls back to UTC rather than stopping the cycle.
-            zone: row
-                .get::<String>(6)?
-                .as_deref()
-                .and_then(Zone::named)
-                .unwrap_or_default(),
+            zone: Zone::named(&time_zone).unwrap_or_default(),
         })
     })
 }

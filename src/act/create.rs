@@ -4,18 +4,16 @@
 
 use partition_core::naming;
 use partition_core::planner::PlannedRange;
-use partition_core::KeyType;
+use partition_core::{KeyType, Zone};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-use super::settings;
-use super::shadows::{self, NewShadow, Origin, Shadow};
-use super::table::{self, relation_exists, PartitionedTable, QualifiedName};
+use crate::catalog::table::{relation_exists, PartitionedTable, QualifiedName};
 use crate::error::{PredictError, Result};
 use crate::pg::lock_retry::run_with_lock_retry;
-use crate::pg::locks::lock_table_steps;
 use crate::pg::session::as_role;
 use crate::pg::{backend, relation};
+use crate::state::shadows::{self, NewShadow, Origin, Shadow};
 
 /// Name of the CHECK constraint that lets ATTACH skip its scan.
 pub const BOUND_CONSTRAINT: &str = "partition_predict_bound";
@@ -111,12 +109,13 @@ pub struct CreatedShadow {
 /// the same name (see `orphan`) is adopted instead of made again.
 pub fn shadow(
     table: &PartitionedTable,
+    zone: &Zone,
     range: &PlannedRange,
     origin: Origin,
 ) -> Result<CreatedShadow> {
     // Named by the local clock of the table's zone, as its bounds were laid out.
     let named_from = if table.key_type == KeyType::TimestampTz {
-        settings::load(table)?.zone.local(range.from)
+        zone.local(range.from)
     } else {
         range.from
     };
@@ -193,21 +192,8 @@ fn orphan(table: &PartitionedTable, suffix: &str) -> Result<Option<(pg_sys::Oid,
         schema: table.name.schema.clone(),
         name: naming::derived_name(&table.name.name, suffix),
     };
-    let candidate = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT (SELECT c.oid FROM pg_catalog.pg_class c
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE n.nspname = $1 AND c.relname = $2
-                    AND partition_predict.can_stand_for(c.oid, $3)
-                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
-                                 WHERE k.conrelid = c.oid AND k.conname = $4 AND k.contype = 'c')
-                    AND NOT EXISTS (SELECT 1 FROM partition_predict.shadows s WHERE s.shadow = c.oid))",
-        &[
-            name.schema.as_str().into(),
-            name.name.as_str().into(),
-            table.oid.into(),
-            BOUND_CONSTRAINT.into(),
-        ],
-    )?;
+    let candidate =
+        shadows::unrecorded_standin(&name.schema, &name.name, table.oid, BOUND_CONSTRAINT)?;
     let Some(oid) = candidate else {
         return Ok(None);
     };
@@ -231,27 +217,7 @@ struct Placement {
 /// filesystem less what the shadows already waiting there are expected to
 /// take. Without the setting, `None` (the parent's tablespace).
 fn choose_tablespace(table: &PartitionedTable, expected_rows: f64) -> Result<Option<Placement>> {
-    let candidates: Vec<(String, String, i64)> = Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT t.spcname::text, pg_catalog.pg_tablespace_location(t.oid),
-                    COALESCE((SELECT pg_catalog.sum(s.predicted_bytes) FROM partition_predict.shadows s
-                               WHERE s.tablespace = t.spcname AND s.activated_at IS NULL), 0)::bigint
-               FROM partition_predict.config c, pg_catalog.unnest(c.tablespaces) WITH ORDINALITY AS n(name, i)
-               JOIN pg_catalog.pg_tablespace t ON t.spcname = n.name
-              WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass
-              ORDER BY n.i",
-            None,
-            &[table.oid.into()],
-        )?;
-        rows.map(|r| {
-            Ok((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<String>(2)?.unwrap_or_default(),
-                r.get::<i64>(3)?.unwrap_or(0),
-            ))
-        })
-        .collect::<Result<Vec<_>>>()
-    })?;
+    let candidates = shadows::tablespaces_with_reserved_bytes(table.oid)?;
     if candidates.is_empty() {
         return Ok(None);
     }
@@ -345,57 +311,4 @@ pub fn drop_unused(table_oid: pg_sys::Oid) -> Result<i64> {
         dropped += 1;
     }
     Ok(dropped)
-}
-
-/// Before `DROP EXTENSION pg_partition_predict`: drops every shadow that
-/// was never attached and holds no row, or refuses while rows are being
-/// moved out of a DEFAULT (they live in a shadow until it is attached).
-pub fn clear_for_extension_drop() -> Result<()> {
-    // Wait for every table's steps under way (a worker's cycle, a migration
-    // step) to commit, and keep new ones out: the drop then takes the state
-    // tables' locks after them rather than in a deadlock with them.
-    for parent in table::managed_tables(None)? {
-        lock_table_steps(parent, true)?;
-    }
-    let moving: Vec<String> = Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT DISTINCT m.parent::text FROM partition_predict.migrations m WHERE m.active ORDER BY 1",
-            None,
-            &[],
-        )?;
-        rows.map(|r| Ok(r.get::<String>(1)?.unwrap_or_default()))
-            .collect::<Result<Vec<_>>>()
-    })?;
-    if !moving.is_empty() {
-        return Err(PredictError::ExtensionInUse(format!(
-            "rows are being moved out of the DEFAULT partition of {}",
-            moving.join(", ")
-        )));
-    }
-    // Read and dropped as their owner: whoever drops the extension does not
-    // lend a superuser's rights to anything of a table's owner.
-    let waiting: Vec<(String, pg_sys::Oid)> = shadows::waiting_everywhere()?
-        .into_iter()
-        .filter_map(|s| s.current_name.map(|name| (name, s.owner)))
-        .collect();
-    let mut holding = Vec::new();
-    for (name, owner) in &waiting {
-        let has_rows = as_role(*owner, || {
-            Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))
-        })?
-        .unwrap_or(false);
-        if has_rows {
-            holding.push(name.clone());
-        }
-    }
-    if !holding.is_empty() {
-        return Err(PredictError::ExtensionInUse(format!(
-            "shadow table(s) {} hold rows",
-            holding.join(", ")
-        )));
-    }
-    for (name, owner) in waiting {
-        as_role(owner, || Spi::run(&format!("DROP TABLE {name}")))?;
-    }
-    Ok(())
 }

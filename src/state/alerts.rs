@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-use super::state;
+use super::{write_returning, write_returning_optional_two, write_returning_two, StateRow};
 use crate::error::Result;
 
 pub const CHANNEL: &str = "partition_predict_alerts";
@@ -83,7 +83,7 @@ pub fn raise(
     message: &str,
     details: Value,
 ) -> Result<()> {
-    let (id, new) = state::write_returning_two::<i64, bool>(
+    let (id, new) = write_returning_two::<i64, bool>(
         "INSERT INTO partition_predict.alert_log AS a (parent, kind, subject, severity, message, details)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4::partition_predict.alert_severity, $5, $6)
          ON CONFLICT (parent, kind, subject) WHERE resolved_at IS NULL
@@ -107,7 +107,7 @@ pub fn raise(
 
 /// Resolves `condition` on `parent` if it is open; says so once.
 pub fn resolve(parent: pg_sys::Oid, condition: Condition, why: &str) -> Result<()> {
-    if let Some((id, severity)) = state::write_returning_optional_two::<i64, String>(
+    if let Some((id, severity)) = write_returning_optional_two::<i64, String>(
         "UPDATE partition_predict.alert_log
             SET resolved_at = pg_catalog.now(), updated_at = pg_catalog.now(),
                 details = details || pg_catalog.jsonb_build_object('resolution', $4::text)
@@ -144,9 +144,10 @@ pub fn open_subjects(parent: pg_sys::Oid, kind: AlertKind) -> Result<Vec<(String
                 &[parent.into(), kind.as_str().into()],
             )?
             .map(|row| {
+                let r = StateRow::of("alert_log", &row);
                 Ok((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<JsonB>(2)?.map(|j| j.0).unwrap_or(Value::Null),
+                    r.required(1, "subject")?,
+                    r.required::<JsonB>(2, "details")?.0,
                 ))
             })
             .collect::<Result<Vec<_>>>()
@@ -162,7 +163,7 @@ pub fn event(
     message: &str,
     details: Value,
 ) -> Result<()> {
-    let id = state::write_returning::<i64>(
+    let id = write_returning::<i64>(
         "INSERT INTO partition_predict.alert_log (parent, kind, subject, severity, is_event, message, details, resolved_at)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, '', $3::partition_predict.alert_severity, true, $4, $5,
                  pg_catalog.now())
@@ -220,4 +221,17 @@ fn announce(
         parent_name.as_deref().unwrap_or("-"),
     );
     Ok(())
+}
+
+/// Rows of `parent`'s DEFAULT held back as outlier keys (its open
+/// `outlier_keys` condition), 0 when none are.
+pub fn rows_held_back(parent: pg_sys::Oid) -> Result<i64> {
+    Ok(Spi::get_one_with_args::<i64>(
+        "SELECT (SELECT (details->>'rows')::int8 FROM partition_predict.alert_log
+                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND kind = 'outlier_keys'
+                    AND resolved_at IS NULL)",
+        &[parent.into()],
+    )?
+    // No open condition, or one whose details name no rows.
+    .unwrap_or(0))
 }

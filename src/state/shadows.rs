@@ -4,7 +4,7 @@
 
 use pgrx::prelude::*;
 
-use super::state;
+use super::{count_read, write, Family, StateRow};
 use crate::error::Result;
 use crate::pg::session::as_role;
 
@@ -57,6 +57,7 @@ pub fn waiting_everywhere() -> Result<Vec<Shadow>> {
 }
 
 fn waiting_of(parent: Option<pg_sys::Oid>) -> Result<Vec<Shadow>> {
+    count_read(Family::Shadows);
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT (SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c
@@ -74,15 +75,18 @@ fn waiting_of(parent: Option<pg_sys::Oid>) -> Result<Vec<Shadow>> {
             None,
             &[parent.into()],
         )?;
-        rows.map(|r| {
+        rows.map(|row| {
+            let r = StateRow::of("shadows", &row);
             Ok(Shadow {
-                oid: r.get::<pg_sys::Oid>(6)?.unwrap_or(pg_sys::InvalidOid),
-                current_name: r.get::<String>(1)?,
-                name: r.get::<String>(2)?.unwrap_or_default(),
-                from: r.get::<i64>(3)?.unwrap_or(0),
-                to: r.get::<i64>(4)?.unwrap_or(0),
-                migrating: r.get::<bool>(5)?.unwrap_or(false),
-                owner: r.get::<pg_sys::Oid>(7)?.unwrap_or(pg_sys::InvalidOid),
+                oid: r.required(6, "shadow")?,
+                current_name: r.optional(1)?,
+                name: r.required(2, "shadow_name")?,
+                from: r.required(3, "range_from")?,
+                to: r.required(4, "range_to")?,
+                // EXISTS is never NULL.
+                migrating: r.required(5, "migrating")?,
+                // NULL once the table is gone: it is then no one's.
+                owner: r.optional(7)?.unwrap_or(pg_sys::InvalidOid),
             })
         })
         .collect()
@@ -115,13 +119,13 @@ pub struct NewShadow<'a> {
 pub fn record(new: NewShadow) -> Result<()> {
     // A record of the same range whose table can no longer be a shadow
     // (dropped, changed, restored without its dependency) gives way.
-    state::write(
+    write(
         "DELETE FROM partition_predict.shadows s
           WHERE s.parent = $1::pg_catalog.oid::pg_catalog.regclass AND s.range_from = $2
             AND NOT partition_predict.is_shadow_of(s.shadow, s.parent)",
         &[new.parent.into(), new.from.into()],
     )?;
-    state::write(
+    write(
         "INSERT INTO partition_predict.shadows (parent, shadow, shadow_name, range_from, range_to, range_start, range_end,
                                                 predicted_rows, predicted_bytes, tablespace, origin)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -143,7 +147,7 @@ pub fn record(new: NewShadow) -> Result<()> {
 }
 
 pub fn mark_activated(parent: pg_sys::Oid, from: i64) -> Result<()> {
-    state::write(
+    write(
         "UPDATE partition_predict.shadows SET activated_at = pg_catalog.now()
           WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND range_from = $2",
         &[parent.into(), from.into()],
@@ -152,7 +156,7 @@ pub fn mark_activated(parent: pg_sys::Oid, from: i64) -> Result<()> {
 }
 
 pub fn forget(parent: pg_sys::Oid, from: i64) -> Result<()> {
-    state::write(
+    write(
         "DELETE FROM partition_predict.shadows WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND range_from = $2",
         &[parent.into(), from.into()],
     )?;
@@ -172,11 +176,9 @@ pub fn forecast_rows(
             None,
             &[parent.into(), partitions.into()],
         )?;
-        rows.map(|r| {
-            Ok((
-                r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
-                r.get::<f64>(2)?.unwrap_or(0.0),
-            ))
+        rows.map(|row| {
+            let r = StateRow::of("shadows", &row);
+            Ok((r.required(1, "shadow")?, r.required(2, "predicted_rows")?))
         })
         .collect::<Result<Vec<_>>>()
     })
@@ -220,12 +222,64 @@ pub fn attached_past(parent: pg_sys::Oid, key: i64) -> Result<Vec<(i64, i64, pg_
                 &[parent.into(), key.into()],
             )?
             .map(|row| {
+                let r = StateRow::of("shadows", &row);
                 Ok((
-                    row.get::<i64>(1)?.unwrap_or(0),
-                    row.get::<i64>(2)?.unwrap_or(0),
-                    row.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
+                    r.required(1, "range_from")?,
+                    r.required(2, "range_to")?,
+                    r.required(3, "shadow")?,
                 ))
             })
             .collect::<Result<Vec<_>>>()
+    })
+}
+
+/// A table named as `act::create::shadow` would name a shadow of `parent`,
+/// that could stand for it (`can_stand_for`), with the extension's bound
+/// constraint `constraint`, and that no row of `shadows` records: a shadow
+/// that lost its record (a restore, `pg_upgrade`).
+pub fn unrecorded_standin(
+    schema: &str,
+    name: &str,
+    parent: pg_sys::Oid,
+    constraint: &str,
+) -> Result<Option<pg_sys::Oid>> {
+    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT c.oid FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2
+                    AND partition_predict.can_stand_for(c.oid, $3)
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                                 WHERE k.conrelid = c.oid AND k.conname = $4 AND k.contype = 'c')
+                    AND NOT EXISTS (SELECT 1 FROM partition_predict.shadows s WHERE s.shadow = c.oid))",
+        &[schema.into(), name.into(), parent.into(), constraint.into()],
+    )?)
+}
+
+/// The tablespaces `manage(… tablespaces => …)` listed for `parent`, in
+/// its order: `(name, location, bytes the shadows waiting there are
+/// expected to take)`.
+pub fn tablespaces_with_reserved_bytes(parent: pg_sys::Oid) -> Result<Vec<(String, String, i64)>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT t.spcname::text, pg_catalog.pg_tablespace_location(t.oid),
+                    COALESCE((SELECT pg_catalog.sum(s.predicted_bytes) FROM partition_predict.shadows s
+                               WHERE s.tablespace = t.spcname AND s.activated_at IS NULL), 0)::bigint
+               FROM partition_predict.config c, pg_catalog.unnest(c.tablespaces) WITH ORDINALITY AS n(name, i)
+               JOIN pg_catalog.pg_tablespace t ON t.spcname = n.name
+              WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass
+              ORDER BY n.i",
+            None,
+            &[parent.into()],
+        )?;
+        rows.map(|row| {
+            let r = StateRow::of("config", &row);
+            Ok((
+                r.required(1, "tablespaces")?,
+                // The default tablespaces have no location of their own.
+                r.optional(2)?.unwrap_or_default(),
+                r.required(3, "predicted_bytes")?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()
     })
 }

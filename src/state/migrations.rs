@@ -3,7 +3,7 @@
 
 use pgrx::prelude::*;
 
-use super::state;
+use super::{write, write_returning, StateRow};
 use crate::error::{PredictError, Result};
 
 /// The states of a migration, as the SQL type `partition_predict.migration_state`
@@ -73,14 +73,15 @@ pub fn active(parent: pg_sys::Oid) -> Result<Option<Migration>> {
             None,
             &[parent.into()],
         )?;
-        let Some(r) = rows.into_iter().next() else {
+        let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
-        let id = r.get::<i64>(1)?.unwrap_or(0);
+        let r = StateRow::of("migrations", &row);
+        let id: i64 = r.required(1, "id")?;
         // The OIDs are acted on with the owner's rights (rows moved between
         // them, the planner hook told to read one): only if they are what
         // the migration made them.
-        if r.get::<bool>(8)? != Some(true) {
+        if r.optional::<bool>(8)? != Some(true) {
             return Err(PredictError::UntrustedState(format!(
                 "migration {id} names tables that are not the shadow and the DEFAULT partition of {}",
                 parent.to_u32()
@@ -88,12 +89,12 @@ pub fn active(parent: pg_sys::Oid) -> Result<Option<Migration>> {
         }
         Ok(Some(Migration {
             id,
-            shadow: r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
-            default_partition: r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
-            from: r.get::<i64>(4)?.unwrap_or(0),
-            to: r.get::<i64>(5)?.unwrap_or(0),
-            state: MigrationState::parse(&r.get::<String>(6)?.unwrap_or_default())?,
-            rows_moved: r.get::<i64>(7)?.unwrap_or(0),
+            shadow: r.required(2, "shadow")?,
+            default_partition: r.required(3, "default_partition")?,
+            from: r.required(4, "range_from")?,
+            to: r.required(5, "range_to")?,
+            state: MigrationState::parse(&r.required::<String>(6, "state")?)?,
+            rows_moved: r.required(7, "rows_moved")?,
         }))
     })
 }
@@ -116,7 +117,7 @@ pub fn start(
     range_start: String,
     range_end: String,
 ) -> Result<i64> {
-    state::write_returning::<i64>(
+    write_returning::<i64>(
         "INSERT INTO partition_predict.migrations
                 (parent, shadow, shadow_name, default_partition, range_from, range_to, range_start, range_end, state)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, $8, 'starting')
@@ -135,7 +136,7 @@ pub fn start(
 }
 
 pub fn set_state(id: i64, state: MigrationState, message: Option<&str>) -> Result<()> {
-    state::write(
+    write(
         "UPDATE partition_predict.migrations
             SET state = $2::partition_predict.migration_state, message = COALESCE($3, message),
                 finished_at = CASE WHEN NOT $4 THEN pg_catalog.now() END
@@ -152,7 +153,7 @@ pub fn set_state(id: i64, state: MigrationState, message: Option<&str>) -> Resul
 
 /// Adds a batch of `moved` rows (negative when moving back).
 pub fn record_batch(id: i64, moved: i64) -> Result<()> {
-    state::write(
+    write(
         "UPDATE partition_predict.migrations SET rows_moved = rows_moved + $2, batches = batches + 1 WHERE id = $1",
         &[id.into(), moved.into()],
     )?;
@@ -160,7 +161,7 @@ pub fn record_batch(id: i64, moved: i64) -> Result<()> {
 }
 
 pub fn set_rows_moved(id: i64, total: i64) -> Result<()> {
-    state::write(
+    write(
         "UPDATE partition_predict.migrations SET rows_moved = $2 WHERE id = $1",
         &[id.into(), total.into()],
     )?;
@@ -188,4 +189,18 @@ pub fn yielded_within(parent: pg_sys::Oid, minutes: i32) -> Result<bool> {
         &[parent.into(), minutes.into()],
     )?
     .unwrap_or(false))
+}
+
+/// The tables whose rows are being moved out of DEFAULT, as names, of
+/// every managed table the caller can see.
+pub fn tables_moving() -> Result<Vec<String>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT DISTINCT m.parent::text FROM partition_predict.migrations m WHERE m.active ORDER BY 1",
+            None,
+            &[],
+        )?;
+        rows.map(|row| StateRow::of("migrations", &row).required(1, "parent"))
+            .collect::<Result<Vec<_>>>()
+    })
 }
