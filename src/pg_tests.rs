@@ -630,6 +630,13 @@ mod tests {
             "22023",
             "invalid history_retention",
         );
+        // Further back than a timestamp reaches: refused as a setting, not
+        // left to fail every cycle with 22008.
+        assert_refused(
+            "SELECT partition_predict.manage('ret', history_retention => '1000000 years')",
+            "22023",
+            "more than 1,000 years",
+        );
         assert_refused(
             "SELECT partition_predict.manage('ret', retention => '3 days', history_retention => '3 days')",
             "22023",

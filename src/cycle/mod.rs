@@ -144,7 +144,7 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<(StepResults, Vec<Step
         let mut shadows = ShadowSummary::default();
         if matches!(steps, Steps::Prepartition | Steps::Cycle) {
             // Planning and activation share one read of the table's history.
-            #[cfg(feature = "pg_test")]
+            #[cfg(any(test, feature = "pg_test"))]
             let reads_before = state_reads();
             let known;
             (shadows, known) = measured("prepartition", &mut costs, || {
@@ -156,7 +156,7 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<(StepResults, Vec<Step
                     activate::activate_known(&table, None, &known)
                 })?;
             }
-            #[cfg(feature = "pg_test")]
+            #[cfg(any(test, feature = "pg_test"))]
             PLAN_AND_ACTIVATE_READS
                 .set(state_reads().map2(reads_before, |after, before| after - before));
             if steps == Steps::Cycle {
@@ -169,7 +169,7 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<(StepResults, Vec<Step
 }
 
 /// Reads of the state per family (settings, history, forecasts, shadows).
-#[cfg(feature = "pg_test")]
+#[cfg(any(test, feature = "pg_test"))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StateReads {
     pub settings: u64,
@@ -178,7 +178,7 @@ pub struct StateReads {
     pub shadows: u64,
 }
 
-#[cfg(feature = "pg_test")]
+#[cfg(any(test, feature = "pg_test"))]
 impl StateReads {
     fn map2(self, other: StateReads, f: impl Fn(u64, u64) -> u64) -> StateReads {
         StateReads {
@@ -190,7 +190,7 @@ impl StateReads {
     }
 }
 
-#[cfg(feature = "pg_test")]
+#[cfg(any(test, feature = "pg_test"))]
 fn state_reads() -> StateReads {
     use crate::state::{reads, Family};
     StateReads {
@@ -201,7 +201,7 @@ fn state_reads() -> StateReads {
     }
 }
 
-#[cfg(feature = "pg_test")]
+#[cfg(any(test, feature = "pg_test"))]
 thread_local! {
     static PLAN_AND_ACTIVATE_READS: std::cell::Cell<StateReads> =
         const { std::cell::Cell::new(StateReads { settings: 0, history: 0, forecasts: 0, shadows: 0 }) };
@@ -209,13 +209,15 @@ thread_local! {
 
 /// What planning and activation of the last table this backend cycled read
 /// of the state, for the tests that hold them to reading it once.
-#[cfg(feature = "pg_test")]
+#[cfg(any(test, feature = "pg_test"))]
 pub fn plan_and_activate_reads() -> StateReads {
     PLAN_AND_ACTIVATE_READS.get()
 }
 
 /// The subject of the condition "this table's cycles fail".
 const FAILED_CYCLE: &str = "cycle";
+/// The subject of the condition "this table's cycles keep being skipped".
+const SKIPPED_CYCLES: &str = "skipped";
 
 /// Runs one table's steps; an error propagates to the caller.
 pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
@@ -245,6 +247,14 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     // Another session is running this table's steps right now: its result
     // stands for this cycle too.
     if !or_report(with_pinned_settings(|| lock_table_steps(parent, false))) {
+        let noted =
+            try_in_subtransaction(|| or_report(with_pinned_settings(|| note_skipped(parent))));
+        if let Err(e) = noted {
+            pgrx::log!(
+                "pg_partition_predict: could not note the skipped cycle of table {parent:?}: {}",
+                e.message
+            );
+        }
         let message = "skipped: another session is running this table's cycle".to_string();
         return Outcome {
             skipped: true,
@@ -286,6 +296,31 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     Outcome::new(parent, started, results, message)
 }
 
+/// A table whose cycles have all been skipped for three naptimes: another
+/// session has held its steps all along (a migration step or an ingest
+/// that does not end, `run_cycle()` in a transaction left open). Its
+/// forecasts and shadows are going stale; the DBA is told, once, until a
+/// cycle runs again.
+fn note_skipped(parent: pg_sys::Oid) -> Result<()> {
+    let Some(seconds) = managed::seconds_since_last_cycle(parent)? else {
+        return Ok(());
+    };
+    let threshold = 3.0 * gucs::naptime().as_secs_f64();
+    if seconds < threshold {
+        return Ok(());
+    }
+    alerts::raise(
+        parent,
+        Condition::new(AlertKind::Failure, SKIPPED_CYCLES),
+        Severity::Warning,
+        &format!(
+            "no cycle of this table for {}: another session holds its steps (a migration step, an ingest, or run_cycle() in a transaction still open)",
+            runway::human(seconds)
+        ),
+        json!({"seconds_since_last_cycle": seconds, "threshold_seconds": threshold}),
+    )
+}
+
 fn clock() -> Result<String> {
     Ok(Spi::get_one::<String>("SELECT pg_catalog.clock_timestamp()::text")?.unwrap_or_default())
 }
@@ -297,6 +332,11 @@ fn record(
     costs: &[StepCost],
 ) -> Result<()> {
     managed::record_cycle(parent, started_at, error)?;
+    alerts::resolve(
+        parent,
+        Condition::new(AlertKind::Failure, SKIPPED_CYCLES),
+        "a cycle of the table ran again",
+    )?;
     if costs.is_empty() {
         return Ok(());
     }

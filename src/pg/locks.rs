@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::error::Result;
 
@@ -129,25 +128,39 @@ fn backend_of(vxid: &pg_sys::VirtualTransactionId) -> i32 {
     vxid.procNumber
 }
 
-/// First half of the advisory-lock key of a table's cycle.
-const CYCLE_LOCK_SPACE: i32 = 0x7070_7000;
+/// The second field of the lock tag of a table's steps.
+const TABLE_STEPS_LOCK_SPACE: u32 = 0x7070_7000;
+/// The last field of that tag. SQL's advisory-lock functions only ever use
+/// 1 (one bigint key) or 2 (two integer keys), so no role can take a lock
+/// with this tag: none can hold a table's steps up by taking its key.
+const EXTENSION_ONLY_ADVISORY: u16 = 0x7070;
+
+/// The lock tag of `parent`'s steps: an advisory lock of this database
+/// (SET_LOCKTAG_ADVISORY) that only this code names.
+fn table_steps_lock_tag(parent: pg_sys::Oid) -> pg_sys::LOCKTAG {
+    pg_sys::LOCKTAG {
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: TABLE_STEPS_LOCK_SPACE,
+        locktag_field3: parent.to_u32(),
+        locktag_field4: EXTENSION_ONLY_ADVISORY,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    }
+}
 
 /// Serialises the steps of one table across sessions (a worker and a
 /// manual run_cycle() must not recount the same buckets at once). Held to
 /// the end of the transaction. `wait`: block until free; otherwise report
 /// whether it was free.
 pub fn lock_table_steps(parent: pg_sys::Oid, wait: bool) -> Result<bool> {
-    let key = parent.to_u32() as i32;
-    if wait {
-        Spi::run_with_args(
-            "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
-            &[CYCLE_LOCK_SPACE.into(), key.into()],
-        )?;
-        return Ok(true);
-    }
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.pg_try_advisory_xact_lock($1, $2)",
-        &[CYCLE_LOCK_SPACE.into(), key.into()],
-    )?
-    .unwrap_or(false))
+    let tag = table_steps_lock_tag(parent);
+    let acquired = unsafe {
+        pg_sys::LockAcquire(
+            &tag,
+            pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
+            false,
+            !wait,
+        )
+    };
+    Ok(acquired != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL)
 }

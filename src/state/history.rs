@@ -267,13 +267,15 @@ pub struct History {
 
 /// The statement behind [`History::read`]: the frontiers, then everything
 /// measured from the frontier, each an index-bounded lookup of one table.
+/// The frontier is materialised: inlined, its expression would be planned
+/// again inside every lookup that uses it (five times the planning).
 const HISTORY: &str = "
-    WITH frontiers AS (
+    WITH frontiers AS MATERIALIZED (
         SELECT (SELECT pg_catalog.max(frontier_raw) FROM partition_predict.partition_counters
                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition <> $2) AS outside,
                (SELECT pg_catalog.max(frontier_raw) FROM partition_predict.partition_counters
                  WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2) AS in_default),
-    frontier AS (
+    frontier AS MATERIALIZED (
         SELECT f.outside, f.in_default,
                -- Whole days and the microseconds left, added to a timestamp
                -- without time zone and read as UTC: exact, whatever the

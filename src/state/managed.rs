@@ -123,3 +123,16 @@ pub fn record_runway(parent: pg_sys::Oid, seconds: Option<f64>) -> Result<()> {
         &[parent.into(), seconds.into()],
     )
 }
+
+/// Seconds since `parent`'s last cycle ended (since it was managed, if no
+/// cycle has); `None` when it is not managed.
+pub fn seconds_since_last_cycle(parent: pg_sys::Oid) -> Result<Option<f64>> {
+    Ok(Spi::get_one_with_args::<f64>(
+        "SELECT (SELECT pg_catalog.date_part('epoch',
+                          pg_catalog.clock_timestamp() - COALESCE(s.last_cycle_end, c.managed_since))
+                   FROM partition_predict.config c
+                   LEFT JOIN partition_predict.table_state s ON s.parent = c.parent
+                  WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass)",
+        &[parent.into()],
+    )?)
+}

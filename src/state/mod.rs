@@ -169,7 +169,7 @@ fn count_read(family: Family) {
 
 /// Statements that read `family` in this backend since it started (tests
 /// take the difference around what they measure).
-#[cfg(feature = "pg_test")]
+#[cfg(any(test, feature = "pg_test"))]
 pub fn reads(family: Family) -> u64 {
     READS.with(|reads| reads[family as usize].get())
 }

@@ -195,6 +195,14 @@ pub fn validate(
         DEFAULT_HISTORY_RETENTION
     });
     let history_retention = match interval_of(history.trim()) {
+        // Kept history is counted back from now: further than a timestamp
+        // reaches would fail every cycle with "timestamp out of range".
+        Some((text, seconds)) if seconds > MAX_KEEP_SECONDS => {
+            return Err(PredictError::InvalidSetting {
+                setting: "history_retention",
+                reason: format!("'{text}' is more than 1,000 years"),
+            })
+        }
         Some((text, seconds)) if seconds >= SECONDS_PER_DAY => text,
         Some((text, _)) => {
             return Err(PredictError::InvalidSetting {

@@ -903,3 +903,107 @@ fn views_hide_what_row_level_security_hides() {
         .get(0);
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
 }
+
+/// A managed table of the superuser's, with rows, and its OID.
+fn victim(admin: &mut Client) -> i64 {
+    admin
+        .batch_execute(
+            "CREATE TABLE victim (id bigint NOT NULL) PARTITION BY RANGE (id);
+             CREATE TABLE victim_1 PARTITION OF victim FOR VALUES FROM (0) TO (1000);
+             INSERT INTO victim SELECT g FROM generate_series(0, 899) g;
+             SELECT partition_predict.manage('victim', target_rows => 100);",
+        )
+        .unwrap();
+    scalar_i64(admin, "SELECT 'victim'::regclass::oid::bigint")
+}
+
+/// Any role may take any advisory lock key. The lock that keeps two
+/// sessions out of one table's steps is one no SQL function can take, so
+/// taking the key it used to be (in both the two-integer and the bigint
+/// form) holds nothing up: before, that role froze the table's cycles
+/// (skipped, silently) and made `run_cycle`, `set_time_zone`,
+/// `migrate_default` and `DROP EXTENSION` wait for ever.
+#[test]
+fn no_role_holds_a_table_s_steps_up_with_an_advisory_lock() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    let oid = victim(&mut admin);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    let space: i64 = 0x7070_7000;
+    mallory
+        .batch_execute(&format!(
+            "SELECT pg_catalog.pg_advisory_lock({space}::int4, {oid}::int4);
+             SELECT pg_catalog.pg_advisory_lock(({space} << 32) | {oid});"
+        ))
+        .unwrap();
+    admin
+        .batch_execute("SET statement_timeout = '20s'")
+        .unwrap();
+    match admin.query_one(
+        "SELECT error FROM partition_predict.run_cycle('victim')",
+        &[],
+    ) {
+        Ok(row) => assert_eq!(row.get::<_, Option<String>>(0), None),
+        Err(e) => panic!("run_cycle('victim') did not run: {e}"),
+    }
+    // Every table at once: none is skipped.
+    let all: Vec<Option<String>> = admin
+        .query("SELECT error FROM partition_predict.run_cycle()", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(all, vec![None]);
+    assert_eq!(
+        sqlstate(admin.batch_execute("DROP EXTENSION pg_partition_predict")),
+        "ok"
+    );
+}
+
+/// A table whose steps another session keeps holding (here a superuser's
+/// `run_cycle()` in a transaction left open) is not skipped silently: once
+/// three naptimes pass without a cycle, a `failure` condition says so, and
+/// the first cycle that runs again resolves it.
+#[test]
+fn cycles_that_keep_being_skipped_raise_an_alert() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 1",
+        ],
+    );
+    let mut admin = superuser_with_a_secret(&cluster);
+    victim(&mut admin);
+    let skipped = |client: &mut Client| {
+        scalar_i64(
+            client,
+            "SELECT count(*) FROM partition_predict.alerts
+              WHERE parent = 'victim'::regclass AND kind = 'failure' AND subject = 'skipped'",
+        )
+    };
+    let mut holder = cluster.connect("postgres");
+    holder
+        .batch_execute("BEGIN; SELECT count(*) FROM partition_predict.run_cycle('victim');")
+        .unwrap();
+    wait_for("the skipped-cycles alert", Duration::from_secs(60), || {
+        (skipped(&mut admin) == 1).then_some(())
+    });
+    let message: String = admin
+        .query_one(
+            "SELECT message FROM partition_predict.alerts WHERE subject = 'skipped'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        message.contains("another session holds its steps"),
+        "{message}"
+    );
+    holder.batch_execute("COMMIT").unwrap();
+    wait_for(
+        "the alert resolved by the next cycle",
+        Duration::from_secs(60),
+        || (skipped(&mut admin) == 0).then_some(()),
+    );
+}
