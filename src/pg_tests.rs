@@ -638,6 +638,11 @@ mod tests {
             "more than 1,000 years",
         );
         assert_refused(
+            "SELECT partition_predict.manage('ret', history_retention => '300000 years -109500000 days')",
+            "22023",
+            "must be positive",
+        );
+        assert_refused(
             "SELECT partition_predict.manage('ret', retention => '3 days', history_retention => '3 days')",
             "22023",
             "history_retention only",

@@ -16,7 +16,7 @@ pub mod plan;
 pub mod predict;
 pub mod runway;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 use serde_json::json;
@@ -29,7 +29,7 @@ use crate::catalog;
 use crate::error::{or_report, Result};
 use crate::pg::backend;
 use crate::pg::locks::lock_table_steps;
-use crate::pg::session::{as_role, with_pinned_settings};
+use crate::pg::session::{as_role, with_pinned_settings, with_settings};
 use crate::pg::subxact::try_in_subtransaction;
 use crate::state::alerts::{self, AlertKind, Condition, Severity};
 use crate::state::history::History;
@@ -238,22 +238,60 @@ pub fn run_raising(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     Outcome::new(parent, started, results, None)
 }
 
+/// The background worker's cycle of one table: as [`run_isolated`], and a
+/// table whose steps the worker finds held by another session at every
+/// cycle for three naptimes, with no cycle completed meanwhile, raises the
+/// *skipped* condition (resolved by the next cycle that completes).
+pub fn run_by_worker(parent: pg_sys::Oid) -> Outcome {
+    run_isolated_noting(parent, Steps::Cycle, true)
+}
+
 /// Runs one table's steps in a subtransaction: a failure is rolled back,
 /// logged, stored as `last_error` and raised as an alert, and the caller
 /// goes on with the next table.
 pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
+    run_isolated_noting(parent, steps, false)
+}
+
+thread_local! {
+    /// The worker's view: since when each table's steps were found held by
+    /// another session at every attempt (in memory: a restarted worker
+    /// starts counting again).
+    static SKIPPED_SINCE: std::cell::RefCell<std::collections::HashMap<pg_sys::Oid, Instant>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn run_isolated_noting(parent: pg_sys::Oid, steps: Steps, note_skips: bool) -> Outcome {
     let started = Instant::now();
     let started_at = or_report(with_pinned_settings(clock));
     // Another session is running this table's steps right now: its result
     // stands for this cycle too.
     if !or_report(with_pinned_settings(|| lock_table_steps(parent, false))) {
-        let noted =
-            try_in_subtransaction(|| or_report(with_pinned_settings(|| note_skipped(parent))));
-        if let Err(e) = noted {
-            pgrx::log!(
-                "pg_partition_predict: could not note the skipped cycle of table {parent:?}: {}",
-                e.message
-            );
+        let skipped_for = SKIPPED_SINCE.with(|since| {
+            since
+                .borrow_mut()
+                .entry(parent)
+                .or_insert_with(Instant::now)
+                .elapsed()
+        });
+        if note_skips && skipped_for >= skipped_cycles_threshold() {
+            // Under a short lock_timeout: the session holding the table's
+            // steps may hold the alert's row too, and the worker must not
+            // wait for it.
+            let timeout = gucs::lock_timeout_ms().to_string();
+            let noted = try_in_subtransaction(|| {
+                or_report(with_pinned_settings(|| {
+                    with_settings(&[(c"lock_timeout", &timeout)], || {
+                        note_skipped(parent, skipped_for)
+                    })
+                }))
+            });
+            if let Err(e) = noted {
+                pgrx::log!(
+                    "pg_partition_predict: could not note the skipped cycles of table {parent:?}: {}",
+                    e.message
+                );
+            }
         }
         let message = "skipped: another session is running this table's cycle".to_string();
         return Outcome {
@@ -261,6 +299,7 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
             ..Outcome::new(parent, started, Default::default(), Some(message))
         };
     }
+    SKIPPED_SINCE.with(|since| since.borrow_mut().remove(&parent));
     let attempt =
         try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent, steps))));
     let ((results, costs), error) = match attempt {
@@ -296,17 +335,25 @@ pub fn run_isolated(parent: pg_sys::Oid, steps: Steps) -> Outcome {
     Outcome::new(parent, started, results, message)
 }
 
-/// A table whose cycles have all been skipped for three naptimes: another
-/// session has held its steps all along (a migration step or an ingest
-/// that does not end, `run_cycle()` in a transaction left open). Its
-/// forecasts and shadows are going stale; the DBA is told, once, until a
-/// cycle runs again.
-fn note_skipped(parent: pg_sys::Oid) -> Result<()> {
-    let Some(seconds) = managed::seconds_since_last_cycle(parent)? else {
+/// How long the worker's attempts at a table must all find its steps held
+/// before the *skipped* condition is raised.
+fn skipped_cycles_threshold() -> Duration {
+    3 * gucs::naptime()
+}
+
+/// The worker has found `parent`'s steps held by another session at every
+/// attempt for `skipped_for` (a migration step or an ingest that does not
+/// end, `run_cycle()` in a transaction left open): if no cycle has
+/// completed meanwhile either, its forecasts and shadows are going stale,
+/// and the DBA is told, once, until a cycle completes again. Sessions
+/// that run cycles in turn (a cron job's `run_cycle()`) hold the steps
+/// often, but the table is cycled: no alert.
+fn note_skipped(parent: pg_sys::Oid, skipped_for: Duration) -> Result<()> {
+    let threshold = skipped_cycles_threshold().as_secs_f64();
+    let Some(since_cycle) = managed::seconds_since_last_cycle(parent)? else {
         return Ok(());
     };
-    let threshold = 3.0 * gucs::naptime().as_secs_f64();
-    if seconds < threshold {
+    if since_cycle < threshold {
         return Ok(());
     }
     alerts::raise(
@@ -314,10 +361,13 @@ fn note_skipped(parent: pg_sys::Oid) -> Result<()> {
         Condition::new(AlertKind::Failure, SKIPPED_CYCLES),
         Severity::Warning,
         &format!(
-            "no cycle of this table for {}: another session holds its steps (a migration step, an ingest, or run_cycle() in a transaction still open)",
-            runway::human(seconds)
+            "no cycle of this table for {}: another session holds its steps (a migration step, an ingest, or run_cycle() in a transaction still open), at every attempt of the worker for {}",
+            runway::human(since_cycle),
+            runway::human(skipped_for.as_secs_f64())
         ),
-        json!({"seconds_since_last_cycle": seconds, "threshold_seconds": threshold}),
+        json!({"seconds_since_last_cycle": since_cycle,
+               "seconds_skipped_by_the_worker": skipped_for.as_secs_f64(),
+               "threshold_seconds": threshold}),
     )
 }
 

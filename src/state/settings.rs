@@ -195,8 +195,17 @@ pub fn validate(
         DEFAULT_HISTORY_RETENTION
     });
     let history_retention = match interval_of(history.trim()) {
-        // Kept history is counted back from now: further than a timestamp
-        // reaches would fail every cycle with "timestamp out of range".
+        // Counted back from now, month part first: '1 mon -29 days' is a day
+        // in all but would reach past now on the 1st of March, and a huge
+        // part offset by a negative one past what a timestamp holds.
+        Some((text, _)) if text.contains('-') => {
+            return Err(PredictError::InvalidSetting {
+                setting: "history_retention",
+                reason: format!("every part of '{text}' must be positive"),
+            })
+        }
+        // Further back than a timestamp reaches would fail every cycle
+        // with "timestamp out of range".
         Some((text, seconds)) if seconds > MAX_KEEP_SECONDS => {
             return Err(PredictError::InvalidSetting {
                 setting: "history_retention",

@@ -8,7 +8,7 @@ use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 
 use crate::act::{activate, migrate, retention};
-use crate::cycle::{self, Steps};
+use crate::cycle;
 use crate::gucs;
 use crate::pg::backend::{self, in_own_transaction};
 use crate::pg::session::with_pinned_settings;
@@ -84,7 +84,7 @@ fn serve_requests(state: &mut WorkerState) {
         if request.cycle {
             backend::set_activity("cycle after a bulk load");
             let outcome = in_own_transaction("a table's cycle after a bulk load", || {
-                cycle::run_isolated(request.parent, Steps::Cycle)
+                cycle::run_by_worker(request.parent)
             });
             move_rows_out_of_default(state, request.parent, migrate::Caller::WorkerAfterLoad);
             // apply_retention() leaves its archive moves to this.
@@ -131,9 +131,7 @@ fn run_cycles(state: &mut WorkerState) {
         if backend::shutdown_requested() {
             return;
         }
-        let outcome = in_own_transaction("a table's cycle", || {
-            cycle::run_isolated(parent, Steps::Cycle)
-        });
+        let outcome = in_own_transaction("a table's cycle", || cycle::run_by_worker(parent));
         move_rows_out_of_default(state, parent, migrate::Caller::Worker);
         expire_old_partitions(state, parent);
         record_outcome(state, outcome);

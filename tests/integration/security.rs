@@ -933,7 +933,7 @@ fn no_role_holds_a_table_s_steps_up_with_an_advisory_lock() {
     mallory
         .batch_execute(&format!(
             "SELECT pg_catalog.pg_advisory_lock({space}::int4, {oid}::int4);
-             SELECT pg_catalog.pg_advisory_lock(({space} << 32) | {oid});"
+             SELECT pg_catalog.pg_advisory_lock(({space}::int8 << 32) | {oid});"
         ))
         .unwrap();
     admin
