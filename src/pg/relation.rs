@@ -145,7 +145,12 @@ pub fn current_user_may(oid: pg_sys::Oid, privilege: Privilege) -> bool {
         Privilege::Select => pg_sys::ACL_SELECT,
         Privilege::Insert => pg_sys::ACL_INSERT,
     } as pg_sys::AclMode;
+    // A relation dropped meanwhile (a table dropped while its rows moved,
+    // its override not withdrawn yet) is one nobody may use: no error.
+    let mut missing = false;
     unsafe {
-        pg_sys::pg_class_aclcheck(oid, pg_sys::GetUserId(), mode) == pg_sys::AclResult::ACLCHECK_OK
+        pg_sys::pg_class_aclcheck_ext(oid, pg_sys::GetUserId(), mode, &mut missing)
+            == pg_sys::AclResult::ACLCHECK_OK
+            && !missing
     }
 }

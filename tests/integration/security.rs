@@ -342,6 +342,32 @@ fn routing_overrides_show_only_tables_the_role_may_read() {
     );
 }
 
+/// A table dropped while its rows were being moved leaves its override in
+/// memory until a worker withdraws it; meanwhile `routing_overrides` works
+/// for every role (it failed with 42P01 for everyone until then).
+#[test]
+fn routing_overrides_survive_a_table_dropped_mid_move() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    table_with_rows_in_default(&mut admin, "vault", 3000);
+    migration_under_way(&mut admin, "vault");
+    admin.batch_execute("DROP TABLE vault").unwrap();
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    for client in [&mut admin, &mut mallory] {
+        assert_eq!(
+            sqlstate(client.query("SELECT * FROM partition_predict.routing_overrides", &[])),
+            "ok"
+        );
+        assert_eq!(
+            scalar_i64(
+                client,
+                "SELECT count(*) FROM partition_predict.routing_overrides"
+            ),
+            0
+        );
+    }
+}
+
 #[test]
 fn the_worker_counts_a_failed_migration_step_as_an_error() {
     let cluster = Cluster::start_with(true, IDLE_WORKER);
