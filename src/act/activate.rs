@@ -37,20 +37,26 @@ use crate::state::{counters, managed, migrations};
 /// and the range waits for migration, while the shadows after it are
 /// attached as usual.
 pub fn activate(table: &PartitionedTable, up_to: Option<i64>) -> Result<i64> {
-    activate_known(table, up_to, &History::read(table)?)
+    activate_known(
+        table,
+        up_to,
+        &History::read(table)?,
+        shadows::waiting(table.oid)?,
+    )
 }
 
-/// As [`activate`], from what the cycle already read of the table's history.
+/// As [`activate`], from what the cycle already read of the table's history
+/// and the shadows waiting (in key order) as planning left them.
 pub fn activate_known(
     table: &PartitionedTable,
     up_to: Option<i64>,
     known: &History,
+    waiting: Vec<Shadow>,
 ) -> Result<i64> {
     let frontier = known.frontier();
     // How far the next arrivals may reach past the frontier (a week for a
     // table fed weekly): everything they can land in is attached now.
     let reach = known.reach_keys();
-    let waiting = shadows::waiting(table.oid)?;
     let mut activated = 0;
     let mut found_clean = Vec::new();
     let scans_before = default_scans(table)?;

@@ -4,7 +4,7 @@
 
 use partition_core::naming;
 use partition_core::planner::PlannedRange;
-use partition_core::{KeyType, Zone};
+use partition_core::KeyType;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
@@ -13,6 +13,7 @@ use crate::error::{PredictError, Result};
 use crate::pg::lock_retry::run_with_lock_retry;
 use crate::pg::session::as_role;
 use crate::pg::{backend, relation};
+use crate::state::settings::PlanningSettings;
 use crate::state::shadows::{self, NewShadow, Origin, Shadow};
 
 /// Name of the CHECK constraint that lets ATTACH skip its scan.
@@ -109,13 +110,13 @@ pub struct CreatedShadow {
 /// the same name (see `orphan`) is adopted instead of made again.
 pub fn shadow(
     table: &PartitionedTable,
-    zone: &Zone,
+    settings: &PlanningSettings,
     range: &PlannedRange,
     origin: Origin,
 ) -> Result<CreatedShadow> {
     // Named by the local clock of the table's zone, as its bounds were laid out.
     let named_from = if table.key_type == KeyType::TimestampTz {
-        zone.local(range.from)
+        settings.zone.local(range.from)
     } else {
         range.from
     };
@@ -134,7 +135,8 @@ pub fn shadow(
                 schema: table.name.schema.clone(),
                 name: free_relation_name(&table.name.schema, &table.name.name, &suffix)?,
             };
-            let placement = choose_tablespace(table, range.expected_rows)?;
+            let placement =
+                choose_tablespace(table, settings.tablespaces.as_deref(), range.expected_rows)?;
             create_table_like_parent(
                 table,
                 &name,
@@ -216,8 +218,15 @@ struct Placement {
 /// headroom for this shadow, headroom being the free space of its
 /// filesystem less what the shadows already waiting there are expected to
 /// take. Without the setting, `None` (the parent's tablespace).
-fn choose_tablespace(table: &PartitionedTable, expected_rows: f64) -> Result<Option<Placement>> {
-    let candidates = shadows::tablespaces_with_reserved_bytes(table.oid)?;
+fn choose_tablespace(
+    table: &PartitionedTable,
+    tablespaces: Option<&[String]>,
+    expected_rows: f64,
+) -> Result<Option<Placement>> {
+    let Some(tablespaces) = tablespaces else {
+        return Ok(None);
+    };
+    let candidates = shadows::tablespaces_with_reserved_bytes(tablespaces)?;
     if candidates.is_empty() {
         return Ok(None);
     }

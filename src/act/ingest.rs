@@ -93,10 +93,16 @@ fn check_source(table: &PartitionedTable, source: pg_sys::Oid) -> Result<String>
             &[source.into(), table.oid.into()],
         )?;
         rows.map(|r| {
+            let source_column = |i: usize| -> Result<String> {
+                r.get::<String>(i)?.ok_or_else(|| {
+                    PredictError::Internal(format!("NULL catalog value {i} of a source column"))
+                })
+            };
             Ok((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<String>(2)?.unwrap_or_default(),
+                source_column(1)?,
+                source_column(2)?,
                 r.get::<String>(3)?,
+                // No column of that name in the table: not generated there.
                 r.get::<bool>(4)?.unwrap_or(false),
             ))
         })

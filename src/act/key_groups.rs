@@ -63,7 +63,7 @@ pub fn destinations(
             None => {
                 let made = create::shadow(
                     table,
-                    &settings.zone,
+                    &settings,
                     &PlannedRange {
                         from: range.from,
                         to: range.to,

@@ -590,7 +590,11 @@ pub fn withdraw_orphaned_overrides() {
     match Spi::connect(|client| {
         client
             .select("SELECT oid FROM pg_catalog.pg_database", None, &[])?
-            .map(|r| Ok(r.get::<pg_sys::Oid>(1)?.map(|o| o.to_u32()).unwrap_or(0)))
+            .map(|r| {
+                r.get::<pg_sys::Oid>(1)?.map(|o| o.to_u32()).ok_or_else(|| {
+                    PredictError::Internal("NULL catalog column pg_database.oid".into())
+                })
+            })
             .collect::<Result<Vec<u32>>>()
     }) {
         Ok(databases) => {

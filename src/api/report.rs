@@ -44,7 +44,7 @@ pub struct Period {
 pub fn gather(parent: pg_sys::Oid, period: Period) -> Result<(Chart, Summary)> {
     let name =
         relation::qualified_name(parent).ok_or(PredictError::UndefinedTable(parent.to_u32()))?;
-    if !state::report::caller_may_read_rows(parent)? {
+    if !catalog::table::caller_may_read_rows(parent)? {
         return Err(PredictError::ReportNotReadable(name.to_string()));
     }
     read_checked(|| {
@@ -83,7 +83,7 @@ fn gather_readable(table: &PartitionedTable, period: Period) -> Result<(Chart, S
             .map(|s| s.end)
             .chain(frontier_time.map(|t| t + step_seconds))
             .max()
-            .unwrap_or_else(state::report::now_unix),
+            .unwrap_or_else(|| crate::pg::backend::now_unix_seconds() as i64),
     };
     let until = until.clamp(*UNIX_SECONDS_RANGE.start(), *UNIX_SECONDS_RANGE.end());
     let since = match period.since {

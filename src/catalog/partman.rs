@@ -69,17 +69,30 @@ pub fn config_of(table: &PartitionedTable) -> Result<Option<PartmanConfig>> {
                 if row.is_empty() {
                     return Ok(None);
                 }
+                // Columns pg_partman 4.x and 5.x declare NOT NULL: a NULL
+                // there is a configuration this code does not understand.
+                let not_null = |column: &str| PredictError::PartmanUnsupported {
+                    table: table.name.to_string(),
+                    reason: format!("its part_config.{column} is NULL"),
+                };
                 Ok(Some(PartmanConfig {
                     schema: schema.clone(),
-                    parent_table: row.get::<String>(1)?.unwrap_or_default(),
-                    control: row.get::<String>(2)?.unwrap_or_default(),
-                    interval: row.get::<String>(3)?.unwrap_or_default(),
-                    premake: row.get::<i32>(4)?.unwrap_or(4),
+                    parent_table: row
+                        .get::<String>(1)?
+                        .ok_or_else(|| not_null("parent_table"))?,
+                    control: row.get::<String>(2)?.ok_or_else(|| not_null("control"))?,
+                    interval: row
+                        .get::<String>(3)?
+                        .ok_or_else(|| not_null("partition_interval"))?,
+                    premake: row.get::<i32>(4)?.ok_or_else(|| not_null("premake"))?,
                     retention: row.get::<String>(5)?,
                     retention_schema: row.get::<String>(6)?,
-                    retention_keep_table: row.get::<bool>(7)?.unwrap_or(true),
+                    retention_keep_table: row
+                        .get::<bool>(7)?
+                        .ok_or_else(|| not_null("retention_keep_table"))?,
                     maintained: row.get::<String>(8)?.as_deref() != Some("off"),
-                    epoch: row.get::<String>(9)?.unwrap_or_default(),
+                    epoch: row.get::<String>(9)?.ok_or_else(|| not_null("epoch"))?,
+                    // EXISTS is never NULL.
                     sub_partitioned: row.get::<bool>(10)?.unwrap_or(false),
                 }))
             })

@@ -349,3 +349,26 @@ pub fn key_of_text(table: &PartitionedTable, text: &str, setting: &'static str) 
         .map(|v| v.raw)
         .map_err(|e| invalid(e.to_string()))
 }
+
+/// Whether the caller may read every row of `parent`: SELECT on it, and no
+/// row-level security limiting what it sees (a report would show counts of
+/// rows it cannot read).
+pub fn caller_may_read_rows(parent: pg_sys::Oid) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.has_table_privilege($1, 'SELECT') AND NOT pg_catalog.row_security_active($1)",
+        &[parent.into()],
+    )?
+    // NULL: the table is gone meanwhile.
+    .unwrap_or(false))
+}
+
+/// The owner of `oid` and its DEFAULT partition, if it is a partitioned
+/// table (`None`: no such relation).
+pub fn owner_and_default(oid: pg_sys::Oid) -> Result<Option<(pg_sys::Oid, Option<pg_sys::Oid>)>> {
+    let (owner, default) = Spi::get_two_with_args::<pg_sys::Oid, pg_sys::Oid>(
+        "SELECT (SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1),
+                (SELECT NULLIF(partdefid, 0) FROM pg_catalog.pg_partitioned_table WHERE partrelid = $1)",
+        &[oid.into()],
+    )?;
+    Ok(owner.map(|owner| (owner, default)))
+}

@@ -146,14 +146,15 @@ fn run_steps(parent: pg_sys::Oid, steps: Steps) -> Result<(StepResults, Vec<Step
             // Planning and activation share one read of the table's history.
             #[cfg(any(test, feature = "pg_test"))]
             let reads_before = state_reads();
-            let known;
-            (shadows, known) = measured("prepartition", &mut costs, || {
+            let (known, waiting);
+            (shadows, known, waiting) = measured("prepartition", &mut costs, || {
                 let known = History::read(&table)?;
-                Ok((plan::prepare(&table, &known)?, known))
+                let (summary, waiting) = plan::prepare(&table, &known)?;
+                Ok((summary, known, waiting))
             })?;
             if steps == Steps::Cycle {
                 shadows.activated = measured("activate", &mut costs, || {
-                    activate::activate_known(&table, None, &known)
+                    activate::activate_known(&table, None, &known, waiting)
                 })?;
             }
             #[cfg(any(test, feature = "pg_test"))]
@@ -176,6 +177,8 @@ pub struct StateReads {
     pub history: u64,
     pub forecasts: u64,
     pub shadows: u64,
+    pub migrations: u64,
+    pub alerts: u64,
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -186,6 +189,8 @@ impl StateReads {
             history: f(self.history, other.history),
             forecasts: f(self.forecasts, other.forecasts),
             shadows: f(self.shadows, other.shadows),
+            migrations: f(self.migrations, other.migrations),
+            alerts: f(self.alerts, other.alerts),
         }
     }
 }
@@ -198,13 +203,24 @@ fn state_reads() -> StateReads {
         history: reads(Family::History),
         forecasts: reads(Family::Forecasts),
         shadows: reads(Family::Shadows),
+        migrations: reads(Family::Migrations),
+        alerts: reads(Family::Alerts),
     }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
 thread_local! {
     static PLAN_AND_ACTIVATE_READS: std::cell::Cell<StateReads> =
-        const { std::cell::Cell::new(StateReads { settings: 0, history: 0, forecasts: 0, shadows: 0 }) };
+        const {
+            std::cell::Cell::new(StateReads {
+                settings: 0,
+                history: 0,
+                forecasts: 0,
+                shadows: 0,
+                migrations: 0,
+                alerts: 0,
+            })
+        };
 }
 
 /// What planning and activation of the last table this backend cycled read

@@ -10,7 +10,7 @@ use crate::catalog::PartitionedTable;
 use crate::error::Result;
 use crate::gucs;
 use crate::state::history::History;
-use crate::state::shadows::{self, Origin};
+use crate::state::shadows::{self, Origin, Shadow};
 
 /// The share of the recent rate assumed beyond the forecast's horizon.
 const RECENT_RATE_FLOOR: f64 = 0.5;
@@ -27,12 +27,14 @@ pub struct ShadowSummary {
 
 /// Steps 3 and 4 for one table: plan future ranges and make the shadows
 /// match the plan, from `known`, what the cycle read of the table's
-/// history. Active partitions are never touched.
-pub fn prepare(table: &PartitionedTable, known: &History) -> Result<ShadowSummary> {
+/// history. Active partitions are never touched. Returns, with what was
+/// done, the shadows waiting now, in key order, for activation to use
+/// without reading them again.
+pub fn prepare(table: &PartitionedTable, known: &History) -> Result<(ShadowSummary, Vec<Shadow>)> {
     let mut summary = ShadowSummary::default();
     let (demand, upper_over_point) = (known.demand.clone(), known.upper_over_point);
     let Some(frontier_key) = known.frontier() else {
-        return Ok(summary);
+        return Ok((summary, shadows::waiting(table.oid)?));
     };
     let settings = &known.settings;
     let rows_per_key = if table.key_type.is_temporal() {
@@ -42,7 +44,7 @@ pub fn prepare(table: &PartitionedTable, known: &History) -> Result<ShadowSummar
     };
     if demand.is_empty() && table.key_type.is_temporal() {
         // Nothing to size partitions by yet: the first forecast comes after two days of history.
-        return Ok(summary);
+        return Ok((summary, shadows::waiting(table.oid)?));
     }
     let forecast = demand
         .iter()
@@ -138,9 +140,26 @@ pub fn prepare(table: &PartitionedTable, known: &History) -> Result<ShadowSummar
         create::drop_shadow(table, &waiting[i])?;
         summary.dropped += 1;
     }
+    let mut now_waiting: Vec<Shadow> = waiting
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !decision.drop.contains(i))
+        .map(|(_, shadow)| shadow)
+        .collect();
     for range in &decision.create {
-        create::shadow(table, &settings.zone, range, Origin::Forecast)?;
+        let made = create::shadow(table, settings, range, Origin::Forecast)?;
         summary.created += 1;
+        let name = made.name.quoted();
+        now_waiting.push(Shadow {
+            current_name: Some(name.clone()),
+            name,
+            oid: made.oid,
+            from: range.from,
+            to: range.to,
+            migrating: false,
+            owner: table.owner_oid,
+        });
     }
-    Ok(summary)
+    now_waiting.sort_by_key(|s| s.from);
+    Ok((summary, now_waiting))
 }

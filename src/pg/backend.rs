@@ -62,6 +62,23 @@ pub fn timestamptz(timestamp: i64) -> Option<pgrx::datum::TimestampWithTimeZone>
     unsafe { pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(timestamp), false) }
 }
 
+/// The start of this transaction (`now()`) in seconds since 1970-01-01 UTC.
+pub fn now_unix_seconds() -> f64 {
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    (now as i128 + partition_core::calendar::UNIX_TO_PG_EPOCH_SECONDS as i128 * 1_000_000) as f64
+        / 1e6
+}
+
+/// Sends `payload` on `channel` (`pg_notify`), delivered when the
+/// transaction commits.
+pub fn notify(channel: &str, payload: &str) -> crate::error::Result<()> {
+    pgrx::spi::Spi::run_with_args(
+        "SELECT pg_catalog.pg_notify($1, $2)",
+        &[channel.into(), payload.into()],
+    )?;
+    Ok(())
+}
+
 /// A `timestamptz` as seconds since 1970-01-01 UTC, as
 /// `date_part('epoch', …)` gives it (`±infinity` for the infinite ones).
 pub fn unix_seconds(timestamp: pgrx::datum::TimestampWithTimeZone) -> f64 {

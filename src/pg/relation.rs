@@ -154,3 +154,12 @@ pub fn current_user_may(oid: pg_sys::Oid, privilege: Privilege) -> bool {
             && !missing
     }
 }
+
+/// `oid::regclass::text`: the name as `regclass` prints it (qualified when
+/// not on the search path), `None` for an invalid OID.
+pub fn regclass_text(oid: pg_sys::Oid) -> crate::error::Result<Option<String>> {
+    Ok(pgrx::spi::Spi::get_one_with_args::<String>(
+        "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
+        &[oid.into()],
+    )?)
+}

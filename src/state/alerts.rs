@@ -9,7 +9,10 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-use super::{write_returning, write_returning_optional_two, write_returning_two, StateRow};
+use super::{
+    count_read, write_returning, write_returning_optional_two, write_returning_two, Family,
+    StateRow,
+};
 use crate::error::Result;
 
 pub const CHANNEL: &str = "partition_predict_alerts";
@@ -134,6 +137,7 @@ pub fn resolve(parent: pg_sys::Oid, condition: Condition, why: &str) -> Result<(
 /// The subjects of the open conditions of `kind` on `parent`, with their
 /// details (few: at most one per key range the cycle looks at).
 pub fn open_subjects(parent: pg_sys::Oid, kind: AlertKind) -> Result<Vec<(String, Value)>> {
+    count_read(Family::Alerts);
     Spi::connect(|client| {
         client
             .select(
@@ -194,10 +198,7 @@ fn announce(
     state: &str,
     message: &str,
 ) -> Result<()> {
-    let parent_name = Spi::get_one_with_args::<String>(
-        "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
-        &[parent.into()],
-    )?;
+    let parent_name = crate::pg::relation::regclass_text(parent)?;
     let kind = condition.kind.as_str();
     // Any role may LISTEN, and any role may NOTIFY on the channel: the
     // payload names the alert and says nothing a role could not see in
@@ -211,10 +212,7 @@ fn announce(
         "state": state,
     })
     .to_string();
-    Spi::run_with_args(
-        "SELECT pg_catalog.pg_notify($1, $2)",
-        &[CHANNEL.into(), payload.into()],
-    )?;
+    crate::pg::backend::notify(CHANNEL, &payload)?;
     pgrx::log!(
         "pg_partition_predict alert ({kind}, {}, {state}) on {}: {message}",
         severity.as_str(),
@@ -226,6 +224,7 @@ fn announce(
 /// Rows of `parent`'s DEFAULT held back as outlier keys (its open
 /// `outlier_keys` condition), 0 when none are.
 pub fn rows_held_back(parent: pg_sys::Oid) -> Result<i64> {
+    count_read(Family::Alerts);
     Ok(Spi::get_one_with_args::<i64>(
         "SELECT (SELECT (details->>'rows')::int8 FROM partition_predict.alert_log
                   WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND kind = 'outlier_keys'

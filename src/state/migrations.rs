@@ -3,7 +3,7 @@
 
 use pgrx::prelude::*;
 
-use super::{write, write_returning, StateRow};
+use super::{count_read, write, write_returning, Family, StateRow};
 use crate::error::{PredictError, Result};
 
 /// The states of a migration, as the SQL type `partition_predict.migration_state`
@@ -62,6 +62,7 @@ pub struct Migration {
 
 /// The table's active migration, if any (there is at most one).
 pub fn active(parent: pg_sys::Oid) -> Result<Option<Migration>> {
+    count_read(Family::Migrations);
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT m.id, m.shadow, m.default_partition, m.range_from, m.range_to, m.state::text, m.rows_moved,
@@ -170,6 +171,7 @@ pub fn set_rows_moved(id: i64, total: i64) -> Result<()> {
 
 /// The state of migration `id` and its message, if it exists.
 pub fn outcome(id: i64) -> Result<Option<(MigrationState, Option<String>)>> {
+    count_read(Family::Migrations);
     let (state, message) = Spi::get_two_with_args::<String, String>(
         "SELECT (SELECT state::text FROM partition_predict.migrations WHERE id = $1),
                 (SELECT message FROM partition_predict.migrations WHERE id = $1)",
@@ -182,6 +184,7 @@ pub fn outcome(id: i64) -> Result<Option<(MigrationState, Option<String>)>> {
 
 /// Whether a migration of the table gave way in the last `minutes`.
 pub fn yielded_within(parent: pg_sys::Oid, minutes: i32) -> Result<bool> {
+    count_read(Family::Migrations);
     Ok(Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM partition_predict.migrations
                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND state = 'yielded'
@@ -194,6 +197,7 @@ pub fn yielded_within(parent: pg_sys::Oid, minutes: i32) -> Result<bool> {
 /// The tables whose rows are being moved out of DEFAULT, as names, of
 /// every managed table the caller can see.
 pub fn tables_moving() -> Result<Vec<String>> {
+    count_read(Family::Migrations);
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT DISTINCT m.parent::text FROM partition_predict.migrations m WHERE m.active ORDER BY 1",

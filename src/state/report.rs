@@ -15,26 +15,6 @@ use pgrx::prelude::*;
 use super::StateRow;
 use crate::error::{PredictError, Result};
 
-/// Whether the caller may read every row of `parent`: SELECT on it, and no
-/// row-level security limiting what it sees (the report would show counts
-/// of rows it cannot read).
-pub fn caller_may_read_rows(parent: pg_sys::Oid) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.has_table_privilege($1, 'SELECT') AND NOT pg_catalog.row_security_active($1)",
-        &[parent.into()],
-    )?
-    .unwrap_or(false))
-}
-
-/// The transaction's start in unix seconds: where a period with nothing
-/// recorded ends. 0 if it cannot be read.
-pub fn now_unix() -> i64 {
-    Spi::get_one::<f64>("SELECT pg_catalog.date_part('epoch', pg_catalog.now())")
-        .ok()
-        .flatten()
-        .map_or(0, |s| s as i64)
-}
-
 /// The time zone `parent`'s key times are shown in; `None` for a table no
 /// longer managed.
 pub fn time_zone(parent: pg_sys::Oid) -> Result<Option<String>> {

@@ -11,9 +11,8 @@ use partition_core::{KeyType, Zone};
 use pgrx::prelude::*;
 
 use super::{count_read, write, write_returning, Family, StateRow};
-use crate::catalog::PartitionedTable;
+use crate::catalog::{objects, PartitionedTable};
 use crate::error::{PredictError, Result};
-use crate::pg::subxact::try_in_subtransaction;
 
 pub const DEFAULT_LOOKAHEAD: &str = "7 days";
 /// `manage()`'s default of `target_rows`.
@@ -300,17 +299,7 @@ fn parse_span(
 
 /// PostgreSQL's own interval parser: every form it accepts is accepted.
 fn interval_of(text: &str) -> Option<(String, f64)> {
-    let text = text.to_string();
-    try_in_subtransaction(move || {
-        Spi::get_two_with_args::<String, f64>(
-            "SELECT $1::pg_catalog.interval::text,
-                    pg_catalog.date_part('epoch', $1::pg_catalog.interval)",
-            &[text.into()],
-        )
-    })
-    .ok()?
-    .ok()
-    .and_then(|(normalised, seconds)| Some((normalised?, seconds?)))
+    objects::interval(text)
 }
 
 /// A time zone for boundaries: a name the IANA database knows, for a
@@ -344,18 +333,14 @@ fn validate_tablespaces(names: &[String]) -> Result<Vec<String>> {
     }
     let mut valid = Vec::new();
     for name in names {
-        let (exists, may_create) = Spi::get_two_with_args::<bool, bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tablespace WHERE spcname = $1),
-                    (SELECT pg_catalog.has_tablespace_privilege(oid, 'CREATE') FROM pg_catalog.pg_tablespace WHERE spcname = $1)",
-            &[name.as_str().into()],
-        )?;
-        if exists != Some(true) {
+        let (exists, may_create) = objects::tablespace_access(name, None)?;
+        if !exists {
             return Err(PredictError::InvalidSetting {
                 setting: "tablespaces",
                 reason: format!("tablespace \"{name}\" does not exist"),
             });
         }
-        if may_create != Some(true) {
+        if !may_create {
             return Err(PredictError::InvalidSetting {
                 setting: "tablespaces",
                 reason: format!("permission denied to create tables in tablespace \"{name}\""),
@@ -487,14 +472,8 @@ fn validate_archive_schema(owner: pg_sys::Oid, name: &str) -> Result<String> {
         setting: "archive_schema",
         reason,
     };
-    let (exists, may_create) = Spi::get_two_with_args::<bool, bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1),
-                (SELECT pg_catalog.has_schema_privilege($2, oid, 'CREATE')
-                        AND pg_catalog.has_schema_privilege($2, oid, 'USAGE')
-                   FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-        &[name.into(), owner.into()],
-    )?;
-    if exists != Some(true) {
+    let (exists, may_create) = objects::schema_access(name, owner)?;
+    if !exists {
         return Err(invalid(format!("schema \"{name}\" does not exist")));
     }
     if name == "partition_predict" || name == "information_schema" || name.starts_with("pg_") {
@@ -502,7 +481,7 @@ fn validate_archive_schema(owner: pg_sys::Oid, name: &str) -> Result<String> {
             "\"{name}\" is a system schema or the extension's own"
         )));
     }
-    if may_create != Some(true) {
+    if !may_create {
         return Err(invalid(format!(
             "the table's owner may not use and create tables in schema \"{name}\""
         )));
@@ -518,15 +497,11 @@ fn validate_archive_tablespace(owner: pg_sys::Oid, name: &str) -> Result<String>
     if name == "pg_global" {
         return Err(invalid("pg_global holds only shared catalogs".into()));
     }
-    let (exists, may_create) = Spi::get_two_with_args::<bool, bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tablespace WHERE spcname = $1),
-                (SELECT pg_catalog.has_tablespace_privilege($2, oid, 'CREATE') FROM pg_catalog.pg_tablespace WHERE spcname = $1)",
-        &[name.into(), owner.into()],
-    )?;
-    if exists != Some(true) {
+    let (exists, may_create) = objects::tablespace_access(name, Some(owner))?;
+    if !exists {
         return Err(invalid(format!("tablespace \"{name}\" does not exist")));
     }
-    if may_create != Some(true) && name != "pg_default" {
+    if !may_create && name != "pg_default" {
         return Err(invalid(format!(
             "the table's owner may not create tables in tablespace \"{name}\""
         )));
@@ -554,6 +529,7 @@ pub fn store_retention(parent: pg_sys::Oid, retention: Option<&DataRetention>) -
 
 /// A table's data retention as stored, `None` when nothing expires.
 pub fn load_retention(parent: pg_sys::Oid) -> Result<Option<DataRetention>> {
+    count_read(Family::Settings);
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT keep, expired, archive_schema::text, archive_tablespace::text
@@ -600,6 +576,9 @@ pub struct PlanningSettings {
     pub max_span: Option<i64>,
     /// How long the extension keeps the table's history, in seconds.
     pub history_retention_seconds: f64,
+    /// Where shadows may go, in the order given (`None`: the parent's
+    /// tablespace).
+    pub tablespaces: Option<Vec<String>>,
     /// Where natural boundaries of `timestamptz` keys fall.
     pub zone: Zone,
 }
@@ -630,7 +609,8 @@ pub fn load(table: &PartitionedTable) -> Result<PlanningSettings> {
                     CASE WHEN max_span ~ '^[0-9]+$' THEN max_span::float8
                          ELSE pg_catalog.date_part('epoch', max_span::pg_catalog.interval) END,
                     time_zone,
-                    pg_catalog.date_part('epoch', history_retention)
+                    pg_catalog.date_part('epoch', history_retention),
+                    tablespaces::text[]
                FROM partition_predict.config WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
             None,
             &[table.oid.into()],
@@ -668,6 +648,7 @@ pub fn load(table: &PartitionedTable) -> Result<PlanningSettings> {
             min_span: span(r.optional(4)?),
             max_span: span(r.optional(5)?),
             history_retention_seconds: r.required(7, "history_retention")?,
+            tablespaces: r.optional(8)?,
             // Stored names were validated; one the bundled database dropped
             // since falls back to UTC rather than stopping the cycle.
             zone: Zone::named(&time_zone).unwrap_or_default(),

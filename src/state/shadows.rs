@@ -168,6 +168,7 @@ pub fn forecast_rows(
     parent: pg_sys::Oid,
     partitions: Vec<pg_sys::Oid>,
 ) -> Result<Vec<(pg_sys::Oid, f64)>> {
+    count_read(Family::Shadows);
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT shadow, predicted_rows FROM partition_predict.shadows
@@ -188,12 +189,9 @@ pub fn forecast_rows(
 /// shadows wait to be attached and its DEFAULT. Read as the table's owner
 /// (the configuration shows owners their own tables).
 pub fn bulk_load_target(parent: pg_sys::Oid) -> Result<Option<(bool, Option<pg_sys::Oid>)>> {
-    let (owner, default) = Spi::get_two_with_args::<pg_sys::Oid, pg_sys::Oid>(
-        "SELECT (SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1),
-                (SELECT NULLIF(partdefid, 0) FROM pg_catalog.pg_partitioned_table WHERE partrelid = $1)",
-        &[parent.into()],
-    )?;
-    let Some(owner) = owner else { return Ok(None) };
+    let Some((owner, default)) = crate::catalog::table::owner_and_default(parent)? else {
+        return Ok(None);
+    };
     as_role(owner, || {
         let (managed, waiting) = Spi::get_two_with_args::<bool, bool>(
             "SELECT EXISTS (SELECT 1 FROM partition_predict.config
@@ -211,6 +209,7 @@ pub fn bulk_load_target(parent: pg_sys::Oid) -> Result<Option<(bool, Option<pg_s
 /// Partitions the extension made and attached that lie wholly past `key`
 /// (attached ahead of the data): `(from, to, oid)`, in key order.
 pub fn attached_past(parent: pg_sys::Oid, key: i64) -> Result<Vec<(i64, i64, pg_sys::Oid)>> {
+    count_read(Family::Shadows);
     Spi::connect(|client| {
         client
             .select(
@@ -243,6 +242,7 @@ pub fn unrecorded_standin(
     parent: pg_sys::Oid,
     constraint: &str,
 ) -> Result<Option<pg_sys::Oid>> {
+    count_read(Family::Shadows);
     Ok(Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT (SELECT c.oid FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -255,26 +255,28 @@ pub fn unrecorded_standin(
     )?)
 }
 
-/// The tablespaces `manage(… tablespaces => …)` listed for `parent`, in
-/// its order: `(name, location, bytes the shadows waiting there are
-/// expected to take)`.
-pub fn tablespaces_with_reserved_bytes(parent: pg_sys::Oid) -> Result<Vec<(String, String, i64)>> {
+/// The tablespaces `tablespaces` names, in that order: `(name, location,
+/// bytes the shadows waiting there are expected to take)`; one that no
+/// longer exists is left out.
+pub fn tablespaces_with_reserved_bytes(
+    tablespaces: &[String],
+) -> Result<Vec<(String, String, i64)>> {
+    count_read(Family::Shadows);
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT t.spcname::text, pg_catalog.pg_tablespace_location(t.oid),
                     COALESCE((SELECT pg_catalog.sum(s.predicted_bytes) FROM partition_predict.shadows s
                                WHERE s.tablespace = t.spcname AND s.activated_at IS NULL), 0)::bigint
-               FROM partition_predict.config c, pg_catalog.unnest(c.tablespaces) WITH ORDINALITY AS n(name, i)
+               FROM pg_catalog.unnest($1::pg_catalog.name[]) WITH ORDINALITY AS n(name, i)
                JOIN pg_catalog.pg_tablespace t ON t.spcname = n.name
-              WHERE c.parent = $1::pg_catalog.oid::pg_catalog.regclass
               ORDER BY n.i",
             None,
-            &[parent.into()],
+            &[tablespaces.to_vec().into()],
         )?;
         rows.map(|row| {
-            let r = StateRow::of("config", &row);
+            let r = StateRow::of("shadows", &row);
             Ok((
-                r.required(1, "tablespaces")?,
+                r.required(1, "tablespace")?,
                 // The default tablespaces have no location of their own.
                 r.optional(2)?.unwrap_or_default(),
                 r.required(3, "predicted_bytes")?,
