@@ -283,14 +283,16 @@ fn run_isolated_noting(parent: pg_sys::Oid, steps: Steps, note_skips: bool) -> O
     // Another session is running this table's steps right now: its result
     // stands for this cycle too.
     if !or_report(with_pinned_settings(|| lock_table_steps(parent, false))) {
-        let skipped_for = SKIPPED_SINCE.with(|since| {
-            since
-                .borrow_mut()
-                .entry(parent)
-                .or_insert_with(Instant::now)
-                .elapsed()
+        let skipped_for = note_skips.then(|| {
+            SKIPPED_SINCE.with(|since| {
+                since
+                    .borrow_mut()
+                    .entry(parent)
+                    .or_insert_with(Instant::now)
+                    .elapsed()
+            })
         });
-        if note_skips && skipped_for >= skipped_cycles_threshold() {
+        if let Some(skipped_for) = skipped_for.filter(|s| *s >= skipped_cycles_threshold()) {
             // Under a short lock_timeout: the session holding the table's
             // steps may hold the alert's row too, and the worker must not
             // wait for it.
@@ -315,7 +317,9 @@ fn run_isolated_noting(parent: pg_sys::Oid, steps: Steps, note_skips: bool) -> O
             ..Outcome::new(parent, started, Default::default(), Some(message))
         };
     }
-    SKIPPED_SINCE.with(|since| since.borrow_mut().remove(&parent));
+    if note_skips {
+        SKIPPED_SINCE.with(|since| since.borrow_mut().remove(&parent));
+    }
     let attempt =
         try_in_subtransaction(|| or_report(with_pinned_settings(|| run_steps(parent, steps))));
     let ((results, costs), error) = match attempt {

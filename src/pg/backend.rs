@@ -64,8 +64,13 @@ pub fn timestamptz(timestamp: i64) -> Option<pgrx::datum::TimestampWithTimeZone>
 
 /// The start of this transaction (`now()`) in seconds since 1970-01-01 UTC.
 pub fn now_unix_seconds() -> f64 {
-    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    (now as i128 + partition_core::calendar::UNIX_TO_PG_EPOCH_SECONDS as i128 * 1_000_000) as f64
+    pg_micros_as_unix_seconds(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() })
+}
+
+/// Microseconds since 2000-01-01 as seconds since 1970-01-01, with one
+/// rounding, as PostgreSQL's `date_part('epoch', …)` computes them.
+fn pg_micros_as_unix_seconds(micros: i64) -> f64 {
+    (micros as i128 + partition_core::calendar::UNIX_TO_PG_EPOCH_SECONDS as i128 * 1_000_000) as f64
         / 1e6
 }
 
@@ -88,13 +93,7 @@ pub fn unix_seconds(timestamp: pgrx::datum::TimestampWithTimeZone) -> f64 {
     match micros {
         i64::MAX => f64::INFINITY,
         i64::MIN => f64::NEG_INFINITY,
-        // One rounding, as PostgreSQL computes it.
-        _ => {
-            (micros as i128
-                + partition_core::calendar::UNIX_TO_PG_EPOCH_SECONDS as i128 * 1_000_000)
-                as f64
-                / 1e6
-        }
+        _ => pg_micros_as_unix_seconds(micros),
     }
 }
 
