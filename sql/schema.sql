@@ -1,5 +1,13 @@
 -- Tables behind the views. Runs first (bootstrap), before any function.
 
+-- Every operator, function and type this script and the ones after it name
+-- (the whole install script is one run) resolves in pg_catalog or is
+-- qualified: an object that a role planted in public, or in any schema on
+-- the installing role's search_path, is never bound into a view, policy,
+-- default or check. CREATE EXTENSION gives the caller's search_path back
+-- when the script ends.
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
 -- Created here rather than named in the control file, so that it belongs to
 -- the extension and DROP EXTENSION removes it.
 CREATE SCHEMA partition_predict;
@@ -201,7 +209,10 @@ CREATE TABLE partition_predict.worker_state (
     last_cycle_end   timestamptz,
     cycles           bigint NOT NULL DEFAULT 0,
     errors           bigint NOT NULL DEFAULT 0,
-    last_error       text
+    last_error       text,
+    -- The table the last error concerns: worker_status shows the error
+    -- only to roles that may read it (the text can quote its rows).
+    last_error_table oid
 );
 
 -- What each step of a table's cycle cost: the last cycle, and running totals.

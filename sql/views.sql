@@ -2,8 +2,12 @@
 -- Each view shows only tables the querying role can read; those that show
 -- what was derived from the rows (keys, counts, forecasts) also hide tables
 -- where row-level security limits the role to some rows (as pg_stats does).
+-- Every view is a security barrier: a condition of the caller's (a cheap
+-- function that prints its arguments, say) sees only the rows the view's
+-- own conditions let through; leakproof ones, such as = on OIDs, are still
+-- pushed down to the indexes.
 
-CREATE VIEW partition_predict.managed_tables AS
+CREATE VIEW partition_predict.managed_tables WITH (security_barrier) AS
 SELECT c.parent,
        a.attname                                     AS key_column,
        pg_catalog.format_type(a.atttypid, NULL)      AS key_type,
@@ -29,7 +33,8 @@ SELECT c.parent,
        s.last_cycle_end,
        s.cycles,
        s.failures,
-       s.last_error,
+       -- An error's text can quote rows: not where row-level security hides some.
+       CASE WHEN NOT pg_catalog.row_security_active(c.parent) THEN s.last_error END AS last_error,
        s.last_error_at,
        -- It gives away the highest key: not where row-level security hides rows.
        CASE WHEN NOT pg_catalog.row_security_active(c.parent) THEN s.runway END AS runway,
@@ -43,14 +48,14 @@ SELECT c.parent,
 
 COMMENT ON VIEW partition_predict.managed_tables IS 'One row per table managed by pg_partition_predict.';
 
-CREATE VIEW partition_predict.partitions AS
+CREATE VIEW partition_predict.partitions WITH (security_barrier) AS
 SELECT c.parent,
        b.partition,
        b.range_start,
        b.range_end,
        CASE WHEN b.is_default THEN 'default' ELSE 'active' END               AS state,
        pg_catalog.pg_stat_get_live_tuples(b.partition)                      AS rows,
-       sh.predicted_rows,
+       CASE WHEN NOT pg_catalog.row_security_active(c.parent) THEN sh.predicted_rows END AS predicted_rows,
        pg_catalog.pg_total_relation_size(b.partition)                       AS size_bytes,
        pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(b.partition)) AS size,
        COALESCE(t.spcname, dt.spcname)                                      AS tablespace,
@@ -70,8 +75,8 @@ SELECT sh.parent,
        sh.range_start,
        sh.range_end,
        CASE WHEN m.id IS NOT NULL THEN 'migrating' ELSE 'shadow' END,
-       COALESCE(m.rows_moved, 0),
-       sh.predicted_rows,
+       CASE WHEN NOT pg_catalog.row_security_active(sh.parent) THEN COALESCE(m.rows_moved, 0) END,
+       CASE WHEN NOT pg_catalog.row_security_active(sh.parent) THEN sh.predicted_rows END,
        pg_catalog.pg_total_relation_size(sh.shadow),
        pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(sh.shadow)),
        COALESCE(t.spcname, dt.spcname),
@@ -88,7 +93,7 @@ SELECT sh.parent,
 COMMENT ON VIEW partition_predict.partitions IS
     'One row per partition of a managed table, and per shadow prepared for it. Bounds are text; timestamptz bounds are in UTC.';
 
-CREATE VIEW partition_predict.ingest_history AS
+CREATE VIEW partition_predict.ingest_history WITH (security_barrier) AS
 SELECT parent, source, rows_loaded, partitions_created, partitions_activated, rows_per_partition,
        forecast_rows, rows_in_forecast, started_at, finished_at,
        1000 * pg_catalog.date_part('epoch', finished_at - started_at) AS duration_ms
@@ -100,7 +105,7 @@ COMMENT ON VIEW partition_predict.ingest_history IS
 
 -- Active routing overrides: while rows of a range move out of DEFAULT,
 -- queries on the parent also read the target table.
-CREATE VIEW partition_predict.routing_overrides AS
+CREATE VIEW partition_predict.routing_overrides WITH (security_barrier) AS
 SELECT m.parent,
        m.range_start,
        m.range_end,
@@ -117,13 +122,13 @@ SELECT m.parent,
 COMMENT ON VIEW partition_predict.routing_overrides IS
     'Key ranges whose rows are being moved out of DEFAULT, and the table queries on the parent also read meanwhile.';
 
-CREATE VIEW partition_predict.migrations_history AS
+CREATE VIEW partition_predict.migrations_history WITH (security_barrier) AS
 SELECT parent, range_start, range_end, shadow_name AS target, state::text AS state, rows_moved, batches,
        started_at, finished_at, message
   FROM partition_predict.migrations
  WHERE pg_catalog.has_table_privilege(parent, 'SELECT') AND NOT pg_catalog.row_security_active(parent);
 
-CREATE VIEW partition_predict.stats_history AS
+CREATE VIEW partition_predict.stats_history WITH (security_barrier) AS
 SELECT s.parent,
        s.partition::pg_catalog.regclass AS partition,
        s.partition_name,
@@ -143,7 +148,7 @@ SELECT s.parent,
 COMMENT ON VIEW partition_predict.stats_history IS
     'Per partition and sample: rows inserted/updated/deleted and scans since the previous sample, live rows, size, highest key. Partitions where nothing changed get no row.';
 
-CREATE VIEW partition_predict.key_time_series AS
+CREATE VIEW partition_predict.key_time_series WITH (security_barrier) AS
 SELECT k.parent, k.bucket_start, pg_catalog.sum(k.rows)::bigint AS rows
   FROM partition_predict.key_time_counts k
  WHERE pg_catalog.has_table_privilege(k.parent, 'SELECT') AND NOT pg_catalog.row_security_active(k.parent)
@@ -152,7 +157,7 @@ SELECT k.parent, k.bucket_start, pg_catalog.sum(k.rows)::bigint AS rows
 COMMENT ON VIEW partition_predict.key_time_series IS
     'Time keys: rows per hour (per day for date keys) of the key''s own time.';
 
-CREATE VIEW partition_predict.forecasts AS
+CREATE VIEW partition_predict.forecasts WITH (security_barrier) AS
 SELECT f.parent, f.series, f.range_start, f.range_end, f.step_start, f.step_end, f.horizon,
        f.predicted_rows, f.lower_rows AS lower, f.upper_rows AS upper, f.model, f.made_at
   FROM partition_predict.config c
@@ -167,7 +172,7 @@ SELECT f.parent, f.series, f.range_start, f.range_end, f.step_start, f.step_end,
 COMMENT ON VIEW partition_predict.forecasts IS
     'The newest forecast of each managed table: predicted rows per future key range, with the prediction interval.';
 
-CREATE VIEW partition_predict.forecast_accuracy AS
+CREATE VIEW partition_predict.forecast_accuracy WITH (security_barrier) AS
 SELECT f.parent,
        f.series,
        CASE WHEN f.horizon <= 1 THEN '1 hour'
@@ -191,7 +196,7 @@ SELECT f.parent,
 COMMENT ON VIEW partition_predict.forecast_accuracy IS
     'Error of past forecasts against what arrived, by table and horizon: MAPE, MASE (against seasonal naive; below 1 is better), interval coverage.';
 
-CREATE VIEW partition_predict.cycle_costs AS
+CREATE VIEW partition_predict.cycle_costs WITH (security_barrier) AS
 SELECT c.parent, c.step, c.measured_at AS last_cycle_at, c.duration_ms AS last_ms, c.rows_read AS last_rows_read,
        c.buffers_hit AS last_buffers_hit, c.buffers_read AS last_buffers_read,
        c.cycles, c.total_ms / NULLIF(c.cycles, 0) AS avg_ms, c.max_ms
@@ -201,7 +206,7 @@ SELECT c.parent, c.step, c.measured_at AS last_cycle_at, c.duration_ms AS last_m
 COMMENT ON VIEW partition_predict.cycle_costs IS
     'What each step of each table''s cycle costs: the last cycle (time, rows of the table read, shared buffers hit and read) and the average and maximum time over all cycles.';
 
-CREATE VIEW partition_predict.alerts AS
+CREATE VIEW partition_predict.alerts WITH (security_barrier) AS
 SELECT a.id, a.parent, a.kind, a.subject, a.severity, a.message, a.details, a.raised_at, a.updated_at, a.occurrences
   FROM partition_predict.alert_log a
  WHERE a.resolved_at IS NULL
@@ -211,7 +216,7 @@ SELECT a.id, a.parent, a.kind, a.subject, a.severity, a.message, a.details, a.ra
 COMMENT ON VIEW partition_predict.alerts IS
     'Open alerts: conditions raised and not yet resolved, one row each however many cycles saw them.';
 
-CREATE VIEW partition_predict.alert_history AS
+CREATE VIEW partition_predict.alert_history WITH (security_barrier) AS
 SELECT a.id, a.parent, a.kind, a.subject, a.severity,
        CASE WHEN a.is_event THEN 'event' WHEN a.resolved_at IS NULL THEN 'open' ELSE 'resolved' END AS state,
        a.message, a.details, a.raised_at, a.updated_at, a.resolved_at, a.occurrences
@@ -229,7 +234,7 @@ COMMENT ON VIEW partition_predict.alert_history IS
 -- error, runway: it gives away the highest key) only where the role may
 -- read the rows, as in the other views. Each figure is read through an
 -- index and over a bounded window.
-CREATE VIEW partition_predict.metrics AS
+CREATE VIEW partition_predict.metrics WITH (security_barrier) AS
 SELECT c.parent::text                                                     AS parent,
        COALESCE(pg_catalog.pg_stat_get_live_tuples(NULLIF(pt.partdefid, 0)), 0) AS rows_in_default,
        acc.mase,
@@ -267,7 +272,7 @@ SELECT c.parent::text                                                     AS par
 COMMENT ON VIEW partition_predict.metrics IS
     'Per managed table, for monitoring: rows in DEFAULT, forecast MASE and 95% interval coverage over the last two days, last cycle time, runway, open alerts by severity. pg_monitor members see every table; forecast figures and runway only where they may read the rows.';
 
-CREATE VIEW partition_predict.worker_status AS
+CREATE VIEW partition_predict.worker_status WITH (security_barrier) AS
 SELECT w.database,
        w.pid,
        CASE WHEN a.pid IS NULL THEN 'stopped' ELSE w.state END AS state,
@@ -276,9 +281,15 @@ SELECT w.database,
        w.last_cycle_end,
        w.cycles,
        w.errors,
-       w.last_error
+       -- What concerns a table only where the role may read its rows: an
+       -- error's text can quote them.
+       CASE WHEN pg_catalog.has_table_privilege(e.oid, 'SELECT') AND NOT pg_catalog.row_security_active(e.oid)
+            THEN w.last_error END                                AS last_error,
+       CASE WHEN pg_catalog.has_table_privilege(e.oid, 'SELECT') AND NOT pg_catalog.row_security_active(e.oid)
+            THEN e.oid::pg_catalog.regclass END                  AS last_error_table
   FROM partition_predict.worker_state w
-  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = w.pid;
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = w.pid
+  LEFT JOIN pg_catalog.pg_class e          ON e.oid = w.last_error_table;
 
 GRANT SELECT ON partition_predict.managed_tables, partition_predict.partitions,
                 partition_predict.stats_history, partition_predict.key_time_series,

@@ -12,6 +12,11 @@
 
 \echo Use "ALTER EXTENSION pg_partition_predict UPDATE TO '0.2.0'" to load this file. \quit
 
+-- Every name below resolves in pg_catalog or is qualified, whatever a role
+-- planted in public or on the updating role's search_path (as in the
+-- install script; ALTER EXTENSION gives the search_path back at the end).
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
 -- What this script makes belongs to the role it runs as, and its initial
 -- privileges (pg_init_privs, which pg_dump compares with) name that role:
 -- it runs as the extension's owner, as the install did, whichever

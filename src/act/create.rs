@@ -303,21 +303,49 @@ pub fn is_empty(table: &PartitionedTable, shadow: &Shadow) -> Result<bool> {
 /// Drops a shadow that was never attached, and its record.
 pub fn drop_shadow(table: &PartitionedTable, shadow: &Shadow) -> Result<()> {
     if let Some(name) = &shadow.current_name {
-        Spi::run(&format!("DROP TABLE {name}"))?;
+        drop_waiting(table, shadow, name)?;
     }
     shadows::forget(table.oid, shadow.from)?;
     Ok(())
 }
 
 /// Drops the shadows of a table that were never attached (for `unmanage`).
-pub fn drop_unused(table_oid: pg_sys::Oid) -> Result<i64> {
+pub fn drop_unused(table: &PartitionedTable) -> Result<i64> {
     let mut dropped = 0;
-    for name in shadows::waiting(table_oid)?
-        .into_iter()
-        .filter_map(|s| s.current_name)
-    {
-        Spi::run(&format!("DROP TABLE {name}"))?;
-        dropped += 1;
+    for shadow in shadows::waiting(table.oid)? {
+        if let Some(name) = &shadow.current_name {
+            drop_waiting(table, &shadow, name)?;
+            dropped += 1;
+        }
     }
     Ok(dropped)
+}
+
+/// A waiting shadow is never dropped with rows in it: rows written
+/// straight into it (by its owner, or a role the parent's grants let
+/// write) are inserted through the parent first, where its triggers, keys
+/// and constraints see them as they would have, in the same transaction
+/// as the DROP. A row the parent refuses fails the whole step, and the
+/// shadow and its rows stay.
+fn drop_waiting(table: &PartitionedTable, shadow: &Shadow, name: &str) -> Result<()> {
+    if !is_empty(table, shadow)? {
+        let columns = super::key_groups::copied_columns(table)?;
+        let returned = as_role(table.owner_oid, || {
+            Spi::get_one::<i64>(&format!(
+                "WITH taken AS (DELETE FROM ONLY {name} RETURNING {columns}),
+                      placed AS (INSERT INTO {parent} ({columns}) OVERRIDING SYSTEM VALUE
+                                 SELECT {columns} FROM taken RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM placed",
+                parent = table.name.quoted()
+            ))
+        })?
+        .unwrap_or(0);
+        pgrx::warning!(
+            "{returned} row(s) written straight into {name}, a partition of {} waiting to be attached, were inserted through {} before it was dropped",
+            table.name,
+            table.name
+        );
+    }
+    Spi::run(&format!("DROP TABLE {name}"))?;
+    Ok(())
 }

@@ -45,7 +45,11 @@ fn register(
     let parent = table.oid;
     let validated = settings::validate(table.key_type, table.owner_oid, &arguments)?;
     if table.default_partition.is_none() {
-        create::add_default_partition(&table)?;
+        // As the owner, never the caller: ATTACH evaluates the table's own
+        // code (an IMMUTABLE function in a CHECK is folded to prove the
+        // partition constraint), and a superuser's manage() must not run it
+        // with a superuser's rights.
+        as_role(table.owner_oid, || create::add_default_partition(&table))?;
     }
     let row = settings::store(parent, &validated)?;
     // The baseline of the statistics: every row that arrives from now on counts.
@@ -74,7 +78,7 @@ pub fn unmanage(parent: pg_sys::Oid) -> Result<()> {
     if migrations::in_progress(parent)? {
         return Err(PredictError::MigrationInProgress(name));
     }
-    create::drop_unused(parent)?;
+    create::drop_unused(&catalog::load_partitioned_table(parent, false)?)?;
     // An override a rolled-back step left behind (no migration is active).
     if backend::library_preloaded() {
         routing::withdraw(parent)?;

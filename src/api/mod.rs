@@ -477,7 +477,11 @@ mod partition_predict {
             routing::overrides_here()
                 .into_iter()
                 .filter(|o| {
-                    relation::current_user_may(pg_sys::Oid::from(o.parent), Privilege::Select)
+                    // As the views: tables the role may read, and not where
+                    // row-level security limits it to some rows.
+                    let parent = pg_sys::Oid::from(o.parent);
+                    relation::current_user_may(parent, Privilege::Select)
+                        && !relation::row_security_limits_current_user(parent)
                 })
                 .filter_map(|o| {
                     let since = backend::timestamptz(o.since)?;

@@ -446,7 +446,11 @@ fn bucket_expression(key_type: KeyType, column: &str) -> String {
         KeyType::Timestamp => {
             format!("pg_catalog.timezone('UTC', pg_catalog.date_trunc('hour', {column}))")
         }
-        _ => format!("pg_catalog.timezone('UTC', {column}::pg_catalog.timestamp)"),
+        // A date past the last a timestamp holds (294276 AD) belongs to no hour.
+        _ => format!(
+            "CASE WHEN {column} < '294277-01-01'::pg_catalog.date
+                  THEN pg_catalog.timezone('UTC', {column}::pg_catalog.timestamp) END"
+        ),
     }
 }
 

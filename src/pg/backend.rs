@@ -240,7 +240,11 @@ pub fn in_own_transaction<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
         pg_sys::StartTransactionCommand();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
-    let outcome = PgTryBuilder::new(|| Ok(f())).catch_others(Err).execute();
+    // The worker's session has the search_path of postgresql.conf and of
+    // ALTER DATABASE/ROLE … SET: nothing it runs may resolve through it.
+    let outcome = PgTryBuilder::new(|| Ok(super::session::with_pinned_settings(|| f())))
+        .catch_others(Err)
+        .execute();
     match outcome {
         Ok(value) => {
             unsafe {
@@ -284,7 +288,7 @@ pub fn sql_version_mismatch() -> Option<String> {
         return None;
     }
     let installed = pgrx::Spi::get_one_with_args::<String>(
-        "SELECT extversion FROM pg_catalog.pg_extension WHERE oid = $1",
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE oid OPERATOR(pg_catalog.=) $1",
         &[oid.into()],
     )
     .ok()

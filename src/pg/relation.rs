@@ -155,6 +155,15 @@ pub fn current_user_may(oid: pg_sys::Oid, privilege: Privilege) -> bool {
     }
 }
 
+/// Whether row-level security limits the current user to some rows of
+/// relation `oid` (`row_security_active()`; a relation gone limits nothing).
+pub fn row_security_limits_current_user(oid: pg_sys::Oid) -> bool {
+    unsafe {
+        pg_sys::check_enable_rls(oid, pg_sys::InvalidOid, true)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as std::ffi::c_int
+    }
+}
+
 /// `oid::regclass::text`: the name as `regclass` prints it (qualified when
 /// not on the search path), `None` for an invalid OID.
 pub fn regclass_text(oid: pg_sys::Oid) -> crate::error::Result<Option<String>> {

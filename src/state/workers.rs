@@ -1,6 +1,7 @@
 //! `worker_state`: one row per database whose worker runs (the
 //! `worker_status` view).
 
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::write;
@@ -16,30 +17,34 @@ pub struct WorkerReport<'a> {
     pub cycle_mark: Option<&'a str>,
     pub cycles: i64,
     pub errors: i64,
-    pub last_error: Option<String>,
+    /// The last error, and the table it concerns.
+    pub last_error: Option<(pg_sys::Oid, String)>,
 }
 
 /// Writes this backend's row of `worker_status`, for the current database.
 pub fn report(report: WorkerReport) -> Result<()> {
     write(
         "INSERT INTO partition_predict.worker_state AS w
-                (database, pid, state, started_at, last_cycle_start, last_cycle_end, cycles, errors, last_error)
+                (database, pid, state, started_at, last_cycle_start, last_cycle_end, cycles, errors, last_error,
+                 last_error_table)
          VALUES (pg_catalog.current_database(), pg_catalog.pg_backend_pid(), $1, $2::timestamptz,
-                 CASE WHEN $3 = 'start' THEN pg_catalog.now() END, NULL, $4, $5, $6)
+                 CASE WHEN $3 = 'start' THEN pg_catalog.now() END, NULL, $4, $5, $6, $7)
          ON CONFLICT (database) DO UPDATE
             SET pid = EXCLUDED.pid, state = EXCLUDED.state, started_at = EXCLUDED.started_at,
                 last_cycle_start = CASE WHEN $3 = 'start' THEN pg_catalog.now()
                                         WHEN w.pid = EXCLUDED.pid THEN w.last_cycle_start END,
                 last_cycle_end = CASE WHEN $3 = 'end' THEN pg_catalog.now()
                                       WHEN w.pid = EXCLUDED.pid THEN w.last_cycle_end END,
-                cycles = EXCLUDED.cycles, errors = EXCLUDED.errors, last_error = EXCLUDED.last_error",
+                cycles = EXCLUDED.cycles, errors = EXCLUDED.errors, last_error = EXCLUDED.last_error,
+                last_error_table = EXCLUDED.last_error_table",
         &[
             report.activity.into(),
             report.started_at.into(),
             report.cycle_mark.into(),
             report.cycles.into(),
             report.errors.into(),
-            report.last_error.into(),
+            report.last_error.as_ref().map(|(_, error)| error.clone()).into(),
+            report.last_error.map(|(table, _)| table).into(),
         ],
     )
 }

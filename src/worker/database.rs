@@ -20,7 +20,9 @@ struct WorkerState {
     started_at: Option<String>,
     cycles: i64,
     errors: i64,
-    last_error: Option<String>,
+    /// The last error and the table it concerns (the view shows it only to
+    /// roles that may read that table).
+    last_error: Option<(pg_sys::Oid, String)>,
     /// The SQL objects were found of another version (logged once).
     told_version_mismatch: bool,
 }
@@ -89,12 +91,12 @@ fn serve_requests(state: &mut WorkerState) {
             move_rows_out_of_default(state, request.parent, migrate::Caller::WorkerAfterLoad);
             // apply_retention() leaves its archive moves to this.
             expire_old_partitions(state, request.parent);
-            record_outcome(state, outcome);
+            record_outcome(state, request.parent, outcome);
         }
     }
 }
 
-fn record_outcome(state: &mut WorkerState, outcome: Option<cycle::Outcome>) {
+fn record_outcome(state: &mut WorkerState, parent: pg_sys::Oid, outcome: Option<cycle::Outcome>) {
     if let Some(cycle::Outcome {
         error: Some(error),
         skipped: false,
@@ -102,7 +104,7 @@ fn record_outcome(state: &mut WorkerState, outcome: Option<cycle::Outcome>) {
     }) = outcome
     {
         state.errors += 1;
-        state.last_error = Some(error);
+        state.last_error = Some((parent, error));
     }
 }
 
@@ -134,7 +136,7 @@ fn run_cycles(state: &mut WorkerState) {
         let outcome = in_own_transaction("a table's cycle", || cycle::run_by_worker(parent));
         move_rows_out_of_default(state, parent, migrate::Caller::Worker);
         expire_old_partitions(state, parent);
-        record_outcome(state, outcome);
+        record_outcome(state, parent, outcome);
         // A bulk load waiting for shadows should not wait for every table.
         serve_requests(state);
     }
@@ -159,7 +161,7 @@ fn move_rows_out_of_default(state: &mut WorkerState, parent: pg_sys::Oid, caller
             Some(migrate::Next::Again) => {}
             Some(migrate::Next::Failed(error)) => {
                 state.errors += 1;
-                state.last_error = Some(error);
+                state.last_error = Some((parent, error));
                 return;
             }
             _ => return,
@@ -190,7 +192,7 @@ fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid) {
             Some(retention::Next::Again) => {}
             Some(retention::Next::Failed(error)) => {
                 state.errors += 1;
-                state.last_error = Some(error);
+                state.last_error = Some((parent, error));
                 break;
             }
             _ => break,

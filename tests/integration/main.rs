@@ -15,4 +15,5 @@ mod retention;
 mod security;
 mod shadows;
 mod time_zones;
+mod traps;
 mod workers;

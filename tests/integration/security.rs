@@ -410,6 +410,29 @@ fn the_worker_counts_a_failed_migration_step_as_an_error() {
         scalar_i64(&mut admin, "SELECT count(*) FROM r17"),
         6 * 1440 + 2
     );
+    // The error's text is about the superuser's table: mallory, who may not
+    // read it, sees the worker's counts but not the error.
+    let (error, table): (Option<String>, Option<String>) = {
+        let row = admin
+            .query_one(
+                "SELECT last_error, last_error_table::text FROM partition_predict.worker_status",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(error.is_some(), "the superuser sees the error");
+    assert_eq!(table.as_deref(), Some("r17"));
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    let row = mallory
+        .query_one(
+            "SELECT errors, last_error, last_error_table::text FROM partition_predict.worker_status",
+            &[],
+        )
+        .unwrap();
+    assert!(row.get::<_, i64>(0) > errors_before);
+    assert_eq!(row.get::<_, Option<String>>(1), None, "another role's error text");
+    assert_eq!(row.get::<_, Option<String>>(2), None);
 }
 
 /// The superuser's session (with mallory and the secret, see
@@ -1032,4 +1055,247 @@ fn cycles_that_keep_being_skipped_raise_an_alert() {
         Duration::from_secs(60),
         || (skipped(&mut admin) == 0).then_some(()),
     );
+}
+
+/// A superuser who registers a tenant's table runs none of the tenant's
+/// code with a superuser's rights: attaching the DEFAULT that `manage()`
+/// adds folds an IMMUTABLE function of the table's CHECK, and ran it as
+/// the caller.
+#[test]
+fn a_superuser_s_manage_runs_the_owner_s_code_as_the_owner() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    plant_escalation(&mut mallory);
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.folded() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+             BEGIN RETURN public.escalate(); END $$;
+             CREATE TABLE tenant (id bigint, at timestamptz NOT NULL, CHECK (public.folded()))
+                 PARTITION BY RANGE (at);
+             CREATE TABLE tenant_p0 PARTITION OF tenant FOR VALUES FROM ('2026-12-01') TO ('2026-12-07');",
+        )
+        .unwrap();
+    admin
+        .batch_execute("SELECT partition_predict.manage('tenant')")
+        .unwrap();
+    assert!(
+        !is_superuser(&mut admin, "mallory"),
+        "manage() ran her CHECK's function as the superuser"
+    );
+    let owner: String = admin
+        .query_one(
+            "SELECT pg_get_userbyid(c.relowner)::text FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partdefid
+              WHERE p.partrelid = 'tenant'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "mallory", "the DEFAULT is the table owner's");
+}
+
+/// Rows written straight into a partition waiting to be attached (by its
+/// owner, or a role the parent's grants let write) are never dropped with
+/// it: `unmanage()`, which drops the waiting partitions, first inserts them
+/// through the parent, where its keys see them; a row the parent refuses
+/// stops it, and the partition and its rows stay.
+#[test]
+fn rows_written_into_a_waiting_partition_are_never_dropped_with_it() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    managed_table_with_shadows(&mut admin, "events");
+    let shadow: String = admin
+        .query_one(
+            "SELECT partition::text FROM partition_predict.partitions
+              WHERE parent = 'events'::regclass AND state = 'shadow' ORDER BY range_start LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let range_start: String = admin
+        .query_one(
+            &format!("SELECT range_start FROM partition_predict.partitions WHERE partition = '{shadow}'::regclass"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // A unique key on the parent, and two rows in the shadow that break it.
+    admin
+        .batch_execute(&format!(
+            "CREATE UNIQUE INDEX events_id_ts ON events (id, ts);
+             INSERT INTO {shadow} (id, ts) VALUES (-1, '{range_start}'), (-1, '{range_start}');"
+        ))
+        .unwrap();
+    assert_eq!(
+        sqlstate(admin.batch_execute("SELECT partition_predict.unmanage('events')")),
+        "23505",
+        "the parent's key refuses the duplicate"
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, &format!("SELECT count(*) FROM {shadow}")),
+        2,
+        "the refused rows stay where they were"
+    );
+    admin
+        .batch_execute(&format!("DELETE FROM {shadow} WHERE ctid = (SELECT min(ctid) FROM {shadow})"))
+        .unwrap();
+    admin
+        .batch_execute("SELECT partition_predict.unmanage('events')")
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM events WHERE id = -1"),
+        1,
+        "the row written into the waiting partition is in the table"
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, &format!("SELECT count(*) FROM pg_class WHERE oid = to_regclass('{shadow}')")),
+        0,
+        "the waiting partition is gone"
+    );
+}
+
+/// The views are security barriers: a cheap function of the caller's in
+/// the WHERE clause sees only rows the view lets the caller see.
+#[test]
+fn a_leaky_function_sees_no_row_the_views_hide() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    managed_table_with_shadows(&mut admin, "ledger");
+    admin
+        .batch_execute("SELECT * FROM partition_predict.forecast('ledger')")
+        .unwrap();
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = std::sync::Arc::clone(&notices);
+    let mut config = cluster.config("postgres");
+    config.user("mallory");
+    let mut mallory = config
+        .notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()))
+        .connect(postgres::NoTls)
+        .unwrap();
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.leak(a text, b text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
+             BEGIN RAISE NOTICE 'leak % %', a, b; RETURN true; END $$;",
+        )
+        .unwrap();
+    let views: Vec<String> = admin
+        .query(
+            "SELECT viewname::text FROM pg_views WHERE schemaname = 'partition_predict'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for view in &views {
+        mallory
+            .batch_execute(&format!(
+                "SELECT count(*) FROM partition_predict.{view} v WHERE public.leak(v::text, '{view}')"
+            ))
+            .unwrap();
+    }
+    let leaked: Vec<String> = notices
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| n.contains("ledger"))
+        .cloned()
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:#?}");
+    // She sees none of the table's forecast in the partitions view either.
+    assert_eq!(
+        scalar_i64(
+            &mut mallory,
+            "SELECT count(*) FROM partition_predict.partitions WHERE parent = 'ledger'::regclass"
+        ),
+        0
+    );
+}
+
+/// A reader limited by row-level security learns no forecast of the
+/// table's partitions and no migration of it from any function or view.
+#[test]
+fn a_reader_under_row_level_security_sees_no_forecast_or_migration() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    managed_table_with_shadows(&mut admin, "ledger");
+    admin
+        .batch_execute(
+            "CREATE ROLE reader LOGIN;
+             GRANT SELECT ON ledger TO reader;
+             ALTER TABLE ledger ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY mornings ON ledger FOR SELECT TO reader USING (extract(hour FROM ts) < 12);",
+        )
+        .unwrap();
+    table_with_rows_in_default(&mut admin, "moving", 3000);
+    admin
+        .batch_execute(
+            "GRANT SELECT ON moving TO reader;
+             ALTER TABLE moving ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY low_ids ON moving FOR SELECT TO reader USING (id < 10);",
+        )
+        .unwrap();
+    migration_under_way(&mut admin, "moving");
+    let mut reader = cluster.connect_as("postgres", "reader");
+    assert_eq!(
+        scalar_i64(
+            &mut reader,
+            "SELECT count(*) FROM partition_predict.partitions
+              WHERE parent = 'ledger'::regclass AND predicted_rows IS NOT NULL"
+        ),
+        0,
+        "forecast rows of a table row-level security limits her on"
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut reader,
+            "SELECT count(*) FROM partition_predict.routing_overrides_in_memory()"
+        ),
+        0,
+        "a migration of a table row-level security limits her on"
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM partition_predict.routing_overrides_in_memory()"
+        ),
+        1
+    );
+}
+
+/// A date key past the last day a timestamp holds (294276 AD; a date goes
+/// on to 5874897 AD) is a value like another: no 22008 from `activate()`
+/// with it, and a row with one does not make every cycle of the table fail.
+#[test]
+fn date_keys_past_what_a_timestamp_holds_break_nothing() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = cluster.connect("postgres");
+    admin
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE TABLE far (at date NOT NULL, v int) PARTITION BY RANGE (at);
+             CREATE TABLE far_1 PARTITION OF far FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+             INSERT INTO far SELECT '2026-01-01'::date + g % 31, g FROM generate_series(1, 1000) g;
+             SELECT partition_predict.manage('far', target_rows => 100);",
+        )
+        .unwrap();
+    admin
+        .batch_execute("SELECT partition_predict.activate('far', '300000-01-01'::date)")
+        .unwrap();
+    admin
+        .batch_execute("INSERT INTO far VALUES ('300000-01-01', 1), ('2026-03-01', 2)")
+        .unwrap();
+    flush_stats(&mut admin);
+    let row = admin
+        .query_one(
+            "SELECT rows_in_default, error FROM partition_predict.run_cycle('far')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(1), None, "the cycle failed");
+    assert_eq!(row.get::<_, i64>(0), 2);
+    admin
+        .batch_execute("CALL partition_predict.migrate_default('far')")
+        .unwrap();
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM far"), 1002);
 }
