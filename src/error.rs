@@ -34,6 +34,13 @@ pub enum PredictError {
         partition: String,
         reason: String,
     },
+    #[error("{count} partition(s) of {table} belong to another role than its owner {owner}, {example} among them")]
+    PartitionsOfAnotherOwner {
+        table: String,
+        owner: String,
+        count: usize,
+        example: String,
+    },
     #[error("must be owner of table {0}")]
     NotOwner(String),
     #[error("{0} is already managed by pg_partition_predict")]
@@ -62,6 +69,8 @@ pub enum PredictError {
     RoutingOff(String),
     #[error("cannot route more than {0} migrations at once (pg_partition_predict.max_migrations_per_database, 64 in the cluster)")]
     TooManyOverrides(usize),
+    #[error("cannot route more than {0} migrations of one role's tables at once (pg_partition_predict.max_migrations_per_role)")]
+    TooManyOverridesOfRole(usize),
     #[error("rows of {0} are being moved out of its DEFAULT partition")]
     MigrationInProgress(String),
     #[error("could not write {0} while rows are being moved out of its DEFAULT partition")]
@@ -186,7 +195,9 @@ impl PredictError {
             | PredictError::TemporaryTable(_)
             | PredictError::SubPartitioned { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
             PredictError::UnreadableBound { .. } => ERRCODE_INVALID_OBJECT_DEFINITION,
-            PredictError::NotOwner(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            PredictError::NotOwner(_) | PredictError::PartitionsOfAnotherOwner { .. } => {
+                ERRCODE_INSUFFICIENT_PRIVILEGE
+            }
             PredictError::AlreadyManaged(_) => ERRCODE_DUPLICATE_OBJECT,
             PredictError::NotManaged(_) | PredictError::NotPartmanManaged(_) => {
                 ERRCODE_UNDEFINED_OBJECT
@@ -203,7 +214,9 @@ impl PredictError {
             PredictError::NotPreloaded(_)
             | PredictError::RoutingOff(_)
             | PredictError::SqlVersionMismatch { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            PredictError::TooManyOverrides(_) => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            PredictError::TooManyOverrides(_) | PredictError::TooManyOverridesOfRole(_) => {
+                ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
+            }
             PredictError::MigrationInProgress(_) => ERRCODE_OBJECT_IN_USE,
             PredictError::WriteDuringMigration(_) => ERRCODE_T_R_SERIALIZATION_FAILURE,
             PredictError::ShadowNotEmpty(_) | PredictError::RowsOutsidePartitions { .. } => {
@@ -256,6 +269,9 @@ impl PredictError {
             PredictError::NotOwner(_) => {
                 Some("Call this function as the table's owner, a member of the owning role, or a superuser.")
             }
+            PredictError::PartitionsOfAnotherOwner { .. } => Some(
+                "The worker acts as the table's owner, who must own every partition: a superuser runs ALTER TABLE <partition> OWNER TO <owner> for each (or calls adopt_partman(), which does), then retry.",
+            ),
             PredictError::WriteDuringMigration(_) => Some("Retry the transaction."),
             PredictError::ReportNotReadable(_) => Some(
                 "It needs SELECT on the table, without row-level security limiting the role to some rows.",

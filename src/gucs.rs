@@ -15,6 +15,7 @@ static FORECAST_ALERT_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 static ROUTING: GucSetting<bool> = GucSetting::<bool>::new(true);
 static MAX_SHADOWS_PER_TABLE: GucSetting<i32> = GucSetting::<i32>::new(100);
 static MAX_MIGRATIONS_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(16);
+static MAX_MIGRATIONS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(4);
 
 /// Reserved by `_PG_init`: a typo such as `pg_partition_predict.naptim`
 /// is an error, not a silently created placeholder.
@@ -105,6 +106,16 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"pg_partition_predict.max_migrations_per_role",
+        c"Most migrations out of DEFAULT the tables of one role may have under way at once in a database.",
+        c"Keeps one owner from taking every slot of the database; a move past it waits for the next cycle.",
+        &MAX_MIGRATIONS_PER_ROLE,
+        1,
+        64,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
 }
 
 pub fn enabled() -> bool {
@@ -141,6 +152,10 @@ pub fn routing() -> bool {
 
 pub fn max_shadows_per_table() -> usize {
     MAX_SHADOWS_PER_TABLE.get().max(1) as usize
+}
+
+pub fn max_migrations_per_role() -> usize {
+    MAX_MIGRATIONS_PER_ROLE.get().max(1) as usize
 }
 
 pub fn max_migrations_per_database() -> usize {

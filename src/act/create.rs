@@ -77,6 +77,18 @@ fn create_table_like_parent(
     Ok(())
 }
 
+/// Gives `partitions` (qualified, quoted) to the table's owner; the caller
+/// is a superuser.
+pub fn give_partitions_to_owner(table: &PartitionedTable, partitions: &[String]) -> Result<()> {
+    for partition in partitions {
+        Spi::run(&format!(
+            "ALTER TABLE {partition} OWNER TO {}",
+            quote_identifier(&table.owner)
+        ))?;
+    }
+    Ok(())
+}
+
 /// Adds a DEFAULT partition the non-blocking way: built standalone, then
 /// attached (SHARE UPDATE EXCLUSIVE on the parent, not ACCESS EXCLUSIVE as
 /// `CREATE TABLE … PARTITION OF … DEFAULT` would take).

@@ -314,7 +314,11 @@ fn publish(table: &PartitionedTable, m: &Migration) -> Result<()> {
             since: backend::now_timestamp(),
             finishing: false,
         },
-        gucs::max_migrations_per_database(),
+        routing::Quota {
+            per_database: gucs::max_migrations_per_database(),
+            per_role: gucs::max_migrations_per_role(),
+            owner_of: |parent| relation::owner(pg_sys::Oid::from(parent)),
+        },
     )?;
     relation::invalidate_plans(table.oid);
     Ok(())

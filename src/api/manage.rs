@@ -208,6 +208,27 @@ pub fn adopt_partman(
             archive_tablespace: None,
         },
     };
+    // pg_partman makes partitions as the role that runs create_parent() or
+    // its maintenance (a superuser, usually); the worker acts as the
+    // table's owner, who must own them all. A superuser hands them over
+    // (what the DBA would do by hand); anyone else is told to.
+    let foreign = table::partitions_of_another_owner(&table)?;
+    if !foreign.is_empty() {
+        if !backend::is_superuser() {
+            return Err(PredictError::PartitionsOfAnotherOwner {
+                table: name,
+                owner: table.owner.clone(),
+                count: foreign.len(),
+                example: foreign[0].clone(),
+            });
+        }
+        create::give_partitions_to_owner(&table, &foreign)?;
+        pgrx::notice!(
+            "{} partition(s) of {name} that pg_partman made as another role now belong to {}, the table's owner",
+            foreign.len(),
+            table.owner
+        );
+    }
     partman::stop_maintaining(&table, &config)?;
     let row = register(table, arguments)?;
     pgrx::notice!(

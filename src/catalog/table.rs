@@ -319,6 +319,26 @@ pub fn median_partition_rows(table: &PartitionedTable) -> Result<Option<f64>> {
     )?)
 }
 
+/// The partitions of `table` its owner does not own (pg_partman creates
+/// them as the role that runs its maintenance), qualified and quoted.
+pub fn partitions_of_another_owner(table: &PartitionedTable) -> Result<Vec<String>> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                   FROM pg_catalog.pg_inherits i
+                   JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE i.inhparent = $1 AND c.relowner <> $2
+                  ORDER BY c.relname",
+                None,
+                &[table.oid.into(), table.owner_oid.into()],
+            )?
+            .map(|row| Ok(row.get::<String>(1)?.unwrap_or_default()))
+            .collect()
+    })
+}
+
 /// The table `oid` is a partition of, if it is one.
 pub fn partition_parent(oid: pg_sys::Oid) -> Result<Option<pg_sys::Oid>> {
     Ok(Spi::get_one_with_args::<pg_sys::Oid>(

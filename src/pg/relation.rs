@@ -67,6 +67,22 @@ pub fn table_state(oid: pg_sys::Oid) -> TableState {
     }
 }
 
+/// The owner of relation `oid`, `None` if there is none.
+pub fn owner(oid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as _,
+            pg_sys::Datum::from(oid),
+        );
+        if tuple.is_null() {
+            return None;
+        }
+        let owner = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple)).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        Some(owner)
+    }
+}
+
 /// Whether a relation (of any kind) with this OID exists.
 pub fn exists(oid: pg_sys::Oid) -> bool {
     let kind = unsafe { pg_sys::get_rel_relkind(oid) };

@@ -156,21 +156,40 @@ pub fn any_active() -> bool {
     ACTIVE.get().load(Ordering::Acquire) != 0
 }
 
+/// How many overrides one database, and the tables of one role in it, may
+/// hold at once; `owner_of` tells whose table a parent is.
+pub struct Quota<F: Fn(u32) -> Option<pg_sys::Oid>> {
+    pub per_database: usize,
+    pub per_role: usize,
+    pub owner_of: F,
+}
+
 /// Makes the override of a migration visible to every backend (replacing
 /// the parent's previous one, if any) and durable.
-pub fn publish(entry: Override, per_database: usize) -> Result<()> {
+pub fn publish<F: Fn(u32) -> Option<pg_sys::Oid>>(entry: Override, quota: Quota<F>) -> Result<()> {
     let mut registry = REGISTRY.exclusive();
     let replacing = registry
         .overrides
         .iter()
         .position(|o| o.database == entry.database && o.parent == entry.parent);
-    let in_database = registry
+    let in_database: Vec<&Override> = registry
         .overrides
         .iter()
         .filter(|o| o.in_use() && o.database == entry.database)
+        .collect();
+    if replacing.is_none() && in_database.len() >= quota.per_database {
+        return Err(PredictError::TooManyOverrides(quota.per_database));
+    }
+    // One role's tables cannot take every slot of the database: counted
+    // here, under the lock, so that two moves starting at once cannot both
+    // take the last one.
+    let owner = (quota.owner_of)(entry.parent);
+    let of_owner = in_database
+        .iter()
+        .filter(|o| owner.is_some() && (quota.owner_of)(o.parent) == owner)
         .count();
-    if replacing.is_none() && in_database >= per_database {
-        return Err(PredictError::TooManyOverrides(per_database));
+    if replacing.is_none() && of_owner >= quota.per_role {
+        return Err(PredictError::TooManyOverridesOfRole(quota.per_role));
     }
     let slot = replacing
         .or_else(|| registry.overrides.iter().position(|o| !o.in_use()))

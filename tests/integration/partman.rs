@@ -198,3 +198,60 @@ fn taking_over_needs_the_right_to_switch_partman_off() {
         1
     );
 }
+
+/// pg_partman's default: the partitions `create_parent()` makes belong to
+/// the role that ran it (a superuser, usually), not to the table's owner,
+/// as whom the worker acts. A superuser's `adopt_partman()` hands them to
+/// the owner; the owner's own call is refused with 42501 and a hint, and
+/// changes nothing (before, both failed with "permission denied for table").
+#[test]
+fn partitions_pg_partman_made_as_a_superuser_go_to_the_table_s_owner() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = cluster.connect("postgres");
+    if !partman_available(&mut admin) {
+        return;
+    }
+    admin
+        .batch_execute(
+            "CREATE ROLE tenant LOGIN;
+             CREATE EXTENSION pg_partition_predict;
+             CREATE SCHEMA partman;
+             CREATE EXTENSION pg_partman SCHEMA partman;
+             CREATE TABLE public.ev (at timestamptz NOT NULL, v int) PARTITION BY RANGE (at);
+             ALTER TABLE ev OWNER TO tenant;
+             SELECT partman.create_parent('public.ev', 'at', 'native', 'daily', p_premake := 4,
+                    p_start_partition := (now() - interval '10 days')::text);
+             INSERT INTO ev SELECT now() - g * interval '1 hour', g FROM generate_series(1, 200) g;
+             GRANT USAGE ON SCHEMA partman TO tenant;
+             GRANT SELECT, UPDATE ON partman.part_config TO tenant;",
+        )
+        .unwrap();
+    let not_the_owner_s = "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                            WHERE i.inhparent = 'ev'::regclass AND c.relowner <> 'tenant'::regrole";
+    assert!(scalar_i64(&mut admin, not_the_owner_s) > 10);
+
+    let mut tenant = cluster.connect_as("postgres", "tenant");
+    let (state, message, hint) =
+        error_of(tenant.batch_execute("SELECT partition_predict.adopt_partman('ev')"));
+    assert_eq!(state, "42501", "{message}");
+    assert!(message.contains("belong to another role than its owner tenant"), "{message}");
+    assert!(hint.contains("OWNER TO"), "{hint}");
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM partman.part_config WHERE parent_table = 'public.ev' AND automatic_maintenance = 'on'"
+        ),
+        1,
+        "pg_partman still maintains it"
+    );
+
+    admin
+        .batch_execute("SELECT partition_predict.adopt_partman('ev')")
+        .unwrap();
+    assert_eq!(scalar_i64(&mut admin, not_the_owner_s), 0);
+    let error: Option<String> = admin
+        .query_one("SELECT error FROM partition_predict.run_cycle('ev')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(error, None, "the owner's cycle");
+}

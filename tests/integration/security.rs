@@ -1299,3 +1299,42 @@ fn date_keys_past_what_a_timestamp_holds_break_nothing() {
         .unwrap();
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM far"), 1002);
 }
+
+/// One role's tables cannot take every migration slot of a database: past
+/// `max_migrations_per_role` her next move is refused (53400) while another
+/// role's table still starts its own.
+#[test]
+fn migration_slots_are_shared_fairly_between_roles() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = ''",
+            "pg_partition_predict.max_migrations_per_database = 4",
+            "pg_partition_predict.max_migrations_per_role = 2",
+        ],
+    );
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    for table in ["m1", "m2", "m3"] {
+        table_with_rows_in_default(&mut mallory, table, 10);
+    }
+    for table in ["m1", "m2"] {
+        let next: String = mallory
+            .query_one(&format!("SELECT partition_predict.migration_step('{table}')"), &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(next, "again");
+    }
+    let refused = mallory
+        .query_one("SELECT partition_predict.migration_step('m3')", &[])
+        .unwrap_err();
+    let db = refused.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "53400", "{db:?}");
+    assert!(db.message().contains("max_migrations_per_role"), "{}", db.message());
+    table_with_rows_in_default(&mut admin, "mine", 10);
+    let next: String = admin
+        .query_one("SELECT partition_predict.migration_step('mine')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(next, "again", "another role's move starts");
+}
