@@ -16,6 +16,7 @@ static ROUTING: GucSetting<bool> = GucSetting::<bool>::new(true);
 static MAX_SHADOWS_PER_TABLE: GucSetting<i32> = GucSetting::<i32>::new(100);
 static MAX_MIGRATIONS_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(16);
 static MAX_MIGRATIONS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(4);
+static TABLE_TIME_LIMIT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
 
 /// Reserved by `_PG_init`: a typo such as `pg_partition_predict.naptim`
 /// is an error, not a silently created placeholder.
@@ -107,6 +108,16 @@ pub fn init() {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
+        c"pg_partition_predict.table_time_limit",
+        c"Longest the worker spends on one table in a cycle (its cycle, moves out of DEFAULT and retention), in seconds; 0: no limit.",
+        c"Past it the table's statement is cancelled and the worker goes on with the next table; a table that keeps running out of time is left alone for 2, 4, … up to 64 naptimes.",
+        &TABLE_TIME_LIMIT_SECONDS,
+        0,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
         c"pg_partition_predict.max_migrations_per_role",
         c"Most migrations out of DEFAULT the tables of one role may have under way at once in a database.",
         c"Keeps one owner from taking every slot of the database; a move past it waits for the next cycle.",
@@ -152,6 +163,14 @@ pub fn routing() -> bool {
 
 pub fn max_shadows_per_table() -> usize {
     MAX_SHADOWS_PER_TABLE.get().max(1) as usize
+}
+
+/// How long the worker may spend on one table in a cycle (`None`: no limit).
+pub fn table_time_limit() -> Option<std::time::Duration> {
+    match TABLE_TIME_LIMIT_SECONDS.get() {
+        seconds if seconds > 0 => Some(std::time::Duration::from_secs(seconds as u64)),
+        _ => None,
+    }
 }
 
 pub fn max_migrations_per_role() -> usize {

@@ -230,6 +230,44 @@ pub fn shared_buffers_used() -> (i64, i64) {
     }
 }
 
+/// Runs `f` with a statement timeout armed for what is left until
+/// `deadline`: a background worker has none of its own (PostgreSQL arms
+/// statement_timeout for a client's statements only), and a table's
+/// trigger, policy or lock must not hold the worker past its time. A
+/// timeout that fires after `f` returned is cleared, so that it cannot
+/// cancel whatever the worker does next.
+pub fn with_deadline<R>(deadline: Option<std::time::Instant>, f: impl FnOnce() -> R) -> R {
+    let Some(deadline) = deadline else {
+        return f();
+    };
+    let left = deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .as_millis()
+        .clamp(1, i32::MAX as u128) as i32;
+    unsafe {
+        pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
+            enable_timeout_after(STATEMENT_TIMEOUT, left)
+        })
+    };
+    let result = f();
+    unsafe {
+        pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
+            disable_timeout(STATEMENT_TIMEOUT, false)
+        });
+        pg_sys::QueryCancelPending = 0;
+    }
+    result
+}
+
+// utils/timeout.h, which pgrx's bindings leave out. `STATEMENT_TIMEOUT` is
+// the fourth `TimeoutId` in PostgreSQL 15 to 18 alike (its handler is
+// registered for every backend, workers included, by InitPostgres).
+const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
+unsafe extern "C" {
+    fn enable_timeout_after(id: std::ffi::c_int, delay_ms: std::ffi::c_int);
+    fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
+}
+
 /// For a background worker between transactions: runs `f` in a transaction
 /// of its own. An error aborts that transaction, is logged with `what`,
 /// and `None` is returned so the worker carries on.

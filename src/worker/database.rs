@@ -2,6 +2,7 @@
 //! found in DEFAULT moved out after each table's cycle, and requests from
 //! bulk loads served in between.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
@@ -25,6 +26,51 @@ struct WorkerState {
     last_error: Option<(pg_sys::Oid, String)>,
     /// The SQL objects were found of another version (logged once).
     told_version_mismatch: bool,
+    /// Tables that ran out of their time limit, left alone for a while.
+    backoff: HashMap<pg_sys::Oid, Backoff>,
+}
+
+/// A table that ran out of `table_time_limit` `strikes` cycles in a row:
+/// the worker leaves it alone until `until` (2, 4, … 64 naptimes), so that
+/// it cannot take its whole time limit from the other tables every cycle.
+struct Backoff {
+    strikes: u32,
+    until: Instant,
+}
+
+impl WorkerState {
+    fn backing_off(&self, parent: pg_sys::Oid) -> bool {
+        self.backoff
+            .get(&parent)
+            .is_some_and(|b| Instant::now() < b.until)
+    }
+
+    /// After a table's work: a strike if it ran out of time, else a clean slate.
+    fn note_time(&mut self, parent: pg_sys::Oid, deadline: Option<Instant>) {
+        let Some(deadline) = deadline else { return };
+        if Instant::now() < deadline {
+            self.backoff.remove(&parent);
+            return;
+        }
+        let strikes = self.backoff.get(&parent).map_or(0, |b| b.strikes) + 1;
+        let naptimes = 1u32 << strikes.min(6);
+        self.backoff.insert(
+            parent,
+            Backoff {
+                strikes,
+                until: Instant::now() + gucs::naptime() * naptimes,
+            },
+        );
+        pgrx::log!(
+            "pg_partition_predict: table {} ran out of pg_partition_predict.table_time_limit ({strikes} cycle(s) in a row): left alone for {naptimes} naptimes",
+            parent.to_u32()
+        );
+    }
+}
+
+/// When the worker's time for a table it starts now runs out.
+fn deadline() -> Option<Instant> {
+    gucs::table_time_limit().map(|limit| Instant::now() + limit)
 }
 
 /// A database worker's main loop (entered from `pg_partition_predict_worker_main`).
@@ -39,6 +85,7 @@ pub fn run() {
         errors: 0,
         last_error: None,
         told_version_mismatch: false,
+        backoff: HashMap::new(),
     };
     let mut next_cycle = Instant::now();
     loop {
@@ -85,13 +132,17 @@ fn serve_requests(state: &mut WorkerState) {
         requests::mark_served(request.parent, request.ticket);
         if request.cycle {
             backend::set_activity("cycle after a bulk load");
-            let outcome = in_own_transaction("a table's cycle after a bulk load", || {
-                cycle::run_by_worker(request.parent)
+            let deadline = deadline();
+            let outcome = backend::with_deadline(deadline, || {
+                in_own_transaction("a table's cycle after a bulk load", || {
+                    cycle::run_by_worker(request.parent)
+                })
             });
-            move_rows_out_of_default(state, request.parent, migrate::Caller::WorkerAfterLoad);
+            move_rows_out_of_default(state, request.parent, migrate::Caller::WorkerAfterLoad, deadline);
             // apply_retention() leaves its archive moves to this.
-            expire_old_partitions(state, request.parent);
+            expire_old_partitions(state, request.parent, deadline);
             record_outcome(state, request.parent, outcome);
+            state.note_time(request.parent, deadline);
         }
     }
 }
@@ -133,10 +184,17 @@ fn run_cycles(state: &mut WorkerState) {
         if backend::shutdown_requested() {
             return;
         }
-        let outcome = in_own_transaction("a table's cycle", || cycle::run_by_worker(parent));
-        move_rows_out_of_default(state, parent, migrate::Caller::Worker);
-        expire_old_partitions(state, parent);
+        if state.backing_off(parent) {
+            continue;
+        }
+        let deadline = deadline();
+        let outcome = backend::with_deadline(deadline, || {
+            in_own_transaction("a table's cycle", || cycle::run_by_worker(parent))
+        });
+        move_rows_out_of_default(state, parent, migrate::Caller::Worker, deadline);
+        expire_old_partitions(state, parent, deadline);
         record_outcome(state, parent, outcome);
+        state.note_time(parent, deadline);
         // A bulk load waiting for shadows should not wait for every table.
         serve_requests(state);
     }
@@ -148,14 +206,21 @@ fn run_cycles(state: &mut WorkerState) {
 
 /// Rows found in DEFAULT are moved where they belong at once, each step of
 /// the migration in a transaction of its own.
-fn move_rows_out_of_default(state: &mut WorkerState, parent: pg_sys::Oid, caller: migrate::Caller) {
+fn move_rows_out_of_default(
+    state: &mut WorkerState,
+    parent: pg_sys::Oid,
+    caller: migrate::Caller,
+    deadline: Option<Instant>,
+) {
     backend::set_activity("moving rows out of DEFAULT");
     loop {
-        if backend::shutdown_requested() {
+        if backend::shutdown_requested() || out_of_time(deadline) {
             return;
         }
-        let next = in_own_transaction("moving rows out of DEFAULT", || {
-            migrate::step_isolated(parent, caller)
+        let next = backend::with_deadline(deadline, || {
+            in_own_transaction("moving rows out of DEFAULT", || {
+                migrate::step_isolated(parent, caller)
+            })
         });
         match next {
             Some(migrate::Next::Again) => {}
@@ -173,10 +238,13 @@ fn move_rows_out_of_default(state: &mut WorkerState, parent: pg_sys::Oid, caller
 /// archived, each in a transaction of its own (the parent's lock is held
 /// only for that one change); then archived tables move to their
 /// tablespace, each in a transaction of its own too.
-fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid) {
-    if in_own_transaction("looking at a table's retention", || {
-        retention::wanted(parent)
-    }) != Some(true)
+fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid, deadline: Option<Instant>) {
+    if out_of_time(deadline)
+        || backend::with_deadline(deadline, || {
+            in_own_transaction("looking at a table's retention", || {
+                retention::wanted(parent)
+            })
+        }) != Some(true)
     {
         return;
     }
@@ -186,8 +254,13 @@ fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid) {
         if backend::shutdown_requested() {
             return;
         }
-        match in_own_transaction("expiring an old partition", || {
-            retention::step_isolated(parent, &mut passed)
+        if out_of_time(deadline) {
+            return;
+        }
+        match backend::with_deadline(deadline, || {
+            in_own_transaction("expiring an old partition", || {
+                retention::step_isolated(parent, &mut passed)
+            })
         }) {
             Some(retention::Next::Again) => {}
             Some(retention::Next::Failed(error)) => {
@@ -199,15 +272,24 @@ fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid) {
         }
     }
     let mut tried = Vec::new();
-    while tried.len() < retention::MAX_MOVES_PER_CYCLE && !backend::shutdown_requested() {
-        let next = in_own_transaction("moving an archived partition", || {
-            retention::move_next_isolated(parent, &tried)
+    while tried.len() < retention::MAX_MOVES_PER_CYCLE
+        && !backend::shutdown_requested()
+        && !out_of_time(deadline)
+    {
+        let next = backend::with_deadline(deadline, || {
+            in_own_transaction("moving an archived partition", || {
+                retention::move_next_isolated(parent, &tried)
+            })
         });
         match next {
             Some(Some(oid)) => tried.push(oid),
             _ => break,
         }
     }
+}
+
+fn out_of_time(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
 }
 
 /// Writes this worker's row of `worker_status` (only where the extension is installed).

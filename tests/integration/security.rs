@@ -1338,3 +1338,55 @@ fn migration_slots_are_shared_fairly_between_roles() {
         .get(0);
     assert_eq!(next, "again", "another role's move starts");
 }
+
+/// A table whose owner's code is slow (here a policy that sleeps on every
+/// row the cycle reads) no longer holds the worker: past
+/// `table_time_limit` its statement is cancelled, the worker goes on with
+/// the next table, and the slow table is left alone for longer each time.
+#[test]
+fn one_slow_table_does_not_stall_the_others() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 1",
+            "pg_partition_predict.table_time_limit = 2",
+        ],
+    );
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    managed_table_with_shadows(&mut mallory, "slow");
+    managed_table_with_shadows(&mut admin, "fast");
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.nap() RETURNS boolean LANGUAGE sql AS 'SELECT pg_sleep(5) IS NOT NULL';
+             ALTER TABLE slow_h ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE slow_h FORCE ROW LEVEL SECURITY;
+             CREATE POLICY nap ON slow_h USING (public.nap());
+             INSERT INTO slow (ts) SELECT '2026-11-07 12:00+00'::timestamptz + g * interval '1 second'
+               FROM generate_series(1, 20) g;",
+        )
+        .unwrap();
+    flush_stats(&mut mallory);
+    let fast_cycles = "SELECT cycles FROM partition_predict.managed_tables WHERE parent = 'fast'::regclass";
+    // The slow table's first cycle under its policy starts within a naptime.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = scalar_i64(&mut admin, fast_cycles);
+    std::thread::sleep(Duration::from_secs(15));
+    let after = scalar_i64(&mut admin, fast_cycles);
+    assert!(
+        after - before >= 4,
+        "the other table's cycles: {before} then {after} 15 s later"
+    );
+    let error: Option<String> = mallory
+        .query_one(
+            "SELECT last_error FROM partition_predict.managed_tables WHERE parent = 'slow'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("statement timeout")),
+        "{error:?}"
+    );
+}
