@@ -41,6 +41,8 @@ pub enum PredictError {
         count: usize,
         example: String,
     },
+    #[error("no free name for {name} in schema {schema}: other relations take every name tried")]
+    NoFreeName { name: String, schema: String },
     #[error("must be owner of table {0}")]
     NotOwner(String),
     #[error("{0} is already managed by pg_partition_predict")]
@@ -199,6 +201,7 @@ impl PredictError {
                 ERRCODE_INSUFFICIENT_PRIVILEGE
             }
             PredictError::AlreadyManaged(_) => ERRCODE_DUPLICATE_OBJECT,
+            PredictError::NoFreeName { .. } => ERRCODE_DUPLICATE_TABLE,
             PredictError::NotManaged(_) | PredictError::NotPartmanManaged(_) => {
                 ERRCODE_UNDEFINED_OBJECT
             }
@@ -271,6 +274,9 @@ impl PredictError {
             }
             PredictError::PartitionsOfAnotherOwner { .. } => Some(
                 "The worker acts as the table's owner, who must own every partition: a superuser runs ALTER TABLE <partition> OWNER TO <owner> for each (or calls adopt_partman(), which does), then retry.",
+            ),
+            PredictError::NoFreeName { .. } => Some(
+                "Drop or rename the relations named like it, or keep the table in a schema where no other role may create relations.",
             ),
             PredictError::WriteDuringMigration(_) => Some("Retry the transaction."),
             PredictError::ReportNotReadable(_) => Some(

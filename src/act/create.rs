@@ -22,7 +22,7 @@ pub const BOUND_CONSTRAINT: &str = "partition_predict_bound";
 /// A name `{base}_{suffix}` (or `_{suffix}_2`, …) that no relation in the
 /// schema uses yet.
 fn free_relation_name(schema: &str, base: &str, suffix: &str) -> Result<String> {
-    for n in 1..1000 {
+    for n in 1..10 {
         let numbered = if n == 1 {
             suffix.to_string()
         } else {
@@ -33,9 +33,30 @@ fn free_relation_name(schema: &str, base: &str, suffix: &str) -> Result<String> 
             return Ok(candidate);
         }
     }
-    Err(PredictError::Internal(format!(
-        "no free name for {base}_{suffix} in schema {schema}"
-    )))
+    // Taken nine times over: maybe by a role who may create in the schema
+    // and took every name it could predict. A suffix nobody can predict.
+    for _ in 0..20 {
+        let candidate = naming::derived_name(base, &format!("{suffix}_{:08x}", unpredictable()));
+        if !relation_exists(schema, &candidate)? {
+            return Ok(candidate);
+        }
+    }
+    Err(PredictError::NoFreeName {
+        name: format!("{base}_{suffix}"),
+        schema: schema.to_string(),
+    })
+}
+
+/// 32 bits no other role can guess (the hasher's keys are random per process).
+fn unpredictable() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish() as u32
 }
 
 /// Creates an empty table shaped like the parent (columns, defaults, CHECK

@@ -109,22 +109,30 @@ pub fn step(parent: pg_sys::Oid, batch_rows: i64, caller: Caller) -> Result<Next
             reason: format!("{batch_rows}: must be at least 1"),
         });
     }
-    // Moving a row is a DELETE and an INSERT: with superuser rights, user
-    // triggers and foreign-key actions are kept out of it.
     let superuser = backend::is_superuser();
-    let settings: &[(&std::ffi::CStr, &str)] = if superuser {
-        &[(c"session_replication_role", "replica")]
-    } else {
-        &[]
-    };
     with_pinned_settings(|| {
+        if !lock_table_steps(parent, caller == Caller::User)? {
+            return Ok(Next::Busy);
+        }
+        let table = catalog::load_partitioned_table(parent, caller == Caller::User)?;
+        // Moving a row is a DELETE and an INSERT: with superuser rights, in
+        // replica mode, user triggers and foreign-key actions are kept out
+        // of it. But code of the owner's that the move runs (a CHECK's
+        // function, an index expression, a trigger that fires in replica
+        // mode) would run in replica mode too, and could write anywhere the
+        // owner may with every trigger and foreign key off, a superuser's
+        // power: then the move runs as the owner's own would, and is
+        // refused where triggers or foreign-key actions would fire.
+        let shadow = migrations::active(table.oid)?.map(|m| m.shadow);
+        let replica = superuser && !catalog::table::owner_code_runs_in_moves(&table, shadow)?;
+        let settings: &[(&std::ffi::CStr, &str)] = if replica {
+            &[(c"session_replication_role", "replica")]
+        } else {
+            &[]
+        };
         with_superuser_settings(settings, || {
-            if !lock_table_steps(parent, caller == Caller::User)? {
-                return Ok(Next::Busy);
-            }
-            let table = catalog::load_partitioned_table(parent, caller == Caller::User)?;
             as_role(table.owner_oid, || {
-                stand_aside::as_migrator(|| step_as_owner(&table, batch_rows, caller, superuser))
+                stand_aside::as_migrator(|| step_as_owner(&table, batch_rows, caller, replica))
             })
         })
     })
@@ -144,6 +152,11 @@ fn step_as_owner(
         return start(table, caller, superuser);
     };
     refuse_in_transaction_block(caller)?;
+    // Replica mode may have been given up since the move started (code of
+    // the owner's added meanwhile): the rows' triggers must not fire.
+    if !superuser {
+        refuse_if_rows_have_side_effects(table, migration.default_partition)?;
+    }
     // INSERTs wait while attaching (also after a restart, which clears it).
     routing::set_finishing(table.oid, migration.state == MigrationState::Attaching);
     if routing::override_of(table.oid).is_none_or(|o| o.migration_id != migration.id) {

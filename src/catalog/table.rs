@@ -339,6 +339,49 @@ pub fn partitions_of_another_owner(table: &PartitionedTable) -> Result<Vec<Strin
     })
 }
 
+/// Whether moving rows between `table`'s DEFAULT and `shadow` would run
+/// code that a role other than a superuser wrote: a function it owns (or
+/// behind an operator it owns) in a CHECK, a generated column, an index, a
+/// row-security policy, or a trigger that fires in replica mode, of the
+/// parent, its DEFAULT or the shadow.
+pub fn owner_code_runs_in_moves(table: &PartitionedTable, shadow: Option<pg_sys::Oid>) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "WITH rels AS (SELECT pg_catalog.unnest(ARRAY[$1, $2, $3]::pg_catalog.oid[]) AS oid),
+         objects AS (
+             SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass AS classid, c.oid
+               FROM pg_catalog.pg_constraint c WHERE c.conrelid IN (SELECT oid FROM rels)
+             UNION ALL
+             SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, d.oid
+               FROM pg_catalog.pg_attrdef d WHERE d.adrelid IN (SELECT oid FROM rels)
+             UNION ALL
+             SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid
+               FROM pg_catalog.pg_index x WHERE x.indrelid IN (SELECT oid FROM rels)
+             UNION ALL
+             SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid
+               FROM pg_catalog.pg_policy p WHERE p.polrelid IN (SELECT oid FROM rels)
+             UNION ALL
+             SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, t.oid
+               FROM pg_catalog.pg_trigger t
+              WHERE t.tgrelid IN (SELECT oid FROM rels) AND t.tgenabled IN ('A', 'R') AND NOT t.tgisinternal)
+         SELECT EXISTS (
+             SELECT 1 FROM objects o
+               JOIN pg_catalog.pg_depend d ON d.classid = o.classid AND d.objid = o.oid
+               LEFT JOIN pg_catalog.pg_operator op
+                      ON d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND op.oid = d.refobjid
+               JOIN pg_catalog.pg_proc f
+                 ON f.oid = CASE WHEN d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass THEN d.refobjid
+                                 ELSE op.oprcode::pg_catalog.oid END
+               JOIN pg_catalog.pg_roles r ON r.oid = f.proowner
+              WHERE NOT r.rolsuper)",
+        &[
+            table.oid.into(),
+            table.default_partition.unwrap_or(pg_sys::InvalidOid).into(),
+            shadow.unwrap_or(pg_sys::InvalidOid).into(),
+        ],
+    )?
+    .unwrap_or(true))
+}
+
 /// The table `oid` is a partition of, if it is one.
 pub fn partition_parent(oid: pg_sys::Oid) -> Result<Option<pg_sys::Oid>> {
     Ok(Spi::get_one_with_args::<pg_sys::Oid>(

@@ -1390,3 +1390,86 @@ fn one_slow_table_does_not_stall_the_others() {
         "{error:?}"
     );
 }
+
+/// A role who may create in a shared schema takes every name the extension
+/// would predictably give another role's DEFAULT: `manage()` still works
+/// (before: XX000, "no free name").
+#[test]
+fn names_taken_in_advance_do_not_stop_another_role_s_table() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    mallory
+        .batch_execute(
+            "CREATE VIEW public.v2_events_default AS SELECT 1;
+             DO $$ BEGIN FOR i IN 2..999 LOOP
+                 EXECUTE format('CREATE VIEW public.v2_events_default_%s AS SELECT 1', i);
+             END LOOP; END $$;",
+        )
+        .unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE v2_events (id bigint, at timestamptz NOT NULL) PARTITION BY RANGE (at);
+             CREATE TABLE v2_events_1 PARTITION OF v2_events FOR VALUES FROM ('2026-12-01') TO ('2026-12-07');
+             SELECT partition_predict.manage('v2_events');",
+        )
+        .unwrap();
+    let default: String = admin
+        .query_one(
+            "SELECT partdefid::regclass::text FROM pg_partitioned_table WHERE partrelid = 'v2_events'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(default.starts_with("v2_events_default_"), "{default}");
+}
+
+/// A superuser's move of rows out of DEFAULT keeps the rows' triggers and
+/// foreign-key actions out with replica mode; code of the table owner's
+/// that the move runs (here a CHECK's function) must not run in that mode,
+/// where its writes would pass every trigger and foreign key of other
+/// tables. The move then runs as the owner's own would.
+#[test]
+fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    admin
+        .batch_execute(
+            "CREATE TABLE guarded (id int, note text);
+             CREATE FUNCTION guard() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'guarded'; END $$;
+             CREATE TRIGGER guard BEFORE INSERT ON guarded FOR EACH ROW EXECUTE FUNCTION guard();
+             CREATE TABLE accounts (id int PRIMARY KEY);
+             CREATE TABLE orders (id int, account int REFERENCES accounts);
+             GRANT INSERT ON guarded, orders TO mallory;",
+        )
+        .unwrap();
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.evil(k bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF pg_catalog.current_setting('session_replication_role') = 'replica' THEN
+                     INSERT INTO public.guarded VALUES (666, 'past the trigger');
+                     INSERT INTO public.orders VALUES (666, 424242);
+                 END IF;
+                 RETURN true;
+             END $$;
+             CREATE TABLE x (id bigint NOT NULL, k bigint NOT NULL CHECK (public.evil(k))) PARTITION BY RANGE (k);
+             CREATE TABLE x_low PARTITION OF x FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('x', target_rows => 100000);
+             INSERT INTO x SELECT g, 1000000 + g FROM generate_series(0, 99) g;",
+        )
+        .unwrap();
+    admin
+        .batch_execute("CALL partition_predict.migrate_default('x')")
+        .unwrap();
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM guarded"), 0);
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM orders"), 0);
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM x"), 100);
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM x_default"),
+        0,
+        "the rows moved out of DEFAULT all the same"
+    );
+}
