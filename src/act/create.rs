@@ -293,18 +293,15 @@ fn bytes_per_row(table: &PartitionedTable) -> Result<f64> {
     .unwrap_or(100.0))
 }
 
-/// Grants and row-level security flags of the parent, so that reading the
-/// partition directly is allowed to exactly whom reading the parent is.
+/// The parent's row-level security flags. Not its grants: like a partition
+/// PostgreSQL makes, a shadow is reached through the parent, whose grants
+/// and policies decide; copied grants would outlive a later REVOKE on the
+/// parent, and let a role write into a shadow that waits to be attached,
+/// past the parent's triggers and keys.
 fn copy_access_rules(table: &PartitionedTable, name: &QualifiedName) -> Result<()> {
     let statements: Vec<String> = Spi::connect(|client| {
         let rows = client.select(
-            "SELECT pg_catalog.format('GRANT %s ON %s TO %s%s', a.privilege_type, $2,
-                        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
-                        CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-              WHERE c.oid = $1 AND a.grantee <> c.relowner
-             UNION ALL
-             SELECT pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', $2)
+            "SELECT pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', $2)
                FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relrowsecurity
              UNION ALL
              SELECT pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', $2)

@@ -1473,3 +1473,66 @@ fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
         "the rows moved out of DEFAULT all the same"
     );
 }
+
+/// Partitions the extension makes carry no grants of their own, as those
+/// PostgreSQL makes: a role the parent's grants let in reaches them through
+/// the parent only, so a later REVOKE on the parent covers them, and no one
+/// writes into a partition waiting to be attached past the parent's
+/// triggers and keys (before, the parent's grants were copied at creation).
+#[test]
+fn partitions_the_extension_makes_carry_no_grants_of_their_own() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    managed_table_with_shadows(&mut admin, "shared");
+    admin
+        .batch_execute(
+            "GRANT SELECT, INSERT ON shared TO mallory;
+             GRANT USAGE ON SEQUENCE shared_id_seq TO mallory;
+             SELECT partition_predict.force_replan('shared');
+             SELECT * FROM partition_predict.run_cycle('shared');",
+        )
+        .unwrap();
+    let shadows: Vec<String> = admin
+        .query(
+            "SELECT partition::text FROM partition_predict.partitions
+              WHERE parent = 'shared'::regclass AND state = 'shadow' ORDER BY range_start",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!shadows.is_empty(), "{shadows:?}");
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    let range_start: String = admin
+        .query_one(
+            &format!("SELECT range_start FROM partition_predict.partitions WHERE partition = '{}'::regclass", shadows[0]),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        sqlstate(mallory.batch_execute(&format!(
+            "INSERT INTO {} (id, ts) VALUES (-1, '{range_start}')",
+            shadows[0]
+        ))),
+        "42501",
+        "a write straight into a waiting partition"
+    );
+    admin
+        .batch_execute(&format!(
+            "SELECT partition_predict.activate('shared', '{range_start}'::timestamptz + interval '1 second')"
+        ))
+        .unwrap();
+    mallory
+        .batch_execute(&format!("INSERT INTO shared (ts) VALUES ('{range_start}')"))
+        .unwrap();
+    admin.batch_execute("REVOKE ALL ON shared FROM mallory").unwrap();
+    for partition in &shadows[..1] {
+        assert_eq!(
+            sqlstate(mallory.query(&format!("SELECT * FROM {partition}"), &[])),
+            "42501",
+            "{partition} after REVOKE on the parent"
+        );
+    }
+}
