@@ -341,9 +341,10 @@ pub fn partitions_of_another_owner(table: &PartitionedTable) -> Result<Vec<Strin
 
 /// Whether moving rows between `table`'s DEFAULT and `shadow` would run
 /// code that a role other than a superuser wrote: a function it owns (or
-/// behind an operator it owns) in a CHECK, a generated column, an index, a
-/// row-security policy, or a trigger that fires in replica mode, of the
-/// parent, its DEFAULT or the shadow.
+/// behind an operator it owns) in a CHECK (of the table or of a domain a
+/// column is of), a generated column, an index, a row-security policy, or
+/// a trigger that fires in replica mode, of the parent, its DEFAULT or the
+/// shadow.
 pub fn owner_code_runs_in_moves(table: &PartitionedTable, shadow: Option<pg_sys::Oid>) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(
         "WITH rels AS (SELECT pg_catalog.unnest(ARRAY[$1, $2, $3]::pg_catalog.oid[]) AS oid),
@@ -353,6 +354,12 @@ pub fn owner_code_runs_in_moves(table: &PartitionedTable, shadow: Option<pg_sys:
              UNION ALL
              SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, d.oid
                FROM pg_catalog.pg_attrdef d WHERE d.adrelid IN (SELECT oid FROM rels)
+             UNION ALL
+             -- The CHECKs of a domain a column is of, checked on every insert.
+             SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, c.oid
+               FROM pg_catalog.pg_constraint c
+              WHERE c.contypid IN (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                    WHERE a.attrelid IN (SELECT oid FROM rels) AND a.attnum > 0)
              UNION ALL
              SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid
                FROM pg_catalog.pg_index x WHERE x.indrelid IN (SELECT oid FROM rels)

@@ -1461,9 +1461,22 @@ fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
              INSERT INTO x SELECT g, 1000000 + g FROM generate_series(0, 99) g;",
         )
         .unwrap();
-    admin
-        .batch_execute("CALL partition_predict.migrate_default('x')")
+    // The same function behind a domain's CHECK, on a column of that domain.
+    mallory
+        .batch_execute(
+            "CREATE DOMAIN public.watched AS bigint CHECK (public.evil(VALUE));
+             CREATE TABLE y (id public.watched NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE y_low PARTITION OF y FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('y', target_rows => 100000);
+             INSERT INTO y SELECT g, 1000000 + g FROM generate_series(0, 99) g;",
+        )
         .unwrap();
+    for table in ["x", "y"] {
+        admin
+            .batch_execute(&format!("CALL partition_predict.migrate_default('{table}')"))
+            .unwrap();
+    }
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM y_default"), 0);
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM guarded"), 0);
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM orders"), 0);
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM x"), 100);
