@@ -118,16 +118,23 @@ pub fn add_default_partition(table: &PartitionedTable) -> Result<QualifiedName> 
         schema: table.name.schema.clone(),
         name: free_relation_name(&table.name.schema, &table.name.name, "default")?,
     };
+    // Made by the caller (the owner may lack CREATE on the schema, as the
+    // partitions PostgreSQL makes need none), given to the owner, and
+    // attached as the owner: ATTACH runs the table's own code (an IMMUTABLE
+    // function in a CHECK is folded to prove the partition constraint),
+    // which a superuser's manage() must not run with a superuser's rights.
     create_table_like_parent(table, &name, None)?;
-    run_with_lock_retry(
-        &table.name,
-        "attaching the DEFAULT partition",
-        &format!(
-            "ALTER TABLE {} ATTACH PARTITION {} DEFAULT",
-            table.name.quoted(),
-            name.quoted()
-        ),
-    )?;
+    as_role(table.owner_oid, || {
+        run_with_lock_retry(
+            &table.name,
+            "attaching the DEFAULT partition",
+            &format!(
+                "ALTER TABLE {} ATTACH PARTITION {} DEFAULT",
+                table.name.quoted(),
+                name.quoted()
+            ),
+        )
+    })?;
     Ok(name)
 }
 
