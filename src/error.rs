@@ -43,6 +43,8 @@ pub enum PredictError {
     },
     #[error("no free name for {name} in schema {schema}: other relations take every name tried")]
     NoFreeName { name: String, schema: String },
+    #[error("cannot drop schema {0} with CASCADE: extension pg_partition_predict, and the state of every managed table, depend on it")]
+    ExtensionSchemaDrop(String),
     #[error("must be owner of table {0}")]
     NotOwner(String),
     #[error("{0} is already managed by pg_partition_predict")]
@@ -231,7 +233,9 @@ impl PredictError {
             PredictError::StateFile { .. } => ERRCODE_IO_ERROR,
             PredictError::InTransactionBlock(_) => ERRCODE_ACTIVE_SQL_TRANSACTION,
             PredictError::SnapshotIsolation(_) => ERRCODE_INVALID_TRANSACTION_STATE,
-            PredictError::ExtensionInUse(_) => ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            PredictError::ExtensionInUse(_) | PredictError::ExtensionSchemaDrop(_) => {
+                ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST
+            }
             PredictError::CorruptState { .. } => ERRCODE_DATA_CORRUPTED,
             PredictError::UntrustedState(_) | PredictError::ShadowChanged(_) => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
@@ -277,6 +281,9 @@ impl PredictError {
             ),
             PredictError::NoFreeName { .. } => Some(
                 "Drop or rename the relations named like it, or keep the table in a schema where no other role may create relations.",
+            ),
+            PredictError::ExtensionSchemaDrop(_) => Some(
+                "Only the extension's owner or a superuser may: DROP EXTENSION pg_partition_predict first, as its owner.",
             ),
             PredictError::WriteDuringMigration(_) => Some("Retry the transaction."),
             PredictError::ReportNotReadable(_) => Some(

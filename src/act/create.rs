@@ -366,7 +366,7 @@ pub fn drop_unused(table: &PartitionedTable) -> Result<i64> {
 /// shadow and its rows stay.
 fn drop_waiting(table: &PartitionedTable, shadow: &Shadow, name: &str) -> Result<()> {
     if !is_empty(table, shadow)? {
-        let columns = super::key_groups::copied_columns(table)?;
+        let columns = crate::catalog::table::copied_columns(table)?;
         let returned = as_role(table.owner_oid, || {
             Spi::get_one::<i64>(&format!(
                 "WITH taken AS (DELETE FROM ONLY {name} RETURNING {columns}),

@@ -166,14 +166,3 @@ pub fn key_groups(table: &PartitionedTable, relation: &str) -> Result<KeyGroups>
     Ok(groups)
 }
 
-/// The table's columns that can be copied as they are (generated columns
-/// are computed again, identically, on insert).
-pub fn copied_columns(table: &PartitionedTable) -> Result<String> {
-    Ok(Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
-           FROM pg_catalog.pg_attribute
-          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-        &[table.oid.into()],
-    )?
-    .unwrap_or_default())
-}

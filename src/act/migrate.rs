@@ -412,7 +412,7 @@ fn move_rows(
     destination: &str,
     limit: Option<i64>,
 ) -> Result<i64> {
-    let columns = super::key_groups::copied_columns(table)?;
+    let columns = crate::catalog::table::copied_columns(table)?;
     let key = quote_identifier(&table.key_column);
     let in_range = format!(
         "{key} >= {} AND {key} < {}",

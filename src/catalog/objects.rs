@@ -55,3 +55,16 @@ pub fn schema_access(name: &str, role: pg_sys::Oid) -> Result<(bool, bool)> {
     )?;
     Ok((exists == Some(true), may_create == Some(true)))
 }
+
+/// The schema `CREATE EXTENSION` recorded for the extension (the first on
+/// the installing role's search_path, `public` usually; its objects are in
+/// `partition_predict` all the same) and the extension's owner.
+pub fn extension_schema_and_owner() -> Result<Option<(pg_sys::Oid, pg_sys::Oid)>> {
+    let (schema, owner) = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
+        "SELECT (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+                  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_partition_predict'),
+                (SELECT e.extowner FROM pg_catalog.pg_extension e
+                  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_partition_predict')",
+    )?;
+    Ok(schema.zip(owner))
+}

@@ -389,6 +389,18 @@ pub fn owner_code_runs_in_moves(table: &PartitionedTable, shadow: Option<pg_sys:
     .unwrap_or(true))
 }
 
+/// The table's columns that can be copied as they are (generated columns
+/// are computed again, identically, on insert).
+pub fn copied_columns(table: &PartitionedTable) -> Result<String> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
+           FROM pg_catalog.pg_attribute
+          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+        &[table.oid.into()],
+    )?
+    .unwrap_or_default())
+}
+
 /// The table `oid` is a partition of, if it is one.
 pub fn partition_parent(oid: pg_sys::Oid) -> Result<Option<pg_sys::Oid>> {
     Ok(Spi::get_one_with_args::<pg_sys::Oid>(

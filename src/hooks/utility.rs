@@ -5,6 +5,9 @@
 //! receiving the rows (but for a DROP of the table itself) are refused: the
 //! move and the planner hook read both by OID, with the parent's columns,
 //! the move's last step attaches, and a TRUNCATE would miss the rows moved.
+//! `DROP SCHEMA … CASCADE` of the schema the extension was created in is
+//! refused to all but the extension's owner and superusers: it would drop
+//! the extension, and the state of every table, with it.
 
 use std::ffi::c_char;
 
@@ -12,7 +15,10 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::bulk_load;
-use crate::error::PredictError;
+use crate::catalog::objects;
+use crate::error::{or_report, PredictError};
+use crate::pg::backend;
+use crate::pg::session::with_pinned_settings;
 use crate::pg::relation::is_partitioned_table;
 use crate::pg::relation::qualified_name;
 use crate::pg::stand_aside;
@@ -39,6 +45,52 @@ unsafe fn copy_from_target(pstmt: *mut pg_sys::PlannedStmt) -> Option<pg_sys::Oi
             return None;
         }
         relation_of((*copy).relation).filter(|oid| is_partitioned_table(*oid))
+    }
+}
+
+/// The schemas a `DROP SCHEMA … CASCADE` in `pstmt` names (those that exist).
+unsafe fn schemas_dropped_with_cascade(pstmt: *mut pg_sys::PlannedStmt) -> Vec<pg_sys::Oid> {
+    unsafe {
+        let node = (*pstmt).utilityStmt;
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_DropStmt {
+            return Vec::new();
+        }
+        let drop = node as *mut pg_sys::DropStmt;
+        if (*drop).removeType != pg_sys::ObjectType::OBJECT_SCHEMA
+            || (*drop).behavior != pg_sys::DropBehavior::DROP_CASCADE
+        {
+            return Vec::new();
+        }
+        pgrx::PgList::<pg_sys::Node>::from_pg((*drop).objects)
+            .iter_ptr()
+            .filter(|node| !node.is_null() && (**node).type_ == pg_sys::NodeTag::T_String)
+            .map(|node| pg_sys::get_namespace_oid((*node.cast::<pg_sys::String>()).sval, true))
+            .filter(|oid| *oid != pg_sys::InvalidOid)
+            .collect()
+    }
+}
+
+/// Refuses a `DROP SCHEMA … CASCADE` of the extension's schema by a role
+/// that is neither a superuser nor the extension's owner (the schema's
+/// owner, say: `public` belongs to the database's owner).
+fn guard_extension_schema(schemas: &[pg_sys::Oid]) {
+    if schemas.is_empty() || backend::is_superuser() || backend::extension_oid().is_none() {
+        return;
+    }
+    let Some((schema, owner)) = or_report(with_pinned_settings(objects::extension_schema_and_owner))
+    else {
+        return;
+    };
+    if schemas.contains(&schema) && !unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), owner) } {
+        let name = unsafe {
+            let name = pg_sys::get_namespace_name(schema);
+            if name.is_null() {
+                schema.to_u32().to_string()
+            } else {
+                std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+            }
+        };
+        PredictError::ExtensionSchemaDrop(name).report();
     }
 }
 
@@ -153,6 +205,7 @@ unsafe extern "C-unwind" fn process_utility(
             PredictError::MigrationInProgress(name).report();
         }
     }
+    guard_extension_schema(&unsafe { schemas_dropped_with_cascade(pstmt) });
     let watched = unsafe { copy_from_target(pstmt) }.and_then(bulk_load::before_bulk_load);
     unsafe {
         match PREVIOUS_UTILITY {

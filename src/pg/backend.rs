@@ -278,11 +278,7 @@ pub fn in_own_transaction<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
         pg_sys::StartTransactionCommand();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
-    // The worker's session has the search_path of postgresql.conf and of
-    // ALTER DATABASE/ROLE … SET: nothing it runs may resolve through it.
-    let outcome = PgTryBuilder::new(|| Ok(super::session::with_pinned_settings(|| f())))
-        .catch_others(Err)
-        .execute();
+    let outcome = PgTryBuilder::new(|| Ok(f())).catch_others(Err).execute();
     match outcome {
         Ok(value) => {
             unsafe {

@@ -11,7 +11,7 @@ use pgrx::prelude::*;
 use crate::act::{activate, migrate, retention};
 use crate::cycle;
 use crate::gucs;
-use crate::pg::backend::{self, in_own_transaction};
+use crate::pg::backend;
 use crate::pg::session::with_pinned_settings;
 use crate::shmem::requests;
 use crate::state::workers::{self, WorkerReport};
@@ -66,6 +66,14 @@ impl WorkerState {
             parent.to_u32()
         );
     }
+}
+
+/// A transaction of the worker's own (see `backend::in_own_transaction`)
+/// with the catalog settings pinned: the worker's session has the
+/// search_path of postgresql.conf and of ALTER DATABASE/ROLE … SET, and
+/// nothing it runs may resolve through it.
+fn in_own_transaction<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    backend::in_own_transaction(what, || with_pinned_settings(f))
 }
 
 /// When the worker's time for a table it starts now runs out.

@@ -1549,3 +1549,40 @@ fn partitions_the_extension_makes_carry_no_grants_of_their_own() {
         );
     }
 }
+
+/// The extension is recorded in the schema first on the installing role's
+/// search_path (`public`, which belongs to the database's owner): a
+/// non-superuser database owner's `DROP SCHEMA public CASCADE` dropped the
+/// superuser's extension and the state of every managed table with it.
+#[test]
+fn a_database_owner_cannot_drop_the_extension_with_its_schema() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = cluster.connect("postgres");
+    admin.batch_execute("CREATE ROLE dbo LOGIN").unwrap();
+    admin.batch_execute("CREATE DATABASE owned OWNER dbo").unwrap();
+    let mut admin_there = cluster.connect("owned");
+    admin_there
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE SCHEMA app;
+             CREATE TABLE app.ev (id bigint NOT NULL) PARTITION BY RANGE (id);
+             CREATE TABLE app.ev_1 PARTITION OF app.ev FOR VALUES FROM (0) TO (1000);
+             SELECT partition_predict.manage('app.ev');",
+        )
+        .unwrap();
+    let mut dbo = cluster.connect_as("owned", "dbo");
+    assert_eq!(
+        sqlstate(dbo.batch_execute("DROP SCHEMA public CASCADE")),
+        "2BP01"
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut admin_there,
+            "SELECT count(*) FROM partition_predict.config WHERE parent = 'app.ev'::regclass"
+        ),
+        1
+    );
+    // Without CASCADE PostgreSQL itself refuses; a schema of its own is hers to drop.
+    dbo.batch_execute("CREATE SCHEMA mine; DROP SCHEMA mine CASCADE")
+        .unwrap();
+}
