@@ -17,6 +17,7 @@ static MAX_SHADOWS_PER_TABLE: GucSetting<i32> = GucSetting::<i32>::new(100);
 static MAX_MIGRATIONS_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(16);
 static MAX_MIGRATIONS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(4);
 static TABLE_TIME_LIMIT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
+static ROLE_TIME_SHARE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
 
 /// Reserved by `_PG_init`: a typo such as `pg_partition_predict.naptim`
 /// is an error, not a silently created placeholder.
@@ -118,6 +119,16 @@ pub fn init() {
         GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
+        c"pg_partition_predict.role_time_share",
+        c"Longest the worker spends on the tables of one role in a cycle, in seconds, when other roles' tables wait too; 0: no limit.",
+        c"Roles take turns, one table each; the tables of a role past its share wait for the next cycle, where they come first.",
+        &ROLE_TIME_SHARE_SECONDS,
+        0,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
         c"pg_partition_predict.max_migrations_per_role",
         c"Most migrations out of DEFAULT the tables of one role may have under way at once in a database.",
         c"Keeps one owner from taking every slot of the database; a move past it waits for the next cycle.",
@@ -168,6 +179,15 @@ pub fn max_shadows_per_table() -> usize {
 /// How long the worker may spend on one table in a cycle (`None`: no limit).
 pub fn table_time_limit() -> Option<std::time::Duration> {
     match TABLE_TIME_LIMIT_SECONDS.get() {
+        seconds if seconds > 0 => Some(std::time::Duration::from_secs(seconds as u64)),
+        _ => None,
+    }
+}
+
+/// How long the worker may spend on one role's tables in a cycle while
+/// other roles' tables wait (`None`: no limit).
+pub fn role_time_share() -> Option<std::time::Duration> {
+    match ROLE_TIME_SHARE_SECONDS.get() {
         seconds if seconds > 0 => Some(std::time::Duration::from_secs(seconds as u64)),
         _ => None,
     }

@@ -164,3 +164,12 @@ pub fn lock_table_steps(parent: pg_sys::Oid, wait: bool) -> Result<bool> {
     };
     Ok(acquired != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL)
 }
+
+/// Releases every session-level advisory lock of this backend: the
+/// worker's, after each of its transactions. Code of a table's owner that
+/// the worker ran (a trigger, a policy) may have taken one, and it would
+/// otherwise stay held by the worker, for every application that uses that
+/// key, until the worker restarts. The worker takes none of its own.
+pub fn release_session_advisory_locks() {
+    unsafe { pg_sys::LockReleaseSession(pg_sys::USER_LOCKMETHOD as pg_sys::LOCKMETHODID) };
+}

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use partition_core::fairness::{self, Visit};
 use pgrx::prelude::*;
 
 use crate::act::{activate, migrate, retention};
 use crate::cycle;
 use crate::gucs;
-use crate::pg::backend;
+use crate::pg::{backend, locks, relation};
 use crate::pg::session::with_pinned_settings;
 use crate::shmem::requests;
 use crate::state::workers::{self, WorkerReport};
@@ -28,6 +29,10 @@ struct WorkerState {
     told_version_mismatch: bool,
     /// Tables that ran out of their time limit, left alone for a while.
     backoff: HashMap<pg_sys::Oid, Backoff>,
+    /// When each table was last served (see `partition_core::fairness`).
+    last_served: HashMap<pg_sys::Oid, Instant>,
+    /// The worker's start: `last_served` as a number for the ordering.
+    epoch: Instant,
 }
 
 /// A table that ran out of `table_time_limit` `strikes` cycles in a row:
@@ -69,11 +74,17 @@ impl WorkerState {
 }
 
 /// A transaction of the worker's own (see `backend::in_own_transaction`)
-/// with the catalog settings pinned: the worker's session has the
+/// with the catalog settings pinned (the worker's session has the
 /// search_path of postgresql.conf and of ALTER DATABASE/ROLE … SET, and
-/// nothing it runs may resolve through it.
+/// nothing it runs may resolve through it), which leaves no session-level
+/// advisory lock behind (`locks::release_session_advisory_locks`).
 fn in_own_transaction<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
-    backend::in_own_transaction(what, || with_pinned_settings(f))
+    backend::in_own_transaction(what, || {
+        locks::release_session_advisory_locks();
+        let result = with_pinned_settings(f);
+        locks::release_session_advisory_locks();
+        result
+    })
 }
 
 /// When the worker's time for a table it starts now runs out.
@@ -94,6 +105,8 @@ pub fn run() {
         last_error: None,
         told_version_mismatch: false,
         backoff: HashMap::new(),
+        last_served: HashMap::new(),
+        epoch: Instant::now(),
     };
     let mut next_cycle = Instant::now();
     loop {
@@ -185,16 +198,44 @@ fn run_cycles(state: &mut WorkerState) {
         }
         report(state, "cycling", Some("start"));
         migrate::withdraw_orphaned_overrides();
-        Some(or_log(cycle::tables(None)).unwrap_or_default())
+        let tables = or_log(cycle::tables(None)).unwrap_or_default();
+        Some(
+            tables
+                .into_iter()
+                .map(|table| Visit {
+                    table: table.to_u32(),
+                    owner: relation::owner(table).map_or(0, |o| o.to_u32()),
+                    last_served: state
+                        .last_served
+                        .get(&table)
+                        .map(|at| at.duration_since(state.epoch).as_millis() as u64),
+                })
+                .collect::<Vec<_>>(),
+        )
     });
     let Some(Some(tables)) = tables else { return };
-    for parent in tables {
+    state
+        .last_served
+        .retain(|table, _| tables.iter().any(|v| v.table == table.to_u32()));
+    // Roles take turns; while other roles' tables wait too, one role's
+    // tables get at most `role_time_share` of the cycle.
+    let several_roles = tables.iter().any(|v| v.owner != tables[0].owner);
+    let share = gucs::role_time_share().filter(|_| several_roles);
+    let mut spent: HashMap<u32, Duration> = HashMap::new();
+    let mut left_for_next_cycle = 0;
+    for visit in fairness::interleave(&tables) {
+        let parent = pg_sys::Oid::from(visit.table);
         if backend::shutdown_requested() {
             return;
         }
         if state.backing_off(parent) {
             continue;
         }
+        if share.is_some_and(|share| spent.get(&visit.owner).is_some_and(|s| *s >= share)) {
+            left_for_next_cycle += 1;
+            continue;
+        }
+        let started = Instant::now();
         let deadline = deadline();
         let outcome = backend::with_deadline(deadline, || {
             in_own_transaction("a table's cycle", || cycle::run_by_worker(parent))
@@ -203,8 +244,15 @@ fn run_cycles(state: &mut WorkerState) {
         expire_old_partitions(state, parent, deadline);
         record_outcome(state, parent, outcome);
         state.note_time(parent, deadline);
+        *spent.entry(visit.owner).or_default() += started.elapsed();
+        state.last_served.insert(parent, Instant::now());
         // A bulk load waiting for shadows should not wait for every table.
         serve_requests(state);
+    }
+    if left_for_next_cycle > 0 {
+        pgrx::log!(
+            "pg_partition_predict: {left_for_next_cycle} table(s) wait for the next cycle: their owners had their share of this one (pg_partition_predict.role_time_share)"
+        );
     }
     state.cycles += 1;
     in_own_transaction("recording the cycle", || {

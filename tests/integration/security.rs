@@ -1496,12 +1496,21 @@ fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
 fn partitions_the_extension_makes_carry_no_grants_of_their_own() {
     let cluster = Cluster::start_with(true, NO_WORKER);
     let mut admin = superuser_with_a_secret(&cluster);
-    managed_table_with_shadows(&mut admin, "shared");
+    // Granted before the extension makes any partition of it.
     admin
         .batch_execute(
-            "GRANT SELECT, INSERT ON shared TO mallory;
-             GRANT USAGE ON SEQUENCE shared_id_seq TO mallory;
-             SELECT partition_predict.force_replan('shared');
+            "CREATE TABLE shared (id bigserial, ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+             CREATE TABLE shared_h PARTITION OF shared FOR VALUES FROM ('2026-11-01') TO ('2026-11-08');
+             INSERT INTO shared (ts) SELECT '2026-11-01'::timestamptz + g * interval '1 minute'
+               FROM generate_series(0, 6 * 1440) g;
+             GRANT SELECT, INSERT ON shared TO mallory;
+             GRANT USAGE ON SEQUENCE shared_id_seq TO mallory;",
+        )
+        .unwrap();
+    flush_stats(&mut admin);
+    admin
+        .batch_execute(
+            "SELECT partition_predict.manage('shared', target_rows => 5000, lookahead => '2 days');
              SELECT * FROM partition_predict.run_cycle('shared');",
         )
         .unwrap();
@@ -1585,4 +1594,127 @@ fn a_database_owner_cannot_drop_the_extension_with_its_schema() {
     // Without CASCADE PostgreSQL itself refuses; a schema of its own is hers to drop.
     dbo.batch_execute("CREATE SCHEMA mine; DROP SCHEMA mine CASCADE")
         .unwrap();
+}
+
+/// Code of a table's owner that the worker runs (here a policy) takes a
+/// session-level advisory lock: it does not stay held by the worker, where
+/// it would block every application using that key until a restart.
+#[test]
+fn the_worker_keeps_no_advisory_lock_an_owner_s_code_took() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 1",
+        ],
+    );
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    managed_table_with_shadows(&mut mallory, "locker");
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.grab() RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_try_advisory_lock(4343); RETURN true; END $$;
+             ALTER TABLE locker_h ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE locker_h FORCE ROW LEVEL SECURITY;
+             CREATE POLICY grab ON locker_h USING (public.grab());
+             INSERT INTO locker (ts) VALUES ('2026-11-07 12:00+00');",
+        )
+        .unwrap();
+    flush_stats(&mut mallory);
+    let cycles = "SELECT cycles FROM partition_predict.managed_tables WHERE parent = 'locker'::regclass";
+    let before = scalar_i64(&mut admin, cycles);
+    wait_for("two worker cycles of the table", Duration::from_secs(30), || {
+        (scalar_i64(&mut admin, cycles) >= before + 2).then_some(())
+    });
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.objid = 4343 AND a.backend_type = 'pg_partition_predict worker'"
+        ),
+        0,
+        "an advisory lock held by the worker"
+    );
+    // Free for anyone.
+    let free: bool = admin
+        .query_one("SELECT pg_try_advisory_lock(4343)", &[])
+        .unwrap()
+        .get(0);
+    assert!(free);
+}
+
+/// One role with hundreds of managed tables cannot keep another role's
+/// table waiting behind all of them: roles take turns, and past its
+/// `role_time_share` of a cycle a role's remaining tables wait for the next.
+#[test]
+fn many_tables_of_one_role_do_not_crowd_out_another_role_s() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 3600",
+            "pg_partition_predict.role_time_share = 1",
+        ],
+    );
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    mallory
+        .batch_execute(
+            "DO $$ BEGIN FOR i IN 1..300 LOOP
+                 EXECUTE format('CREATE TABLE flood_%s (id bigint NOT NULL) PARTITION BY RANGE (id)', i);
+                 EXECUTE format('CREATE TABLE flood_%s_1 PARTITION OF flood_%s FOR VALUES FROM (0) TO (1000)', i, i);
+                 EXECUTE format('INSERT INTO flood_%s SELECT g FROM generate_series(0, 99) g', i);
+                 PERFORM partition_predict.manage(format('flood_%s', i)::regclass, target_rows => 10);
+             END LOOP; END $$;",
+        )
+        .unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE fast (id bigint NOT NULL) PARTITION BY RANGE (id);
+             CREATE TABLE fast_1 PARTITION OF fast FOR VALUES FROM (0) TO (1000);
+             SELECT partition_predict.manage('fast');",
+        )
+        .unwrap();
+    let cycles = "SELECT COALESCE(sum(cycles), 0)::bigint FROM partition_predict.worker_status";
+    let before = scalar_i64(&mut admin, cycles);
+    let reloaded_at: String = admin.query_one("SELECT now()::text", &[]).unwrap().get(0);
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    wait_for("a worker cycle", Duration::from_secs(120), || {
+        (scalar_i64(&mut admin, cycles) > before).then_some(())
+    });
+    let served_before_fast = scalar_i64(
+        &mut admin,
+        &format!(
+            "SELECT count(*) FROM partition_predict.managed_tables m, partition_predict.managed_tables f
+              WHERE f.parent = 'fast'::regclass AND f.last_cycle_end > '{reloaded_at}'
+                AND m.parent <> f.parent AND m.last_cycle_end > '{reloaded_at}'
+                AND m.last_cycle_end < f.last_cycle_end"
+        ),
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            &format!("SELECT count(*) FROM partition_predict.managed_tables WHERE parent = 'fast'::regclass AND last_cycle_end > '{reloaded_at}'")
+        ),
+        1,
+        "her table was served in that cycle"
+    );
+    assert!(
+        served_before_fast <= 2,
+        "{served_before_fast} of the other role's tables were served before hers"
+    );
+    let cycled = scalar_i64(
+        &mut admin,
+        &format!(
+            "SELECT count(*) FROM partition_predict.managed_tables
+              WHERE parent::text LIKE 'flood%' AND last_cycle_end > '{reloaded_at}'"
+        ),
+    );
+    assert!(cycled > 0, "none of the other role's tables was served");
+    let waiting = cluster.log().contains("wait for the next cycle");
+    assert!(
+        cycled < 300 && waiting,
+        "{cycled} of 300 tables cycled in one cycle (log says they wait: {waiting})"
+    );
 }

@@ -10,6 +10,7 @@ pub mod bound;
 pub mod calendar;
 pub mod counters;
 pub mod databases;
+pub mod fairness;
 pub mod key;
 pub mod naming;
 pub mod planner;
