@@ -45,6 +45,8 @@ pub enum PredictError {
     NoFreeName { name: String, schema: String },
     #[error("cannot drop schema {0} with CASCADE: extension pg_partition_predict, and the state of every managed table, depend on it")]
     ExtensionSchemaDrop(String),
+    #[error("{shadow} turned rows away: {reason}; nothing was moved")]
+    ShadowTurnsRowsAway { shadow: String, reason: String },
     #[error("must be owner of table {0}")]
     NotOwner(String),
     #[error("{0} is already managed by pg_partition_predict")]
@@ -203,6 +205,7 @@ impl PredictError {
                 ERRCODE_INSUFFICIENT_PRIVILEGE
             }
             PredictError::AlreadyManaged(_) => ERRCODE_DUPLICATE_OBJECT,
+            PredictError::ShadowTurnsRowsAway { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             PredictError::NoFreeName { .. } => ERRCODE_DUPLICATE_TABLE,
             PredictError::NotManaged(_) | PredictError::NotPartmanManaged(_) => {
                 ERRCODE_UNDEFINED_OBJECT
@@ -284,6 +287,9 @@ impl PredictError {
             ),
             PredictError::ExtensionSchemaDrop(_) => Some(
                 "Only the extension's owner or a superuser may: DROP EXTENSION pg_partition_predict first, as its owner.",
+            ),
+            PredictError::ShadowTurnsRowsAway { .. } => Some(
+                "Drop the rules and the triggers that return NULL from the table the rows move into; the rows stay in DEFAULT meanwhile, and queries see them.",
             ),
             PredictError::WriteDuringMigration(_) => Some("Retry the transaction."),
             PredictError::ReportNotReadable(_) => Some(

@@ -115,25 +115,8 @@ pub fn step(parent: pg_sys::Oid, batch_rows: i64, caller: Caller) -> Result<Next
             return Ok(Next::Busy);
         }
         let table = catalog::load_partitioned_table(parent, caller == Caller::User)?;
-        // Moving a row is a DELETE and an INSERT: with superuser rights, in
-        // replica mode, user triggers and foreign-key actions are kept out
-        // of it. But code of the owner's that the move runs (a CHECK's
-        // function, an index expression, a trigger that fires in replica
-        // mode) would run in replica mode too, and could write anywhere the
-        // owner may with every trigger and foreign key off, a superuser's
-        // power: then the move runs as the owner's own would, and is
-        // refused where triggers or foreign-key actions would fire.
-        let shadow = migrations::active(table.oid)?.map(|m| m.shadow);
-        let replica = superuser && !catalog::table::owner_code_runs_in_moves(&table, shadow)?;
-        let settings: &[(&std::ffi::CStr, &str)] = if replica {
-            &[(c"session_replication_role", "replica")]
-        } else {
-            &[]
-        };
-        with_superuser_settings(settings, || {
-            as_role(table.owner_oid, || {
-                stand_aside::as_migrator(|| step_as_owner(&table, batch_rows, caller, replica))
-            })
+        as_role(table.owner_oid, || {
+            stand_aside::as_migrator(|| step_as_owner(&table, batch_rows, caller, superuser))
         })
     })
 }
@@ -152,11 +135,6 @@ fn step_as_owner(
         return start(table, caller, superuser);
     };
     refuse_in_transaction_block(caller)?;
-    // Replica mode may have been given up since the move started (code of
-    // the owner's added meanwhile): the rows' triggers must not fire.
-    if !superuser {
-        refuse_if_rows_have_side_effects(table, migration.default_partition)?;
-    }
     // INSERTs wait while attaching (also after a restart, which clears it).
     routing::set_finishing(table.oid, migration.state == MigrationState::Attaching);
     if routing::override_of(table.oid).is_none_or(|o| o.migration_id != migration.id) {
@@ -176,9 +154,9 @@ fn step_as_owner(
             )?;
             Ok(Next::Again)
         }
-        MigrationState::Moving => move_batch(table, &migration, batch_rows),
-        MigrationState::Attaching => finish(table, &migration),
-        MigrationState::Yielding => move_back(table, &migration, batch_rows),
+        MigrationState::Moving => move_batch(table, &migration, batch_rows, superuser),
+        MigrationState::Attaching => finish(table, &migration, superuser),
+        MigrationState::Yielding => move_back(table, &migration, batch_rows, superuser),
         MigrationState::Yielded | MigrationState::Done => Err(PredictError::Internal(format!(
             "migration {} is over but was taken for active",
             migration.id
@@ -403,15 +381,38 @@ fn pass_barrier(table: &PartitionedTable, m: &Migration) -> Result<Next> {
     Ok(Next::Yielded(reason))
 }
 
-/// Moves up to `limit` rows of `[from, to)` (all when `None`) from one
-/// table to the other in the current transaction; returns how many.
+/// Which way rows move.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// From DEFAULT into the shadow.
+    OutOfDefault,
+    /// From the shadow back into DEFAULT (a migration that gives way).
+    BackIntoDefault,
+}
+
+/// Moves up to `limit` rows of `[from, to)` (all when `None`) between
+/// DEFAULT and the shadow in the current transaction; returns how many.
+///
+/// A moved row must not fire DEFAULT's triggers or foreign-key actions
+/// (it only changes partition), which `session_replication_role =
+/// replica` prevents; but replica mode turns every trigger and foreign key
+/// of every table off, a superuser's power, for whatever code runs in it.
+/// So out of DEFAULT, the rows are copied into the shadow in normal mode
+/// (its CHECKs, indexes and types are the owner's code, run as the owner),
+/// and only the DELETE from DEFAULT, which runs no such code, is in replica
+/// mode; and that only once DEFAULT is locked against new triggers, rules
+/// and policies and found to have none that would run in it. Back into
+/// DEFAULT, the INSERT runs the owner's code: in replica mode only for a
+/// table a superuser owns (its code gains nothing), otherwise in normal
+/// mode where that fires no trigger.
 fn move_rows(
     table: &PartitionedTable,
     m: &Migration,
-    source: &str,
-    destination: &str,
     limit: Option<i64>,
+    direction: Direction,
+    superuser: bool,
 ) -> Result<i64> {
+    let (default_name, shadow_name) = endpoints(m)?;
     let columns = crate::catalog::table::copied_columns(table)?;
     let key = quote_identifier(&table.key_column);
     let in_range = format!(
@@ -419,26 +420,97 @@ fn move_rows(
         table.key_type.value(m.from).to_sql_literal(),
         table.key_type.value(m.to).to_sql_literal()
     );
+    let (source, destination) = match direction {
+        Direction::OutOfDefault => (&default_name, &shadow_name),
+        Direction::BackIntoDefault => (&shadow_name, &default_name),
+    };
     // Rows locked by someone else are left for the final step, which waits
     // for them; a batch never waits on a row lock.
-    let selection = match limit {
-        Some(n) => format!(
-            "ctid = ANY (ARRAY(SELECT ctid FROM ONLY {source} WHERE {in_range} LIMIT {n} FOR UPDATE SKIP LOCKED))"
-        ),
-        None => in_range,
+    let locking = match limit {
+        Some(n) => format!("LIMIT {n} FOR UPDATE SKIP LOCKED"),
+        None => "FOR UPDATE".to_string(),
     };
-    Ok(Spi::get_one::<i64>(&format!(
-        "WITH moved AS (DELETE FROM ONLY {source} WHERE {selection} RETURNING {columns}),
-              placed AS (INSERT INTO {destination} ({columns}) OVERRIDING SYSTEM VALUE
-                         SELECT {columns} FROM moved RETURNING 1)
-         SELECT pg_catalog.count(*) FROM placed"
+    if direction == Direction::BackIntoDefault {
+        let replica = superuser && catalog::table::owned_by_superuser(table)?;
+        if !replica {
+            refuse_if_rows_have_side_effects(table, m.default_partition)?;
+        }
+        let statement = format!(
+            "WITH moved AS (DELETE FROM ONLY {source}
+                             WHERE ctid = ANY (ARRAY(SELECT ctid FROM ONLY {source} WHERE {in_range} {locking}))
+                            RETURNING {columns}),
+                  placed AS (INSERT INTO {destination} ({columns}) OVERRIDING SYSTEM VALUE
+                             SELECT {columns} FROM moved RETURNING 1)
+             SELECT pg_catalog.count(*) FROM placed"
+        );
+        return Ok(with_replica(replica, || Spi::get_one::<i64>(&statement))?.unwrap_or(0));
+    }
+    let rows: Vec<String> = Spi::get_one::<Vec<String>>(&format!(
+        "SELECT ARRAY(SELECT ctid::text FROM ONLY {source} WHERE {in_range} {locking})"
     ))?
-    .unwrap_or(0))
+    .unwrap_or_default();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // A rule would send the rows elsewhere: then they must stay where they are.
+    if catalog::table::has_rules(m.shadow)? {
+        return Err(PredictError::ShadowTurnsRowsAway {
+            shadow: destination.clone(),
+            reason: "it has a rule".into(),
+        });
+    }
+    let copied = Spi::get_one_with_args::<i64>(
+        &format!(
+            "WITH placed AS (INSERT INTO {destination} ({columns}) OVERRIDING SYSTEM VALUE
+                             SELECT {columns} FROM ONLY {source} WHERE ctid = ANY ($1::pg_catalog.tid[])
+                             RETURNING 1)
+             SELECT pg_catalog.count(*) FROM placed"
+        ),
+        &[rows.clone().into()],
+    )?
+    .unwrap_or(0);
+    if copied != rows.len() as i64 {
+        // A trigger or rule of the shadow's kept rows out: never delete
+        // what did not arrive.
+        return Err(PredictError::ShadowTurnsRowsAway {
+            shadow: destination.clone(),
+            reason: format!("{copied} of {} row(s) reached it (a trigger returned NULL)", rows.len()),
+        });
+    }
+    relation::lock_row_exclusive(m.default_partition);
+    let replica = superuser && catalog::table::runs_nothing_on_delete_in_replica_mode(m.default_partition)?;
+    if !replica {
+        refuse_if_rows_have_side_effects(table, m.default_partition)?;
+    }
+    let deleted = with_replica(replica, || {
+        Spi::get_one_with_args::<i64>(
+            &format!(
+                "WITH gone AS (DELETE FROM ONLY {source} WHERE ctid = ANY ($1::pg_catalog.tid[]) RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM gone"
+            ),
+            &[rows.into()],
+        )
+    })?
+    .unwrap_or(0);
+    if deleted != copied {
+        return Err(PredictError::Internal(format!(
+            "{copied} row(s) copied into {destination} but {deleted} deleted from {source}; nothing was moved"
+        )));
+    }
+    Ok(deleted)
 }
 
-fn move_batch(table: &PartitionedTable, m: &Migration, batch_rows: i64) -> Result<Next> {
-    let (default_name, shadow_name) = endpoints(m)?;
-    let moved = move_rows(table, m, &default_name, &shadow_name, Some(batch_rows))?;
+/// Runs `f` in replica mode when `replica` (the caller is a superuser).
+fn with_replica<R>(replica: bool, f: impl FnOnce() -> R) -> R {
+    if replica {
+        with_superuser_settings(&[(c"session_replication_role", "replica")], f)
+    } else {
+        f()
+    }
+}
+
+fn move_batch(table: &PartitionedTable, m: &Migration, batch_rows: i64, superuser: bool) -> Result<Next> {
+    let moved = move_rows(table, m, Some(batch_rows), Direction::OutOfDefault, superuser)?;
     migrations::record_batch(m.id, moved)?;
     if moved == batch_rows {
         return Ok(Next::Again);
@@ -457,7 +529,7 @@ fn move_batch(table: &PartitionedTable, m: &Migration, batch_rows: i64) -> Resul
 /// batch, ATTACH. The override is withdrawn by the next step, after this
 /// one has committed (until then the hook sees the shadow is attached and
 /// leaves queries alone).
-fn finish(table: &PartitionedTable, m: &Migration) -> Result<Next> {
+fn finish(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<Next> {
     let (default_name, shadow_name) = endpoints(m)?;
     // INSERTs that were already running when the hook began holding them.
     if !wait_for_earlier_transactions(table.oid, Conflicting::WithWriters, writers_timeout()) {
@@ -485,7 +557,7 @@ fn finish(table: &PartitionedTable, m: &Migration) -> Result<Next> {
         }
         Err(e) => return Err(e),
     }
-    let remainder = move_rows(table, m, &default_name, &shadow_name, None)?;
+    let remainder = move_rows(table, m, None, Direction::OutOfDefault, superuser)?;
     activate::attach(table, m.shadow, m.from, m.to, &shadow_name)?;
     let total = m.rows_moved + remainder;
     migrations::set_rows_moved(m.id, total)?;
@@ -514,9 +586,9 @@ fn give_way(table: &PartitionedTable, m: &Migration, reason: &str) -> Result<()>
     Ok(())
 }
 
-fn move_back(table: &PartitionedTable, m: &Migration, batch_rows: i64) -> Result<Next> {
-    let (default_name, shadow_name) = endpoints(m)?;
-    let moved = move_rows(table, m, &shadow_name, &default_name, Some(batch_rows))?;
+fn move_back(table: &PartitionedTable, m: &Migration, batch_rows: i64, superuser: bool) -> Result<Next> {
+    let (_, shadow_name) = endpoints(m)?;
+    let moved = move_rows(table, m, Some(batch_rows), Direction::BackIntoDefault, superuser)?;
     migrations::record_batch(m.id, -moved)?;
     if moved == batch_rows {
         return Ok(Next::Again);

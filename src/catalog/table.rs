@@ -339,54 +339,39 @@ pub fn partitions_of_another_owner(table: &PartitionedTable) -> Result<Vec<Strin
     })
 }
 
-/// Whether moving rows between `table`'s DEFAULT and `shadow` would run
-/// code that a role other than a superuser wrote: a function it owns (or
-/// behind an operator it owns) in a CHECK (of the table or of a domain a
-/// column is of), a generated column, an index, a row-security policy, or
-/// a trigger that fires in replica mode, of the parent, its DEFAULT or the
-/// shadow.
-pub fn owner_code_runs_in_moves(table: &PartitionedTable, shadow: Option<pg_sys::Oid>) -> Result<bool> {
+/// Whether `DELETE FROM ONLY default` in replica mode runs code of any
+/// role's: a rule on it, a trigger enabled `ALWAYS` or `REPLICA` (replica
+/// mode fires those), or row-level security forced on its owner. (A DELETE
+/// evaluates no CHECK, index or column type.) The caller holds a lock on
+/// it that keeps new ones out until it commits.
+pub fn runs_nothing_on_delete_in_replica_mode(default: pg_sys::Oid) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(
-        "WITH rels AS (SELECT pg_catalog.unnest(ARRAY[$1, $2, $3]::pg_catalog.oid[]) AS oid),
-         objects AS (
-             SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass AS classid, c.oid
-               FROM pg_catalog.pg_constraint c WHERE c.conrelid IN (SELECT oid FROM rels)
-             UNION ALL
-             SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, d.oid
-               FROM pg_catalog.pg_attrdef d WHERE d.adrelid IN (SELECT oid FROM rels)
-             UNION ALL
-             -- The CHECKs of a domain a column is of, checked on every insert.
-             SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, c.oid
-               FROM pg_catalog.pg_constraint c
-              WHERE c.contypid IN (SELECT a.atttypid FROM pg_catalog.pg_attribute a
-                                    WHERE a.attrelid IN (SELECT oid FROM rels) AND a.attnum > 0)
-             UNION ALL
-             SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.indexrelid
-               FROM pg_catalog.pg_index x WHERE x.indrelid IN (SELECT oid FROM rels)
-             UNION ALL
-             SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, p.oid
-               FROM pg_catalog.pg_policy p WHERE p.polrelid IN (SELECT oid FROM rels)
-             UNION ALL
-             SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, t.oid
-               FROM pg_catalog.pg_trigger t
-              WHERE t.tgrelid IN (SELECT oid FROM rels) AND t.tgenabled IN ('A', 'R') AND NOT t.tgisinternal)
-         SELECT EXISTS (
-             SELECT 1 FROM objects o
-               JOIN pg_catalog.pg_depend d ON d.classid = o.classid AND d.objid = o.oid
-               LEFT JOIN pg_catalog.pg_operator op
-                      ON d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND op.oid = d.refobjid
-               JOIN pg_catalog.pg_proc f
-                 ON f.oid = CASE WHEN d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass THEN d.refobjid
-                                 ELSE op.oprcode::pg_catalog.oid END
-               JOIN pg_catalog.pg_roles r ON r.oid = f.proowner
-              WHERE NOT r.rolsuper)",
-        &[
-            table.oid.into(),
-            table.default_partition.unwrap_or(pg_sys::InvalidOid).into(),
-            shadow.unwrap_or(pg_sys::InvalidOid).into(),
-        ],
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1)
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                             WHERE t.tgrelid = $1 AND NOT t.tgisinternal AND t.tgenabled IN ('A', 'R'))
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                             WHERE c.oid = $1 AND c.relrowsecurity AND c.relforcerowsecurity)",
+        &[default.into()],
     )?
-    .unwrap_or(true))
+    .unwrap_or(false))
+}
+
+/// Whether relation `oid` has a rule (a plain table has none of its own).
+pub fn has_rules(oid: pg_sys::Oid) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1)",
+        &[oid.into()],
+    )?
+    .unwrap_or(false))
+}
+
+/// Whether `table`'s owner is a superuser.
+pub fn owned_by_superuser(table: &PartitionedTable) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = $1)",
+        &[table.owner_oid.into()],
+    )?
+    .unwrap_or(false))
 }
 
 /// The table's columns that can be copied as they are (generated columns

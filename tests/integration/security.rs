@@ -1471,12 +1471,55 @@ fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
              INSERT INTO y SELECT g, 1000000 + g FROM generate_series(0, 99) g;",
         )
         .unwrap();
-    for table in ["x", "y"] {
+    // Through a built-in that runs SQL text, and a rule on the receiving
+    // table: the code behind them must not run in replica mode either.
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.evil_text() RETURNS boolean LANGUAGE sql AS 'SELECT public.evil(0)';
+             CREATE TABLE q (id bigint NOT NULL,
+                             k bigint NOT NULL CHECK (query_to_xml('SELECT public.evil_text()', false, false, '') IS NOT NULL))
+                 PARTITION BY RANGE (k);
+             CREATE TABLE q_low PARTITION OF q FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('q', target_rows => 100000);
+             INSERT INTO q SELECT g, 1000000 + g FROM generate_series(0, 99) g;",
+        )
+        .unwrap();
+    for table in ["x", "y", "q"] {
         admin
             .batch_execute(&format!("CALL partition_predict.migrate_default('{table}')"))
             .unwrap();
     }
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM y_default"), 0);
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM q_default"), 0);
+
+    // A trigger that fires in replica mode, added once a move has begun.
+    mallory
+        .batch_execute(
+            "CREATE TABLE z (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE z_low PARTITION OF z FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('z', target_rows => 100000);
+             INSERT INTO z SELECT g, 1000000 + g FROM generate_series(0, 2999) g;",
+        )
+        .unwrap();
+    let next: String = admin
+        .query_one("SELECT partition_predict.migration_step('z', 1000)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(next, "again");
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.evil_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM public.evil(0); RETURN OLD; END $$;
+             CREATE TRIGGER d BEFORE DELETE ON z FOR EACH ROW EXECUTE FUNCTION public.evil_trigger();
+             ALTER TABLE z ENABLE ALWAYS TRIGGER d;",
+        )
+        .unwrap();
+    for _ in 0..4 {
+        let _ = admin.query_one("SELECT partition_predict.migration_step('z', 1000)", &[]);
+    }
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM z"), 3000, "every row of z");
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM guarded"), 0, "after z");
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM orders"), 0, "after z");
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM guarded"), 0);
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM orders"), 0);
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM x"), 100);
