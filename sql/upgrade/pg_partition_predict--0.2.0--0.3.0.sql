@@ -56,6 +56,38 @@ $$;
 -- only to roles that may read it.
 ALTER TABLE partition_predict.worker_state ADD COLUMN last_error_table oid;
 
+-- 0.2.0 gave each partition it made the grants its parent had then: they
+-- outlived a later REVOKE on the parent, and let a role write into a
+-- partition waiting to be attached, past the parent's triggers and keys.
+-- Partitions are read and written through the parent, whose grants decide:
+-- the copies go, from every partition the extension made and still knows.
+DO $$
+DECLARE
+    made record;
+    grantee text;
+BEGIN
+    FOR made IN
+        SELECT sh.shadow::pg_catalog.regclass AS rel
+          FROM partition_predict.shadows sh
+          JOIN pg_catalog.pg_class c ON c.oid = sh.shadow
+          JOIN pg_catalog.pg_class p ON p.oid = sh.parent
+         WHERE c.relowner = p.relowner
+           AND (partition_predict.is_shadow_of(sh.shadow, sh.parent)
+                OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
+                            WHERE i.inhrelid = sh.shadow AND i.inhparent = sh.parent))
+    LOOP
+        FOR grantee IN
+            SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END
+              FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+             WHERE c.oid = made.rel AND a.grantee <> c.relowner
+        LOOP
+            EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', made.rel, grantee);
+        END LOOP;
+    END LOOP;
+END
+$$;
+
 -- ---------------------------------------------------------------------------
 -- The SQL-language functions and the procedures (as in sql/procedures.sql)
 -- ---------------------------------------------------------------------------

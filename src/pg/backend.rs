@@ -165,6 +165,26 @@ pub fn reload_configuration() {
     unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
 }
 
+/// Makes SIGTERM end this background worker as it ends a backend
+/// (PostgreSQL's `die`: the next interrupt check raises FATAL), rather than
+/// only setting a flag the worker reads between statements.
+pub fn terminate_on_sigterm() {
+    // As pqsignal() installs a handler (its name and signature differ
+    // between PostgreSQL versions): every signal blocked while it runs.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = postgres_die as *const () as libc::sighandler_t;
+        libc::sigfillset(&mut action.sa_mask);
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+}
+
+unsafe extern "C-unwind" {
+    #[link_name = "die"]
+    fn postgres_die(postgres_signal_arg: std::ffi::c_int);
+}
+
 /// SIGTERM was received (pg_ctl stop, pg_terminate_backend).
 pub fn shutdown_requested() -> bool {
     unsafe { (&raw const pg_sys::ShutdownRequestPending).read_volatile() != 0 }

@@ -95,6 +95,10 @@ fn deadline() -> Option<Instant> {
 /// A database worker's main loop (entered from `pg_partition_predict_worker_main`).
 pub fn run() {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    // SIGTERM (a fast shutdown, pg_terminate_backend) ends the worker at its
+    // next interrupt check, in a table's statement too: the code of a
+    // table's owner (a trigger that sleeps) must not hold a shutdown up.
+    backend::terminate_on_sigterm();
     let database = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     requests::register_worker();

@@ -1761,3 +1761,44 @@ fn many_tables_of_one_role_do_not_crowd_out_another_role_s() {
         "{cycled} of 300 tables cycled in one cycle (log says they wait: {waiting})"
     );
 }
+
+/// A table's code that sleeps in the worker (a policy here, with no time
+/// limit) does not hold a fast shutdown up: the worker ends at its next
+/// interrupt check, as a backend does.
+#[test]
+fn a_table_s_code_does_not_hold_a_shutdown_up() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 1",
+            "pg_partition_predict.table_time_limit = 0",
+        ],
+    );
+    let _admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    managed_table_with_shadows(&mut mallory, "sleepy");
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.nap() RETURNS boolean LANGUAGE sql AS 'SELECT pg_sleep(300) IS NOT NULL';
+             ALTER TABLE sleepy_h ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE sleepy_h FORCE ROW LEVEL SECURITY;
+             CREATE POLICY nap ON sleepy_h USING (public.nap());
+             INSERT INTO sleepy (ts) VALUES ('2026-11-07 12:00+00');",
+        )
+        .unwrap();
+    flush_stats(&mut mallory);
+    drop(mallory);
+    let mut watcher = cluster.connect("postgres");
+    wait_for("the worker asleep in her policy", Duration::from_secs(30), || {
+        (scalar_i64(
+            &mut watcher,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_partition_predict worker'
+                AND wait_event = 'PgSleep'",
+        ) > 0)
+            .then_some(())
+    });
+    drop(watcher);
+    let took = cluster.stop_fast();
+    assert!(took < Duration::from_secs(10), "pg_ctl stop -m fast took {took:?}");
+}
