@@ -324,12 +324,21 @@ fn stranded_rows(table: &PartitionedTable, default: pg_sys::Oid) -> Result<Vec<S
 /// Without superuser rights, triggers and foreign-key actions would fire on
 /// every moved row (a DELETE and an INSERT): refuse rather than surprise.
 fn refuse_if_rows_have_side_effects(table: &PartitionedTable, default: pg_sys::Oid) -> Result<()> {
+    refuse_if_moving_fires(table, default, true)
+}
+
+/// As `refuse_if_rows_have_side_effects`, for one statement: a DELETE from
+/// DEFAULT (`deleting`) fires its triggers and the foreign-key actions of
+/// tables that reference the parent; an INSERT into it only its triggers
+/// (the checks of the parent's own foreign keys pass for rows that were
+/// there before).
+fn refuse_if_moving_fires(table: &PartitionedTable, default: pg_sys::Oid, deleting: bool) -> Result<()> {
     let (triggers, referenced) = Spi::get_two_with_args::<bool, bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $2 AND NOT tgisinternal),
                 EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f' AND confrelid = $1)",
         &[table.oid.into(), default.into()],
     )?;
-    if triggers == Some(true) || referenced == Some(true) {
+    if triggers == Some(true) || (deleting && referenced == Some(true)) {
         return Err(PredictError::SideEffects {
             table: table.name.to_string(),
             what: if triggers == Some(true) {
@@ -433,7 +442,7 @@ fn move_rows(
     if direction == Direction::BackIntoDefault {
         let replica = superuser && catalog::table::owned_by_superuser(table)?;
         if !replica {
-            refuse_if_rows_have_side_effects(table, m.default_partition)?;
+            refuse_if_moving_fires(table, m.default_partition, false)?;
         }
         let statement = format!(
             "WITH moved AS (DELETE FROM ONLY {source}
