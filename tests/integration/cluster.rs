@@ -191,10 +191,20 @@ impl Cluster {
         &self,
         database: &str,
     ) -> (postgres::Client, Arc<Mutex<Vec<String>>>) {
+        self.connect_as_recording_notices(database, "postgres")
+    }
+
+    /// As `connect_recording_notices`, as `role`.
+    pub fn connect_as_recording_notices(
+        &self,
+        database: &str,
+        role: &str,
+    ) -> (postgres::Client, Arc<Mutex<Vec<String>>>) {
         let notices = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&notices);
         let client = self
             .config(database)
+            .user(role)
             .notice_callback(move |notice| {
                 sink.lock()
                     .unwrap()

@@ -892,10 +892,10 @@ fn a_migration_step_cannot_be_rolled_back_into_a_leaked_slot() {
     );
 }
 
-#[test]
-fn views_hide_what_row_level_security_hides() {
-    let cluster = Cluster::start_with(true, NO_WORKER);
-    let mut admin = superuser_with_a_secret(&cluster);
+/// The superuser's managed `ledger`, which `reader` may read, but by a
+/// row-level security policy only the morning rows of; their sessions.
+fn ledger_read_in_the_mornings(cluster: &Cluster) -> (Client, Client) {
+    let mut admin = superuser_with_a_secret(cluster);
     managed_table_with_shadows(&mut admin, "ledger");
     admin
         .batch_execute(
@@ -905,7 +905,14 @@ fn views_hide_what_row_level_security_hides() {
              CREATE POLICY mornings ON ledger FOR SELECT TO reader USING (extract(hour FROM ts) < 12);",
         )
         .unwrap();
-    let mut reader = cluster.connect_as("postgres", "reader");
+    let reader = cluster.connect_as("postgres", "reader");
+    (admin, reader)
+}
+
+#[test]
+fn views_hide_what_row_level_security_hides() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let (mut admin, mut reader) = ledger_read_in_the_mornings(&cluster);
     for view in [
         "key_time_series",
         "stats_history",
@@ -1164,14 +1171,7 @@ fn a_leaky_function_sees_no_row_the_views_hide() {
     admin
         .batch_execute("SELECT * FROM partition_predict.forecast('ledger')")
         .unwrap();
-    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink = std::sync::Arc::clone(&notices);
-    let mut config = cluster.config("postgres");
-    config.user("mallory");
-    let mut mallory = config
-        .notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()))
-        .connect(postgres::NoTls)
-        .unwrap();
+    let (mut mallory, notices) = cluster.connect_as_recording_notices("postgres", "mallory");
     mallory
         .batch_execute(
             "CREATE FUNCTION public.leak(a text, b text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
@@ -1217,16 +1217,7 @@ fn a_leaky_function_sees_no_row_the_views_hide() {
 #[test]
 fn a_reader_under_row_level_security_sees_no_forecast_or_migration() {
     let cluster = Cluster::start_with(true, NO_WORKER);
-    let mut admin = superuser_with_a_secret(&cluster);
-    managed_table_with_shadows(&mut admin, "ledger");
-    admin
-        .batch_execute(
-            "CREATE ROLE reader LOGIN;
-             GRANT SELECT ON ledger TO reader;
-             ALTER TABLE ledger ENABLE ROW LEVEL SECURITY;
-             CREATE POLICY mornings ON ledger FOR SELECT TO reader USING (extract(hour FROM ts) < 12);",
-        )
-        .unwrap();
+    let (mut admin, mut reader) = ledger_read_in_the_mornings(&cluster);
     table_with_rows_in_default(&mut admin, "moving", 3000);
     admin
         .batch_execute(
@@ -1236,7 +1227,6 @@ fn a_reader_under_row_level_security_sees_no_forecast_or_migration() {
         )
         .unwrap();
     migration_under_way(&mut admin, "moving");
-    let mut reader = cluster.connect_as("postgres", "reader");
     assert_eq!(
         scalar_i64(
             &mut reader,

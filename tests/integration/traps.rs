@@ -634,17 +634,7 @@ fn operators_and_functions_planted_on_the_search_path_never_run() {
         "the scenario does not call {uncalled:?}: add them to it"
     );
 
-    let (mut owner, owner_notices) = {
-        let mut config = cluster.config("postgres");
-        config.user("olivia");
-        let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let sink = std::sync::Arc::clone(&notices);
-        let client = config
-            .notice_callback(move |n| sink.lock().unwrap().push(format!("{}: {}", n.severity(), n.message())))
-            .connect(postgres::NoTls)
-            .unwrap();
-        (client, notices)
-    };
+    let (mut owner, owner_notices) = cluster.connect_as_recording_notices("postgres", "olivia");
     let mut failures = exercise(&mut owner, "ol", &views);
     failures.extend(exercise(&mut superuser, "su", &views));
 
