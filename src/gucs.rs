@@ -111,7 +111,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"pg_partition_predict.table_time_limit",
         c"Longest the worker spends on one table in a cycle (its cycle, moves out of DEFAULT and retention), in seconds; 0: no limit.",
-        c"Past it the table's statement is cancelled and the worker goes on with the next table; a table that runs out of it, or takes half of it, is left alone for 2, 4, … up to 64 naptimes.",
+        c"Past it the table's statement is cancelled and the worker goes on with the next table; a table that keeps running out of time is left alone for 2, 4, … up to 64 naptimes.",
         &TABLE_TIME_LIMIT_SECONDS,
         0,
         86_400,

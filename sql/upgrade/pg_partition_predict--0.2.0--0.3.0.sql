@@ -82,7 +82,7 @@ BEGIN
               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
              WHERE c.oid = made.rel AND a.grantee <> c.relowner
         LOOP
-            EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', made.rel, grantee);
+            EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s CASCADE', made.rel, grantee);
         END LOOP;
     END LOOP;
 END

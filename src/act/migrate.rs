@@ -324,21 +324,12 @@ fn stranded_rows(table: &PartitionedTable, default: pg_sys::Oid) -> Result<Vec<S
 /// Without superuser rights, triggers and foreign-key actions would fire on
 /// every moved row (a DELETE and an INSERT): refuse rather than surprise.
 fn refuse_if_rows_have_side_effects(table: &PartitionedTable, default: pg_sys::Oid) -> Result<()> {
-    refuse_if_moving_fires(table, default, true)
-}
-
-/// As `refuse_if_rows_have_side_effects`, for one statement: a DELETE from
-/// DEFAULT (`deleting`) fires its triggers and the foreign-key actions of
-/// tables that reference the parent; an INSERT into it only its triggers
-/// (the checks of the parent's own foreign keys pass for rows that were
-/// there before).
-fn refuse_if_moving_fires(table: &PartitionedTable, default: pg_sys::Oid, deleting: bool) -> Result<()> {
     let (triggers, referenced) = Spi::get_two_with_args::<bool, bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $2 AND NOT tgisinternal),
                 EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f' AND confrelid = $1)",
         &[table.oid.into(), default.into()],
     )?;
-    if triggers == Some(true) || (deleting && referenced == Some(true)) {
+    if triggers == Some(true) || referenced == Some(true) {
         return Err(PredictError::SideEffects {
             table: table.name.to_string(),
             what: if triggers == Some(true) {
@@ -413,7 +404,7 @@ enum Direction {
 /// and policies and found to have none that would run in it. Back into
 /// DEFAULT, the INSERT runs the owner's code: in replica mode only for a
 /// table a superuser owns (its code gains nothing), otherwise in normal
-/// mode where that fires no trigger.
+/// mode, where DEFAULT's triggers fire as the owner's.
 fn move_rows(
     table: &PartitionedTable,
     m: &Migration,
@@ -440,10 +431,10 @@ fn move_rows(
         None => "FOR UPDATE".to_string(),
     };
     if direction == Direction::BackIntoDefault {
+        // Otherwise DEFAULT's triggers fire for the rows that go back, as
+        // the owner's: refusing would leave the table's writes waiting on a
+        // move that can neither finish nor give way.
         let replica = superuser && catalog::table::owned_by_superuser(table)?;
-        if !replica {
-            refuse_if_moving_fires(table, m.default_partition, false)?;
-        }
         let statement = format!(
             "WITH moved AS (DELETE FROM ONLY {source}
                              WHERE ctid = ANY (ARRAY(SELECT ctid FROM ONLY {source} WHERE {in_range} {locking}))
@@ -487,7 +478,8 @@ fn move_rows(
         });
     }
     relation::lock_row_exclusive(m.default_partition);
-    let replica = superuser && catalog::table::runs_nothing_on_delete_in_replica_mode(m.default_partition)?;
+    let replica = superuser
+        && catalog::table::runs_nothing_on_delete_in_replica_mode(m.default_partition, table.owner_oid)?;
     if !replica {
         refuse_if_rows_have_side_effects(table, m.default_partition)?;
     }

@@ -339,19 +339,19 @@ pub fn partitions_of_another_owner(table: &PartitionedTable) -> Result<Vec<Strin
     })
 }
 
-/// Whether `DELETE FROM ONLY default` in replica mode runs code of any
-/// role's: a rule on it, a trigger enabled `ALWAYS` or `REPLICA` (replica
-/// mode fires those), or row-level security forced on its owner. (A DELETE
-/// evaluates no CHECK, index or column type.) The caller holds a lock on
-/// it that keeps new ones out until it commits.
-pub fn runs_nothing_on_delete_in_replica_mode(default: pg_sys::Oid) -> Result<bool> {
+/// Whether `DELETE FROM ONLY default` in replica mode, as `owner`, runs
+/// no code of any role's: no rule on it, no trigger enabled `ALWAYS` or
+/// `REPLICA` (replica mode fires those), no row-level security at all, and
+/// `owner` owns it. (A DELETE evaluates no CHECK, index or column type.)
+/// The caller holds a lock on it that keeps new ones out until it commits.
+pub fn runs_nothing_on_delete_in_replica_mode(default: pg_sys::Oid, owner: pg_sys::Oid) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(
         "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1)
             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                              WHERE t.tgrelid = $1 AND NOT t.tgisinternal AND t.tgenabled IN ('A', 'R'))
-            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                             WHERE c.oid = $1 AND c.relrowsecurity AND c.relforcerowsecurity)",
-        &[default.into()],
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                         WHERE c.oid = $1 AND c.relowner = $2 AND NOT c.relrowsecurity)",
+        &[default.into(), owner.into()],
     )?
     .unwrap_or(false))
 }

@@ -35,9 +35,9 @@ struct WorkerState {
     epoch: Instant,
 }
 
-/// A table that took at least half of `table_time_limit` `strikes` cycles
-/// in a row: the worker leaves it alone until `until` (2, 4, … 64
-/// naptimes), so that it cannot take that from the other tables every cycle.
+/// A table that ran out of `table_time_limit` `strikes` cycles in a row:
+/// the worker leaves it alone until `until` (2, 4, … 64 naptimes), so that
+/// it cannot take its whole time limit from the other tables every cycle.
 struct Backoff {
     strikes: u32,
     until: Instant,
@@ -50,15 +50,13 @@ impl WorkerState {
             .is_some_and(|b| Instant::now() < b.until)
     }
 
-    /// After a table's work, started at `started`: a strike if it ran out
-    /// of time, or took half of its time limit (a table whose readers keep
-    /// its locks from the worker costs it that, cycle after cycle), else a
-    /// clean slate.
-    fn note_time(&mut self, parent: pg_sys::Oid, started: Instant, deadline: Option<Instant>) {
+    /// After a table's work: a strike if it ran out of time, else a clean
+    /// slate. (Not for taking long within its limit: another role's long
+    /// transaction on the table can make it do that.)
+    fn note_time(&mut self, parent: pg_sys::Oid, deadline: Option<Instant>) {
         let Some(deadline) = deadline else { return };
         let now = Instant::now();
-        let half = deadline.saturating_duration_since(started) / 2;
-        if now < deadline && now.duration_since(started) < half {
+        if now < deadline {
             self.backoff.remove(&parent);
             return;
         }
@@ -72,7 +70,7 @@ impl WorkerState {
             },
         );
         pgrx::log!(
-            "pg_partition_predict: table {} took at least half of pg_partition_predict.table_time_limit ({strikes} cycle(s) in a row): left alone for {naptimes} naptimes",
+            "pg_partition_predict: table {} ran out of pg_partition_predict.table_time_limit ({strikes} cycle(s) in a row): left alone for {naptimes} naptimes",
             parent.to_u32()
         );
     }
@@ -160,9 +158,10 @@ fn serve_requests(state: &mut WorkerState) {
             });
         }
         requests::mark_served(request.parent, request.ticket);
-        if request.cycle {
+        // A load may ask for a cycle, not for more of the worker's time
+        // than the table's backoff leaves it.
+        if request.cycle && !state.backing_off(request.parent) {
             backend::set_activity("cycle after a bulk load");
-            let started = Instant::now();
             let deadline = deadline();
             let outcome = backend::with_deadline(deadline, || {
                 in_own_transaction("a table's cycle after a bulk load", || {
@@ -173,7 +172,7 @@ fn serve_requests(state: &mut WorkerState) {
             // apply_retention() leaves its archive moves to this.
             expire_old_partitions(state, request.parent, deadline);
             record_outcome(state, request.parent, outcome);
-            state.note_time(request.parent, started, deadline);
+            state.note_time(request.parent, deadline);
         }
     }
 }
@@ -253,7 +252,7 @@ fn run_cycles(state: &mut WorkerState) {
         move_rows_out_of_default(state, parent, migrate::Caller::Worker, deadline);
         expire_old_partitions(state, parent, deadline);
         record_outcome(state, parent, outcome);
-        state.note_time(parent, started, deadline);
+        state.note_time(parent, deadline);
         *spent.entry(visit.owner).or_default() += started.elapsed();
         state.last_served.insert(parent, Instant::now());
         // A bulk load waiting for shadows should not wait for every table.

@@ -1508,6 +1508,38 @@ fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
         let _ = admin.query_one("SELECT partition_predict.migration_step('z', 1000)", &[]);
     }
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM z"), 3000, "every row of z");
+
+    // A DEFAULT of her own under a table of a group role she is in, with
+    // row-level security (not forced) whose policy is hers: it applies to
+    // the table's owner, so it must not run in replica mode either.
+    admin
+        .batch_execute(
+            "CREATE ROLE team; GRANT team TO mallory; GRANT CREATE ON SCHEMA public TO team;",
+        )
+        .unwrap();
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.evil_policy() RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER AS $$
+             BEGIN PERFORM public.evil(0); RETURN true; END $$;
+             SET ROLE team;
+             CREATE TABLE ro (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE ro_low PARTITION OF ro FOR VALUES FROM (0) TO (1000000);
+             RESET ROLE;
+             CREATE TABLE ro_def (id bigint NOT NULL, k bigint NOT NULL);
+             ALTER TABLE ro_def ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY hers ON ro_def USING (public.evil_policy());
+             GRANT ALL ON ro_def TO team;
+             ALTER TABLE ro ATTACH PARTITION ro_def DEFAULT;
+             SET ROLE team;
+             SELECT partition_predict.manage('ro', target_rows => 100000);
+             INSERT INTO ro SELECT g, 1000000 + g FROM generate_series(0, 99) g;
+             RESET ROLE;",
+        )
+        .unwrap();
+    let _ = admin.batch_execute("CALL partition_predict.migrate_default('ro')");
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM ro"), 100, "every row of ro");
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM guarded"), 0, "after ro");
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM orders"), 0, "after ro");
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM guarded"), 0, "after z");
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM orders"), 0, "after z");
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM guarded"), 0);
