@@ -165,4 +165,3 @@ pub fn key_groups(table: &PartitionedTable, relation: &str) -> Result<KeyGroups>
     groups.groups.sort_by_key(|s| s.start);
     Ok(groups)
 }
-

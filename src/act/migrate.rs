@@ -474,12 +474,18 @@ fn move_rows(
         // what did not arrive.
         return Err(PredictError::ShadowTurnsRowsAway {
             shadow: destination.clone(),
-            reason: format!("{copied} of {} row(s) reached it (a trigger returned NULL)", rows.len()),
+            reason: format!(
+                "{copied} of {} row(s) reached it (a trigger returned NULL)",
+                rows.len()
+            ),
         });
     }
     relation::lock_row_exclusive(m.default_partition);
     let replica = superuser
-        && catalog::table::runs_nothing_on_delete_in_replica_mode(m.default_partition, table.owner_oid)?;
+        && catalog::table::runs_nothing_on_delete_in_replica_mode(
+            m.default_partition,
+            table.owner_oid,
+        )?;
     if !replica {
         refuse_if_rows_have_side_effects(table, m.default_partition)?;
     }
@@ -510,8 +516,19 @@ fn with_replica<R>(replica: bool, f: impl FnOnce() -> R) -> R {
     }
 }
 
-fn move_batch(table: &PartitionedTable, m: &Migration, batch_rows: i64, superuser: bool) -> Result<Next> {
-    let moved = move_rows(table, m, Some(batch_rows), Direction::OutOfDefault, superuser)?;
+fn move_batch(
+    table: &PartitionedTable,
+    m: &Migration,
+    batch_rows: i64,
+    superuser: bool,
+) -> Result<Next> {
+    let moved = move_rows(
+        table,
+        m,
+        Some(batch_rows),
+        Direction::OutOfDefault,
+        superuser,
+    )?;
     migrations::record_batch(m.id, moved)?;
     if moved == batch_rows {
         return Ok(Next::Again);
@@ -587,9 +604,20 @@ fn give_way(table: &PartitionedTable, m: &Migration, reason: &str) -> Result<()>
     Ok(())
 }
 
-fn move_back(table: &PartitionedTable, m: &Migration, batch_rows: i64, superuser: bool) -> Result<Next> {
+fn move_back(
+    table: &PartitionedTable,
+    m: &Migration,
+    batch_rows: i64,
+    superuser: bool,
+) -> Result<Next> {
     let (_, shadow_name) = endpoints(m)?;
-    let moved = move_rows(table, m, Some(batch_rows), Direction::BackIntoDefault, superuser)?;
+    let moved = move_rows(
+        table,
+        m,
+        Some(batch_rows),
+        Direction::BackIntoDefault,
+        superuser,
+    )?;
     migrations::record_batch(m.id, -moved)?;
     if moved == batch_rows {
         return Ok(Next::Again);

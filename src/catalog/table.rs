@@ -344,7 +344,10 @@ pub fn partitions_of_another_owner(table: &PartitionedTable) -> Result<Vec<Strin
 /// `REPLICA` (replica mode fires those), no row-level security at all, and
 /// `owner` owns it. (A DELETE evaluates no CHECK, index or column type.)
 /// The caller holds a lock on it that keeps new ones out until it commits.
-pub fn runs_nothing_on_delete_in_replica_mode(default: pg_sys::Oid, owner: pg_sys::Oid) -> Result<bool> {
+pub fn runs_nothing_on_delete_in_replica_mode(
+    default: pg_sys::Oid,
+    owner: pg_sys::Oid,
+) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(
         "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1)
             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t

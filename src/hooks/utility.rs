@@ -18,9 +18,9 @@ use super::bulk_load;
 use crate::catalog::objects;
 use crate::error::{or_report, PredictError};
 use crate::pg::backend;
-use crate::pg::session::with_pinned_settings;
 use crate::pg::relation::is_partitioned_table;
 use crate::pg::relation::qualified_name;
+use crate::pg::session::with_pinned_settings;
 use crate::pg::stand_aside;
 use crate::shmem::routing;
 
@@ -77,17 +77,22 @@ fn guard_extension_schema(schemas: &[pg_sys::Oid]) {
     if schemas.is_empty() || backend::is_superuser() || backend::extension_oid().is_none() {
         return;
     }
-    let Some((schema, owner)) = or_report(with_pinned_settings(objects::extension_schema_and_owner))
+    let Some((schema, owner)) =
+        or_report(with_pinned_settings(objects::extension_schema_and_owner))
     else {
         return;
     };
-    if schemas.contains(&schema) && !unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), owner) } {
+    if schemas.contains(&schema)
+        && !unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), owner) }
+    {
         let name = unsafe {
             let name = pg_sys::get_namespace_name(schema);
             if name.is_null() {
                 schema.to_u32().to_string()
             } else {
-                std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+                std::ffi::CStr::from_ptr(name)
+                    .to_string_lossy()
+                    .into_owned()
             }
         };
         PredictError::ExtensionSchemaDrop(name).report();

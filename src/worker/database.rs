@@ -5,15 +5,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use partition_core::fairness::{self, Visit};
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 
 use crate::act::{activate, migrate, retention};
 use crate::cycle;
 use crate::gucs;
-use crate::pg::{backend, locks, relation};
 use crate::pg::session::with_pinned_settings;
+use crate::pg::{backend, locks, relation};
 use crate::shmem::requests;
 use crate::state::workers::{self, WorkerReport};
 
@@ -168,7 +168,12 @@ fn serve_requests(state: &mut WorkerState) {
                     cycle::run_by_worker(request.parent)
                 })
             });
-            move_rows_out_of_default(state, request.parent, migrate::Caller::WorkerAfterLoad, deadline);
+            move_rows_out_of_default(
+                state,
+                request.parent,
+                migrate::Caller::WorkerAfterLoad,
+                deadline,
+            );
             // apply_retention() leaves its archive moves to this.
             expire_old_partitions(state, request.parent, deadline);
             record_outcome(state, request.parent, outcome);

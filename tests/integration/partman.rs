@@ -234,7 +234,10 @@ fn partitions_pg_partman_made_as_a_superuser_go_to_the_table_s_owner() {
     let (state, message, hint) =
         error_of(tenant.batch_execute("SELECT partition_predict.adopt_partman('ev')"));
     assert_eq!(state, "42501", "{message}");
-    assert!(message.contains("belong to another role than its owner tenant"), "{message}");
+    assert!(
+        message.contains("belong to another role than its owner tenant"),
+        "{message}"
+    );
     assert!(hint.contains("OWNER TO"), "{hint}");
     assert_eq!(
         scalar_i64(

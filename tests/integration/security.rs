@@ -431,7 +431,11 @@ fn the_worker_counts_a_failed_migration_step_as_an_error() {
         )
         .unwrap();
     assert!(row.get::<_, i64>(0) > errors_before);
-    assert_eq!(row.get::<_, Option<String>>(1), None, "another role's error text");
+    assert_eq!(
+        row.get::<_, Option<String>>(1),
+        None,
+        "another role's error text"
+    );
     assert_eq!(row.get::<_, Option<String>>(2), None);
 }
 
@@ -1144,7 +1148,9 @@ fn rows_written_into_a_waiting_partition_are_never_dropped_with_it() {
         "the refused rows stay where they were"
     );
     admin
-        .batch_execute(&format!("DELETE FROM {shadow} WHERE ctid = (SELECT min(ctid) FROM {shadow})"))
+        .batch_execute(&format!(
+            "DELETE FROM {shadow} WHERE ctid = (SELECT min(ctid) FROM {shadow})"
+        ))
         .unwrap();
     admin
         .batch_execute("SELECT partition_predict.unmanage('events')")
@@ -1155,7 +1161,10 @@ fn rows_written_into_a_waiting_partition_are_never_dropped_with_it() {
         "the row written into the waiting partition is in the table"
     );
     assert_eq!(
-        scalar_i64(&mut admin, &format!("SELECT count(*) FROM pg_class WHERE oid = to_regclass('{shadow}')")),
+        scalar_i64(
+            &mut admin,
+            &format!("SELECT count(*) FROM pg_class WHERE oid = to_regclass('{shadow}')")
+        ),
         0,
         "the waiting partition is gone"
     );
@@ -1310,7 +1319,10 @@ fn migration_slots_are_shared_fairly_between_roles() {
     }
     for table in ["m1", "m2"] {
         let next: String = mallory
-            .query_one(&format!("SELECT partition_predict.migration_step('{table}')"), &[])
+            .query_one(
+                &format!("SELECT partition_predict.migration_step('{table}')"),
+                &[],
+            )
             .unwrap()
             .get(0);
         assert_eq!(next, "again");
@@ -1320,7 +1332,11 @@ fn migration_slots_are_shared_fairly_between_roles() {
         .unwrap_err();
     let db = refused.as_db_error().unwrap();
     assert_eq!(db.code().code(), "53400", "{db:?}");
-    assert!(db.message().contains("max_migrations_per_role"), "{}", db.message());
+    assert!(
+        db.message().contains("max_migrations_per_role"),
+        "{}",
+        db.message()
+    );
     table_with_rows_in_default(&mut admin, "mine", 10);
     let next: String = admin
         .query_one("SELECT partition_predict.migration_step('mine')", &[])
@@ -1358,7 +1374,8 @@ fn one_slow_table_does_not_stall_the_others() {
         )
         .unwrap();
     flush_stats(&mut mallory);
-    let fast_cycles = "SELECT cycles FROM partition_predict.managed_tables WHERE parent = 'fast'::regclass";
+    let fast_cycles =
+        "SELECT cycles FROM partition_predict.managed_tables WHERE parent = 'fast'::regclass";
     // The slow table's first cycle under its policy starts within a naptime.
     std::thread::sleep(Duration::from_secs(3));
     let before = scalar_i64(&mut admin, fast_cycles);
@@ -1376,7 +1393,9 @@ fn one_slow_table_does_not_stall_the_others() {
         .unwrap()
         .get(0);
     assert!(
-        error.as_deref().is_some_and(|e| e.contains("statement timeout")),
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("statement timeout")),
         "{error:?}"
     );
 }
@@ -1476,7 +1495,9 @@ fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
         .unwrap();
     for table in ["x", "y", "q"] {
         admin
-            .batch_execute(&format!("CALL partition_predict.migrate_default('{table}')"))
+            .batch_execute(&format!(
+                "CALL partition_predict.migrate_default('{table}')"
+            ))
             .unwrap();
     }
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM y_default"), 0);
@@ -1507,7 +1528,11 @@ fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
     for _ in 0..4 {
         let _ = admin.query_one("SELECT partition_predict.migration_step('z', 1000)", &[]);
     }
-    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM z"), 3000, "every row of z");
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM z"),
+        3000,
+        "every row of z"
+    );
 
     // A DEFAULT of her own under a table of a group role she is in, with
     // row-level security (not forced) whose policy is hers: it applies to
@@ -1537,11 +1562,31 @@ fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
         )
         .unwrap();
     let _ = admin.batch_execute("CALL partition_predict.migrate_default('ro')");
-    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM ro"), 100, "every row of ro");
-    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM guarded"), 0, "after ro");
-    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM orders"), 0, "after ro");
-    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM guarded"), 0, "after z");
-    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM orders"), 0, "after z");
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM ro"),
+        100,
+        "every row of ro"
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM guarded"),
+        0,
+        "after ro"
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM orders"),
+        0,
+        "after ro"
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM guarded"),
+        0,
+        "after z"
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM orders"),
+        0,
+        "after z"
+    );
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM guarded"), 0);
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM orders"), 0);
     assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM x"), 100);
@@ -1614,7 +1659,9 @@ fn partitions_the_extension_makes_carry_no_grants_of_their_own() {
     mallory
         .batch_execute(&format!("INSERT INTO shared (ts) VALUES ('{range_start}')"))
         .unwrap();
-    admin.batch_execute("REVOKE ALL ON shared FROM mallory").unwrap();
+    admin
+        .batch_execute("REVOKE ALL ON shared FROM mallory")
+        .unwrap();
     for partition in &shadows[..1] {
         assert_eq!(
             sqlstate(mallory.query(&format!("SELECT * FROM {partition}"), &[])),
@@ -1633,7 +1680,9 @@ fn a_database_owner_cannot_drop_the_extension_with_its_schema() {
     let cluster = Cluster::start_with(true, NO_WORKER);
     let mut admin = cluster.connect("postgres");
     admin.batch_execute("CREATE ROLE dbo LOGIN").unwrap();
-    admin.batch_execute("CREATE DATABASE owned OWNER dbo").unwrap();
+    admin
+        .batch_execute("CREATE DATABASE owned OWNER dbo")
+        .unwrap();
     let mut admin_there = cluster.connect("owned");
     admin_there
         .batch_execute(
@@ -1687,11 +1736,14 @@ fn the_worker_keeps_no_advisory_lock_an_owner_s_code_took() {
         )
         .unwrap();
     flush_stats(&mut mallory);
-    let cycles = "SELECT cycles FROM partition_predict.managed_tables WHERE parent = 'locker'::regclass";
+    let cycles =
+        "SELECT cycles FROM partition_predict.managed_tables WHERE parent = 'locker'::regclass";
     let before = scalar_i64(&mut admin, cycles);
-    wait_for("two worker cycles of the table", Duration::from_secs(30), || {
-        (scalar_i64(&mut admin, cycles) >= before + 2).then_some(())
-    });
+    wait_for(
+        "two worker cycles of the table",
+        Duration::from_secs(30),
+        || (scalar_i64(&mut admin, cycles) >= before + 2).then_some(()),
+    );
     assert_eq!(
         scalar_i64(
             &mut admin,
@@ -1821,15 +1873,22 @@ fn a_table_s_code_does_not_hold_a_shutdown_up() {
     flush_stats(&mut mallory);
     drop(mallory);
     let mut watcher = cluster.connect("postgres");
-    wait_for("the worker asleep in her policy", Duration::from_secs(30), || {
-        (scalar_i64(
+    wait_for(
+        "the worker asleep in her policy",
+        Duration::from_secs(30),
+        || {
+            (scalar_i64(
             &mut watcher,
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_partition_predict worker'
                 AND wait_event = 'PgSleep'",
         ) > 0)
             .then_some(())
-    });
+        },
+    );
     drop(watcher);
     let took = cluster.stop_fast();
-    assert!(took < Duration::from_secs(10), "pg_ctl stop -m fast took {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "pg_ctl stop -m fast took {took:?}"
+    );
 }

@@ -80,7 +80,11 @@ pub fn scan_sql_names() -> SqlNames {
             }
         }
     }
-    assert!(texts.len() > 100, "the scan found almost no SQL: {}", texts.len());
+    assert!(
+        texts.len() > 100,
+        "the scan found almost no SQL: {}",
+        texts.len()
+    );
     let mut names = SqlNames {
         operators: BTreeSet::new(),
         functions: BTreeSet::new(),
@@ -94,10 +98,14 @@ pub fn scan_sql_names() -> SqlNames {
         let text = without_line_comments(text);
         let upper = text.to_uppercase();
         if upper.contains("LIKE") {
-            names.operators.extend(["~~".to_string(), "!~~".to_string()]);
+            names
+                .operators
+                .extend(["~~".to_string(), "!~~".to_string()]);
         }
         if upper.contains("ILIKE") {
-            names.operators.extend(["~~*".to_string(), "!~~*".to_string()]);
+            names
+                .operators
+                .extend(["~~*".to_string(), "!~~*".to_string()]);
         }
         operators_in(&text, &mut names.operators);
         unqualified_calls_in(&text, &mut names.functions);
@@ -239,7 +247,11 @@ fn operators_in(text: &str, operators: &mut BTreeSet<String>) {
                     token.pop();
                 }
             }
-            let token = if token == "!=" { "<>".to_string() } else { token };
+            let token = if token == "!=" {
+                "<>".to_string()
+            } else {
+                token
+            };
             if !token.is_empty() && token != "=>" && !token.contains("--") && token.len() < 64 {
                 operators.insert(token);
             }
@@ -278,7 +290,12 @@ fn unqualified_calls_in(text: &str, functions: &mut BTreeSet<String>) {
 /// resolves (in pg_catalog or the extension's schema), with `types`: in
 /// chunks, each for a transaction of its own (one transaction would need
 /// more locks than a server has).
-pub fn trap_sql(client: &mut Client, attacker: &str, schemas: &[&str], types: &[&str]) -> Vec<String> {
+pub fn trap_sql(
+    client: &mut Client,
+    attacker: &str,
+    schemas: &[&str],
+    types: &[&str],
+) -> Vec<String> {
     let names = scan_sql_names();
     let functions: Vec<String> = names.functions.into_iter().collect();
     // Each name with the argument lists it has there: a trap of another
@@ -397,7 +414,10 @@ fn write_trap_sql() {
     let schemas = var("PPP_TRAP_SCHEMAS");
     let schemas: Vec<&str> = schemas.split(',').collect();
     let chunks = trap_sql(&mut client, &var("PPP_TRAP_ROLE"), &schemas, &TYPES);
-    let script: String = chunks.iter().map(|chunk| format!("BEGIN;\n{chunk}COMMIT;\n")).collect();
+    let script: String = chunks
+        .iter()
+        .map(|chunk| format!("BEGIN;\n{chunk}COMMIT;\n"))
+        .collect();
     std::fs::write(var("PPP_TRAP_SQL"), script).unwrap();
 }
 
@@ -510,7 +530,9 @@ fn exercise(client: &mut Client, p: &str, views: &[String]) -> Vec<String> {
     ]);
     // A trap that returns NULL where the extension expects an answer could
     // make a procedure loop: it fails instead.
-    client.batch_execute("SET statement_timeout = '60s'").unwrap();
+    client
+        .batch_execute("SET statement_timeout = '60s'")
+        .unwrap();
     let mut failures = Vec::new();
     for statement in &statements {
         if let Err(e) = client.batch_execute(statement) {
@@ -590,11 +612,17 @@ fn operators_and_functions_planted_on_the_search_path_never_run() {
     probe.batch_execute("SELECT 1 = 1").unwrap();
     assert_eq!(traps_fired(&mut admin), 1, "the traps do not work");
     assert!(
-        probe_notices.lock().unwrap().iter().any(|n| n.contains("TRAP FIRED")),
+        probe_notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.contains("TRAP FIRED")),
         "{:?}",
         probe_notices.lock().unwrap()
     );
-    admin.batch_execute("ALTER ROLE mallory NOSUPERUSER").unwrap();
+    admin
+        .batch_execute("ALTER ROLE mallory NOSUPERUSER")
+        .unwrap();
     let baseline = traps_fired(&mut admin);
 
     let (mut superuser, superuser_notices) = cluster.connect_recording_notices("postgres");
@@ -602,7 +630,10 @@ fn operators_and_functions_planted_on_the_search_path_never_run() {
         .batch_execute("CREATE EXTENSION pg_partition_predict")
         .unwrap();
     let search_path: String = superuser.query_one("SHOW search_path", &[]).unwrap().get(0);
-    assert_eq!(search_path, HOSTILE_SEARCH_PATH, "CREATE EXTENSION changed the session's search_path");
+    assert_eq!(
+        search_path, HOSTILE_SEARCH_PATH,
+        "CREATE EXTENSION changed the session's search_path"
+    );
 
     let views: Vec<String> = admin
         .query(
@@ -643,7 +674,9 @@ fn operators_and_functions_planted_on_the_search_path_never_run() {
         &mut superuser,
         "SELECT COALESCE(pg_catalog.sum(cycles), 0)::bigint FROM partition_predict.worker_status",
     );
-    superuser.batch_execute("SELECT pg_catalog.pg_reload_conf()").unwrap();
+    superuser
+        .batch_execute("SELECT pg_catalog.pg_reload_conf()")
+        .unwrap();
     wait_for("a worker cycle", Duration::from_secs(60), || {
         let cycles = scalar_i64(
             &mut superuser,

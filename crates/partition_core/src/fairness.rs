@@ -76,7 +76,9 @@ mod tests {
 
     #[test]
     fn every_table_is_visited_once() {
-        let tables: Vec<Visit> = (0..50).map(|t| visit(t, t % 4, Some(u64::from(t) * 7 % 11))).collect();
+        let tables: Vec<Visit> = (0..50)
+            .map(|t| visit(t, t % 4, Some(u64::from(t) * 7 % 11)))
+            .collect();
         let mut order: Vec<u32> = interleave(&tables).iter().map(|v| v.table).collect();
         order.sort();
         assert_eq!(order, (0..50).collect::<Vec<_>>());
