@@ -45,7 +45,7 @@ pub enum PredictError {
     NoFreeName { name: String, schema: String },
     #[error("cannot drop schema {0} with CASCADE: extension pg_partition_predict, and the state of every managed table, depend on it")]
     ExtensionSchemaDrop(String),
-    #[error("{shadow} turned rows away: {reason}; nothing was moved")]
+    #[error("{shadow} kept rows from moving: {reason}; nothing was moved")]
     ShadowTurnsRowsAway { shadow: String, reason: String },
     #[error("must be owner of table {0}")]
     NotOwner(String),
@@ -289,7 +289,7 @@ impl PredictError {
                 "Only the extension's owner or a superuser may: DROP EXTENSION pg_partition_predict first, as its owner.",
             ),
             PredictError::ShadowTurnsRowsAway { .. } => Some(
-                "Drop the rules and the triggers that return NULL from the table the rows move into; the rows stay in DEFAULT meanwhile, and queries see them.",
+                "Drop the rules, the triggers that return NULL and the row-level security policies that hide rows from the table's owner on the tables the rows move between; the rows stay in DEFAULT meanwhile, and queries see them.",
             ),
             PredictError::WriteDuringMigration(_) => Some("Retry the transaction."),
             PredictError::ReportNotReadable(_) => Some(

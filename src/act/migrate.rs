@@ -500,9 +500,12 @@ fn move_rows(
     })?
     .unwrap_or(0);
     if deleted != copied {
-        return Err(PredictError::Internal(format!(
-            "{copied} row(s) copied into {destination} but {deleted} deleted from {source}; nothing was moved"
-        )));
+        // Row-level security or a trigger of DEFAULT's kept rows in it: the
+        // copies go with the rollback.
+        return Err(PredictError::ShadowTurnsRowsAway {
+            shadow: source.clone(),
+            reason: format!("{copied} row(s) were copied out of it but {deleted} deleted"),
+        });
     }
     Ok(deleted)
 }
