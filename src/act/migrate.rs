@@ -441,9 +441,19 @@ fn move_rows(
                             RETURNING {columns}),
                   placed AS (INSERT INTO {destination} ({columns}) OVERRIDING SYSTEM VALUE
                              SELECT {columns} FROM moved RETURNING 1)
-             SELECT pg_catalog.count(*) FROM placed"
+             SELECT (SELECT pg_catalog.count(*) FROM moved), (SELECT pg_catalog.count(*) FROM placed)"
         );
-        return Ok(with_replica(replica, || Spi::get_one::<i64>(&statement))?.unwrap_or(0));
+        let (taken, placed) = with_replica(replica, || Spi::get_two::<i64, i64>(&statement))?;
+        let (taken, placed) = (taken.unwrap_or(0), placed.unwrap_or(0));
+        if placed != taken {
+            // A trigger of DEFAULT's returned NULL: the rows stay in the
+            // shadow, where queries still see them, rather than vanish.
+            return Err(PredictError::ShadowTurnsRowsAway {
+                shadow: destination.clone(),
+                reason: format!("{placed} of {taken} row(s) going back reached it"),
+            });
+        }
+        return Ok(placed);
     }
     let rows: Vec<String> = Spi::get_one::<Vec<String>>(&format!(
         "SELECT ARRAY(SELECT ctid::text FROM ONLY {source} WHERE {in_range} {locking})"
