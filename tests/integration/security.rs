@@ -235,6 +235,20 @@ fn a_load_the_role_may_not_run_prepares_nothing() {
     assert_eq!(waiting_shadows(&mut admin), waiting);
 }
 
+/// Starts a move out of DEFAULT of each of `tables`.
+fn start_moves(client: &mut Client, tables: &[&str]) {
+    for table in tables {
+        let next: String = client
+            .query_one(
+                &format!("SELECT partition_predict.migration_step('{table}')"),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(next, "again", "{table}");
+    }
+}
+
 #[test]
 fn resources_are_bounded_per_database_and_per_table() {
     let cluster = Cluster::start_with(
@@ -250,16 +264,7 @@ fn resources_are_bounded_per_database_and_per_table() {
     for table in ["m1", "m2", "m3"] {
         table_with_rows_in_default(&mut mallory, table, 10);
     }
-    for table in ["m1", "m2"] {
-        let next: String = mallory
-            .query_one(
-                &format!("SELECT partition_predict.migration_step('{table}')"),
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        assert_eq!(next, "again");
-    }
+    start_moves(&mut mallory, &["m1", "m2"]);
     let refused = mallory
         .query_one("SELECT partition_predict.migration_step('m3')", &[])
         .unwrap_err();
@@ -1317,16 +1322,7 @@ fn migration_slots_are_shared_fairly_between_roles() {
     for table in ["m1", "m2", "m3"] {
         table_with_rows_in_default(&mut mallory, table, 10);
     }
-    for table in ["m1", "m2"] {
-        let next: String = mallory
-            .query_one(
-                &format!("SELECT partition_predict.migration_step('{table}')"),
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        assert_eq!(next, "again");
-    }
+    start_moves(&mut mallory, &["m1", "m2"]);
     let refused = mallory
         .query_one("SELECT partition_predict.migration_step('m3')", &[])
         .unwrap_err();
