@@ -113,8 +113,9 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- Moves rows of DEFAULT into the partitions they belong in, one range at a
--- time, each batch its own transaction (so: CALL it outside a transaction
--- block). Queries on the table stay exact throughout (routing_overrides).
+-- time, each range in one transaction with the ATTACH of its partition (so:
+-- CALL it outside a transaction block). Every observer (queries, standbys,
+-- dumps) sees each row in DEFAULT or in its partition, never elsewhere.
 CREATE OR REPLACE PROCEDURE partition_predict.migrate_default(parent regclass, batch_rows integer DEFAULT 10000)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -130,12 +131,11 @@ BEGIN
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
             SELECT m.message INTO reason FROM partition_predict.migrations m
              WHERE m.parent OPERATOR(pg_catalog.=) migrate_default.parent
-               AND m.state OPERATOR(pg_catalog.=) 'yielded'::partition_predict.migration_state
              ORDER BY m.id DESC LIMIT 1;
-            RAISE EXCEPTION 'migration of % out of DEFAULT gave way: %', parent,
+            RAISE EXCEPTION 'moving rows of % out of DEFAULT was put off: %', parent,
                             COALESCE(reason, 'it could not take its locks')
                 USING ERRCODE = 'lock_not_available',
-                      HINT = 'The rows are back in DEFAULT and nothing was lost; call migrate_default() again when the blocking transaction has ended.';
+                      HINT = 'Nothing moved: the rows are still in DEFAULT, where every query sees them. Call migrate_default() again when the blocking transaction has ended.';
         END IF;
     END LOOP;
 END

@@ -1,29 +1,34 @@
-//! Moving rows out of DEFAULT, online.
+//! Moving rows out of DEFAULT.
 //!
-//! One range at a time, as a sequence of steps, each its own transaction
+//! A range of DEFAULT moves into its partition in one transaction: the
+//! rows are copied into the range's shadow and deleted from DEFAULT, and
+//! the shadow is attached, all committed together. Every observer sees the
+//! rows in DEFAULT before that commit and in their partition after it,
+//! never anywhere else: a query on the primary, a hot standby at any LSN,
+//! a dump's snapshot, a base backup. Two steps, each its own transaction
 //! (`migrate_default()` commits between them, the worker runs each in a
-//! transaction of its own). The state lives in `state::migrations`,
-//! so whoever runs the next step (the same call, the worker, a call after a
-//! crash) carries on where the last one stopped:
+//! transaction of its own); the state lives in `state::migrations`:
 //!
 //! - *start*: pick the range (an existing shadow, or a new right-sized one),
-//!   publish the routing override (shared memory and state file), record
-//!   the migration as `starting`.
-//! - `starting`: wait until every transaction that held a lock on the parent
-//!   before the override existed has ended (it may have planned a query that
-//!   does not read the shadow); writers that arrived since wait for us in
-//!   the planner hook and are not waited for. Then `moving`.
-//! - `moving`: move a batch (`DELETE … RETURNING` into the shadow). A short
-//!   batch means DEFAULT holds no more of the range: `attaching`, from which
-//!   on INSERTs wait in the planner hook too (cached plans are invalidated).
-//! - `attaching`: wait for INSERTs already running, take the locks (with
-//!   `lock_timeout` and retries), move what arrived meanwhile, ATTACH, done.
-//!   If the locks cannot be had, `yielding`.
-//! - `yielding`: move the rows back, batch by batch, then `yielded`; the
-//!   next step withdraws the override, so waiting writers go on.
+//!   publish the routing override with INSERTs held (shared memory and state
+//!   file), record the migration as `starting`. From its commit on, a query
+//!   that writes the table waits in the planner hook until the move is over
+//!   (cached plans are invalidated), so that no INSERT routes a row to
+//!   DEFAULT by a partition map from before the ATTACH and then meets
+//!   DEFAULT's new partition constraint.
+//! - *move*: wait for the writers that were running before the override,
+//!   then, in a subtransaction: lock DEFAULT against writers (plain reads go
+//!   on), copy and delete the range's rows, ATTACH (an ACCESS EXCLUSIVE lock
+//!   on DEFAULT, taken with `lock_timeout` and retries). If the locks cannot
+//!   be had, nothing moved: the migration is over (`yielded`), the rows stay
+//!   in DEFAULT, and it is tried again later. Any other failure ends it too.
+//!   Either way the override goes, so writers never wait past one attempt.
 //!
-//! Each move is one transaction: under any snapshot a row is in DEFAULT or
-//! in the shadow, and every query on the parent reads both.
+//! Rows never wait anywhere between the two (they are never put back into
+//! DEFAULT, whose triggers would fire). Migrations begun by version 0.2
+//! moved rows into the shadow in batches while the override made queries
+//! read it too; such a migration is concluded by the same move, and keeps
+//! its override until its rows are attached.
 
 use std::time::Duration;
 
@@ -44,16 +49,14 @@ use crate::pg::locks::{self, lock_table_steps, Conflicting};
 use crate::pg::relation;
 use crate::pg::session::{as_role, with_pinned_settings, with_superuser_settings};
 use crate::pg::stand_aside;
-use crate::pg::subxact::try_in_subtransaction;
+use crate::pg::subxact::{in_subtransaction_kept_if_ok, try_in_subtransaction};
 use crate::shmem::routing::{self, Override};
 use crate::state::alerts::{self, AlertKind, Condition, Severity};
 use crate::state::history;
 use crate::state::migrations::{self, Migration, MigrationState};
 use crate::state::shadows::Origin;
 
-/// How long `starting` waits for transactions older than the override.
-const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
-/// After a migration of a table gave way, the worker leaves the table alone this long.
+/// After a migration of a table was put off, the worker leaves the table alone this long.
 const YIELD_BACKOFF_MINUTES: i32 = 10;
 
 /// What the caller should do after a step.
@@ -63,8 +66,8 @@ pub enum Next {
     Again,
     /// Nothing (more) to move.
     Done,
-    /// The migration gave way to a transaction holding locks it needed;
-    /// the rows are back in DEFAULT.
+    /// The move could not take its locks (or routing is off): nothing
+    /// moved, the rows are still in DEFAULT; tried again later.
     Yielded(String),
     /// Another session is running this table's steps.
     Busy,
@@ -98,7 +101,8 @@ pub enum Caller {
     WorkerAfterLoad,
 }
 
-/// One step of the migration of `parent`'s DEFAULT.
+/// One step of the migration of `parent`'s DEFAULT. (`batch_rows` is
+/// checked for the SQL signature's sake: since 0.3 a range moves whole.)
 pub fn step(parent: pg_sys::Oid, batch_rows: i64, caller: Caller) -> Result<Next> {
     if !backend::library_preloaded() {
         return Err(PredictError::NotPreloaded("move rows out of DEFAULT"));
@@ -116,17 +120,12 @@ pub fn step(parent: pg_sys::Oid, batch_rows: i64, caller: Caller) -> Result<Next
         }
         let table = catalog::load_partitioned_table(parent, caller == Caller::User)?;
         as_role(table.owner_oid, || {
-            stand_aside::as_migrator(|| step_as_owner(&table, batch_rows, caller, superuser))
+            stand_aside::as_migrator(|| step_as_owner(&table, caller, superuser))
         })
     })
 }
 
-fn step_as_owner(
-    table: &PartitionedTable,
-    batch_rows: i64,
-    caller: Caller,
-    superuser: bool,
-) -> Result<Next> {
+fn step_as_owner(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Next> {
     let current = migrations::active(table.oid)?;
     if let Some(next) = tidy_override(table, current.as_ref())? {
         return Ok(next);
@@ -135,33 +134,24 @@ fn step_as_owner(
         return start(table, caller, superuser);
     };
     refuse_in_transaction_block(caller)?;
-    // INSERTs wait while attaching (also after a restart, which clears it).
-    routing::set_finishing(table.oid, migration.state == MigrationState::Attaching);
     if routing::override_of(table.oid).is_none_or(|o| o.migration_id != migration.id) {
-        // Lost (a state file that could not be read): publish it again and
-        // wait out the transactions that planned without it.
+        if !rows_wait_in_shadow(&migration)? {
+            // Its move failed (and withdrew the override) or a restart lost
+            // the override before anything moved: over, and the next step
+            // starts afresh.
+            migrations::set_state(
+                migration.id,
+                MigrationState::Yielded,
+                Some("interrupted before it moved a row"),
+            )?;
+            return Ok(Next::Again);
+        }
+        // Rows of a 0.2 migration wait in the shadow: queries must read
+        // them again, and the move waits for those planned without it.
         publish(table, &migration)?;
-        migrations::set_state(migration.id, MigrationState::Starting, None)?;
         return Ok(Next::Again);
     }
-    match migration.state {
-        MigrationState::Starting => pass_barrier(table, &migration),
-        MigrationState::Moving | MigrationState::Attaching if !gucs::routing() => {
-            give_way(
-                table,
-                &migration,
-                "pg_partition_predict.routing was turned off",
-            )?;
-            Ok(Next::Again)
-        }
-        MigrationState::Moving => move_batch(table, &migration, batch_rows, superuser),
-        MigrationState::Attaching => finish(table, &migration, superuser),
-        MigrationState::Yielding => move_back(table, &migration, batch_rows, superuser),
-        MigrationState::Yielded | MigrationState::Done => Err(PredictError::Internal(format!(
-            "migration {} is over but was taken for active",
-            migration.id
-        ))),
-    }
+    conclude(table, &migration, superuser)
 }
 
 /// The names, rebuilt from their OIDs, of the tables a migration moves
@@ -303,7 +293,6 @@ fn publish(table: &PartitionedTable, m: &Migration) -> Result<()> {
             default_partition: m.default_partition.to_u32(),
             migration_id: m.id,
             since: backend::now_timestamp(),
-            finishing: false,
         },
         routing::Quota {
             per_database: gucs::max_migrations_per_database(),
@@ -355,63 +344,157 @@ fn wait_for_earlier_transactions(
     })
 }
 
-fn pass_barrier(table: &PartitionedTable, m: &Migration) -> Result<Next> {
-    if wait_for_earlier_transactions(table.oid, Conflicting::WithEveryone, BARRIER_TIMEOUT) {
-        migrations::set_state(m.id, MigrationState::Moving, None)?;
-        return Ok(Next::Again);
+/// Whether rows of the migration wait in its shadow (only a migration begun
+/// by version 0.2 can have moved rows before its ATTACH).
+fn rows_wait_in_shadow(m: &Migration) -> Result<bool> {
+    if m.rows_moved > 0 {
+        return Ok(true);
     }
-    // Nothing has moved: the override can go at once.
-    let reason = format!(
-        "transactions that were using {} did not end within {} s",
-        table.name,
-        BARRIER_TIMEOUT.as_secs()
-    );
-    migrations::set_state(m.id, MigrationState::Yielded, Some(&reason))?;
+    let (_, shadow_name) = endpoints(m)?;
+    Ok(
+        Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {shadow_name})"))?
+            .unwrap_or(false),
+    )
+}
+
+/// The move: waits for writers that may have planned without the
+/// override, then moves the range and attaches it in a subtransaction.
+/// When it cannot (its locks, the writers it waits for, routing turned
+/// off), nothing has moved: the migration ends there and queries go on at
+/// once. Any other failure withdraws the override before it is raised.
+fn conclude(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<Next> {
+    let rows_waiting = rows_wait_in_shadow(m)?;
+    let attempt = if !gucs::routing() && !rows_waiting {
+        Err(NotNow("pg_partition_predict.routing was turned off".into()))
+    } else if !wait_for_earlier_transactions(table.oid, Conflicting::WithWriters, writers_timeout())
+    {
+        Err(NotNow(
+            "transactions writing the table did not end in time for the move".into(),
+        ))
+    } else {
+        in_subtransaction_kept_if_ok(|| move_and_attach(table, m, superuser)).map_err(|e| match e {
+            PredictError::LockUnavailable { .. } => NotNow(e.to_string()),
+            other => Failure(other),
+        })
+    };
+    let failure = match attempt {
+        Ok(moved) => {
+            finished(table, m, moved)?;
+            return Ok(Next::Again);
+        }
+        Err(NotNow(reason)) if rows_waiting => {
+            // The rows already moved stay where queries read them: the
+            // override stays too, and the move is tried again later.
+            migrations::set_state(m.id, m.state, Some(&reason))?;
+            return Ok(Next::Yielded(reason));
+        }
+        Err(NotNow(reason)) => {
+            put_off(table, m, &reason)?;
+            return Ok(Next::Yielded(reason));
+        }
+        Err(Failure(e)) => e,
+    };
+    if !rows_waiting {
+        // Nothing moved and the migration's state rolls back with this
+        // error: writers must not wait for a move that will not come.
+        routing::withdraw(table.oid)?;
+        relation::invalidate_plans(table.oid);
+    }
+    Err(failure)
+}
+
+/// Why a move did not happen.
+enum Unmoved {
+    /// It could not have its locks, or routing is off: tried again later.
+    NotNow(String),
+    /// It failed; raised.
+    Failure(PredictError),
+}
+use Unmoved::{Failure, NotNow};
+
+/// In one transaction: DEFAULT locked against writers, the range's rows
+/// copied into the shadow and deleted from DEFAULT, the shadow attached.
+fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<i64> {
+    let (default_name, shadow_name) = endpoints(m)?;
+    // EXCLUSIVE lets plain reads go on while the rows are copied (queries
+    // read the shadow too while the override is up); only the ATTACH takes
+    // DEFAULT and the shadow from them, for its scan.
+    run_with_lock_retry_watching(
+        &table.name,
+        "moving a range out of DEFAULT",
+        &format!(
+            "LOCK TABLE ONLY {} IN SHARE UPDATE EXCLUSIVE MODE; LOCK TABLE {default_name}, {shadow_name} IN EXCLUSIVE MODE",
+            table.name.quoted(),
+        ),
+        &[m.shadow, m.default_partition],
+    )?;
+    let moved = move_rows(table, m, superuser)?;
+    // The shadow before DEFAULT, the order in which a query reading the
+    // parent under the override locks them (ATTACH would take DEFAULT
+    // first): the other order deadlocks with such a query until one of the
+    // two times out.
+    run_with_lock_retry_watching(
+        &table.name,
+        "attaching a moved range",
+        &format!("LOCK TABLE {shadow_name}, {default_name} IN ACCESS EXCLUSIVE MODE"),
+        &[m.shadow, m.default_partition],
+    )?;
+    activate::attach(table, m.shadow, m.from, m.to, &shadow_name)?;
+    Ok(moved)
+}
+
+/// A move that did not happen: the migration is over, nothing having
+/// moved, and its override goes at once.
+fn put_off(table: &PartitionedTable, m: &Migration, reason: &str) -> Result<()> {
+    migrations::set_state(m.id, MigrationState::Yielded, Some(reason))?;
     routing::withdraw(table.oid)?;
+    relation::invalidate_plans(table.oid);
     alerts::event(
         table.oid,
         AlertKind::Migration,
         Severity::Warning,
         &format!(
-            "migration of [{}) did not start: {reason}",
+            "migration of [{}) put off: {reason}; its rows stay in DEFAULT and it will be tried again",
             range_text(table, m.from, m.to)
         ),
         json!({"outcome": "yielded", "migration": m.id, "reason": reason}),
-    )?;
-    Ok(Next::Yielded(reason))
+    )
 }
 
-/// Which way rows move.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    /// From DEFAULT into the shadow.
-    OutOfDefault,
-    /// From the shadow back into DEFAULT (a migration that gives way).
-    BackIntoDefault,
+fn finished(table: &PartitionedTable, m: &Migration, moved: i64) -> Result<()> {
+    let (_, shadow_name) = endpoints(m)?;
+    let total = m.rows_moved + moved;
+    migrations::record_move(m.id, total)?;
+    migrations::set_state(m.id, MigrationState::Done, None)?;
+    alerts::event(
+        table.oid,
+        AlertKind::Migration,
+        Severity::Info,
+        &format!(
+            "migration finished: {total} row(s) of [{}) moved out of DEFAULT; {} attached",
+            range_text(table, m.from, m.to),
+            shadow_name
+        ),
+        json!({"outcome": "finished", "migration": m.id, "rows": total, "partition": shadow_name,
+               "range_start": table.key_type.value(m.from).to_text(),
+               "range_end": table.key_type.value(m.to).to_text()}),
+    )
 }
 
-/// Moves up to `limit` rows of `[from, to)` (all when `None`) between
-/// DEFAULT and the shadow in the current transaction; returns how many.
+/// Moves the rows of `[from, to)` from DEFAULT into the shadow, in the
+/// current transaction, which holds DEFAULT against writers; returns how
+/// many.
 ///
 /// A moved row must not fire DEFAULT's triggers or foreign-key actions
 /// (it only changes partition), which `session_replication_role =
 /// replica` prevents; but replica mode turns every trigger and foreign key
 /// of every table off, a superuser's power, for whatever code runs in it.
-/// So out of DEFAULT, the rows are copied into the shadow in normal mode
-/// (its CHECKs, indexes and types are the owner's code, run as the owner),
-/// and only the DELETE from DEFAULT, which runs no such code, is in replica
-/// mode; and that only once DEFAULT is locked against new triggers, rules
-/// and policies and found to have none that would run in it. Back into
-/// DEFAULT, the INSERT runs the owner's code: in replica mode only for a
-/// table a superuser owns (its code gains nothing), otherwise in normal
-/// mode, where DEFAULT's triggers fire as the owner's.
-fn move_rows(
-    table: &PartitionedTable,
-    m: &Migration,
-    limit: Option<i64>,
-    direction: Direction,
-    superuser: bool,
-) -> Result<i64> {
+/// So the rows are copied into the shadow in normal mode (its CHECKs,
+/// indexes and types are the owner's code, run as the owner), and only the
+/// DELETE from DEFAULT, which runs no such code, is in replica mode; and
+/// that only once DEFAULT is locked against new triggers, rules and
+/// policies and found to have none that would run in it.
+fn move_rows(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<i64> {
     let (default_name, shadow_name) = endpoints(m)?;
     let columns = crate::catalog::table::copied_columns(table)?;
     let key = quote_identifier(&table.key_column);
@@ -420,77 +503,20 @@ fn move_rows(
         table.key_type.value(m.from).to_sql_literal(),
         table.key_type.value(m.to).to_sql_literal()
     );
-    let (source, destination) = match direction {
-        Direction::OutOfDefault => (&default_name, &shadow_name),
-        Direction::BackIntoDefault => (&shadow_name, &default_name),
-    };
-    // Rows locked by someone else are left for the final step, which waits
-    // for them; a batch never waits on a row lock.
-    let locking = match limit {
-        Some(n) => format!("LIMIT {n} FOR UPDATE SKIP LOCKED"),
-        None => "FOR UPDATE".to_string(),
-    };
-    if direction == Direction::BackIntoDefault {
-        // Otherwise DEFAULT's triggers fire for the rows that go back, as
-        // the owner's: refusing would leave the table's writes waiting on a
-        // move that can neither finish nor give way.
-        let replica = superuser && catalog::table::owned_by_superuser(table)?;
-        let statement = format!(
-            "WITH moved AS (DELETE FROM ONLY {source}
-                             WHERE ctid = ANY (ARRAY(SELECT ctid FROM ONLY {source} WHERE {in_range} {locking}))
-                            RETURNING {columns}),
-                  placed AS (INSERT INTO {destination} ({columns}) OVERRIDING SYSTEM VALUE
-                             SELECT {columns} FROM moved RETURNING 1)
-             SELECT (SELECT pg_catalog.count(*) FROM moved), (SELECT pg_catalog.count(*) FROM placed)"
-        );
-        let (taken, placed) = with_replica(replica, || Spi::get_two::<i64, i64>(&statement))?;
-        let (taken, placed) = (taken.unwrap_or(0), placed.unwrap_or(0));
-        if placed != taken {
-            // A trigger of DEFAULT's returned NULL: the rows stay in the
-            // shadow, where queries still see them, rather than vanish.
-            return Err(PredictError::ShadowTurnsRowsAway {
-                shadow: destination.clone(),
-                reason: format!("{placed} of {taken} row(s) going back reached it"),
-            });
-        }
-        return Ok(placed);
-    }
-    let rows: Vec<String> = Spi::get_one::<Vec<String>>(&format!(
-        "SELECT ARRAY(SELECT ctid::text FROM ONLY {source} WHERE {in_range} {locking})"
-    ))?
-    .unwrap_or_default();
-    if rows.is_empty() {
-        return Ok(0);
-    }
     // A rule would send the rows elsewhere: then they must stay where they are.
     if catalog::table::has_rules(m.shadow)? {
         return Err(PredictError::ShadowTurnsRowsAway {
-            shadow: destination.clone(),
+            shadow: shadow_name,
             reason: "it has a rule".into(),
         });
     }
-    let copied = Spi::get_one_with_args::<i64>(
-        &format!(
-            "WITH placed AS (INSERT INTO {destination} ({columns}) OVERRIDING SYSTEM VALUE
-                             SELECT {columns} FROM ONLY {source} WHERE ctid = ANY ($1::pg_catalog.tid[])
-                             RETURNING 1)
-             SELECT pg_catalog.count(*) FROM placed"
-        ),
-        &[rows.clone().into()],
-    )?
+    let copied = Spi::get_one::<i64>(&format!(
+        "WITH placed AS (INSERT INTO {shadow_name} ({columns}) OVERRIDING SYSTEM VALUE
+                         SELECT {columns} FROM ONLY {default_name} WHERE {in_range}
+                         RETURNING 1)
+         SELECT pg_catalog.count(*) FROM placed"
+    ))?
     .unwrap_or(0);
-    if copied != rows.len() as i64 {
-        // A trigger or rule of the shadow's kept rows out: never delete
-        // what did not arrive.
-        return Err(PredictError::ShadowTurnsRowsAway {
-            shadow: destination.clone(),
-            reason: format!(
-                "{copied} of {} row(s) reached it (a trigger returned NULL)",
-                rows.len()
-            ),
-        });
-    }
-    relation::lock_row_exclusive(m.default_partition);
     let replica = superuser
         && catalog::table::runs_nothing_on_delete_in_replica_mode(
             m.default_partition,
@@ -500,21 +526,18 @@ fn move_rows(
         refuse_if_rows_have_side_effects(table, m.default_partition)?;
     }
     let deleted = with_replica(replica, || {
-        Spi::get_one_with_args::<i64>(
-            &format!(
-                "WITH gone AS (DELETE FROM ONLY {source} WHERE ctid = ANY ($1::pg_catalog.tid[]) RETURNING 1)
-                 SELECT pg_catalog.count(*) FROM gone"
-            ),
-            &[rows.into()],
-        )
+        Spi::get_one::<i64>(&format!(
+            "WITH gone AS (DELETE FROM ONLY {default_name} WHERE {in_range} RETURNING 1)
+             SELECT pg_catalog.count(*) FROM gone"
+        ))
     })?
     .unwrap_or(0);
     if deleted != copied {
-        // Row-level security or a trigger of DEFAULT's kept rows in it: the
-        // copies go with the rollback.
+        // A trigger of the shadow's kept rows out, or one of DEFAULT's (or
+        // row-level security) kept them in: the copies go with the rollback.
         return Err(PredictError::ShadowTurnsRowsAway {
-            shadow: source.clone(),
-            reason: format!("{copied} row(s) were copied out of it but {deleted} deleted"),
+            shadow: shadow_name,
+            reason: format!("{copied} row(s) reached it but {deleted} left DEFAULT"),
         });
     }
     Ok(deleted)
@@ -529,132 +552,8 @@ fn with_replica<R>(replica: bool, f: impl FnOnce() -> R) -> R {
     }
 }
 
-fn move_batch(
-    table: &PartitionedTable,
-    m: &Migration,
-    batch_rows: i64,
-    superuser: bool,
-) -> Result<Next> {
-    let moved = move_rows(
-        table,
-        m,
-        Some(batch_rows),
-        Direction::OutOfDefault,
-        superuser,
-    )?;
-    migrations::record_batch(m.id, moved)?;
-    if moved == batch_rows {
-        return Ok(Next::Again);
-    }
-    // DEFAULT holds no more of the range. From now on INSERTs wait in the
-    // planner hook until the ATTACH, and cached plans (which do not pass
-    // the hook) are invalidated when this commits: no INSERT may route a
-    // row to DEFAULT and then meet DEFAULT's new partition constraint.
-    migrations::set_state(m.id, MigrationState::Attaching, None)?;
-    routing::set_finishing(table.oid, true);
-    relation::invalidate_plans(table.oid);
-    Ok(Next::Again)
-}
-
-/// The last, short transaction: locks, the rows that arrived since the last
-/// batch, ATTACH. The override is withdrawn by the next step, after this
-/// one has committed (until then the hook sees the shadow is attached and
-/// leaves queries alone).
-fn finish(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<Next> {
-    let (default_name, shadow_name) = endpoints(m)?;
-    // INSERTs that were already running when the hook began holding them.
-    if !wait_for_earlier_transactions(table.oid, Conflicting::WithWriters, writers_timeout()) {
-        give_way(
-            table,
-            m,
-            "transactions writing the table did not end in time for the ATTACH",
-        )?;
-        return Ok(Next::Again);
-    }
-    let locked = run_with_lock_retry_watching(
-        &table.name,
-        "attaching a migrated range",
-        &format!(
-            "LOCK TABLE ONLY {} IN SHARE UPDATE EXCLUSIVE MODE; LOCK TABLE {shadow_name}, {default_name} IN ACCESS EXCLUSIVE MODE",
-            table.name.quoted(),
-        ),
-        &[m.shadow, m.default_partition],
-    );
-    match locked {
-        Ok(()) => {}
-        Err(e @ PredictError::LockUnavailable { .. }) => {
-            give_way(table, m, &e.to_string())?;
-            return Ok(Next::Again);
-        }
-        Err(e) => return Err(e),
-    }
-    let remainder = move_rows(table, m, None, Direction::OutOfDefault, superuser)?;
-    activate::attach(table, m.shadow, m.from, m.to, &shadow_name)?;
-    let total = m.rows_moved + remainder;
-    migrations::set_rows_moved(m.id, total)?;
-    migrations::set_state(m.id, MigrationState::Done, None)?;
-    alerts::event(
-        table.oid,
-        AlertKind::Migration,
-        Severity::Info,
-        &format!(
-            "migration finished: {total} row(s) of [{}) moved out of DEFAULT; {} attached",
-            range_text(table, m.from, m.to),
-            shadow_name
-        ),
-        json!({"outcome": "finished", "migration": m.id, "rows": total, "partition": shadow_name,
-               "range_start": table.key_type.value(m.from).to_text(),
-               "range_end": table.key_type.value(m.to).to_text()}),
-    )?;
-    Ok(Next::Again)
-}
-
-/// The migration's one event is raised when the rows are back in DEFAULT
-/// (`move_back`), not now.
-fn give_way(table: &PartitionedTable, m: &Migration, reason: &str) -> Result<()> {
-    migrations::set_state(m.id, MigrationState::Yielding, Some(reason))?;
-    routing::set_finishing(table.oid, false);
-    Ok(())
-}
-
-fn move_back(
-    table: &PartitionedTable,
-    m: &Migration,
-    batch_rows: i64,
-    superuser: bool,
-) -> Result<Next> {
-    let (_, shadow_name) = endpoints(m)?;
-    let moved = move_rows(
-        table,
-        m,
-        Some(batch_rows),
-        Direction::BackIntoDefault,
-        superuser,
-    )?;
-    migrations::record_batch(m.id, -moved)?;
-    if moved == batch_rows {
-        return Ok(Next::Again);
-    }
-    let left = Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {shadow_name})"))?
-        .unwrap_or(false);
-    if !left {
-        migrations::set_state(m.id, MigrationState::Yielded, None)?;
-        alerts::event(
-            table.oid,
-            AlertKind::Migration,
-            Severity::Warning,
-            &format!(
-                "migration of [{}) gave way to other sessions: its rows are back in DEFAULT and it will be tried again",
-                range_text(table, m.from, m.to)
-            ),
-            json!({"outcome": "yielded", "migration": m.id}),
-        )?;
-    }
-    Ok(Next::Again)
-}
-
-/// How long the final step waits for writers that were already running:
-/// as long as its lock requests may take in all.
+/// How long the move waits for writers that were already running: as long
+/// as its lock requests may take in all.
 fn writers_timeout() -> Duration {
     let attempts = u64::from(gucs::lock_retries()) + 1;
     Duration::from_millis(u64::try_from(gucs::lock_timeout_ms()).unwrap_or(100) * attempts)

@@ -368,15 +368,6 @@ pub fn has_rules(oid: pg_sys::Oid) -> Result<bool> {
     .unwrap_or(false))
 }
 
-/// Whether `table`'s owner is a superuser.
-pub fn owned_by_superuser(table: &PartitionedTable) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = $1)",
-        &[table.owner_oid.into()],
-    )?
-    .unwrap_or(false))
-}
-
 /// The table's columns that can be copied as they are (generated columns
 /// are computed again, identically, on insert).
 pub fn copied_columns(table: &PartitionedTable) -> Result<String> {

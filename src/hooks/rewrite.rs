@@ -1,17 +1,21 @@
 //! Routing overrides applied by the planner hook.
 //!
-//! While rows of a range are moved out of DEFAULT into a detached shadow,
-//! each batch in its own transaction, a row is in DEFAULT or in the shadow
-//! for any one snapshot, never both and never neither. So a query that reads
-//! `parent UNION ALL shadow` under one snapshot sees every row exactly once.
-//! The hook makes that rewrite for every query that reads the parent, the
-//! way view expansion replaces a relation by a subquery.
+//! While a range of DEFAULT moves (`act::migrate`), every statement that
+//! writes the parent (INSERT, UPDATE, DELETE, MERGE, SELECT … FOR
+//! UPDATE/SHARE), and the rare reads the rewrite cannot express (system
+//! columns, TABLESAMPLE), waits before planning until the move is over,
+//! then plans against the attached partition: planned before it, an INSERT
+//! could route a row to DEFAULT by the old partition map, and an UPDATE
+//! could miss rows moved under it.
 //!
-//! Statements that write the parent (UPDATE, DELETE, MERGE, INSERT … ON
-//! CONFLICT, SELECT … FOR UPDATE/SHARE), and the rare reads the rewrite
-//! cannot express (system columns, TABLESAMPLE), cannot be pointed at two
-//! tables: they wait, before planning, until the range's migration is over,
-//! then plan against the attached partition.
+//! Reads are rewritten into `parent UNION ALL shadow`, the way view
+//! expansion replaces a relation by a subquery. A move of version 0.3 fills
+//! the shadow and attaches it in one transaction, so the shadow is empty for
+//! every snapshot that reads it; a migration begun by version 0.2 moved
+//! rows in batches, each in its own transaction, and until it is concluded
+//! a row is in DEFAULT or in its shadow for any one snapshot, never both
+//! and never neither: under one snapshot the rewritten query sees every row
+//! exactly once either way.
 
 use std::ffi::{c_void, CStr, CString};
 
@@ -87,10 +91,12 @@ unsafe fn reads_system_columns(query: *mut pg_sys::Query, rte: *mut pg_sys::Rang
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wait {
     No,
-    /// Until the migration is over.
+    /// An INSERT: one routed to DEFAULT by a partition map from before the
+    /// move's ATTACH would fail DEFAULT's new partition constraint.
+    ForInsert,
+    /// An UPDATE, DELETE, MERGE, a row lock or a read the rewrite cannot
+    /// express: it would miss rows moved under it.
     ForMigration,
-    /// An INSERT: only while the migration attaches.
-    WhileAttaching,
 }
 
 /// Whether some query writes the parent (or its DEFAULT), or reads it in a
@@ -116,7 +122,7 @@ unsafe fn must_wait(queries: &[*mut pg_sys::Query], o: &Override) -> Wait {
                 return Wait::ForMigration;
             }
             if (*query).commandType == pg_sys::CmdType::CMD_INSERT && is_ours(target) {
-                wait = Wait::WhileAttaching;
+                wait = Wait::ForInsert;
             }
             let marks = PgList::<pg_sys::RowMarkClause>::from_pg((*query).rowMarks);
             for mark in marks.iter_ptr() {
@@ -140,14 +146,15 @@ unsafe fn must_wait(queries: &[*mut pg_sys::Query], o: &Override) -> Wait {
 
 /// Waits until the migration of `o.parent` is over (its override withdrawn
 /// or its shadow attached). A transaction that already holds a lock on
-/// DEFAULT or the shadow would keep the migration from attaching while it
-/// waits for the migration: it gets a serialization failure instead, which
-/// applications retry.
+/// DEFAULT or the shadow keeps the move from committing (its ATTACH needs
+/// an ACCESS EXCLUSIVE lock on both) until it ends: its INSERT goes on at
+/// once; anything else (which would miss rows a 0.2 migration left in the
+/// shadow) gets a serialization failure, which applications retry.
 unsafe fn wait_for_migration(o: &Override, wait: Wait) {
-    if wait == Wait::WhileAttaching && !o.finishing {
-        return;
-    }
     if holds_any_lock_on(oid(o.default_partition)) || holds_any_lock_on(oid(o.shadow)) {
+        if wait == Wait::ForInsert {
+            return;
+        }
         PredictError::WriteDuringMigration(display_name(oid(o.parent))).report();
     }
     let (backend_id, local_xid) = my_transaction();
@@ -156,7 +163,6 @@ unsafe fn wait_for_migration(o: &Override, wait: Wait) {
         backend::accept_invalidations();
         let over = match routing::override_of(oid(o.parent)) {
             None => true,
-            Some(c) if wait == Wait::WhileAttaching && !c.finishing => true,
             Some(c) => table_state(oid(c.shadow)) != TableState::Standalone,
         };
         if over {

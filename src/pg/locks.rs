@@ -51,8 +51,6 @@ pub struct Holder {
 /// The lock modes a waiter can ask `lock_holders` about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conflicting {
-    /// Every transaction holding any lock on the relation.
-    WithEveryone,
     /// Transactions holding a lock that conflicts with SHARE: writers.
     WithWriters,
 }
@@ -61,7 +59,6 @@ pub enum Conflicting {
 pub fn lock_holders(relation: pg_sys::Oid, mode: Conflicting) -> Vec<Holder> {
     let tag = relation_lock_tag(relation);
     let lock_mode = match mode {
-        Conflicting::WithEveryone => pg_sys::AccessExclusiveLock,
         Conflicting::WithWriters => pg_sys::ShareLock,
     } as pg_sys::LOCKMODE;
     let mut count: std::ffi::c_int = 0;

@@ -83,12 +83,6 @@ pub fn owner(oid: pg_sys::Oid) -> Option<pg_sys::Oid> {
     }
 }
 
-/// Takes ROW EXCLUSIVE on `oid` to the end of the transaction: no trigger,
-/// rule or policy can be added to it meanwhile (those take stronger locks).
-pub fn lock_row_exclusive(oid: pg_sys::Oid) {
-    unsafe { pg_sys::LockRelationOid(oid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE) };
-}
-
 /// Whether a relation (of any kind) with this OID exists.
 pub fn exists(oid: pg_sys::Oid) -> bool {
     let kind = unsafe { pg_sys::get_rel_relkind(oid) };

@@ -60,3 +60,41 @@ pub fn try_in_subtransaction<R>(
     }
     outcome
 }
+
+/// As `try_in_subtransaction` for work that returns a `Result`: committed
+/// only if it returns `Ok`, rolled back if it returns an error or raises
+/// one (which is returned with its SQLSTATE).
+pub fn in_subtransaction_kept_if_ok<T>(
+    f: impl FnOnce() -> crate::error::Result<T> + std::panic::UnwindSafe,
+) -> crate::error::Result<T> {
+    let (outer_context, outer_owner) = unsafe {
+        let saved = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(saved.0);
+        saved
+    };
+    let outcome = PgTryBuilder::new(f)
+        .catch_others(|error| {
+            Err(match error {
+                CaughtError::PostgresError(report)
+                | CaughtError::ErrorReport(report)
+                | CaughtError::RustPanic {
+                    ereport: report, ..
+                } => crate::error::PredictError::from(Caught {
+                    sqlstate: report.sql_error_code(),
+                    message: report.message().to_string(),
+                }),
+            })
+        })
+        .execute();
+    unsafe {
+        if outcome.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(outer_context);
+        pg_sys::CurrentResourceOwner = outer_owner;
+    }
+    outcome
+}

@@ -38,10 +38,6 @@ pub struct Override {
     pub migration_id: i64,
     /// When it was published (PostgreSQL timestamp, microseconds).
     pub since: i64,
-    /// The migration is attaching: INSERTs wait too (one routed to DEFAULT
-    /// just before the ATTACH would fail DEFAULT's new partition constraint).
-    /// Not kept in the state file: a restart ends the attempt.
-    pub finishing: bool,
 }
 
 impl Override {
@@ -113,7 +109,6 @@ fn load_state_file() -> Registry {
                 default_partition: *default_partition as u32,
                 migration_id: *migration_id,
                 since: *since,
-                finishing: false,
             };
             slot += 1;
         }
@@ -238,17 +233,6 @@ pub fn withdraw_other_databases(existing: &[u32]) -> Result<usize> {
         ACTIVE.get().store(registry.active(), Ordering::Release);
     }
     Ok(removed)
-}
-
-/// Marks the override of `parent` as attaching (or not any more).
-pub fn set_finishing(parent: pg_sys::Oid, finishing: bool) {
-    let db = database();
-    let mut registry = REGISTRY.exclusive();
-    for o in registry.overrides.iter_mut() {
-        if o.database == db && o.parent == parent.to_u32() {
-            o.finishing = finishing;
-        }
-    }
 }
 
 /// The overrides of this database.

@@ -152,18 +152,10 @@ pub fn set_state(id: i64, state: MigrationState, message: Option<&str>) -> Resul
     Ok(())
 }
 
-/// Adds a batch of `moved` rows (negative when moving back).
-pub fn record_batch(id: i64, moved: i64) -> Result<()> {
+/// Records the move that concluded the migration: `total` rows moved in all.
+pub fn record_move(id: i64, total: i64) -> Result<()> {
     write(
-        "UPDATE partition_predict.migrations SET rows_moved = rows_moved + $2, batches = batches + 1 WHERE id = $1",
-        &[id.into(), moved.into()],
-    )?;
-    Ok(())
-}
-
-pub fn set_rows_moved(id: i64, total: i64) -> Result<()> {
-    write(
-        "UPDATE partition_predict.migrations SET rows_moved = $2 WHERE id = $1",
+        "UPDATE partition_predict.migrations SET rows_moved = $2, batches = batches + 1 WHERE id = $1",
         &[id.into(), total.into()],
     )?;
     Ok(())

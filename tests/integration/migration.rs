@@ -290,9 +290,9 @@ fn updates_of_moving_rows_are_applied_exactly_once() {
 }
 
 /// `migrate_default()` while other sessions hammer the table. Under that
-/// load the attach step may not get its locks within lock_timeout x
-/// retries; the migration then gives way (rows back in DEFAULT, 55P03) and
-/// is called again, as the hint says. Readers stay exact throughout.
+/// load the move may not get its locks within lock_timeout x retries; it
+/// is then put off (nothing moved, 55P03) and called again, as the hint
+/// says. Readers stay exact throughout.
 fn migrate_under_load(client: &mut Client, batch_rows: i64) {
     for _ in 0..5 {
         match client.batch_execute(&format!(
@@ -306,24 +306,52 @@ fn migrate_under_load(client: &mut Client, batch_rows: i64) {
     panic!("migrate_default gave way five times in a row");
 }
 
-/// Steps the migration by hand until rows have moved into the shadow and
-/// the override is active.
+/// Starts a migration by hand: its override is up (queries read the
+/// shadow too, writers wait) and its move is the next step.
 fn migration_under_way(client: &mut Client, batch_rows: i64) {
-    for _ in 0..3 {
-        let next: String = client
-            .query_one(
-                "SELECT partition_predict.migration_step('ev', $1)",
-                &[&batch_rows],
-            )
-            .unwrap()
-            .get(0);
-        assert_eq!(next, "again");
-    }
-    let moved = scalar_i64(
-        client,
-        "SELECT rows_moved FROM partition_predict.routing_overrides",
+    let next: String = client
+        .query_one(
+            "SELECT partition_predict.migration_step('ev', $1)",
+            &[&batch_rows],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(next, "again");
+    assert_eq!(
+        scalar_i64(
+            client,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ),
+        1
     );
-    assert_eq!(moved, batch_rows);
+}
+
+/// Holds DEFAULT (an open transaction that read it) so that the move of
+/// the session with `pid` copies its rows and then waits for its ATTACH;
+/// returns once it does (the copies are made, not committed).
+fn move_copied_and_waiting(client: &mut Client, pid: i32) {
+    wait_for(
+        "the move waiting for its ATTACH",
+        Duration::from_secs(30),
+        || {
+            (scalar_i64(
+            client,
+            &format!(
+                "SELECT count(*) FROM pg_locks WHERE pid = {pid} AND NOT granted AND mode = 'AccessExclusiveLock'"
+            ),
+        ) > 0)
+            .then_some(())
+        },
+    );
+}
+
+/// A session that read DEFAULT in a transaction it keeps open.
+fn hold_default(cluster: &Cluster) -> Client {
+    let mut holder = cluster.connect("postgres");
+    holder
+        .batch_execute("BEGIN; SELECT count(*) FROM ev_default;")
+        .unwrap();
+    holder
 }
 
 fn totals(client: &mut Client) -> (i64, i64, i64, i64) {
@@ -341,29 +369,25 @@ fn a_crash_mid_migration_loses_nothing_and_the_next_cycle_finishes_it() {
     table_with_ledger(&mut client);
     fill_default(&mut client, 1, 60_000);
 
-    // kill -9 of the backend in the middle of migrate_default().
+    // kill -9 of the backend in the middle of migrate_default(): its move
+    // has copied the rows and waits for the ATTACH's locks.
+    let _holder = hold_default(&cluster);
     let migrator = {
         let mut client = cluster.connect("postgres");
         thread::spawn(move || {
             client.batch_execute("CALL partition_predict.migrate_default('ev', 200)")
         })
     };
-    let pid = wait_for("rows moving", Duration::from_secs(30), || {
-        let mut c = cluster.connect("postgres");
-        let moved = c
+    let pid = wait_for("migrate_default running", Duration::from_secs(30), || {
+        client
             .query_opt(
-                "SELECT rows_moved FROM partition_predict.routing_overrides",
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CALL partition_predict.migrate_default%'",
                 &[],
             )
-            .ok()??
-            .get::<_, i64>(0);
-        (moved >= 2_000).then(|| {
-            scalar_i64(
-                &mut c,
-                "SELECT pid::bigint FROM pg_stat_activity WHERE query LIKE 'CALL partition_predict.migrate_default%'",
-            )
-        })
+            .ok()?
+            .map(|r| r.get::<_, i32>(0))
     });
+    move_copied_and_waiting(&mut client, pid);
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -403,9 +427,21 @@ fn a_crash_mid_migration_loses_nothing_and_the_next_cycle_finishes_it() {
         "the override did not survive the crash restart"
     );
 
-    // An immediate shutdown of the whole cluster, mid-migration again.
-    migration_under_way_after_resume(&mut client);
+    // An immediate shutdown of the whole cluster, mid-move again.
+    let _holder = hold_default(&cluster);
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let mover = thread::spawn(move || {
+        client.query_one("SELECT partition_predict.migration_step('ev', 500)", &[])
+    });
+    move_copied_and_waiting(&mut cluster.connect("postgres"), pid);
     cluster.stop_immediate();
+    assert!(
+        mover.join().unwrap().is_err(),
+        "the move outlived the shutdown"
+    );
     cluster.start_again();
     let mut client = cluster.connect("postgres");
     let (count, sum, expected_count, expected_sum) = totals(&mut client);
@@ -437,18 +473,6 @@ fn a_crash_mid_migration_loses_nothing_and_the_next_cycle_finishes_it() {
         ),
         0
     );
-}
-
-/// A few more batches of the interrupted migration, by hand.
-fn migration_under_way_after_resume(client: &mut Client) {
-    for _ in 0..3 {
-        let next: String = client
-            .query_one("SELECT partition_predict.migration_step('ev', 500)", &[])
-            .unwrap()
-            .get(0);
-        assert_eq!(next, "again");
-    }
-    assert!(scalar_i64(client, "SELECT count(*) FROM ONLY ev_default") > 0);
 }
 
 #[test]

@@ -1888,3 +1888,99 @@ fn a_table_s_code_does_not_hold_a_shutdown_up() {
         "pg_ctl stop -m fast took {took:?}"
     );
 }
+
+/// Fourth review, vectors 2–4 and 6: writers that kept a move from taking
+/// its locks made it give way, putting its rows back into DEFAULT through
+/// DEFAULT's triggers (one that failed wedged the move and the table's
+/// updates, one that counted fired on every give-way), and a row with the
+/// key of one waiting in the shadow could be inserted meanwhile. A move is
+/// now one transaction: put off, it has moved nothing, fired nothing and
+/// leaves no writer waiting; while one is under way, a duplicate key waits
+/// and then meets the unique index.
+#[test]
+fn a_move_put_off_moves_nothing_fires_nothing_and_holds_no_writer() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let (mut admin, mut owner) = owner_and_reader(&cluster);
+    owner
+        .batch_execute(
+            "CREATE TABLE audit (id bigint);
+             CREATE TABLE t (id bigint NOT NULL, k bigint NOT NULL, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+             CREATE TABLE t_low PARTITION OF t FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('t', target_rows => 100000);
+             INSERT INTO t SELECT g, 1000000 + g FROM generate_series(0, 2999) g;
+             CREATE FUNCTION count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END $$;
+             CREATE TRIGGER counted AFTER INSERT ON t_default FOR EACH ROW EXECUTE FUNCTION count_insert();
+             GRANT SELECT, INSERT ON t TO reader;
+             GRANT INSERT ON audit TO reader;",
+        )
+        .unwrap();
+    // A writer of the table keeps a transaction open that wrote into DEFAULT.
+    let mut writer = cluster.connect_as("postgres", "reader");
+    writer
+        .batch_execute("BEGIN; INSERT INTO t VALUES (7, 5000000);")
+        .unwrap();
+    let audited = scalar_i64(&mut admin, "SELECT count(*) FROM audit");
+    let put_off = admin.batch_execute("CALL partition_predict.migrate_default('t')");
+    assert_eq!(sqlstate(put_off), "55P03");
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM audit"),
+        audited,
+        "a trigger of DEFAULT's fired for rows of a move that did not happen"
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM ONLY t_default"),
+        3000
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ),
+        0
+    );
+    // Nobody waits for a move that is not happening.
+    owner
+        .batch_execute("SET statement_timeout = '5s'; UPDATE t SET id = id WHERE k = 1000005; RESET statement_timeout;")
+        .unwrap();
+    writer.batch_execute("COMMIT").unwrap();
+    let audited = scalar_i64(&mut admin, "SELECT count(*) FROM audit");
+
+    // While a move is under way, a duplicate of a row it moves waits for
+    // it, then meets the partition's unique index.
+    let next: String = admin
+        .query_one("SELECT partition_predict.migration_step('t')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(next, "again");
+    let duplicate = std::thread::spawn(move || {
+        let result = owner.batch_execute("INSERT INTO t VALUES (5, 1000005)");
+        sqlstate(result)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !duplicate.is_finished(),
+        "an INSERT did not wait for the move"
+    );
+    admin
+        .batch_execute("CALL partition_predict.migrate_default('t')")
+        .unwrap();
+    assert_eq!(duplicate.join().unwrap(), "23505");
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM t"), 3001);
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM t WHERE id = 5 AND k = 1000005"
+        ),
+        1
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM ONLY t_default"),
+        0
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM audit"),
+        audited,
+        "a trigger of DEFAULT's fired for moved rows"
+    );
+}
