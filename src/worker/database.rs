@@ -33,6 +33,11 @@ struct WorkerState {
     last_served: HashMap<pg_sys::Oid, Instant>,
     /// The worker's start: `last_served` as a number for the ordering.
     epoch: Instant,
+    /// Time spent on each role's tables (by owner OID) since the last cycle
+    /// began, bulk loads' cycles included (see `role_time_share`).
+    spent: HashMap<u32, Duration>,
+    /// Whether more than one role owned managed tables at the last cycle.
+    several_roles: bool,
 }
 
 /// A table that ran out of `table_time_limit` `strikes` cycles in a row:
@@ -44,6 +49,14 @@ struct Backoff {
 }
 
 impl WorkerState {
+    /// Whether the tables of `owner` have had their `role_time_share` since
+    /// the last cycle began, while other roles own managed tables too.
+    fn past_share(&self, owner: u32) -> bool {
+        self.several_roles
+            && gucs::role_time_share()
+                .is_some_and(|share| self.spent.get(&owner).is_some_and(|s| *s >= share))
+    }
+
     fn backing_off(&self, parent: pg_sys::Oid) -> bool {
         self.backoff
             .get(&parent)
@@ -114,6 +127,8 @@ pub fn run() {
         backoff: HashMap::new(),
         last_served: HashMap::new(),
         epoch: Instant::now(),
+        spent: HashMap::new(),
+        several_roles: false,
     };
     let mut next_cycle = Instant::now();
     loop {
@@ -159,9 +174,21 @@ fn serve_requests(state: &mut WorkerState) {
         }
         requests::mark_served(request.parent, request.ticket);
         // A load may ask for a cycle, not for more of the worker's time
-        // than the table's backoff leaves it.
+        // than the table's backoff, or its owner's share, leaves it.
         if request.cycle && !state.backing_off(request.parent) {
+            let owner = in_own_transaction("looking up a table's owner", || {
+                relation::owner(request.parent).map_or(0, |o| o.to_u32())
+            })
+            .unwrap_or(0);
+            if state.past_share(owner) {
+                pgrx::log!(
+                    "pg_partition_predict: the cycle a bulk load of table {} asked for waits for the next cycle: its owner had its share of this one (pg_partition_predict.role_time_share)",
+                    request.parent.to_u32()
+                );
+                continue;
+            }
             backend::set_activity("cycle after a bulk load");
+            let started = Instant::now();
             let deadline = deadline();
             let outcome = backend::with_deadline(deadline, || {
                 in_own_transaction("a table's cycle after a bulk load", || {
@@ -178,6 +205,7 @@ fn serve_requests(state: &mut WorkerState) {
             expire_old_partitions(state, request.parent, deadline);
             record_outcome(state, request.parent, outcome);
             state.note_time(request.parent, deadline);
+            *state.spent.entry(owner).or_default() += started.elapsed();
         }
     }
 }
@@ -232,10 +260,10 @@ fn run_cycles(state: &mut WorkerState) {
         .last_served
         .retain(|table, _| tables.iter().any(|v| v.table == table.to_u32()));
     // Roles take turns; while other roles' tables wait too, one role's
-    // tables get at most `role_time_share` of the cycle.
-    let several_roles = tables.iter().any(|v| v.owner != tables[0].owner);
-    let share = gucs::role_time_share().filter(|_| several_roles);
-    let mut spent: HashMap<u32, Duration> = HashMap::new();
+    // tables get at most `role_time_share` of the cycle (and of the time
+    // until the next, for the cycles its bulk loads ask for).
+    state.several_roles = tables.iter().any(|v| v.owner != tables[0].owner);
+    state.spent.clear();
     let mut left_for_next_cycle = 0;
     for visit in fairness::interleave(&tables) {
         let parent = pg_sys::Oid::from(visit.table);
@@ -245,7 +273,7 @@ fn run_cycles(state: &mut WorkerState) {
         if state.backing_off(parent) {
             continue;
         }
-        if share.is_some_and(|share| spent.get(&visit.owner).is_some_and(|s| *s >= share)) {
+        if state.past_share(visit.owner) {
             left_for_next_cycle += 1;
             continue;
         }
@@ -258,7 +286,7 @@ fn run_cycles(state: &mut WorkerState) {
         expire_old_partitions(state, parent, deadline);
         record_outcome(state, parent, outcome);
         state.note_time(parent, deadline);
-        *spent.entry(visit.owner).or_default() += started.elapsed();
+        *state.spent.entry(visit.owner).or_default() += started.elapsed();
         state.last_served.insert(parent, Instant::now());
         // A bulk load waiting for shadows should not wait for every table.
         serve_requests(state);

@@ -1984,3 +1984,77 @@ fn a_move_put_off_moves_nothing_fires_nothing_and_holds_no_writer() {
         "a trigger of DEFAULT's fired for moved rows"
     );
 }
+
+/// Fourth review, vector 5: the cycles bulk loads ask for were not
+/// charged to their role's `role_time_share`, so a role loading again and
+/// again took the worker from everyone else. They count now: past its
+/// share, a load's cycle waits for the next cycle.
+#[test]
+fn bulk_loads_cycles_count_against_their_role_s_share() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 3600",
+            "pg_partition_predict.role_time_share = 1",
+        ],
+    );
+    let mut admin = superuser_with_a_secret(&cluster);
+    admin
+        .batch_execute(
+            "CREATE TABLE fast (id bigint NOT NULL) PARTITION BY RANGE (id);
+             CREATE TABLE fast_1 PARTITION OF fast FOR VALUES FROM (0) TO (1000);
+             SELECT partition_predict.manage('fast');",
+        )
+        .unwrap();
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    // Her CHECK takes 0.3 s for each row beyond her partition: moving a
+    // load's rows out of DEFAULT costs the worker 1.5 s.
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.slowly(id bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN IF id >= 1000 THEN PERFORM pg_sleep(0.3); END IF; RETURN true; END $$;
+             CREATE TABLE flood (id bigint NOT NULL CHECK (public.slowly(id))) PARTITION BY RANGE (id);
+             CREATE TABLE flood_1 PARTITION OF flood FOR VALUES FROM (0) TO (1000);
+             INSERT INTO flood SELECT generate_series(0, 899);
+             SELECT partition_predict.manage('flood', target_rows => 10);",
+        )
+        .unwrap();
+    let cycles = "SELECT COALESCE(sum(cycles), 0)::bigint FROM partition_predict.worker_status";
+    let before = scalar_i64(&mut admin, cycles);
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    wait_for("a worker cycle", Duration::from_secs(120), || {
+        (scalar_i64(&mut admin, cycles) > before).then_some(())
+    });
+    // A load with rows for DEFAULT: its cycle moves them out, which takes
+    // her share; the next load's cycle waits.
+    let load = |client: &mut Client, n: i64| {
+        let mut copy = client.copy_in::<str>("COPY flood (id) FROM STDIN").unwrap();
+        let rows: String = (0..30)
+            .map(|i| format!("{}\n", 900 + n * 30 + i))
+            .chain((0..5).map(|i| format!("{}\n", 1000 + n * 100 + i)))
+            .collect();
+        std::io::Write::write_all(&mut copy, rows.as_bytes()).unwrap();
+        copy.finish().unwrap();
+    };
+    load(&mut mallory, 0);
+    wait_for("the first load's cycle", Duration::from_secs(60), || {
+        (scalar_i64(&mut admin, "SELECT count(*) FROM ONLY flood_default") == 0).then_some(())
+    });
+    load(&mut mallory, 1);
+    wait_for(
+        "the second load's cycle to wait for the next cycle",
+        Duration::from_secs(60),
+        || {
+            cluster
+                .log()
+                .contains("the cycle a bulk load of table")
+                .then_some(())
+        },
+    );
+    // What her second load put into DEFAULT stays there until the next cycle.
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM ONLY flood_default"),
+        5
+    );
+}
