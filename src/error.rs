@@ -67,6 +67,12 @@ pub enum PredictError {
         attempts: u32,
         timeout_ms: i32,
     },
+    #[error("could not lock {relation} for {action}: a transaction open for {seconds} s or more holds a lock on it")]
+    LockHeldByLongTransaction {
+        relation: String,
+        action: &'static str,
+        seconds: i32,
+    },
     #[error("relation with OID {0} does not exist")]
     UndefinedTable(u32),
     #[error("cannot {0}: pg_partition_predict is not in shared_preload_libraries")]
@@ -217,7 +223,8 @@ impl PredictError {
             PredictError::PartmanNotWritable(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             PredictError::InvalidSetting { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             PredictError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            PredictError::LockUnavailable { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
+            PredictError::LockUnavailable { .. }
+            | PredictError::LockHeldByLongTransaction { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
             PredictError::UndefinedTable(_) => ERRCODE_UNDEFINED_TABLE,
             PredictError::NotPreloaded(_)
             | PredictError::RoutingOff(_)
@@ -266,6 +273,9 @@ impl PredictError {
             }
             PredictError::LockUnavailable { .. } => Some(
                 "A long-running transaction holds a conflicting lock; retry later or raise pg_partition_predict.lock_timeout / lock_retries.",
+            ),
+            PredictError::LockHeldByLongTransaction { .. } => Some(
+                "Writers of the table wait while rows move: the move does not wait for a long transaction. It is tried again later; pg_stat_activity shows the transaction.",
             ),
             PredictError::NotPreloaded(_) => Some(
                 "Add pg_partition_predict to shared_preload_libraries and restart the server.",

@@ -18,7 +18,9 @@ use crate::catalog::{self, PartitionedTable};
 use crate::error::or_report;
 use crate::error::{PredictError, Result};
 use crate::pg::backend;
-use crate::pg::lock_retry::{run_with_lock_retry, run_with_lock_retry_watching};
+use crate::pg::lock_retry::{
+    run_with_lock_retry, run_with_lock_retry_unless_long_holder, run_with_lock_retry_watching,
+};
 use crate::pg::locks::lock_table_steps;
 use crate::pg::relation;
 use crate::pg::session::{as_role, with_pinned_settings};
@@ -222,6 +224,23 @@ pub fn attach(
     to: i64,
     shadow_name: &str,
 ) -> Result<()> {
+    attach_after(table, shadow, from, to, shadow_name, "", false)
+}
+
+/// As `attach`, with `first` (statements ending in `;`) run before the
+/// ATTACH in each attempt: locks a caller needs taken in its own order,
+/// given back with the attempt when it times out. With
+/// `others_wait_for_it`, gives up at once when a long transaction holds a
+/// lock on the shadow or DEFAULT rather than waiting it out.
+pub fn attach_after(
+    table: &PartitionedTable,
+    shadow: pg_sys::Oid,
+    from: i64,
+    to: i64,
+    shadow_name: &str,
+    first: &str,
+    others_wait_for_it: bool,
+) -> Result<()> {
     let bound = PartitionBound::range(
         Bound::Value(table.key_type.value(from)),
         Bound::Value(table.key_type.value(to)),
@@ -229,12 +248,17 @@ pub fn attach(
     let watched: Vec<pg_sys::Oid> = std::iter::once(shadow)
         .chain(table.default_partition)
         .collect();
+    let retry = if others_wait_for_it {
+        run_with_lock_retry_unless_long_holder
+    } else {
+        run_with_lock_retry_watching
+    };
     stand_aside::as_attacher(|| {
-        run_with_lock_retry_watching(
+        retry(
             &table.name,
             "attaching a shadow partition",
             &format!(
-                "ALTER TABLE {} ATTACH PARTITION {shadow_name} {}",
+                "{first} ALTER TABLE {} ATTACH PARTITION {shadow_name} {}",
                 table.name.quoted(),
                 bound.to_sql()
             ),

@@ -35,6 +35,7 @@ use std::time::Duration;
 use partition_core::planner::{self, Stranded};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
+use pgrx::PgTryBuilder;
 use serde_json::json;
 
 use super::activate;
@@ -44,7 +45,7 @@ use crate::catalog::{self, PartitionedTable};
 use crate::error::{or_report, PredictError, Result};
 use crate::gucs;
 use crate::pg::backend;
-use crate::pg::lock_retry::run_with_lock_retry_watching;
+use crate::pg::lock_retry::run_with_lock_retry_unless_long_holder;
 use crate::pg::locks::{self, lock_table_steps, Conflicting};
 use crate::pg::relation;
 use crate::pg::session::{as_role, with_pinned_settings, with_superuser_settings};
@@ -136,19 +137,24 @@ fn step_as_owner(table: &PartitionedTable, caller: Caller, superuser: bool) -> R
     refuse_in_transaction_block(caller)?;
     if routing::override_of(table.oid).is_none_or(|o| o.migration_id != migration.id) {
         if !rows_wait_in_shadow(&migration)? {
-            // Its move failed (and withdrew the override) or a restart lost
-            // the override before anything moved: over, and the next step
-            // starts afresh.
+            // Its move failed or was cancelled (and withdrew the override),
+            // or a restart ended it: over, and a new one starts.
             migrations::set_state(
                 migration.id,
                 MigrationState::Yielded,
-                Some("interrupted before it moved a row"),
+                Some(migrations::INTERRUPTED),
             )?;
-            return Ok(Next::Again);
+            // Its rows are still in DEFAULT, whatever the statistics say
+            // (a crash restart resets them).
+            let caller = match caller {
+                Caller::Worker => Caller::WorkerAfterLoad,
+                other => other,
+            };
+            return start(table, caller, superuser);
         }
         // Rows of a 0.2 migration wait in the shadow: queries must read
         // them again, and the move waits for those planned without it.
-        publish(table, &migration)?;
+        publish(table, &migration, true)?;
         return Ok(Next::Again);
     }
     conclude(table, &migration, superuser)
@@ -233,7 +239,7 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
         return Ok(Next::Done);
     }
     refuse_in_transaction_block(caller)?;
-    if !superuser {
+    if !may_use_replica_mode(table, superuser)? {
         refuse_if_rows_have_side_effects(table, default)?;
     }
     let destination = destinations(
@@ -278,13 +284,14 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
         state: MigrationState::Starting,
         rows_moved: 0,
     };
-    publish(table, &migration)?;
+    publish(table, &migration, false)?;
     Ok(Next::Again)
 }
 
 /// Publishes the override and makes every backend re-plan cached plans of
 /// the parent (the relcache invalidation is sent when this step commits).
-fn publish(table: &PartitionedTable, m: &Migration) -> Result<()> {
+fn publish(table: &PartitionedTable, m: &Migration, rows_waiting: bool) -> Result<()> {
+    withdraw_orphaned_overrides_here();
     routing::publish(
         Override {
             database: backend::database_id().to_u32(),
@@ -293,6 +300,7 @@ fn publish(table: &PartitionedTable, m: &Migration) -> Result<()> {
             default_partition: m.default_partition.to_u32(),
             migration_id: m.id,
             since: backend::now_timestamp(),
+            durable: rows_waiting,
         },
         routing::Quota {
             per_database: gucs::max_migrations_per_database(),
@@ -310,11 +318,25 @@ fn stranded_rows(table: &PartitionedTable, default: pg_sys::Oid) -> Result<Vec<S
     Ok(key_groups(table, &format!("ONLY {default_name}"))?.groups)
 }
 
-/// Without superuser rights, triggers and foreign-key actions would fire on
-/// every moved row (a DELETE and an INSERT): refuse rather than surprise.
+/// Whether the move's DELETE from DEFAULT may run in replica mode: only
+/// for a superuser, on a table a superuser owns. Replica mode turns every
+/// trigger and foreign key of every table off for whatever code runs in
+/// it, and planning a DELETE runs code of the table's owner (an index's
+/// predicate or expressions folded, an operator class's support function
+/// while estimating): for any other owner, that would be a superuser's
+/// power in the owner's hands.
+fn may_use_replica_mode(table: &PartitionedTable, superuser: bool) -> Result<bool> {
+    Ok(superuser && catalog::table::owned_by_superuser(table)?)
+}
+
+/// Outside replica mode, DEFAULT's DELETE triggers and foreign-key actions
+/// would fire on every moved row: refuse rather than surprise. (Its
+/// INSERT triggers do not fire: rows are only ever deleted from it.)
 fn refuse_if_rows_have_side_effects(table: &PartitionedTable, default: pg_sys::Oid) -> Result<()> {
     let (triggers, referenced) = Spi::get_two_with_args::<bool, bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $2 AND NOT tgisinternal),
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                         WHERE tgrelid = $2 AND NOT tgisinternal AND tgenabled <> 'D'
+                           AND (tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 8) <> 0),
                 EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f' AND confrelid = $1)",
         &[table.oid.into(), default.into()],
     )?;
@@ -364,6 +386,32 @@ fn rows_wait_in_shadow(m: &Migration) -> Result<bool> {
 /// once. Any other failure withdraws the override before it is raised.
 fn conclude(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<Next> {
     let rows_waiting = rows_wait_in_shadow(m)?;
+    if rows_waiting {
+        return conclude_attempt(table, m, superuser, rows_waiting);
+    }
+    // A cancel (statement_timeout, the worker's table_time_limit, a
+    // terminated backend) can end the attempt anywhere: the override goes
+    // with it, or writers would wait for a move that is not coming.
+    let parent = table.oid;
+    PgTryBuilder::new(|| conclude_attempt(table, m, superuser, false))
+        .catch_others(|caught| {
+            if let Err(e) = routing::withdraw(parent) {
+                pgrx::log!(
+                    "pg_partition_predict: could not withdraw the override of {}: {e}",
+                    parent.to_u32()
+                );
+            }
+            caught.rethrow()
+        })
+        .execute()
+}
+
+fn conclude_attempt(
+    table: &PartitionedTable,
+    m: &Migration,
+    superuser: bool,
+    rows_waiting: bool,
+) -> Result<Next> {
     let attempt = if !gucs::routing() && !rows_waiting {
         Err(NotNow("pg_partition_predict.routing was turned off".into()))
     } else if !wait_for_earlier_transactions(table.oid, Conflicting::WithWriters, writers_timeout())
@@ -373,7 +421,8 @@ fn conclude(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<
         ))
     } else {
         in_subtransaction_kept_if_ok(|| move_and_attach(table, m, superuser)).map_err(|e| match e {
-            PredictError::LockUnavailable { .. } => NotNow(e.to_string()),
+            PredictError::LockUnavailable { .. }
+            | PredictError::LockHeldByLongTransaction { .. } => NotNow(e.to_string()),
             other => Failure(other),
         })
     };
@@ -419,7 +468,7 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
     // EXCLUSIVE lets plain reads go on while the rows are copied (queries
     // read the shadow too while the override is up); only the ATTACH takes
     // DEFAULT and the shadow from them, for its scan.
-    run_with_lock_retry_watching(
+    run_with_lock_retry_unless_long_holder(
         &table.name,
         "moving a range out of DEFAULT",
         &format!(
@@ -432,14 +481,18 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
     // The shadow before DEFAULT, the order in which a query reading the
     // parent under the override locks them (ATTACH would take DEFAULT
     // first): the other order deadlocks with such a query until one of the
-    // two times out.
-    run_with_lock_retry_watching(
-        &table.name,
-        "attaching a moved range",
-        &format!("LOCK TABLE {shadow_name}, {default_name} IN ACCESS EXCLUSIVE MODE"),
-        &[m.shadow, m.default_partition],
+    // two times out. Taken in each attempt of the ATTACH, so that an
+    // attempt that times out (waiting for a table a foreign key needs, say)
+    // does not keep readers out while it backs off.
+    activate::attach_after(
+        table,
+        m.shadow,
+        m.from,
+        m.to,
+        &shadow_name,
+        &format!("LOCK TABLE {shadow_name}, {default_name} IN ACCESS EXCLUSIVE MODE;"),
+        true,
     )?;
-    activate::attach(table, m.shadow, m.from, m.to, &shadow_name)?;
     Ok(moved)
 }
 
@@ -485,15 +538,17 @@ fn finished(table: &PartitionedTable, m: &Migration, moved: i64) -> Result<()> {
 /// current transaction, which holds DEFAULT against writers; returns how
 /// many.
 ///
-/// A moved row must not fire DEFAULT's triggers or foreign-key actions
-/// (it only changes partition), which `session_replication_role =
+/// A moved row should not fire DEFAULT's DELETE triggers or foreign-key
+/// actions (it only changes partition), which `session_replication_role =
 /// replica` prevents; but replica mode turns every trigger and foreign key
 /// of every table off, a superuser's power, for whatever code runs in it.
 /// So the rows are copied into the shadow in normal mode (its CHECKs,
 /// indexes and types are the owner's code, run as the owner), and only the
-/// DELETE from DEFAULT, which runs no such code, is in replica mode; and
-/// that only once DEFAULT is locked against new triggers, rules and
-/// policies and found to have none that would run in it.
+/// DELETE from DEFAULT is in replica mode, only on a table a superuser
+/// owns (`may_use_replica_mode`), and only once DEFAULT is locked against
+/// new triggers, rules and policies and found to have none that would run
+/// in it. For any other table the DELETE runs in normal mode, refused
+/// before the move starts if DEFAULT has DELETE triggers or is referenced.
 fn move_rows(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<i64> {
     let (default_name, shadow_name) = endpoints(m)?;
     let columns = crate::catalog::table::copied_columns(table)?;
@@ -517,7 +572,7 @@ fn move_rows(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result
          SELECT pg_catalog.count(*) FROM placed"
     ))?
     .unwrap_or(0);
-    let replica = superuser
+    let replica = may_use_replica_mode(table, superuser)?
         && catalog::table::runs_nothing_on_delete_in_replica_mode(
             m.default_partition,
             table.owner_oid,
@@ -627,13 +682,24 @@ pub fn withdraw_orphaned_overrides() {
             })
             .collect::<Result<Vec<u32>>>()
     }) {
-        Ok(databases) => {
-            if let Err(e) = routing::withdraw_other_databases(&databases) {
-                pgrx::log!("pg_partition_predict: could not withdraw the overrides of dropped databases: {e}");
-            }
-        }
+        Ok(databases) => match routing::withdraw_other_databases(&databases) {
+            Ok(0) => {}
+            Ok(freed) => pgrx::log!(
+                "pg_partition_predict: withdrew {freed} routing override(s) of dropped databases"
+            ),
+            Err(e) => pgrx::log!(
+                "pg_partition_predict: could not withdraw the overrides of dropped databases: {e}"
+            ),
+        },
         Err(e) => pgrx::log!("pg_partition_predict: could not list databases: {e}"),
     }
+    withdraw_orphaned_overrides_here();
+}
+
+/// Withdraws the overrides of this database's tables that were dropped
+/// mid-migration; also before a move takes a slot, so that dropped tables
+/// never keep one from it, with a worker or without.
+fn withdraw_orphaned_overrides_here() {
     for o in routing::overrides_here() {
         let parent = pg_sys::Oid::from(o.parent);
         if !relation::exists(parent) {

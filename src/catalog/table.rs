@@ -359,6 +359,15 @@ pub fn runs_nothing_on_delete_in_replica_mode(
     .unwrap_or(false))
 }
 
+/// Whether `table`'s owner is a superuser.
+pub fn owned_by_superuser(table: &PartitionedTable) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = $1)",
+        &[table.owner_oid.into()],
+    )?
+    .unwrap_or(false))
+}
+
 /// Whether relation `oid` has a rule (a plain table has none of its own).
 pub fn has_rules(oid: pg_sys::Oid) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(

@@ -1,10 +1,10 @@
 //! The ProcessUtility hook: a `COPY … FROM` into a managed parent is a bulk
 //! load (see `bulk_load`). While rows of a table are being moved out of its
-//! DEFAULT, `ATTACH`/`DETACH PARTITION` and `TRUNCATE` of it, and any
-//! `ALTER TABLE`, `TRUNCATE` or `DROP TABLE` of its DEFAULT or of the shadow
-//! receiving the rows (but for a DROP of the table itself) are refused: the
-//! move and the planner hook read both by OID, with the parent's columns,
-//! the move's last step attaches, and a TRUNCATE would miss the rows moved.
+//! DEFAULT, any `ALTER TABLE` (`SET SCHEMA` included) or `TRUNCATE` of it,
+//! and any `ALTER TABLE`, `TRUNCATE` or `DROP TABLE` of its DEFAULT or of
+//! the shadow receiving the rows (but for a DROP of the table itself) are
+//! refused: the move and the planner hook read both by OID, with the
+//! parent's columns, the move attaches, and a TRUNCATE would miss rows.
 //! `DROP SCHEMA … CASCADE` of the schema the extension was created in is
 //! refused to all but the extension's owner and superusers: it would drop
 //! the extension, and the state of every table, with it.
@@ -103,7 +103,7 @@ fn guard_extension_schema(schemas: &[pg_sys::Oid]) {
 #[derive(Default)]
 struct Touched {
     tables: Vec<pg_sys::Oid>,
-    /// Changes the partitions of its tables (ATTACH/DETACH, TRUNCATE).
+    /// Changes a parent it names (any ALTER TABLE, SET SCHEMA, TRUNCATE).
     parent_changes: bool,
     /// A DROP: of the parent itself, it takes shadow and DEFAULT along.
     drop: bool,
@@ -161,22 +161,22 @@ unsafe fn tables_touched(pstmt: *mut pg_sys::PlannedStmt) -> Touched {
                     drop: true,
                 };
             }
+            pg_sys::NodeTag::T_AlterObjectSchemaStmt => {
+                let moved = node as *mut pg_sys::AlterObjectSchemaStmt;
+                return Touched {
+                    tables: relation_of((*moved).relation).into_iter().collect(),
+                    parent_changes: true,
+                    drop: false,
+                };
+            }
             _ => return Touched::default(),
         }
+        // Any change of the parent: its columns are the shadow's and
+        // DEFAULT's, its partitions and owner the move's.
         let alter = node as *mut pg_sys::AlterTableStmt;
-        let changes_partitions = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*alter).cmds)
-            .iter_ptr()
-            .any(|cmd| {
-                matches!(
-                    (*cmd).subtype,
-                    pg_sys::AlterTableType::AT_AttachPartition
-                        | pg_sys::AlterTableType::AT_DetachPartition
-                        | pg_sys::AlterTableType::AT_DetachPartitionFinalize
-                )
-            });
         Touched {
             tables: relation_of((*alter).relation).into_iter().collect(),
-            parent_changes: changes_partitions,
+            parent_changes: true,
             drop: false,
         }
     }

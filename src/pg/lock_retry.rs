@@ -42,11 +42,40 @@ pub fn run_with_lock_retry_watching(
     sql: &str,
     watched: &[pg_sys::Oid],
 ) -> Result<()> {
+    run_with_lock_retry_inner(relation, action, sql, watched, false)
+}
+
+/// As `run_with_lock_retry_watching`, but gives up at once (with
+/// `LockHeldByLongTransaction`) when such a long transaction holds a lock
+/// on one of `watched`: for a caller that others wait for meanwhile.
+pub fn run_with_lock_retry_unless_long_holder(
+    relation: &QualifiedName,
+    action: &'static str,
+    sql: &str,
+    watched: &[pg_sys::Oid],
+) -> Result<()> {
+    run_with_lock_retry_inner(relation, action, sql, watched, true)
+}
+
+fn run_with_lock_retry_inner(
+    relation: &QualifiedName,
+    action: &'static str,
+    sql: &str,
+    watched: &[pg_sys::Oid],
+    give_up_on_long_holder: bool,
+) -> Result<()> {
     let timeout_ms = gucs::lock_timeout_ms();
     let attempts = gucs::lock_retries() + 1;
     let mut backoff_ms: u64 = 10;
     for attempt in 1..=attempts {
         if !watched.is_empty() && old_transaction_holds_lock(watched, timeout_ms)? {
+            if give_up_on_long_holder {
+                return Err(PredictError::LockHeldByLongTransaction {
+                    relation: relation.to_string(),
+                    action,
+                    seconds: long_transaction_seconds(timeout_ms),
+                });
+            }
             if attempt < attempts {
                 sleep_interruptibly(backoff_ms);
                 backoff_ms = (backoff_ms * 2).min(MAX_BACKOFF_MS);
@@ -74,6 +103,12 @@ pub fn run_with_lock_retry_watching(
         attempts,
         timeout_ms,
     })
+}
+
+/// How long a transaction must have been open to count as long: ten times
+/// `lock_timeout`, at least a second.
+fn long_transaction_seconds(timeout_ms: i32) -> i32 {
+    (timeout_ms / 100).max(1)
 }
 
 fn old_transaction_holds_lock(relations: &[pg_sys::Oid], timeout_ms: i32) -> Result<bool> {

@@ -38,6 +38,12 @@ pub struct Override {
     pub migration_id: i64,
     /// When it was published (PostgreSQL timestamp, microseconds).
     pub since: i64,
+    /// Kept in the state file across a crash restart: only for rows that
+    /// wait in the shadow (a migration begun by version 0.2). A move of 0.3
+    /// is one transaction, which a crash rolls back: its override must not
+    /// outlive it (writers would wait for a move that is not coming), nor
+    /// reach a base backup taken meanwhile.
+    pub durable: bool,
 }
 
 impl Override {
@@ -109,6 +115,7 @@ fn load_state_file() -> Registry {
                 default_partition: *default_partition as u32,
                 migration_id: *migration_id,
                 since: *since,
+                durable: true,
             };
             slot += 1;
         }
@@ -121,7 +128,11 @@ fn load_state_file() -> Registry {
 /// survive a crash.
 fn write_state_file(registry: &Registry) -> Result<()> {
     let mut text = String::from("pg_partition_predict routing overrides v1\n");
-    for o in registry.overrides.iter().filter(|o| o.in_use()) {
+    for o in registry
+        .overrides
+        .iter()
+        .filter(|o| o.in_use() && o.durable)
+    {
         text.push_str(&format!(
             "{} {} {} {} {} {}\n",
             o.database, o.parent, o.shadow, o.default_partition, o.migration_id, o.since

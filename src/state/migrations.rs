@@ -6,6 +6,10 @@ use pgrx::prelude::*;
 use super::{count_read, write, write_returning, Family, StateRow};
 use crate::error::{PredictError, Result};
 
+/// The message of a migration that ended without its move having run (a
+/// crash, a cancel): not a reason to wait before the next.
+pub const INTERRUPTED: &str = "interrupted before it moved a row";
+
 /// The states of a migration, as the SQL type `partition_predict.migration_state`
 /// has them. Every state but the last two is *active*: a routing override
 /// makes queries on the parent read the shadow too (the table's generated
@@ -180,8 +184,9 @@ pub fn yielded_within(parent: pg_sys::Oid, minutes: i32) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM partition_predict.migrations
                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND state = 'yielded'
-                           AND finished_at > pg_catalog.now() - pg_catalog.make_interval(mins => $2))",
-        &[parent.into(), minutes.into()],
+                           AND finished_at > pg_catalog.now() - pg_catalog.make_interval(mins => $2)
+                           AND message IS DISTINCT FROM $3)",
+        &[parent.into(), minutes.into(), INTERRUPTED.into()],
     )?
     .unwrap_or(false))
 }

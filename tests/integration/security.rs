@@ -1517,10 +1517,15 @@ fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
         .batch_execute(
             "CREATE FUNCTION public.evil_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN PERFORM public.evil(0); RETURN OLD; END $$;
-             CREATE TRIGGER d BEFORE DELETE ON z FOR EACH ROW EXECUTE FUNCTION public.evil_trigger();
-             ALTER TABLE z ENABLE ALWAYS TRIGGER d;",
+             CREATE TRIGGER d BEFORE DELETE ON z FOR EACH ROW EXECUTE FUNCTION public.evil_trigger();",
         )
         .unwrap();
+    // Enabling it for replica mode is an ALTER TABLE, refused while a move
+    // is under way; enabled for normal mode, the move refuses to fire it.
+    assert_eq!(
+        sqlstate(mallory.batch_execute("ALTER TABLE z ENABLE ALWAYS TRIGGER d")),
+        "55006"
+    );
     for _ in 0..4 {
         let _ = admin.query_one("SELECT partition_predict.migration_step('z', 1000)", &[]);
     }
@@ -1528,6 +1533,55 @@ fn a_move_never_runs_the_owner_s_code_in_replica_mode() {
         scalar_i64(&mut admin, "SELECT count(*) FROM z"),
         3000,
         "every row of z"
+    );
+
+    // Code the planner runs for the DELETE: a partial index's predicate on
+    // DEFAULT, folded again when a trigger of the shadow's has reset the
+    // index's cached data (the fifth review).
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.evil_imm(bigint) RETURNS boolean IMMUTABLE LANGUAGE plpgsql AS
+                 $$ BEGIN RETURN public.evil($1); END $$;
+             CREATE TABLE w (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE w_low PARTITION OF w FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('w', target_rows => 100000);
+             CREATE INDEX w_default_evil ON w_default (id) WHERE public.evil_imm(0);
+             CREATE FUNCTION public.reset_index() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE 'ALTER INDEX public.w_default_evil SET (fillfactor = ' || (50 + (random() * 40)::int) || ')';
+                   RETURN NULL; END $$;
+             INSERT INTO w SELECT g, 1000000 + g FROM generate_series(0, 199) g;",
+        )
+        .unwrap();
+    let next: String = admin
+        .query_one("SELECT partition_predict.migration_step('w')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(next, "again");
+    let shadow: String = admin
+        .query_one(
+            "SELECT target::text FROM partition_predict.routing_overrides WHERE parent = 'w'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    mallory
+        .batch_execute(&format!(
+            "CREATE TRIGGER reset BEFORE INSERT ON {shadow} FOR EACH STATEMENT EXECUTE FUNCTION public.reset_index();"
+        ))
+        .unwrap();
+    admin
+        .batch_execute("CALL partition_predict.migrate_default('w')")
+        .unwrap();
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM w"), 200);
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM guarded"),
+        0,
+        "after w"
+    );
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM orders"),
+        0,
+        "after w"
     );
 
     // A DEFAULT of her own under a table of a group role she is in, with
@@ -2056,5 +2110,69 @@ fn bulk_loads_cycles_count_against_their_role_s_share() {
     assert_eq!(
         scalar_i64(&mut admin, "SELECT count(*) FROM ONLY flood_default"),
         5
+    );
+}
+
+/// Fifth review, vectors 5b and 6: a move cancelled while it waited
+/// (`statement_timeout` here; the worker's `table_time_limit` cancels the
+/// same way) left its override up, and writers waited for a move that was
+/// not coming. The override now goes with the cancel.
+#[test]
+fn a_cancelled_move_leaves_no_writer_waiting() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    table_with_rows_in_default(&mut admin, "ev", 100);
+    let mut writer = cluster.connect("postgres");
+    writer
+        .batch_execute("BEGIN; INSERT INTO ev VALUES (-1, 5);")
+        .unwrap();
+    admin
+        .batch_execute("SET statement_timeout = '500ms'")
+        .unwrap();
+    let cancelled = admin.batch_execute("CALL partition_predict.migrate_default('ev')");
+    assert_eq!(sqlstate(cancelled), "57014");
+    admin.batch_execute("RESET statement_timeout").unwrap();
+    writer.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        scalar_i64(
+            &mut admin,
+            "SELECT count(*) FROM partition_predict.routing_overrides"
+        ),
+        0
+    );
+    let mut other = cluster.connect("postgres");
+    other
+        .batch_execute("SET statement_timeout = '5s'; INSERT INTO ev VALUES (-2, 6);")
+        .unwrap();
+    admin
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM ONLY ev_default"),
+        0
+    );
+    assert_eq!(scalar_i64(&mut admin, "SELECT count(*) FROM ev"), 102);
+}
+
+/// Fifth review, vector 11: tables dropped mid-migration kept their slots
+/// until a worker cycle, so without a worker every later move was refused
+/// (53400). A move now frees them before taking one.
+#[test]
+fn tables_dropped_mid_migration_keep_no_slot_without_a_worker() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    for i in 0..6 {
+        let table = format!("gone{i}");
+        table_with_rows_in_default(&mut admin, &table, 10);
+        migration_under_way(&mut admin, &table);
+        admin.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+    }
+    table_with_rows_in_default(&mut admin, "kept", 10);
+    admin
+        .batch_execute("CALL partition_predict.migrate_default('kept')")
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&mut admin, "SELECT count(*) FROM ONLY kept_default"),
+        0
     );
 }
