@@ -2,9 +2,10 @@
 //! load (see `bulk_load`). While rows of a table are being moved out of its
 //! DEFAULT, any `ALTER TABLE` (`SET SCHEMA` included) or `TRUNCATE` of it,
 //! and any `ALTER TABLE`, `TRUNCATE` or `DROP TABLE` of its DEFAULT or of
-//! the shadow receiving the rows (but for a DROP of the table itself) are
-//! refused: the move and the planner hook read both by OID, with the
-//! parent's columns, the move attaches, and a TRUNCATE would miss rows.
+//! the shadow receiving the rows (but for a DROP of the table itself), and a
+//! `DROP SCHEMA … CASCADE` that would take them along, are refused: the
+//! move and the planner hook read both by OID, with the parent's columns,
+//! the move attaches, and a TRUNCATE would miss rows.
 //! `DROP SCHEMA … CASCADE` of the schema the extension was created in is
 //! refused to all but the extension's owner and superusers: it would drop
 //! the extension, and the state of every table, with it.
@@ -194,13 +195,21 @@ unsafe extern "C-unwind" fn process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    let schemas_dropped = unsafe { schemas_dropped_with_cascade(pstmt) };
     if !stand_aside::attaching_here() && routing::any_active() {
         let touched = unsafe { tables_touched(pstmt) };
+        // A schema dropped with CASCADE takes its tables along: DEFAULT or
+        // the shadow without the table is what a DROP TABLE of them would be.
+        let in_dropped_schema = |raw: u32| {
+            schemas_dropped.contains(&unsafe { pg_sys::get_rel_namespace(pg_sys::Oid::from(raw)) })
+        };
         let moving = routing::overrides_here().into_iter().find(|o| {
             let is = |raw: u32| touched.tables.contains(&pg_sys::Oid::from(raw));
             let parent_too = is(o.parent);
             (touched.parent_changes && parent_too)
                 || ((is(o.shadow) || is(o.default_partition)) && !(touched.drop && parent_too))
+                || ((in_dropped_schema(o.shadow) || in_dropped_schema(o.default_partition))
+                    && !in_dropped_schema(o.parent))
         });
         if let Some(o) = moving {
             let parent = pg_sys::Oid::from(o.parent);
@@ -210,7 +219,7 @@ unsafe extern "C-unwind" fn process_utility(
             PredictError::MigrationInProgress(name).report();
         }
     }
-    guard_extension_schema(&unsafe { schemas_dropped_with_cascade(pstmt) });
+    guard_extension_schema(&schemas_dropped);
     let watched = unsafe { copy_from_target(pstmt) }.and_then(bulk_load::before_bulk_load);
     unsafe {
         match PREVIOUS_UTILITY {

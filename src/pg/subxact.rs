@@ -28,6 +28,25 @@ impl From<Caught> for crate::error::PredictError {
 pub fn try_in_subtransaction<R>(
     f: impl FnOnce() -> R + std::panic::UnwindSafe,
 ) -> Result<R, Caught> {
+    in_subtransaction(f, |_| true)
+}
+
+/// As `try_in_subtransaction` for work that returns a `Result`: committed
+/// only if it returns `Ok`, rolled back if it returns an error or raises
+/// one (which is returned with its SQLSTATE).
+pub fn in_subtransaction_kept_if_ok<T>(
+    f: impl FnOnce() -> crate::error::Result<T> + std::panic::UnwindSafe,
+) -> crate::error::Result<T> {
+    in_subtransaction(f, |result| result.is_ok())?
+}
+
+/// Runs `f` in a subtransaction, committed if it returns and `keep` says
+/// so of what it returned, rolled back otherwise or if it raises an ERROR
+/// (which is returned).
+fn in_subtransaction<R>(
+    f: impl FnOnce() -> R + std::panic::UnwindSafe,
+    keep: impl FnOnce(&R) -> bool,
+) -> Result<R, Caught> {
     let (outer_context, outer_owner) = unsafe {
         let saved = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
@@ -50,45 +69,7 @@ pub fn try_in_subtransaction<R>(
         })
         .execute();
     unsafe {
-        if outcome.is_ok() {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        }
-        pg_sys::MemoryContextSwitchTo(outer_context);
-        pg_sys::CurrentResourceOwner = outer_owner;
-    }
-    outcome
-}
-
-/// As `try_in_subtransaction` for work that returns a `Result`: committed
-/// only if it returns `Ok`, rolled back if it returns an error or raises
-/// one (which is returned with its SQLSTATE).
-pub fn in_subtransaction_kept_if_ok<T>(
-    f: impl FnOnce() -> crate::error::Result<T> + std::panic::UnwindSafe,
-) -> crate::error::Result<T> {
-    let (outer_context, outer_owner) = unsafe {
-        let saved = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(saved.0);
-        saved
-    };
-    let outcome = PgTryBuilder::new(f)
-        .catch_others(|error| {
-            Err(match error {
-                CaughtError::PostgresError(report)
-                | CaughtError::ErrorReport(report)
-                | CaughtError::RustPanic {
-                    ereport: report, ..
-                } => crate::error::PredictError::from(Caught {
-                    sqlstate: report.sql_error_code(),
-                    message: report.message().to_string(),
-                }),
-            })
-        })
-        .execute();
-    unsafe {
-        if outcome.is_ok() {
+        if outcome.as_ref().is_ok_and(keep) {
             pg_sys::ReleaseCurrentSubTransaction();
         } else {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();

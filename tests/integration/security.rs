@@ -2176,3 +2176,42 @@ fn tables_dropped_mid_migration_keep_no_slot_without_a_worker() {
         0
     );
 }
+
+/// Fifth review, vector 4: a DEFAULT in a schema of its own, dropped with
+/// that schema mid-move, left the migration without its tables and its
+/// writers waiting. Such a DROP SCHEMA … CASCADE is refused while a range
+/// moves, as a DROP TABLE of DEFAULT is; with the table's own schema it
+/// goes, the table with it.
+#[test]
+fn a_schema_drop_cannot_take_default_from_under_a_move() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    admin
+        .batch_execute("GRANT CREATE ON DATABASE postgres TO mallory")
+        .unwrap();
+    mallory
+        .batch_execute(
+            "CREATE SCHEMA aside;
+             CREATE TABLE ev (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE ev_low PARTITION OF ev FOR VALUES FROM (0) TO (1000000);
+             CREATE TABLE aside.ev_rest PARTITION OF ev DEFAULT;
+             SELECT partition_predict.manage('ev', target_rows => 100000);
+             INSERT INTO ev SELECT g, 1000000 + g FROM generate_series(0, 99) g;",
+        )
+        .unwrap();
+    migration_under_way(&mut mallory, "ev");
+    assert_eq!(
+        sqlstate(mallory.batch_execute("DROP SCHEMA aside CASCADE")),
+        "55006"
+    );
+    assert_eq!(
+        sqlstate(mallory.batch_execute("ALTER TABLE aside.ev_rest SET SCHEMA public")),
+        "55006"
+    );
+    mallory
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap();
+    assert_eq!(scalar_i64(&mut mallory, "SELECT count(*) FROM ev"), 100);
+    mallory.batch_execute("DROP SCHEMA aside CASCADE").unwrap();
+}
