@@ -10,8 +10,9 @@
 //! transaction of its own); the state lives in `state::migrations`:
 //!
 //! - *start*: pick the range (an existing shadow, or a new right-sized one),
-//!   publish the routing override with INSERTs held (shared memory and state
-//!   file), record the migration as `starting`. From its commit on, a query
+//!   publish the routing override (shared memory only: a crash ends the
+//!   move, so no restart or base backup may keep it), record the migration
+//!   as `starting`. From its commit on, a query
 //!   that writes the table waits in the planner hook until the move is over
 //!   (cached plans are invalidated), so that no INSERT routes a row to
 //!   DEFAULT by a partition map from before the ATTACH and then meets
@@ -389,21 +390,31 @@ fn conclude(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<
     if rows_waiting {
         return conclude_attempt(table, m, superuser, rows_waiting);
     }
-    // A cancel (statement_timeout, the worker's table_time_limit, a
-    // terminated backend) can end the attempt anywhere: the override goes
-    // with it, or writers would wait for a move that is not coming.
+    // Nothing has moved when the attempt fails, and the migration's state
+    // rolls back with the error: the override goes with it, whether the
+    // attempt returns the error or a cancel (statement_timeout, the
+    // worker's table_time_limit, a terminated backend) ends it anywhere,
+    // or writers would wait for a move that is not coming.
     let parent = table.oid;
-    PgTryBuilder::new(|| conclude_attempt(table, m, superuser, false))
+    let withdraw = || {
+        if let Err(e) = routing::withdraw(parent) {
+            pgrx::log!(
+                "pg_partition_predict: could not withdraw the override of {}: {e}",
+                parent.to_u32()
+            );
+        }
+    };
+    let outcome = PgTryBuilder::new(|| conclude_attempt(table, m, superuser, false))
         .catch_others(|caught| {
-            if let Err(e) = routing::withdraw(parent) {
-                pgrx::log!(
-                    "pg_partition_predict: could not withdraw the override of {}: {e}",
-                    parent.to_u32()
-                );
-            }
+            withdraw();
             caught.rethrow()
         })
-        .execute()
+        .execute();
+    if outcome.is_err() {
+        withdraw();
+        relation::invalidate_plans(parent);
+    }
+    outcome
 }
 
 fn conclude_attempt(
@@ -426,30 +437,23 @@ fn conclude_attempt(
             other => Failure(other),
         })
     };
-    let failure = match attempt {
+    match attempt {
         Ok(moved) => {
             finished(table, m, moved)?;
-            return Ok(Next::Again);
+            Ok(Next::Again)
         }
         Err(NotNow(reason)) if rows_waiting => {
             // The rows already moved stay where queries read them: the
             // override stays too, and the move is tried again later.
             migrations::set_state(m.id, m.state, Some(&reason))?;
-            return Ok(Next::Yielded(reason));
+            Ok(Next::Yielded(reason))
         }
         Err(NotNow(reason)) => {
             put_off(table, m, &reason)?;
-            return Ok(Next::Yielded(reason));
+            Ok(Next::Yielded(reason))
         }
-        Err(Failure(e)) => e,
-    };
-    if !rows_waiting {
-        // Nothing moved and the migration's state rolls back with this
-        // error: writers must not wait for a move that will not come.
-        routing::withdraw(table.oid)?;
-        relation::invalidate_plans(table.oid);
+        Err(Failure(e)) => Err(e),
     }
-    Err(failure)
 }
 
 /// Why a move did not happen.
