@@ -75,6 +75,8 @@ pub enum PredictError {
     },
     #[error("relation with OID {0} does not exist")]
     UndefinedTable(u32),
+    #[error("pg_partition_predict changes nothing on a standby")]
+    OnStandby,
     #[error("cannot {0}: pg_partition_predict is not in shared_preload_libraries")]
     NotPreloaded(&'static str),
     #[error("cannot move rows out of DEFAULT of {0}: pg_partition_predict.routing is off")]
@@ -91,6 +93,8 @@ pub enum PredictError {
     ShadowNotEmpty(String),
     #[error("moving rows of {table} would fire its {what}: only a superuser (or the background worker) can move them with those suppressed")]
     SideEffects { table: String, what: &'static str },
+    #[error("rows cannot move out of {default}: a publication replicates its deletes and it has no replica identity")]
+    NoReplicaIdentity { default: String },
     #[error("could not write {file}: {reason}")]
     StateFile { file: &'static str, reason: String },
     #[error("{0} must commit on its own and cannot run inside a transaction block (or a query string of several statements)")]
@@ -226,6 +230,8 @@ impl PredictError {
             PredictError::LockUnavailable { .. }
             | PredictError::LockHeldByLongTransaction { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
             PredictError::UndefinedTable(_) => ERRCODE_UNDEFINED_TABLE,
+            PredictError::NoReplicaIdentity { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            PredictError::OnStandby => ERRCODE_READ_ONLY_SQL_TRANSACTION,
             PredictError::NotPreloaded(_)
             | PredictError::RoutingOff(_)
             | PredictError::SqlVersionMismatch { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -276,6 +282,12 @@ impl PredictError {
             ),
             PredictError::LockHeldByLongTransaction { .. } => Some(
                 "Writers of the table wait while rows move: the move does not wait for a long transaction. It is tried again later; pg_stat_activity shows the transaction.",
+            ),
+            PredictError::NoReplicaIdentity { .. } => Some(
+                "Nothing has moved. Rows leave DEFAULT by DELETE, which the table's publications replicate: give the table a primary key, or set REPLICA IDENTITY FULL on the table and on its DEFAULT partition (ALTER TABLE … REPLICA IDENTITY FULL; partitions the extension creates take it from the table); the next step moves them.",
+            ),
+            PredictError::OnStandby => Some(
+                "Run it on the primary: what it changes there reaches this standby through the WAL. The views and reports read here.",
             ),
             PredictError::NotPreloaded(_) => Some(
                 "Add pg_partition_predict to shared_preload_libraries and restart the server.",

@@ -18,12 +18,23 @@ static MAX_MIGRATIONS_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(16)
 static MAX_MIGRATIONS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(4);
 static TABLE_TIME_LIMIT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
 static ROLE_TIME_SHARE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
+static WAL_RESOURCE_MANAGER_ID: GucSetting<i32> = GucSetting::<i32>::new(175);
 
 /// Reserved by `_PG_init`: a typo such as `pg_partition_predict.naptim`
 /// is an error, not a silently created placeholder.
 pub const PREFIX: &CStr = c"pg_partition_predict";
 
 pub fn init() {
+    GucRegistry::define_int_guc(
+        c"pg_partition_predict.wal_resource_manager_id",
+        c"The ID of the extension's WAL resource manager (custom range 128-255).",
+        c"Routing overrides are WAL-logged under it so that hot standbys read moving ranges exactly; it must be the same on the primary and its standbys, and not used by another extension.",
+        &WAL_RESOURCE_MANAGER_ID,
+        128,
+        255,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"pg_partition_predict.enabled",
         c"Whether the background workers run maintenance cycles.",
@@ -138,6 +149,10 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+}
+
+pub fn wal_resource_manager_id() -> u8 {
+    u8::try_from(WAL_RESOURCE_MANAGER_ID.get()).unwrap_or(175)
 }
 
 pub fn enabled() -> bool {

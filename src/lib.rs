@@ -67,7 +67,11 @@ pub extern "C-unwind" fn _PG_init() {
     if pg::backend::note_preloading() {
         shmem::init();
         hooks::init();
-        worker::init();
+        // pg_upgrade runs both servers in binary-upgrade mode, where
+        // nothing but the upgrade may change a table.
+        if !pg::backend::in_binary_upgrade() {
+            worker::init();
+        }
     }
 }
 

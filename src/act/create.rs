@@ -87,6 +87,14 @@ fn create_table_like_parent(
         table.name.quoted(),
         tablespace_clause
     ))?;
+    // Replica identity is not inherited: a parent without a primary key
+    // that a DBA set to FULL for its publications needs its partitions so.
+    if crate::catalog::table::replica_identity_full(table.oid)? {
+        Spi::run(&format!(
+            "ALTER TABLE {} REPLICA IDENTITY FULL",
+            name.quoted()
+        ))?;
+    }
     let current_user = Spi::get_one::<String>("SELECT current_user::text")?.unwrap_or_default();
     if current_user != table.owner {
         Spi::run(&format!(

@@ -240,8 +240,14 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
         return Ok(Next::Done);
     }
     refuse_in_transaction_block(caller)?;
+    let published = catalog::table::published(default)?;
+    if published.deletes && !catalog::table::has_replica_identity(default)? {
+        return Err(PredictError::NoReplicaIdentity {
+            default: catalog::table::relation_name(default)?,
+        });
+    }
     if !may_use_replica_mode(table, superuser)? {
-        refuse_if_rows_have_side_effects(table, default)?;
+        refuse_if_rows_have_side_effects(table, default, published.any())?;
     }
     let destination = destinations(
         table,
@@ -302,6 +308,7 @@ fn publish(table: &PartitionedTable, m: &Migration, rows_waiting: bool) -> Resul
             migration_id: m.id,
             since: backend::now_timestamp(),
             durable: rows_waiting,
+            replayed: false,
         },
         routing::Quota {
             per_database: gucs::max_migrations_per_database(),
@@ -333,13 +340,20 @@ fn may_use_replica_mode(table: &PartitionedTable, superuser: bool) -> Result<boo
 /// Outside replica mode, DEFAULT's DELETE triggers and foreign-key actions
 /// would fire on every moved row: refuse rather than surprise. (Its
 /// INSERT triggers do not fire: rows are only ever deleted from it.)
-fn refuse_if_rows_have_side_effects(table: &PartitionedTable, default: pg_sys::Oid) -> Result<()> {
-    let (triggers, referenced) = Spi::get_two_with_args::<bool, bool>(
+fn refuse_if_rows_have_side_effects(
+    table: &PartitionedTable,
+    default: pg_sys::Oid,
+    published: bool,
+) -> Result<()> {
+    // DELETE triggers (TRIGGER_TYPE_DELETE); INSERT ones too (TRIGGER_TYPE_INSERT)
+    // when the moved rows are inserted again for a publication (`republish`).
+    let kinds: i32 = if published { 8 | 4 } else { 8 };
+    let (triggers, referenced) = crate::pg::spi::select_two::<bool, bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
                          WHERE tgrelid = $2 AND NOT tgisinternal AND tgenabled <> 'D'
-                           AND (tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 8) <> 0),
+                           AND (tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) $3) <> 0),
                 EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE contype = 'f' AND confrelid = $1)",
-        &[table.oid.into(), default.into()],
+        &[table.oid.into(), default.into(), kinds.into()],
     )?;
     if triggers == Some(true) || referenced == Some(true) {
         return Err(PredictError::SideEffects {
@@ -396,22 +410,24 @@ fn conclude(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<
     // worker's table_time_limit, a terminated backend) ends it anywhere,
     // or writers would wait for a move that is not coming.
     let parent = table.oid;
-    let withdraw = || {
-        if let Err(e) = routing::withdraw(parent) {
-            pgrx::log!(
-                "pg_partition_predict: could not withdraw the override of {}: {e}",
-                parent.to_u32()
-            );
-        }
+    let log_failure = |e: PredictError| {
+        pgrx::log!(
+            "pg_partition_predict: could not withdraw the override of {}: {e}",
+            parent.to_u32()
+        );
     };
     let outcome = PgTryBuilder::new(|| conclude_attempt(table, m, superuser, false))
         .catch_others(|caught| {
-            withdraw();
+            if let Err(e) = routing::withdraw_unlogged(parent) {
+                log_failure(e);
+            }
             caught.rethrow()
         })
         .execute();
     if outcome.is_err() {
-        withdraw();
+        if let Err(e) = routing::withdraw(parent) {
+            log_failure(e);
+        }
         relation::invalidate_plans(parent);
     }
     outcome
@@ -431,6 +447,8 @@ fn conclude_attempt(
             "transactions writing the table did not end in time for the move".into(),
         ))
     } else {
+        // Standbys read the shadow too while the move's commit replays.
+        routing::announce(table.oid);
         in_subtransaction_kept_if_ok(|| move_and_attach(table, m, superuser)).map_err(|e| match e {
             PredictError::LockUnavailable { .. }
             | PredictError::LockHeldByLongTransaction { .. } => NotNow(e.to_string()),
@@ -481,7 +499,8 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
         ),
         &[m.shadow, m.default_partition],
     )?;
-    let moved = move_rows(table, m, superuser)?;
+    let published = catalog::table::published(m.default_partition)?;
+    let moved = move_rows(table, m, superuser, published.any())?;
     // The shadow before DEFAULT, the order in which a query reading the
     // parent under the override locks them (ATTACH would take DEFAULT
     // first): the other order deadlocks with such a query until one of the
@@ -497,7 +516,54 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
         &format!("LOCK TABLE {shadow_name}, {default_name} IN ACCESS EXCLUSIVE MODE;"),
         true,
     )?;
+    if published.any() {
+        republish(table, m, superuser, published, m.rows_moved + moved)?;
+    }
     Ok(moved)
+}
+
+/// For logical replication, in the move's transaction, after its ATTACH:
+/// the moved rows are deleted from the shadow and inserted into it again.
+///
+/// A publication replicates the DELETE from DEFAULT but not the copy into
+/// the shadow, which was not yet a partition: a subscriber would lose the
+/// rows. Deleted and inserted again as a partition of the parent, they
+/// reach it (its apply skips the deletes of rows it no longer has), in the
+/// same transaction as the rest of the move. A published DELETE needs a
+/// replica identity: a shadow without one (no primary key on the parent)
+/// gets `REPLICA IDENTITY FULL`, as DEFAULT must have.
+fn republish(
+    table: &PartitionedTable,
+    m: &Migration,
+    superuser: bool,
+    published: catalog::table::Published,
+    rows: i64,
+) -> Result<()> {
+    let (_, shadow_name) = endpoints(m)?;
+    if published.deletes && !catalog::table::has_replica_identity(m.shadow)? {
+        stand_aside::as_attacher(|| {
+            Spi::run(&format!("ALTER TABLE {shadow_name} REPLICA IDENTITY FULL"))
+        })?;
+    }
+    let columns = crate::catalog::table::copied_columns(table)?;
+    let replica = may_use_replica_mode(table, superuser)?
+        && catalog::table::runs_nothing_on_delete_in_replica_mode(m.shadow, table.owner_oid)?;
+    let again = with_replica(replica, || {
+        Spi::get_one::<i64>(&format!(
+            "WITH taken AS (DELETE FROM ONLY {shadow_name} RETURNING {columns}),
+                  placed AS (INSERT INTO {shadow_name} ({columns}) OVERRIDING SYSTEM VALUE
+                             SELECT {columns} FROM taken RETURNING 1)
+             SELECT pg_catalog.count(*) FROM placed"
+        ))
+    })?
+    .unwrap_or(0);
+    if again != rows {
+        return Err(PredictError::ShadowTurnsRowsAway {
+            shadow: shadow_name,
+            reason: format!("{rows} row(s) moved but {again} were replicated"),
+        });
+    }
+    Ok(())
 }
 
 /// A move that did not happen: the migration is over, nothing having
@@ -553,7 +619,12 @@ fn finished(table: &PartitionedTable, m: &Migration, moved: i64) -> Result<()> {
 /// new triggers, rules and policies and found to have none that would run
 /// in it. For any other table the DELETE runs in normal mode, refused
 /// before the move starts if DEFAULT has DELETE triggers or is referenced.
-fn move_rows(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result<i64> {
+fn move_rows(
+    table: &PartitionedTable,
+    m: &Migration,
+    superuser: bool,
+    published: bool,
+) -> Result<i64> {
     let (default_name, shadow_name) = endpoints(m)?;
     let columns = crate::catalog::table::copied_columns(table)?;
     let key = quote_identifier(&table.key_column);
@@ -582,7 +653,7 @@ fn move_rows(table: &PartitionedTable, m: &Migration, superuser: bool) -> Result
             table.owner_oid,
         )?;
     if !replica {
-        refuse_if_rows_have_side_effects(table, m.default_partition)?;
+        refuse_if_rows_have_side_effects(table, m.default_partition, published)?;
     }
     let deleted = with_replica(replica, || {
         Spi::get_one::<i64>(&format!(

@@ -11,6 +11,9 @@ use crate::pg::session::with_pinned_settings;
 use crate::state::managed;
 
 pub fn run(parent: Option<Regclass>, steps: Steps) -> Vec<PgHeapTuple<'static, AllocatedByRust>> {
+    if backend::in_recovery() {
+        or_report::<()>(Err(crate::error::PredictError::OnStandby));
+    }
     or_report(with_pinned_settings(backend::require_sql_version));
     let outcomes = match parent {
         Some(Regclass(oid)) => {

@@ -24,6 +24,14 @@ use crate::state::settings;
 /// Runs an SQL function's body with the catalog settings pinned, once the
 /// extension's SQL objects are known to be of this library's version.
 fn checked<T>(f: impl FnOnce() -> crate::error::Result<T>) -> crate::error::Result<T> {
+    if backend::in_recovery() {
+        return Err(PredictError::OnStandby);
+    }
+    checked_read(f)
+}
+
+/// `checked` for functions that only read, which serve standbys too.
+fn checked_read<T>(f: impl FnOnce() -> crate::error::Result<T>) -> crate::error::Result<T> {
     with_pinned_settings(|| {
         backend::require_sql_version()?;
         f()
@@ -199,7 +207,7 @@ mod partition_predict {
             name!(reason, String),
         ),
     > {
-        let verdicts = or_report(checked(|| {
+        let verdicts = or_report(checked_read(|| {
             let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
             manage::retention_preview(parent.0)
         }));
@@ -296,7 +304,7 @@ mod partition_predict {
             name!(is_default, bool),
         ),
     > {
-        let rows = or_report(checked(|| catalog::table::lenient_bounds(parent.0)));
+        let rows = or_report(checked_read(|| catalog::table::lenient_bounds(parent.0)));
         TableIterator::new(rows.into_iter().map(|b| {
             (
                 Regclass(b.partition),
@@ -513,7 +521,7 @@ fn report_of(
     since: Option<pgrx::datum::TimestampWithTimeZone>,
     until: Option<pgrx::datum::TimestampWithTimeZone>,
 ) -> (::report::Chart, ::report::Summary) {
-    or_report(checked(|| {
+    or_report(checked_read(|| {
         let parent = parent.ok_or(PredictError::NullArgument("parent"))?;
         report::gather(parent.0, period(since, until)?)
     }))

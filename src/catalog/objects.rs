@@ -12,7 +12,7 @@ use crate::pg::subxact::try_in_subtransaction;
 pub fn interval(text: &str) -> Option<(String, f64)> {
     let text = text.to_string();
     try_in_subtransaction(move || {
-        Spi::get_two_with_args::<String, f64>(
+        crate::pg::spi::select_two::<String, f64>(
             "SELECT $1::pg_catalog.interval::text,
                     pg_catalog.date_part('epoch', $1::pg_catalog.interval)",
             &[text.into()],
@@ -27,13 +27,13 @@ pub fn interval(text: &str) -> Option<(String, f64)> {
 /// when `None`) may create tables in it.
 pub fn tablespace_access(name: &str, role: Option<pg_sys::Oid>) -> Result<(bool, bool)> {
     let (exists, may_create) = match role {
-        Some(role) => Spi::get_two_with_args::<bool, bool>(
+        Some(role) => crate::pg::spi::select_two::<bool, bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tablespace WHERE spcname = $1),
                     (SELECT pg_catalog.has_tablespace_privilege($2, oid, 'CREATE')
                        FROM pg_catalog.pg_tablespace WHERE spcname = $1)",
             &[name.into(), role.into()],
         )?,
-        None => Spi::get_two_with_args::<bool, bool>(
+        None => crate::pg::spi::select_two::<bool, bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tablespace WHERE spcname = $1),
                     (SELECT pg_catalog.has_tablespace_privilege(oid, 'CREATE')
                        FROM pg_catalog.pg_tablespace WHERE spcname = $1)",
@@ -46,7 +46,7 @@ pub fn tablespace_access(name: &str, role: Option<pg_sys::Oid>) -> Result<(bool,
 /// Whether schema `name` exists, and whether `role` may use it and create
 /// tables in it.
 pub fn schema_access(name: &str, role: pg_sys::Oid) -> Result<(bool, bool)> {
-    let (exists, may_create) = Spi::get_two_with_args::<bool, bool>(
+    let (exists, may_create) = crate::pg::spi::select_two::<bool, bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1),
                 (SELECT pg_catalog.has_schema_privilege($2, oid, 'CREATE')
                         AND pg_catalog.has_schema_privilege($2, oid, 'USAGE')
@@ -60,11 +60,12 @@ pub fn schema_access(name: &str, role: pg_sys::Oid) -> Result<(bool, bool)> {
 /// the installing role's search_path, `public` usually; its objects are in
 /// `partition_predict` all the same) and the extension's owner.
 pub fn extension_schema_and_owner() -> Result<Option<(pg_sys::Oid, pg_sys::Oid)>> {
-    let (schema, owner) = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
+    let (schema, owner) = crate::pg::spi::select_two::<pg_sys::Oid, pg_sys::Oid>(
         "SELECT (SELECT e.extnamespace FROM pg_catalog.pg_extension e
                   WHERE e.extname OPERATOR(pg_catalog.=) 'pg_partition_predict'),
                 (SELECT e.extowner FROM pg_catalog.pg_extension e
                   WHERE e.extname OPERATOR(pg_catalog.=) 'pg_partition_predict')",
+        &[],
     )?;
     Ok(schema.zip(owner))
 }

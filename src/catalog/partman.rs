@@ -33,10 +33,11 @@ pub struct PartmanConfig {
 
 /// The schema pg_partman is installed in, if it is.
 fn partman_schema() -> Result<Option<String>> {
-    Ok(Spi::get_one::<String>(
+    Ok(crate::pg::spi::select_one::<String>(
         "SELECT (SELECT n.nspname::text FROM pg_catalog.pg_extension e
                   JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
                  WHERE e.extname = 'pg_partman')",
+        &[],
     )?)
 }
 
@@ -130,7 +131,7 @@ pub fn stop_maintaining(table: &PartitionedTable, config: &PartmanConfig) -> Res
 /// pg_partman's `interval` times `premake`, as interval text; `None` if
 /// PostgreSQL reads no interval there.
 pub fn interval_times(interval: &str, premake: i32) -> Result<Option<String>> {
-    Ok(Spi::get_one_with_args::<String>(
+    Ok(crate::pg::spi::select_one::<String>(
         "SELECT ($1::pg_catalog.interval * $2)::text",
         &[interval.into(), premake.into()],
     )?)

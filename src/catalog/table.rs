@@ -234,7 +234,7 @@ pub struct DisplayBounds {
 
 /// Bounds of every partition of any relation, never failing on an odd one.
 pub fn lenient_bounds(parent: pg_sys::Oid) -> Result<Vec<DisplayBounds>> {
-    let key_type = Spi::get_one_with_args::<String>(
+    let key_type = crate::pg::spi::select_one::<String>(
         "SELECT (SELECT pg_catalog.format_type(a.atttypid, NULL)
                    FROM pg_catalog.pg_partitioned_table pt
                    JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
@@ -273,7 +273,7 @@ pub fn relation_name(oid: pg_sys::Oid) -> Result<String> {
 
 /// Whether a relation of this name exists in the schema (any kind).
 pub fn relation_exists(schema: &str, name: &str) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                          WHERE n.nspname = $1 AND c.relname = $2)",
@@ -298,7 +298,7 @@ pub fn name_and_owner_rights(oid: pg_sys::Oid) -> Result<Option<(QualifiedName, 
     let Some(name) = qualified_name(oid) else {
         return Ok(None);
     };
-    let rights = Spi::get_one_with_args::<bool>(
+    let rights = crate::pg::spi::select_one::<bool>(
         "SELECT (SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = $1)",
         &[oid.into()],
     )?;
@@ -308,7 +308,7 @@ pub fn name_and_owner_rights(oid: pg_sys::Oid) -> Result<Option<(QualifiedName, 
 /// The median rows of the partitions of `table` that hold rows, DEFAULT
 /// aside, as the statistics estimate them (`None`: none holds rows yet).
 pub fn median_partition_rows(table: &PartitionedTable) -> Result<Option<f64>> {
-    Ok(Spi::get_one_with_args::<f64>(
+    Ok(crate::pg::spi::select_one::<f64>(
         "SELECT pg_catalog.percentile_cont(0.5) WITHIN GROUP (ORDER BY c.reltuples)
            FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
           WHERE i.inhparent = $1 AND c.oid <> $2 AND c.reltuples > 0",
@@ -348,7 +348,7 @@ pub fn runs_nothing_on_delete_in_replica_mode(
     default: pg_sys::Oid,
     owner: pg_sys::Oid,
 ) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1)
             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                              WHERE t.tgrelid = $1 AND NOT t.tgisinternal AND t.tgenabled IN ('A', 'R'))
@@ -359,9 +359,66 @@ pub fn runs_nothing_on_delete_in_replica_mode(
     .unwrap_or(false))
 }
 
+/// What the publications of this database replicate of a leaf partition
+/// (through itself, an ancestor, their schemas or `FOR ALL TABLES`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Published {
+    pub inserts: bool,
+    pub deletes: bool,
+}
+
+impl Published {
+    pub fn any(self) -> bool {
+        self.inserts || self.deletes
+    }
+}
+
+pub fn published(partition: pg_sys::Oid) -> Result<Published> {
+    let (inserts, deletes) = crate::pg::spi::select_two::<bool, bool>(
+        "WITH tree AS (SELECT a.relid FROM pg_catalog.pg_partition_ancestors($1) a)
+         SELECT COALESCE(pg_catalog.bool_or(p.pubinsert), false), COALESCE(pg_catalog.bool_or(p.pubdelete), false)
+           FROM pg_catalog.pg_publication p
+          WHERE p.puballtables
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
+                         WHERE r.prpubid = p.oid AND r.prrelid IN (SELECT relid FROM tree))
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_namespace n
+                          JOIN pg_catalog.pg_class c ON c.relnamespace = n.pnnspid
+                         WHERE n.pnpubid = p.oid AND c.oid IN (SELECT relid FROM tree))",
+        &[partition.into()],
+    )?;
+    Ok(Published {
+        inserts: inserts.unwrap_or(false),
+        deletes: deletes.unwrap_or(false),
+    })
+}
+
+/// Whether a published DELETE from `relation` can name its rows: a replica
+/// identity of FULL, of an index, or the default one with a primary key.
+pub fn has_replica_identity(relation: pg_sys::Oid) -> Result<bool> {
+    Ok(crate::pg::spi::select_one::<bool>(
+        "SELECT (SELECT c.relreplident = 'f'
+                     OR (c.relreplident = 'i' AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                                                           WHERE i.indrelid = c.oid AND i.indisreplident))
+                     OR (c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                                                           WHERE i.indrelid = c.oid AND i.indisprimary))
+                   FROM pg_catalog.pg_class c WHERE c.oid = $1)",
+        &[relation.into()],
+    )?
+    .unwrap_or(false))
+}
+
+/// Whether `relation` has `REPLICA IDENTITY FULL`.
+pub fn replica_identity_full(relation: pg_sys::Oid) -> Result<bool> {
+    Ok(crate::pg::spi::select_one::<bool>(
+        "SELECT (SELECT c.relreplident = 'f' FROM pg_catalog.pg_class c WHERE c.oid = $1)",
+        &[relation.into()],
+    )?
+    .unwrap_or(false))
+}
+
 /// Whether `table`'s owner is a superuser.
 pub fn owned_by_superuser(table: &PartitionedTable) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = $1)",
         &[table.owner_oid.into()],
     )?
@@ -370,7 +427,7 @@ pub fn owned_by_superuser(table: &PartitionedTable) -> Result<bool> {
 
 /// Whether relation `oid` has a rule (a plain table has none of its own).
 pub fn has_rules(oid: pg_sys::Oid) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1)",
         &[oid.into()],
     )?
@@ -380,7 +437,7 @@ pub fn has_rules(oid: pg_sys::Oid) -> Result<bool> {
 /// The table's columns that can be copied as they are (generated columns
 /// are computed again, identically, on insert).
 pub fn copied_columns(table: &PartitionedTable) -> Result<String> {
-    Ok(Spi::get_one_with_args::<String>(
+    Ok(crate::pg::spi::select_one::<String>(
         "SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
            FROM pg_catalog.pg_attribute
           WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
@@ -391,7 +448,7 @@ pub fn copied_columns(table: &PartitionedTable) -> Result<String> {
 
 /// The table `oid` is a partition of, if it is one.
 pub fn partition_parent(oid: pg_sys::Oid) -> Result<Option<pg_sys::Oid>> {
-    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+    Ok(crate::pg::spi::select_one::<pg_sys::Oid>(
         "SELECT (SELECT i.inhparent FROM pg_catalog.pg_inherits i
                    JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
                   WHERE i.inhrelid = $1 AND c.relispartition)",
@@ -405,7 +462,7 @@ pub fn partition_parent(oid: pg_sys::Oid) -> Result<Option<pg_sys::Oid>> {
 pub fn key_of_text(table: &PartitionedTable, text: &str, setting: &'static str) -> Result<i64> {
     let invalid = |reason: String| PredictError::InvalidSetting { setting, reason };
     let canonical = crate::pg::subxact::try_in_subtransaction(|| {
-        Spi::get_one_with_args::<String>(
+        crate::pg::spi::select_one::<String>(
             &format!("SELECT $1::{}::text", table.key_type.sql_name()),
             &[text.into()],
         )
@@ -424,7 +481,7 @@ pub fn key_of_text(table: &PartitionedTable, text: &str, setting: &'static str) 
 /// row-level security limiting what it sees (a report would show counts of
 /// rows it cannot read).
 pub fn caller_may_read_rows(parent: pg_sys::Oid) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT pg_catalog.has_table_privilege($1, 'SELECT') AND NOT pg_catalog.row_security_active($1)",
         &[parent.into()],
     )?
@@ -435,7 +492,7 @@ pub fn caller_may_read_rows(parent: pg_sys::Oid) -> Result<bool> {
 /// The owner of `oid` and its DEFAULT partition, if it is a partitioned
 /// table (`None`: no such relation).
 pub fn owner_and_default(oid: pg_sys::Oid) -> Result<Option<(pg_sys::Oid, Option<pg_sys::Oid>)>> {
-    let (owner, default) = Spi::get_two_with_args::<pg_sys::Oid, pg_sys::Oid>(
+    let (owner, default) = crate::pg::spi::select_two::<pg_sys::Oid, pg_sys::Oid>(
         "SELECT (SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1),
                 (SELECT NULLIF(partdefid, 0) FROM pg_catalog.pg_partitioned_table WHERE partrelid = $1)",
         &[oid.into()],

@@ -181,7 +181,11 @@ pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) {
     }
     let queries = unsafe { all_queries(parse) };
     let mut waited = false;
-    for o in &overrides {
+    // A standby writes nothing, and the move its overrides come from ends
+    // with a WAL record it may never receive (a primary that crashed): its
+    // queries are rewritten, never held.
+    let may_wait = !backend::in_recovery();
+    for o in overrides.iter().filter(|_| may_wait) {
         let wait = unsafe { must_wait(&queries, o) };
         if wait != Wait::No {
             unsafe { wait_for_migration(o, wait) };

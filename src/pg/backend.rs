@@ -154,6 +154,16 @@ pub fn process_alive(pid: i32) -> bool {
     pid != 0 && !unsafe { pg_sys::BackendPidGetProc(pid) }.is_null()
 }
 
+/// Whether the server runs for pg_upgrade (`postgres -b`).
+pub fn in_binary_upgrade() -> bool {
+    unsafe { pg_sys::IsBinaryUpgrade }
+}
+
+/// Whether this server is a standby (or still recovering).
+pub fn in_recovery() -> bool {
+    unsafe { pg_sys::RecoveryInProgress() }
+}
+
 /// Processes catalog invalidations other sessions have sent (new
 /// partitions, dropped tables) before looking at the catalog again.
 pub fn accept_invalidations() {
@@ -341,7 +351,7 @@ pub fn sql_version_mismatch() -> Option<String> {
     if MATCHED_EXTENSION.load(Ordering::Relaxed) == oid.to_u32() {
         return None;
     }
-    let installed = pgrx::Spi::get_one_with_args::<String>(
+    let installed = crate::pg::spi::select_one::<String>(
         "SELECT extversion FROM pg_catalog.pg_extension WHERE oid OPERATOR(pg_catalog.=) $1",
         &[oid.into()],
     )

@@ -112,7 +112,7 @@ fn long_transaction_seconds(timeout_ms: i32) -> i32 {
 }
 
 fn old_transaction_holds_lock(relations: &[pg_sys::Oid], timeout_ms: i32) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
                          WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
                            AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())

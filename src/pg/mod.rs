@@ -11,5 +11,6 @@ pub mod locks;
 pub mod regclass;
 pub mod relation;
 pub mod session;
+pub mod spi;
 pub mod stand_aside;
 pub mod subxact;

@@ -183,7 +183,7 @@ pub fn row_security_limits_current_user(oid: pg_sys::Oid) -> bool {
 /// `oid::regclass::text`: the name as `regclass` prints it (qualified when
 /// not on the search path), `None` for an invalid OID.
 pub fn regclass_text(oid: pg_sys::Oid) -> crate::error::Result<Option<String>> {
-    Ok(pgrx::spi::Spi::get_one_with_args::<String>(
+    Ok(crate::pg::spi::select_one::<String>(
         "SELECT $1::pg_catalog.oid::pg_catalog.regclass::text",
         &[oid.into()],
     )?)

@@ -10,7 +10,6 @@ use std::cell::Cell;
 use std::ffi::{CStr, CString};
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use super::backend;
 use crate::error::{PredictError, Result};
@@ -109,7 +108,7 @@ fn extension_owner() -> Result<pg_sys::Oid> {
             return Ok(owner);
         }
     }
-    let owner = Spi::get_one_with_args::<pg_sys::Oid>(
+    let owner = crate::pg::spi::select_one::<pg_sys::Oid>(
         "SELECT (SELECT extowner FROM pg_catalog.pg_extension WHERE oid = $1)",
         &[extension.into()],
     )?

@@ -2,11 +2,13 @@
 //! and the request board through which backends ask a database's worker
 //! for work.
 
+pub mod replay;
 pub mod requests;
 pub mod routing;
 
 /// Only while preloading.
 pub fn init() {
     routing::init();
+    replay::init();
     requests::init();
 }

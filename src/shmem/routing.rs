@@ -44,6 +44,10 @@ pub struct Override {
     /// outlive it (writers would wait for a move that is not coming), nor
     /// reach a base backup taken meanwhile.
     pub durable: bool,
+    /// Set by WAL replay (`shmem::replay`), on a standby or in crash
+    /// recovery: a replayed override that is not durable ends with
+    /// recovery, since no move on this server will conclude it.
+    pub replayed: bool,
 }
 
 impl Override {
@@ -116,6 +120,7 @@ fn load_state_file() -> Registry {
                 migration_id: *migration_id,
                 since: *since,
                 durable: true,
+                replayed: false,
             };
             slot += 1;
         }
@@ -207,11 +212,33 @@ pub fn publish<F: Fn(u32) -> Option<pg_sys::Oid>>(entry: Override, quota: Quota<
         return Err(e);
     }
     ACTIVE.get().store(registry.active(), Ordering::Release);
+    drop(registry);
+    super::replay::log_published(&entry);
     Ok(())
+}
+
+/// Logs the override of `parent` again, so that a standby which began
+/// replaying after its publication (one cloned, or restarted, since) has it
+/// before the move that follows.
+pub fn announce(parent: pg_sys::Oid) {
+    if let Some(o) = override_of(parent) {
+        super::replay::log_published(&o);
+    }
 }
 
 /// Removes the override of `parent` in this database, if any.
 pub fn withdraw(parent: pg_sys::Oid) -> Result<()> {
+    if withdraw_unlogged(parent)? {
+        super::replay::log_withdrawn(database(), parent.to_u32());
+    }
+    Ok(())
+}
+
+/// `withdraw` without telling standbys, for a move's error path (no WAL is
+/// written while an error is being handled): a standby keeps reading the
+/// empty shadow too until the migration's next step, which costs it a
+/// scan of an empty table and changes no result.
+pub fn withdraw_unlogged(parent: pg_sys::Oid) -> Result<bool> {
     let mut registry = REGISTRY.exclusive();
     let db = database();
     let mut changed = false;
@@ -225,25 +252,88 @@ pub fn withdraw(parent: pg_sys::Oid) -> Result<()> {
         write_state_file(&registry)?;
         ACTIVE.get().store(registry.active(), Ordering::Release);
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Removes every override of databases not in `existing` (a dropped
 /// database's migrations can never finish); how many.
 pub fn withdraw_other_databases(existing: &[u32]) -> Result<usize> {
     let mut registry = REGISTRY.exclusive();
-    let mut removed = 0;
+    let mut removed = Vec::new();
     for o in registry.overrides.iter_mut() {
         if o.in_use() && !existing.contains(&o.database) {
+            removed.push((o.database, o.parent));
             *o = Override::default();
-            removed += 1;
         }
     }
-    if removed > 0 {
+    if !removed.is_empty() {
         write_state_file(&registry)?;
         ACTIVE.get().store(registry.active(), Ordering::Release);
+        drop(registry);
+        for (database, parent) in &removed {
+            super::replay::log_withdrawn(*database, *parent);
+        }
     }
-    Ok(removed)
+    Ok(removed.len())
+}
+
+/// WAL replay of a publication (see `shmem::replay`). An override this
+/// server published itself is left as it is; a full table drops the
+/// replayed one (reads on a standby then only lack the rewrite).
+pub(super) fn replay_published(mut entry: Override) {
+    entry.replayed = true;
+    let mut registry = REGISTRY.exclusive();
+    let existing = registry
+        .overrides
+        .iter()
+        .position(|o| o.in_use() && o.database == entry.database && o.parent == entry.parent);
+    if existing.is_some_and(|slot| !registry.overrides[slot].replayed) {
+        return;
+    }
+    let Some(slot) = existing.or_else(|| registry.overrides.iter().position(|o| !o.in_use()))
+    else {
+        pgrx::log!("pg_partition_predict: no slot for a replayed routing override");
+        return;
+    };
+    registry.overrides[slot] = entry;
+    if entry.durable {
+        if let Err(e) = write_state_file(&registry) {
+            pgrx::log!("pg_partition_predict: {e}");
+        }
+    }
+    ACTIVE.get().store(registry.active(), Ordering::Release);
+}
+
+/// WAL replay of a withdrawal: the override goes, whoever published it.
+pub(super) fn replay_withdrawn(database: u32, parent: u32) {
+    let mut registry = REGISTRY.exclusive();
+    let mut durable = false;
+    for o in registry.overrides.iter_mut() {
+        if o.in_use() && o.database == database && o.parent == parent {
+            durable |= o.durable;
+            *o = Override::default();
+        }
+    }
+    if durable {
+        if let Err(e) = write_state_file(&registry) {
+            pgrx::log!("pg_partition_predict: {e}");
+        }
+    }
+    ACTIVE.get().store(registry.active(), Ordering::Release);
+}
+
+/// At the end of recovery (a promotion, or the end of crash recovery):
+/// replayed overrides of moves, which were one transaction each, end; their
+/// moves either committed or are gone, and the migration's next step
+/// starts it again.
+pub(super) fn end_replayed_moves() {
+    let mut registry = REGISTRY.exclusive();
+    for o in registry.overrides.iter_mut() {
+        if o.in_use() && o.replayed && !o.durable {
+            *o = Override::default();
+        }
+    }
+    ACTIVE.get().store(registry.active(), Ordering::Release);
 }
 
 /// The overrides of this database.

@@ -225,7 +225,7 @@ fn announce(
 /// `outlier_keys` condition), 0 when none are.
 pub fn rows_held_back(parent: pg_sys::Oid) -> Result<i64> {
     count_read(Family::Alerts);
-    Ok(Spi::get_one_with_args::<i64>(
+    Ok(crate::pg::spi::select_one::<i64>(
         "SELECT (SELECT (details->>'rows')::int8 FROM partition_predict.alert_log
                   WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND kind = 'outlier_keys'
                     AND resolved_at IS NULL)",

@@ -64,7 +64,7 @@ pub fn forget_move(parent: pg_sys::Oid, relid: pg_sys::Oid) -> Result<()> {
 /// Whether an archived table of `parent` waits for its move: one probe of
 /// the primary key.
 pub fn any_waiting(parent: pg_sys::Oid) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM partition_predict.archive_moves
                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
         &[parent.into()],
@@ -75,7 +75,7 @@ pub fn any_waiting(parent: pg_sys::Oid) -> Result<bool> {
 /// Whether `parent` keeps only some of its data, or an archived table of
 /// it waits for its move: two primary-key lookups.
 pub fn retention_wanted(parent: pg_sys::Oid) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM partition_predict.config
                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND keep IS NOT NULL)
                 OR EXISTS (SELECT 1 FROM partition_predict.archive_moves

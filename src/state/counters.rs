@@ -378,7 +378,7 @@ pub fn frontier_hours(parent: pg_sys::Oid, hours: i32) -> Result<Vec<(f64, f64)>
 /// over the same samples' advance of the frontier (1 when unknown).
 pub fn rows_per_key(parent: pg_sys::Oid) -> Result<f64> {
     count_read(Family::History);
-    Ok(Spi::get_one_with_args::<f64>(
+    Ok(crate::pg::spi::select_one::<f64>(
         "SELECT (SELECT (pg_catalog.sum(w.inserted) - (pg_catalog.array_agg(w.inserted ORDER BY w.sampled_at))[1])::float8
                         / NULLIF(pg_catalog.max(w.frontier) - pg_catalog.min(w.frontier), 0)
                    FROM (SELECT sampled_at, pg_catalog.sum(rows_inserted) AS inserted, pg_catalog.max(frontier_raw) AS frontier
@@ -415,7 +415,7 @@ pub fn prune_samples(parent: pg_sys::Oid, samples_kept: i64, hours_kept: i64) ->
 /// (inserted/updated/deleted/heap), to tell whether it changed since.
 pub fn write_signature(parent: pg_sys::Oid, partition: pg_sys::Oid) -> Result<Option<String>> {
     count_read(Family::History);
-    Ok(Spi::get_one_with_args::<String>(
+    Ok(crate::pg::spi::select_one::<String>(
         "SELECT (SELECT n_tup_ins || '/' || n_tup_upd || '/' || n_tup_del || '/' || COALESCE(filenode::text, '')
                    FROM partition_predict.partition_counters
                   WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2)",

@@ -231,7 +231,7 @@ pub fn prune(parent: pg_sys::Oid, series: &str, kept: i64) -> Result<()> {
 /// `horizon = 1` row, one entry of the partial index.
 pub fn latest_start(parent: pg_sys::Oid, series: &str) -> Result<Option<i64>> {
     count_read(Family::Forecasts);
-    Ok(Spi::get_one_with_args::<i64>(
+    Ok(crate::pg::spi::select_one::<i64>(
         "SELECT (SELECT ((pg_catalog.date_part('epoch', l.step_start)::bigint - $3) * 1000000)
                    FROM partition_predict.forecast_log l
                   WHERE l.parent = $1::pg_catalog.oid::pg_catalog.regclass AND l.series = $2 AND l.horizon = 1

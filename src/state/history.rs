@@ -28,7 +28,7 @@ pub fn frontier(table: &PartitionedTable) -> Result<Option<i64>> {
 /// (so the worker does not scan an empty DEFAULT every cycle).
 pub fn collector_saw_keys_in(table: &PartitionedTable, default: pg_sys::Oid) -> Result<bool> {
     count_read(Family::History);
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM partition_predict.partition_counters
                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition = $2
                            AND frontier_raw IS NOT NULL)",
@@ -41,7 +41,7 @@ pub fn collector_saw_keys_in(table: &PartitionedTable, default: pg_sys::Oid) -> 
 /// saw them.
 pub fn frontiers(table: &PartitionedTable) -> Result<(Option<i64>, Option<i64>)> {
     count_read(Family::History);
-    Ok(Spi::get_two_with_args::<i64, i64>(
+    Ok(crate::pg::spi::select_two::<i64, i64>(
         "SELECT (SELECT pg_catalog.max(frontier_raw) FROM partition_predict.partition_counters
                   WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND partition <> $2),
                 (SELECT pg_catalog.max(frontier_raw) FROM partition_predict.partition_counters

@@ -10,7 +10,7 @@ use crate::error::{PredictError, Result};
 /// Whether `partition_predict.manage()` registered the table (and the
 /// caller may see that: the configuration shows owners their own tables).
 pub fn is_managed(parent: pg_sys::Oid) -> Result<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM partition_predict.config
                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass)",
         &[parent.into()],
@@ -127,7 +127,7 @@ pub fn record_runway(parent: pg_sys::Oid, seconds: Option<f64>) -> Result<()> {
 /// Seconds since `parent`'s last cycle ended (since it was managed, if no
 /// cycle has); `None` when it is not managed.
 pub fn seconds_since_last_cycle(parent: pg_sys::Oid) -> Result<Option<f64>> {
-    Ok(Spi::get_one_with_args::<f64>(
+    Ok(crate::pg::spi::select_one::<f64>(
         "SELECT (SELECT pg_catalog.date_part('epoch',
                           pg_catalog.clock_timestamp() - COALESCE(s.last_cycle_end, c.managed_since))
                    FROM partition_predict.config c

@@ -168,7 +168,7 @@ pub fn record_move(id: i64, total: i64) -> Result<()> {
 /// The state of migration `id` and its message, if it exists.
 pub fn outcome(id: i64) -> Result<Option<(MigrationState, Option<String>)>> {
     count_read(Family::Migrations);
-    let (state, message) = Spi::get_two_with_args::<String, String>(
+    let (state, message) = crate::pg::spi::select_two::<String, String>(
         "SELECT (SELECT state::text FROM partition_predict.migrations WHERE id = $1),
                 (SELECT message FROM partition_predict.migrations WHERE id = $1)",
         &[id.into()],
@@ -181,7 +181,7 @@ pub fn outcome(id: i64) -> Result<Option<(MigrationState, Option<String>)>> {
 /// Whether a migration of the table gave way in the last `minutes`.
 pub fn yielded_within(parent: pg_sys::Oid, minutes: i32) -> Result<bool> {
     count_read(Family::Migrations);
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM partition_predict.migrations
                          WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass AND state = 'yielded'
                            AND finished_at > pg_catalog.now() - pg_catalog.make_interval(mins => $2)

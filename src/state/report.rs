@@ -131,7 +131,7 @@ pub fn key_time_counts(parent: pg_sys::Oid, since: i64, until: i64) -> Result<Ve
 
 /// Start of the oldest key-time bucket counted, if any.
 pub fn oldest_key_time_bucket(parent: pg_sys::Oid) -> Result<Option<i64>> {
-    Ok(Spi::get_one_with_args::<f64>(
+    Ok(crate::pg::spi::select_one::<f64>(
         "SELECT pg_catalog.date_part('epoch', pg_catalog.min(bucket_start)) FROM partition_predict.key_time_counts
           WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass",
         &[parent.into()],
@@ -159,7 +159,7 @@ pub fn frontier_hours(parent: pg_sys::Oid, since: i64, until: i64) -> Result<Vec
 
 /// The newest hour whose frontier was recorded, if any.
 pub fn newest_frontier_hour(parent: pg_sys::Oid) -> Result<Option<i64>> {
-    Ok(Spi::get_one_with_args::<f64>(
+    Ok(crate::pg::spi::select_one::<f64>(
         "SELECT (SELECT pg_catalog.date_part('epoch', hour) FROM partition_predict.frontier_hours
                   WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass ORDER BY hour DESC LIMIT 1)",
         &[parent.into()],

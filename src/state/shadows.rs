@@ -193,7 +193,7 @@ pub fn bulk_load_target(parent: pg_sys::Oid) -> Result<Option<(bool, Option<pg_s
         return Ok(None);
     };
     as_role(owner, || {
-        let (managed, waiting) = Spi::get_two_with_args::<bool, bool>(
+        let (managed, waiting) = crate::pg::spi::select_two::<bool, bool>(
             "SELECT EXISTS (SELECT 1 FROM partition_predict.config
                              WHERE parent = $1::pg_catalog.oid::pg_catalog.regclass),
                     EXISTS (SELECT 1 FROM partition_predict.shadows s
@@ -243,7 +243,7 @@ pub fn unrecorded_standin(
     constraint: &str,
 ) -> Result<Option<pg_sys::Oid>> {
     count_read(Family::Shadows);
-    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+    Ok(crate::pg::spi::select_one::<pg_sys::Oid>(
         "SELECT (SELECT c.oid FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                   WHERE n.nspname = $1 AND c.relname = $2

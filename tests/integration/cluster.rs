@@ -53,6 +53,23 @@ fn as_postgres(program: &str, args: &[&str]) -> Output {
     output
 }
 
+/// A temporary directory the server's OS user owns.
+fn owned_temp_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("ppp-it-")
+        .tempdir()
+        .expect("temp dir");
+    if running_as_root() {
+        let status = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(dir.path())
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown of the cluster directory failed");
+    }
+    dir
+}
+
 impl Cluster {
     /// A running cluster; `preload` puts the library in shared_preload_libraries.
     pub fn start(preload: bool) -> Cluster {
@@ -61,19 +78,9 @@ impl Cluster {
 
     /// A running cluster with extra `postgresql.conf` lines.
     pub fn start_with(preload: bool, settings: &[&str]) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("ppp-it-")
-            .tempdir()
-            .expect("temp dir");
-        if running_as_root() {
-            let status = Command::new("chown")
-                .arg("postgres:postgres")
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown of the cluster directory failed");
-        }
-        let cluster = Cluster { dir };
+        let cluster = Cluster {
+            dir: owned_temp_dir(),
+        };
         let data = cluster.data_dir();
         as_postgres(
             "initdb",
@@ -99,7 +106,77 @@ impl Cluster {
             conf.push_str(line);
             conf.push('\n');
         }
-        let conf_path = data.join("postgresql.auto.conf");
+        cluster.append_conf(&conf);
+        cluster.start_again();
+        cluster
+    }
+
+    /// A hot standby of `primary`, streaming from it: a base backup
+    /// (`pg_basebackup -R`) taken now, started with its own socket and
+    /// `settings` appended.
+    pub fn standby_of(primary: &Cluster, settings: &[&str]) -> Cluster {
+        Cluster::from_base_backup(primary, true, settings)
+    }
+
+    /// A server restored from a base backup of `primary` taken now: it
+    /// recovers to the end of the backup and runs as a primary of its own.
+    pub fn restored_from_backup_of(primary: &Cluster, settings: &[&str]) -> Cluster {
+        Cluster::from_base_backup(primary, false, settings)
+    }
+
+    fn from_base_backup(primary: &Cluster, standby: bool, settings: &[&str]) -> Cluster {
+        let cluster = Cluster {
+            dir: owned_temp_dir(),
+        };
+        let data = cluster.data_dir();
+        let mut args = vec![
+            "-D",
+            data.to_str().unwrap(),
+            "-X",
+            "stream",
+            "--no-sync",
+            "--checkpoint=fast",
+            "-h",
+            primary.socket_dir().to_str().unwrap(),
+            "-p",
+        ];
+        let port = PORT.to_string();
+        args.extend([port.as_str(), "-U", "postgres"]);
+        if standby {
+            args.push("-R");
+        }
+        as_postgres("pg_basebackup", &args);
+        let mut conf = format!(
+            "unix_socket_directories = '{}'\n",
+            cluster.socket_dir().display()
+        );
+        if standby {
+            // The connection string pg_basebackup writes may name options
+            // the server's libpq predates: a plain one instead.
+            conf.push_str(&format!(
+                "hot_standby = on\nprimary_conninfo = 'host={} port={PORT} user=postgres'\n",
+                primary.socket_dir().display()
+            ));
+        }
+        for line in settings {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        cluster.append_conf(&conf);
+        cluster.start_again();
+        cluster
+    }
+
+    /// Promotes a standby to a primary (`pg_ctl promote`, waiting for it).
+    pub fn promote(&self) {
+        as_postgres(
+            "pg_ctl",
+            &["-D", self.data_dir().to_str().unwrap(), "-w", "promote"],
+        );
+    }
+
+    fn append_conf(&self, conf: &str) {
+        let conf_path = self.data_dir().join("postgresql.auto.conf");
         // The data directory belongs to postgres; append through a shell run as postgres.
         let script = format!("cat >> '{}' <<'CONF'\n{conf}CONF\n", conf_path.display());
         let status = server_user_command("sh")
@@ -107,8 +184,6 @@ impl Cluster {
             .status()
             .expect("write postgresql.auto.conf");
         assert!(status.success());
-        cluster.start_again();
-        cluster
     }
 
     /// Starts the (stopped) server again.

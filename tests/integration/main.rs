@@ -11,6 +11,7 @@ mod lifecycle;
 mod migration;
 mod monitoring;
 mod partman;
+mod replicas;
 mod retention;
 mod security;
 mod shadows;
