@@ -69,7 +69,9 @@ pub extern "C-unwind" fn _PG_init() {
         hooks::init();
         // pg_upgrade runs both servers in binary-upgrade mode, where
         // nothing but the upgrade may change a table.
-        if !pg::backend::in_binary_upgrade() {
+        if pg::backend::in_binary_upgrade() {
+            pg::backend::note_binary_upgrade();
+        } else {
             worker::init();
         }
     }

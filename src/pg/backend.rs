@@ -159,6 +159,25 @@ pub fn in_binary_upgrade() -> bool {
     unsafe { pg_sys::IsBinaryUpgrade }
 }
 
+/// Left in the data directory by a server in binary-upgrade mode: this
+/// cluster came out of pg_upgrade (see `worker::database`). Only the
+/// server's OS user can write it.
+const BINARY_UPGRADE_MARK: &str = "pg_partition_predict.pg_upgrade";
+
+/// Called while preloading, in the data directory.
+pub fn note_binary_upgrade() {
+    if in_binary_upgrade() {
+        if let Err(e) = std::fs::write(BINARY_UPGRADE_MARK, b"pg_upgrade ran here\n") {
+            pgrx::log!("pg_partition_predict: could not write {BINARY_UPGRADE_MARK}: {e}");
+        }
+    }
+}
+
+/// Whether this cluster has run in binary-upgrade mode (pg_upgrade).
+pub fn was_binary_upgraded() -> bool {
+    std::path::Path::new(BINARY_UPGRADE_MARK).exists()
+}
+
 /// Whether this server is a standby (or still recovering).
 pub fn in_recovery() -> bool {
     unsafe { pg_sys::RecoveryInProgress() }

@@ -285,3 +285,40 @@ pub fn tablespaces_with_reserved_bytes(
         .collect::<Result<Vec<_>>>()
     })
 }
+
+/// After pg_upgrade (see `worker::database`): records again that each
+/// standalone shadow the state names is its parent's, where the OID still
+/// is a table of the recorded name, of the parent's owner and columns, with
+/// no such mark yet; how many.
+pub fn relink_after_pg_upgrade() -> Result<usize> {
+    let found: Vec<(pg_sys::Oid, pg_sys::Oid)> = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT DISTINCT t.shadow, t.parent
+               FROM (SELECT s.shadow, s.parent::pg_catalog.oid AS parent, s.shadow_name
+                       FROM partition_predict.shadows s WHERE s.activated_at IS NULL
+                     UNION ALL
+                     SELECT m.shadow, m.parent::pg_catalog.oid, m.shadow_name
+                       FROM partition_predict.migrations m WHERE m.active) t
+               JOIN pg_catalog.pg_class c ON c.oid = t.shadow
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) = t.shadow_name
+                AND partition_predict.can_stand_for(t.shadow, t.parent)
+                AND NOT partition_predict.is_shadow_of(t.shadow, t.parent)",
+            None,
+            &[],
+        )?;
+        let mut found = Vec::new();
+        for row in rows {
+            let shadow: Option<pg_sys::Oid> = row.get(1)?;
+            let parent: Option<pg_sys::Oid> = row.get(2)?;
+            if let (Some(shadow), Some(parent)) = (shadow, parent) {
+                found.push((shadow, parent));
+            }
+        }
+        Ok::<_, crate::error::PredictError>(found)
+    })?;
+    for (shadow, parent) in &found {
+        crate::pg::relation::drop_along_with(*shadow, *parent);
+    }
+    Ok(found.len())
+}

@@ -15,6 +15,7 @@ use crate::gucs;
 use crate::pg::session::with_pinned_settings;
 use crate::pg::{backend, locks, relation};
 use crate::shmem::requests;
+use crate::state::shadows;
 use crate::state::workers::{self, WorkerReport};
 
 /// What this worker process has done, as `worker_status` shows it.
@@ -38,6 +39,9 @@ struct WorkerState {
     spent: HashMap<u32, Duration>,
     /// Whether more than one role owned managed tables at the last cycle.
     several_roles: bool,
+    /// Whether the first cycle looked for shadows to recognise again after
+    /// pg_upgrade.
+    relinked: bool,
 }
 
 /// A table that ran out of `table_time_limit` `strikes` cycles in a row:
@@ -129,6 +133,7 @@ pub fn run() {
         epoch: Instant::now(),
         spent: HashMap::new(),
         several_roles: false,
+        relinked: false,
     };
     let mut next_cycle = Instant::now();
     loop {
@@ -222,6 +227,26 @@ fn record_outcome(state: &mut WorkerState, parent: pg_sys::Oid, outcome: Option<
     }
 }
 
+/// pg_upgrade recreates each table from a dump, which does not carry the
+/// automatic dependency that marks a shadow as one this extension made for
+/// its parent (`state::shadows::is_shadow_of`): without it the state naming
+/// the shadow is refused. When the server has run in binary-upgrade mode
+/// (`backend::note_binary_upgrade`), the first cycle of each database
+/// records the dependency again for every shadow its state names whose OID
+/// (pg_upgrade keeps OIDs) still has the recorded name, owner and columns.
+fn relink_shadows_after_pg_upgrade() {
+    if !backend::was_binary_upgraded() {
+        return;
+    }
+    match shadows::relink_after_pg_upgrade() {
+        Ok(0) => {}
+        Ok(n) => pgrx::log!(
+            "pg_partition_predict: {n} shadow(s) recognised again after pg_upgrade"
+        ),
+        Err(e) => pgrx::log!("pg_partition_predict: shadows after pg_upgrade: {e}"),
+    }
+}
+
 fn run_cycles(state: &mut WorkerState) {
     backend::set_activity("cycle");
     let tables = in_own_transaction("listing managed tables", || {
@@ -239,6 +264,10 @@ fn run_cycles(state: &mut WorkerState) {
             return None;
         }
         report(state, "cycling", Some("start"));
+        if !state.relinked {
+            state.relinked = true;
+            relink_shadows_after_pg_upgrade();
+        }
         migrate::withdraw_orphaned_overrides();
         let tables = or_log(cycle::tables(None)).unwrap_or_default();
         Some(
