@@ -24,7 +24,9 @@ static WAL_RESOURCE_MANAGER_ID: GucSetting<i32> = GucSetting::<i32>::new(175);
 /// is an error, not a silently created placeholder.
 pub const PREFIX: &CStr = c"pg_partition_predict";
 
-pub fn init() {
+/// Settings fixed at server start; only while preloading (PostgreSQL
+/// refuses to define them later).
+pub fn init_postmaster() {
     GucRegistry::define_int_guc(
         c"pg_partition_predict.wal_resource_manager_id",
         c"The ID of the extension's WAL resource manager (custom range 128-255).",
@@ -35,6 +37,9 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+}
+
+pub fn init() {
     GucRegistry::define_bool_guc(
         c"pg_partition_predict.enabled",
         c"Whether the background workers run maintenance cycles.",

@@ -65,6 +65,7 @@ pub extern "C-unwind" fn _PG_init() {
     // Shared memory, hooks and background workers can only be set up
     // while the postmaster preloads the library.
     if pg::backend::note_preloading() {
+        gucs::init_postmaster();
         shmem::init();
         hooks::init();
         // pg_upgrade runs both servers in binary-upgrade mode, where

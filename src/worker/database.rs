@@ -240,9 +240,9 @@ fn relink_shadows_after_pg_upgrade() {
     }
     match shadows::relink_after_pg_upgrade() {
         Ok(0) => {}
-        Ok(n) => pgrx::log!(
-            "pg_partition_predict: {n} shadow(s) recognised again after pg_upgrade"
-        ),
+        Ok(n) => {
+            pgrx::log!("pg_partition_predict: {n} shadow(s) recognised again after pg_upgrade")
+        }
         Err(e) => pgrx::log!("pg_partition_predict: shadows after pg_upgrade: {e}"),
     }
 }
