@@ -42,6 +42,7 @@ use serde_json::json;
 use super::activate;
 use super::key_groups::{destinations, key_groups, Destination};
 use super::quarantine;
+use crate::catalog::table::Published;
 use crate::catalog::{self, PartitionedTable};
 use crate::error::{or_report, PredictError, Result};
 use crate::gucs;
@@ -49,7 +50,7 @@ use crate::pg::backend;
 use crate::pg::lock_retry::run_with_lock_retry_unless_long_holder;
 use crate::pg::locks::{self, lock_table_steps, Conflicting};
 use crate::pg::relation;
-use crate::pg::session::{as_role, with_pinned_settings, with_superuser_settings};
+use crate::pg::session::{as_role, unrestricted, with_pinned_settings, with_superuser_settings};
 use crate::pg::stand_aside;
 use crate::pg::subxact::{in_subtransaction_kept_if_ok, try_in_subtransaction};
 use crate::shmem::routing::{self, Override};
@@ -145,6 +146,8 @@ fn step_as_owner(table: &PartitionedTable, caller: Caller, superuser: bool) -> R
                 MigrationState::Yielded,
                 Some(migrations::INTERRUPTED),
             )?;
+            // Its error path withdrew the override without telling standbys.
+            routing::forget_on_standbys(table.oid);
             // Its rows are still in DEFAULT, whatever the statistics say
             // (a crash restart resets them).
             let caller = match caller {
@@ -241,13 +244,14 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
     }
     refuse_in_transaction_block(caller)?;
     let published = catalog::table::published(default)?;
-    if published.deletes && !catalog::table::has_replica_identity(default)? {
+    refuse_half_publications(table, &published)?;
+    if published.rows && !catalog::table::has_replica_identity(default)? {
         return Err(PredictError::NoReplicaIdentity {
             default: catalog::table::relation_name(default)?,
         });
     }
     if !may_use_replica_mode(table, superuser)? {
-        refuse_if_rows_have_side_effects(table, default, published.any())?;
+        refuse_if_rows_have_side_effects(table, default, published.rows)?;
     }
     let destination = destinations(
         table,
@@ -500,7 +504,16 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
         &[m.shadow, m.default_partition],
     )?;
     let published = catalog::table::published(m.default_partition)?;
-    let moved = move_rows(table, m, superuser, published.any())?;
+    refuse_half_publications(table, &published)?;
+    // For a published table the rows wait in a temporary table, never
+    // published, and reach the shadow once it is a partition (see
+    // `place_published`); otherwise they are copied into the shadow at once.
+    let via = if published.rows {
+        Via::Temporary
+    } else {
+        Via::Shadow
+    };
+    let moved = move_rows(table, m, superuser, via)?;
     // The shadow before DEFAULT, the order in which a query reading the
     // parent under the override locks them (ATTACH would take DEFAULT
     // first): the other order deadlocks with such a query until one of the
@@ -516,51 +529,86 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
         &format!("LOCK TABLE {shadow_name}, {default_name} IN ACCESS EXCLUSIVE MODE;"),
         true,
     )?;
-    if published.any() {
-        republish(table, m, superuser, published, m.rows_moved + moved)?;
+    if via == Via::Temporary {
+        place_published(table, m, superuser, moved)?;
     }
     Ok(moved)
 }
 
+/// Where a move puts the rows it takes out of DEFAULT before the ATTACH.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Shadow,
+    Temporary,
+}
+
+/// The temporary table a published move keeps its rows in until the ATTACH
+/// (dropped at commit, or with the move's subtransaction).
+fn temporary_name(m: &Migration) -> String {
+    format!("pg_temp.pg_partition_predict_move_{}", m.id)
+}
+
+/// A publication that replicates the table's inserts but not its deletes
+/// (or the reverse) would give a subscriber the moved rows twice, or lose
+/// them: refused, before anything moves.
+fn refuse_half_publications(table: &PartitionedTable, published: &Published) -> Result<()> {
+    match &published.half {
+        Some(publication) => Err(PredictError::PublishedHalfway {
+            table: table.name.to_string(),
+            publication: publication.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// For logical replication, in the move's transaction, after its ATTACH:
-/// the moved rows are deleted from the shadow and inserted into it again.
+/// the moved rows go from the temporary table into the shadow, now a
+/// partition of the parent.
 ///
-/// A publication replicates the DELETE from DEFAULT but not the copy into
-/// the shadow, which was not yet a partition: a subscriber would lose the
-/// rows. Deleted and inserted again as a partition of the parent, they
-/// reach it (its apply skips the deletes of rows it no longer has), in the
-/// same transaction as the rest of the move. A published DELETE needs a
-/// replica identity: a shadow without one (no primary key on the parent)
-/// gets `REPLICA IDENTITY FULL`, as DEFAULT must have.
-fn republish(
+/// A publication replicates the DELETE from DEFAULT; an INSERT into the
+/// shadow before the ATTACH would not be replicated (through the parent),
+/// or would be under the shadow's own name (`FOR ALL TABLES`), which no
+/// subscriber has. Inserted after the ATTACH, the rows reach subscribers
+/// through the parent, after all the deletes, in the same transaction. The
+/// owner's triggers are not fired: in replica mode on a superuser's table
+/// (as the DELETE), otherwise the move is refused if the shadow has INSERT
+/// or DELETE triggers.
+fn place_published(
     table: &PartitionedTable,
     m: &Migration,
     superuser: bool,
-    published: catalog::table::Published,
     rows: i64,
 ) -> Result<()> {
     let (_, shadow_name) = endpoints(m)?;
-    if published.deletes && !catalog::table::has_replica_identity(m.shadow)? {
+    let temporary = temporary_name(m);
+    let columns = crate::catalog::table::copied_columns(table)?;
+    // Deletes of these rows will be published too: a shadow made before the
+    // DBA gave the parent REPLICA IDENTITY FULL takes it now.
+    if catalog::table::replica_identity_full(table.oid)?
+        && !catalog::table::has_replica_identity(m.shadow)?
+    {
         stand_aside::as_attacher(|| {
             Spi::run(&format!("ALTER TABLE {shadow_name} REPLICA IDENTITY FULL"))
         })?;
     }
-    let columns = crate::catalog::table::copied_columns(table)?;
     let replica = may_use_replica_mode(table, superuser)?
         && catalog::table::runs_nothing_on_delete_in_replica_mode(m.shadow, table.owner_oid)?;
-    let again = with_replica(replica, || {
+    if !replica {
+        refuse_if_rows_have_side_effects(table, m.shadow, true)?;
+    }
+    let placed = with_replica(replica, || {
         Spi::get_one::<i64>(&format!(
-            "WITH taken AS (DELETE FROM ONLY {shadow_name} RETURNING {columns}),
-                  placed AS (INSERT INTO {shadow_name} ({columns}) OVERRIDING SYSTEM VALUE
-                             SELECT {columns} FROM taken RETURNING 1)
+            "WITH placed AS (INSERT INTO {shadow_name} ({columns}) OVERRIDING SYSTEM VALUE
+                             SELECT {columns} FROM {temporary} RETURNING 1)
              SELECT pg_catalog.count(*) FROM placed"
         ))
     })?
     .unwrap_or(0);
-    if again != rows {
+    unrestricted(|| Spi::run(&format!("DROP TABLE {temporary}")))?;
+    if placed != rows {
         return Err(PredictError::ShadowTurnsRowsAway {
             shadow: shadow_name,
-            reason: format!("{rows} row(s) moved but {again} were replicated"),
+            reason: format!("{rows} row(s) left DEFAULT but {placed} reached it"),
         });
     }
     Ok(())
@@ -614,17 +662,15 @@ fn finished(table: &PartitionedTable, m: &Migration, moved: i64) -> Result<()> {
 /// of every table off, a superuser's power, for whatever code runs in it.
 /// So the rows are copied into the shadow in normal mode (its CHECKs,
 /// indexes and types are the owner's code, run as the owner), and only the
-/// DELETE from DEFAULT is in replica mode, only on a table a superuser
+/// DELETE from DEFAULT (and, for a published table, the INSERT of the same
+/// rows into the shadow once attached) is in replica mode, only on a table a superuser
 /// owns (`may_use_replica_mode`), and only once DEFAULT is locked against
 /// new triggers, rules and policies and found to have none that would run
 /// in it. For any other table the DELETE runs in normal mode, refused
-/// before the move starts if DEFAULT has DELETE triggers or is referenced.
-fn move_rows(
-    table: &PartitionedTable,
-    m: &Migration,
-    superuser: bool,
-    published: bool,
-) -> Result<i64> {
+/// before the move starts if DEFAULT has DELETE triggers (or INSERT ones,
+/// for a published table) or is referenced. A published table's rows go
+/// into a temporary table instead of the shadow (`Via::Temporary`).
+fn move_rows(table: &PartitionedTable, m: &Migration, superuser: bool, via: Via) -> Result<i64> {
     let (default_name, shadow_name) = endpoints(m)?;
     let columns = crate::catalog::table::copied_columns(table)?;
     let key = quote_identifier(&table.key_column);
@@ -640,13 +686,27 @@ fn move_rows(
             reason: "it has a rule".into(),
         });
     }
-    let copied = Spi::get_one::<i64>(&format!(
-        "WITH placed AS (INSERT INTO {shadow_name} ({columns}) OVERRIDING SYSTEM VALUE
-                         SELECT {columns} FROM ONLY {default_name} WHERE {in_range}
-                         RETURNING 1)
-         SELECT pg_catalog.count(*) FROM placed"
-    ))?
-    .unwrap_or(0);
+    let published = via == Via::Temporary;
+    let copied = if published {
+        // Made by the owner (the move's role), empty; filled by the DELETE.
+        unrestricted(|| {
+            Spi::run(&format!(
+                "CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {columns} FROM ONLY {default_name} WITH NO DATA",
+                temporary_name(m)
+            ))
+        })?;
+        None
+    } else {
+        Some(
+            Spi::get_one::<i64>(&format!(
+                "WITH placed AS (INSERT INTO {shadow_name} ({columns}) OVERRIDING SYSTEM VALUE
+                                 SELECT {columns} FROM ONLY {default_name} WHERE {in_range}
+                                 RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM placed"
+            ))?
+            .unwrap_or(0),
+        )
+    };
     let replica = may_use_replica_mode(table, superuser)?
         && catalog::table::runs_nothing_on_delete_in_replica_mode(
             m.default_partition,
@@ -656,12 +716,24 @@ fn move_rows(
         refuse_if_rows_have_side_effects(table, m.default_partition, published)?;
     }
     let deleted = with_replica(replica, || {
-        Spi::get_one::<i64>(&format!(
-            "WITH gone AS (DELETE FROM ONLY {default_name} WHERE {in_range} RETURNING 1)
-             SELECT pg_catalog.count(*) FROM gone"
-        ))
+        Spi::get_one::<i64>(&if published {
+            format!(
+                "WITH gone AS (DELETE FROM ONLY {default_name} WHERE {in_range} RETURNING {columns}),
+                      kept AS (INSERT INTO {} SELECT * FROM gone RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM kept",
+                temporary_name(m)
+            )
+        } else {
+            format!(
+                "WITH gone AS (DELETE FROM ONLY {default_name} WHERE {in_range} RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM gone"
+            )
+        })
     })?
     .unwrap_or(0);
+    let Some(copied) = copied else {
+        return Ok(deleted);
+    };
     if deleted != copied {
         // A trigger of the shadow's kept rows out, or one of DEFAULT's (or
         // row-level security) kept them in: the copies go with the rollback.

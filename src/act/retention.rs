@@ -107,7 +107,7 @@ impl Candidate {
 fn dense_top_key(table: &PartitionedTable) -> Result<Option<i64>> {
     // A valid, whole btree index whose order a backward scan gives as
     // ORDER BY key DESC (NULLS FIRST): anything else would sort the table.
-    let indexed = Spi::get_one_with_args::<bool>(
+    let indexed = crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                           JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
                           JOIN pg_catalog.pg_am m ON m.oid = c.relam AND m.amname = 'btree'
@@ -167,7 +167,7 @@ fn boundary(table: &PartitionedTable, keep: &str) -> Result<Option<i64>> {
     // months and days on its calendar and hours as elapsed time (a day
     // across a daylight-saving change is 23 or 25 hours, an hour an hour).
     let reference_and_boundary = with_settings(&[(c"TimeZone", &zone)], || {
-        Spi::get_two_with_args::<i64, i64>(
+        crate::pg::spi::select_two::<i64, i64>(
             "WITH r AS (SELECT LEAST(pg_catalog.now(),
                                      COALESCE(pg_catalog.to_timestamp($1::float8 / 1000000 + $3), pg_catalog.now())) AS at)
              SELECT ((EXTRACT(epoch FROM r.at) - $3) * 1000000)::bigint,
@@ -259,7 +259,7 @@ fn holds_kept_rows(table: &PartitionedTable, candidate: &Candidate, boundary: i6
         table.key_type.value(boundary).to_sql_literal()
     );
     with_settings(&[(c"row_security", "off")], || {
-        Ok(Spi::get_one::<bool>(&sql)?.unwrap_or(true))
+        Ok(crate::pg::spi::select_one::<bool>(&sql, &[])?.unwrap_or(true))
     })
 }
 
@@ -323,7 +323,7 @@ fn cleared(
         &format!("LOCK TABLE {} IN SHARE MODE", candidate.name.quoted()),
     )?;
     // Detached, renamed or re-bounded by someone else meanwhile: not ours to judge now.
-    let unchanged = Spi::get_one_with_args::<bool>(
+    let unchanged = crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
                          WHERE i.inhrelid = $1 AND i.inhparent = $2
                            AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) = $3)",
@@ -373,7 +373,7 @@ fn archive_obstacle(retention: &DataRetention, candidate: &Candidate) -> Result<
         return Ok(None);
     }
     if let Some(schema) = &retention.archive_schema {
-        let (usable, taken) = Spi::get_two_with_args::<bool, bool>(
+        let (usable, taken) = crate::pg::spi::select_two::<bool, bool>(
             "SELECT (SELECT pg_catalog.has_schema_privilege(n.oid, 'CREATE')
                             AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
                        FROM pg_catalog.pg_namespace n WHERE n.nspname = $1),
@@ -396,7 +396,7 @@ fn archive_obstacle(retention: &DataRetention, candidate: &Candidate) -> Result<
         }
     }
     if let Some(tablespace) = &retention.archive_tablespace {
-        let usable = Spi::get_one_with_args::<bool>(
+        let usable = crate::pg::spi::select_one::<bool>(
             "SELECT (SELECT $1 = 'pg_default' OR pg_catalog.has_tablespace_privilege(t.oid, 'CREATE')
                        FROM pg_catalog.pg_tablespace t WHERE t.spcname = $1)",
             &[tablespace.as_str().into()],
@@ -665,7 +665,7 @@ fn move_to_tablespace(oid: pg_sys::Oid, tablespace: &str) -> Result<()> {
         &format!("ALTER TABLE {} SET TABLESPACE {tablespace}", name.quoted()),
     )?;
     // By OID: a schema renamed meanwhile could have made the name another table's.
-    let moved = Spi::get_one_with_args::<bool>(
+    let moved = crate::pg::spi::select_one::<bool>(
         "SELECT COALESCE((SELECT t.spcname FROM pg_catalog.pg_tablespace t WHERE t.oid = c.reltablespace),
                          (SELECT t.spcname FROM pg_catalog.pg_database d
                             JOIN pg_catalog.pg_tablespace t ON t.oid = d.dattablespace

@@ -78,6 +78,7 @@ pub fn unmanage(parent: pg_sys::Oid) -> Result<()> {
     // An override a rolled-back step left behind (no migration is active).
     if backend::library_preloaded() {
         routing::withdraw(parent)?;
+        routing::forget_on_standbys(parent);
     }
     managed::forget(parent)
 }

@@ -361,34 +361,33 @@ pub fn runs_nothing_on_delete_in_replica_mode(
 
 /// What the publications of this database replicate of a leaf partition
 /// (through itself, an ancestor, their schemas or `FOR ALL TABLES`).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Published {
-    pub inserts: bool,
-    pub deletes: bool,
-}
-
-impl Published {
-    pub fn any(self) -> bool {
-        self.inserts || self.deletes
-    }
+    /// Some publication replicates both its inserts and its deletes.
+    pub rows: bool,
+    /// A publication that replicates one of the two but not the other.
+    pub half: Option<String>,
 }
 
 pub fn published(partition: pg_sys::Oid) -> Result<Published> {
-    let (inserts, deletes) = crate::pg::spi::select_two::<bool, bool>(
-        "WITH tree AS (SELECT a.relid FROM pg_catalog.pg_partition_ancestors($1) a)
-         SELECT COALESCE(pg_catalog.bool_or(p.pubinsert), false), COALESCE(pg_catalog.bool_or(p.pubdelete), false)
-           FROM pg_catalog.pg_publication p
-          WHERE p.puballtables
-             OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
-                         WHERE r.prpubid = p.oid AND r.prrelid IN (SELECT relid FROM tree))
-             OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_namespace n
-                          JOIN pg_catalog.pg_class c ON c.relnamespace = n.pnnspid
-                         WHERE n.pnpubid = p.oid AND c.oid IN (SELECT relid FROM tree))",
+    let (rows, half) = crate::pg::spi::select_two::<bool, String>(
+        "WITH tree AS (SELECT a.relid FROM pg_catalog.pg_partition_ancestors($1) a),
+              covering AS (
+                SELECT p.pubname, p.pubinsert, p.pubdelete FROM pg_catalog.pg_publication p
+                 WHERE p.puballtables
+                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
+                                WHERE r.prpubid = p.oid AND r.prrelid IN (SELECT relid FROM tree))
+                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_namespace n
+                                 JOIN pg_catalog.pg_class c ON c.relnamespace = n.pnnspid
+                                WHERE n.pnpubid = p.oid AND c.oid IN (SELECT relid FROM tree)))
+         SELECT EXISTS (SELECT 1 FROM covering WHERE pubinsert AND pubdelete),
+                (SELECT pg_catalog.quote_ident(pubname) FROM covering
+                  WHERE pubinsert <> pubdelete ORDER BY pubname LIMIT 1)",
         &[partition.into()],
     )?;
     Ok(Published {
-        inserts: inserts.unwrap_or(false),
-        deletes: deletes.unwrap_or(false),
+        rows: rows.unwrap_or(false),
+        half,
     })
 }
 

@@ -180,22 +180,26 @@ pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) {
         return;
     }
     let queries = unsafe { all_queries(parse) };
-    let mut waited = false;
-    // A standby writes nothing, and the move its overrides come from ends
-    // with a WAL record it may never receive (a primary that crashed): its
-    // queries are rewritten, never held.
-    let may_wait = !backend::in_recovery();
-    for o in overrides.iter().filter(|_| may_wait) {
-        let wait = unsafe { must_wait(&queries, o) };
-        if wait != Wait::No {
-            unsafe { wait_for_migration(o, wait) };
-            waited = true;
+    if backend::in_recovery() {
+        // A standby writes nothing, and the move its overrides come from
+        // ends with a WAL record it may never receive (a primary that
+        // crashed): its queries are never held. One the primary would hold
+        // (a read of system columns, TABLESAMPLE) is planned as it is.
+        overrides.retain(|o| unsafe { must_wait(&queries, o) } == Wait::No);
+    } else {
+        let mut waited = false;
+        for o in &overrides {
+            let wait = unsafe { must_wait(&queries, o) };
+            if wait != Wait::No {
+                unsafe { wait_for_migration(o, wait) };
+                waited = true;
+            }
         }
-    }
-    if waited {
-        // Plan against what the migrations left: attached partitions.
-        backend::accept_invalidations();
-        overrides = routing::overrides_here();
+        if waited {
+            // Plan against what the migrations left: attached partitions.
+            backend::accept_invalidations();
+            overrides = routing::overrides_here();
+        }
     }
     // Innermost queries first: a policy's subquery is rewritten before the
     // policy is copied onto the arms of an outer rewrite.
@@ -322,6 +326,12 @@ unsafe fn read_shadow_too(
         pg_sys::RelationClose(shadow_relation);
         if !unchanged {
             pg_sys::RelationClose(relation);
+            if backend::in_recovery() {
+                // An override replayed from the primary may be one whose
+                // move ended there without a record this standby got: the
+                // table is read as it is rather than made unreadable.
+                return;
+            }
             PredictError::ShadowChanged(display_name(shadow)).report();
         }
         let owner = (*(*relation).rd_rel).relowner;

@@ -9,6 +9,5 @@ pub mod routing;
 /// Only while preloading.
 pub fn init() {
     routing::init();
-    replay::init();
     requests::init();
 }

@@ -6,25 +6,60 @@
 //! partition: the primary's queries are kept from that by the override's
 //! rewrite (`hooks::rewrite`), and so are the standby's, since publishing
 //! and withdrawing an override write a WAL record of this resource manager
-//! which the standby replays into its own shared memory. Each move logs its
-//! override again just before it starts, for standbys that began replaying
-//! after it was first published.
+//! which the standby replays into its own shared memory (`routing`
+//! registers what replaying does). Each move logs its override again just
+//! before it starts, for standbys that began replaying after it was first
+//! published; a primary that starts logs a reset, since none of its moves
+//! survived the restart.
 //!
-//! Overrides of moves are not durable: one replayed by a standby ends with
-//! recovery (promotion, or the end of crash recovery), when the move it
-//! belongs to has either committed or gone with the primary.
+//! The record format is fixed (a version byte, then fixed-width fields): a
+//! standby may run an older library than its primary, and it skips, with a
+//! warning, a record it cannot read rather than stop replaying.
 
 use std::ffi::{c_char, CStr};
+use std::sync::OnceLock;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::routing::{self, Override};
 use crate::gucs;
 
 const PUBLISHED: u8 = 0x10;
 const WITHDRAWN: u8 = 0x20;
-const RECORD_LEN: usize = 4 * 4 + 8 * 2 + 1;
+const RESET: u8 = 0x30;
+const FORMAT: u8 = 1;
+const RECORD_LEN: usize = 1 + 4 * 4 + 8 * 2 + 1;
+
+/// What a record says of one override.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OverrideRecord {
+    pub database: u32,
+    pub parent: u32,
+    pub shadow: u32,
+    pub default_partition: u32,
+    pub migration_id: i64,
+    pub since: i64,
+    pub durable: bool,
+}
+
+/// What replaying a record does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replayed {
+    Published(OverrideRecord),
+    Withdrawn {
+        database: u32,
+        parent: u32,
+    },
+    /// The primary started: no move of its is in flight.
+    Reset,
+}
+
+struct Handlers {
+    replay: fn(Replayed),
+    end_of_recovery: fn(),
+}
+
+static HANDLERS: OnceLock<Handlers> = OnceLock::new();
 
 static mut RESOURCE_MANAGER: pg_sys::RmgrData = pg_sys::RmgrData {
     rm_name: c"pg_partition_predict".as_ptr(),
@@ -37,41 +72,59 @@ static mut RESOURCE_MANAGER: pg_sys::RmgrData = pg_sys::RmgrData {
     rm_decode: None,
 };
 
-/// Only while preloading.
-pub fn init() {
+/// Only while preloading: registers the resource manager, whose records
+/// `replay` applies and whose recovery ends with `end_of_recovery`.
+pub fn init(replay: fn(Replayed), end_of_recovery: fn()) {
+    let _ = HANDLERS.set(Handlers {
+        replay,
+        end_of_recovery,
+    });
     unsafe {
         pg_sys::RegisterCustomRmgr(gucs::wal_resource_manager_id(), &raw mut RESOURCE_MANAGER);
     }
 }
 
-fn encode(o: &Override) -> [u8; RECORD_LEN] {
+fn encode(o: &OverrideRecord) -> [u8; RECORD_LEN] {
     let mut record = [0u8; RECORD_LEN];
+    record[0] = FORMAT;
     let fields = [o.database, o.parent, o.shadow, o.default_partition];
     for (i, f) in fields.iter().enumerate() {
-        record[i * 4..i * 4 + 4].copy_from_slice(&f.to_le_bytes());
+        record[1 + i * 4..1 + i * 4 + 4].copy_from_slice(&f.to_le_bytes());
     }
-    record[16..24].copy_from_slice(&o.migration_id.to_le_bytes());
-    record[24..32].copy_from_slice(&o.since.to_le_bytes());
-    record[32] = u8::from(o.durable);
+    record[17..25].copy_from_slice(&o.migration_id.to_le_bytes());
+    record[25..33].copy_from_slice(&o.since.to_le_bytes());
+    record[33] = u8::from(o.durable);
     record
 }
 
-fn decode(record: &[u8]) -> Option<Override> {
-    if record.len() != RECORD_LEN {
+fn decode(record: &[u8]) -> Option<OverrideRecord> {
+    if record.len() != RECORD_LEN || record[0] != FORMAT {
         return None;
     }
     let u32_at = |i: usize| u32::from_le_bytes(record[i..i + 4].try_into().unwrap());
     let i64_at = |i: usize| i64::from_le_bytes(record[i..i + 8].try_into().unwrap());
-    Some(Override {
-        database: u32_at(0),
-        parent: u32_at(4),
-        shadow: u32_at(8),
-        default_partition: u32_at(12),
-        migration_id: i64_at(16),
-        since: i64_at(24),
-        durable: record[32] != 0,
-        replayed: true,
+    Some(OverrideRecord {
+        database: u32_at(1),
+        parent: u32_at(5),
+        shadow: u32_at(9),
+        default_partition: u32_at(13),
+        migration_id: i64_at(17),
+        since: i64_at(25),
+        durable: record[33] != 0,
     })
+}
+
+/// What a record of kind `info` with `data` asks replay to do.
+fn interpret(info: u8, data: &[u8]) -> Option<Replayed> {
+    match (info, decode(data)) {
+        (PUBLISHED, Some(o)) => Some(Replayed::Published(o)),
+        (WITHDRAWN, Some(o)) => Some(Replayed::Withdrawn {
+            database: o.database,
+            parent: o.parent,
+        }),
+        (RESET, Some(_)) => Some(Replayed::Reset),
+        _ => None,
+    }
 }
 
 /// Whether standbys can be reading this server's WAL.
@@ -82,53 +135,68 @@ fn standbys_may_read() -> bool {
     }
 }
 
-fn insert(info: u8, record: &mut [u8]) {
+fn insert(info: u8, o: &OverrideRecord) {
     if !standbys_may_read() {
         return;
     }
+    let mut record = encode(o);
     unsafe {
         pg_sys::XLogBeginInsert();
-        #[cfg(any(feature = "pg15"))]
-        pg_sys::XLogRegisterData(record.as_mut_ptr().cast::<c_char>(), record.len() as i32);
+        #[cfg(feature = "pg15")]
+        pg_sys::XLogRegisterData(record.as_mut_ptr().cast::<c_char>(), RECORD_LEN as i32);
         #[cfg(any(feature = "pg16", feature = "pg17"))]
-        pg_sys::XLogRegisterData(record.as_mut_ptr().cast::<c_char>(), record.len() as u32);
+        pg_sys::XLogRegisterData(record.as_mut_ptr().cast::<c_char>(), RECORD_LEN as u32);
         #[cfg(feature = "pg18")]
-        pg_sys::XLogRegisterData(record.as_mut_ptr().cast(), record.len() as u32);
+        pg_sys::XLogRegisterData(record.as_mut_ptr().cast(), RECORD_LEN as u32);
         pg_sys::XLogInsert(gucs::wal_resource_manager_id(), info);
     }
 }
 
-pub(super) fn log_published(o: &Override) {
-    insert(PUBLISHED, &mut encode(o));
+pub fn log_published(o: &OverrideRecord) {
+    insert(PUBLISHED, o);
 }
 
-pub(super) fn log_withdrawn(database: u32, parent: u32) {
-    let mut record = encode(&Override {
-        database,
-        parent,
-        ..Override::default()
-    });
-    insert(WITHDRAWN, &mut record);
+pub fn log_withdrawn(database: u32, parent: u32) {
+    insert(
+        WITHDRAWN,
+        &OverrideRecord {
+            database,
+            parent,
+            ..OverrideRecord::default()
+        },
+    );
 }
 
-unsafe fn contents(record: *mut pg_sys::XLogReaderState) -> (u8, Option<Override>) {
+/// Logged by a primary as it starts (by the launcher).
+pub fn log_reset() {
+    insert(RESET, &OverrideRecord::default());
+}
+
+unsafe fn contents(record: *mut pg_sys::XLogReaderState) -> (u8, Vec<u8>) {
     unsafe {
         let decoded = (*record).record;
         let info = (*decoded).header.xl_info & !(pg_sys::XLR_INFO_MASK as u8);
-        let data = std::slice::from_raw_parts(
-            (*decoded).main_data.cast::<u8>(),
-            (*decoded).main_data_len as usize,
-        );
-        (info, decode(data))
+        let len = (*decoded).main_data_len as usize;
+        let data = if len == 0 || (*decoded).main_data.is_null() {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts((*decoded).main_data.cast::<u8>(), len).to_vec()
+        };
+        (info, data)
     }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn redo(record: *mut pg_sys::XLogReaderState) {
-    match unsafe { contents(record) } {
-        (PUBLISHED, Some(o)) => routing::replay_published(o),
-        (WITHDRAWN, Some(o)) => routing::replay_withdrawn(o.database, o.parent),
-        (info, _) => pgrx::error!("pg_partition_predict: unknown WAL record {info:#x}"),
+    let (info, data) = unsafe { contents(record) };
+    match (interpret(info, &data), HANDLERS.get()) {
+        (Some(replayed), Some(handlers)) => (handlers.replay)(replayed),
+        // An error here would stop the standby: a record this library
+        // cannot read costs it only the rewrite of one move.
+        _ => pgrx::warning!(
+            "pg_partition_predict: skipped a WAL record it cannot read (kind {info:#x}, {} byte(s)); upgrade the library on this server",
+            data.len()
+        ),
     }
 }
 
@@ -137,14 +205,20 @@ unsafe extern "C-unwind" fn describe(
     buf: pg_sys::StringInfo,
     record: *mut pg_sys::XLogReaderState,
 ) {
-    let (_, o) = unsafe { contents(record) };
-    if let Some(o) = o {
-        let text = format!(
-            "database {} parent {} shadow {} default {} migration {}\0",
+    let (info, data) = unsafe { contents(record) };
+    let text = match interpret(info, &data) {
+        Some(Replayed::Published(o)) => format!(
+            "database {} parent {} shadow {} default {} migration {}",
             o.database, o.parent, o.shadow, o.default_partition, o.migration_id
-        );
-        unsafe { pg_sys::appendStringInfoString(buf, text.as_ptr().cast()) };
-    }
+        ),
+        Some(Replayed::Withdrawn { database, parent }) => {
+            format!("database {database} parent {parent}")
+        }
+        Some(Replayed::Reset) => String::new(),
+        None => format!("unreadable ({} byte(s))", data.len()),
+    };
+    let text = std::ffi::CString::new(text).unwrap_or_default();
+    unsafe { pg_sys::appendStringInfoString(buf, text.as_ptr()) };
 }
 
 #[pg_guard]
@@ -152,6 +226,7 @@ unsafe extern "C-unwind" fn identify(info: u8) -> *const c_char {
     let name: &CStr = match info & !(pg_sys::XLR_INFO_MASK as u8) {
         PUBLISHED => c"OVERRIDE_PUBLISHED",
         WITHDRAWN => c"OVERRIDE_WITHDRAWN",
+        RESET => c"OVERRIDES_RESET",
         _ => return std::ptr::null(),
     };
     name.as_ptr()
@@ -159,7 +234,9 @@ unsafe extern "C-unwind" fn identify(info: u8) -> *const c_char {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn end_of_recovery() {
-    routing::end_replayed_moves();
+    if let Some(handlers) = HANDLERS.get() {
+        (handlers.end_of_recovery)();
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -168,8 +245,8 @@ mod tests {
     use super::*;
 
     #[pg_test]
-    fn a_record_reads_back_as_the_override_it_was_written_from() {
-        let o = Override {
+    fn a_record_reads_back_as_what_it_was_written_from() {
+        let o = OverrideRecord {
             database: 5,
             parent: u32::MAX,
             shadow: 16_385,
@@ -177,16 +254,23 @@ mod tests {
             migration_id: i64::MAX,
             since: -3,
             durable: true,
-            replayed: false,
         };
-        let back = decode(&encode(&o)).unwrap();
         assert_eq!(
-            back,
-            Override {
-                replayed: true,
-                ..o
-            }
+            interpret(PUBLISHED, &encode(&o)),
+            Some(Replayed::Published(o))
         );
-        assert!(decode(&encode(&o)[1..]).is_none());
+        assert_eq!(
+            interpret(WITHDRAWN, &encode(&o)),
+            Some(Replayed::Withdrawn {
+                database: 5,
+                parent: u32::MAX
+            })
+        );
+        // Another length, another format or kind: skipped, not applied.
+        assert_eq!(interpret(PUBLISHED, &encode(&o)[1..]), None);
+        let mut other_format = encode(&o);
+        other_format[0] = FORMAT + 1;
+        assert_eq!(interpret(PUBLISHED, &other_format), None);
+        assert_eq!(interpret(0x40, &encode(&o)), None);
     }
 }

@@ -17,6 +17,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic, PgLwLock};
 
+use super::replay::{self, OverrideRecord, Replayed};
 use crate::error::{PredictError, Result};
 use crate::pg::backend;
 
@@ -70,6 +71,9 @@ struct Waiter {
 pub struct Registry {
     overrides: [Override; MAX_OVERRIDES],
     waiters: [Waiter; MAX_WAITERS],
+    /// Whether standbys were told, since shared memory was made, that no
+    /// move of this server is in flight (`reset_on_standbys`).
+    reset_logged: bool,
 }
 
 unsafe impl PGRXSharedMemory for Registry {}
@@ -79,6 +83,7 @@ impl Registry {
         Registry {
             overrides: [Override::default(); MAX_OVERRIDES],
             waiters: [Waiter::default(); MAX_WAITERS],
+            reset_logged: false,
         }
     }
 
@@ -92,10 +97,25 @@ static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"pg_partition_pred
 static ACTIVE: PgAtomic<AtomicU32> =
     unsafe { PgAtomic::new(c"pg_partition_predict_routing_active") };
 
-/// Shared memory; only while preloading.
+/// Shared memory and the WAL resource manager; only while preloading.
 pub fn init() {
     pg_shmem_init!(REGISTRY = load_state_file());
     pg_shmem_init!(ACTIVE = AtomicU32::new(load_state_file().active()));
+    replay::init(on_replay, end_replayed_moves);
+}
+
+impl Override {
+    fn record(&self) -> OverrideRecord {
+        OverrideRecord {
+            database: self.database,
+            parent: self.parent,
+            shadow: self.shadow,
+            default_partition: self.default_partition,
+            migration_id: self.migration_id,
+            since: self.since,
+            durable: self.durable,
+        }
+    }
 }
 
 fn load_state_file() -> Registry {
@@ -213,7 +233,7 @@ pub fn publish<F: Fn(u32) -> Option<pg_sys::Oid>>(entry: Override, quota: Quota<
     }
     ACTIVE.get().store(registry.active(), Ordering::Release);
     drop(registry);
-    super::replay::log_published(&entry);
+    replay::log_published(&entry.record());
     Ok(())
 }
 
@@ -222,14 +242,14 @@ pub fn publish<F: Fn(u32) -> Option<pg_sys::Oid>>(entry: Override, quota: Quota<
 /// before the move that follows.
 pub fn announce(parent: pg_sys::Oid) {
     if let Some(o) = override_of(parent) {
-        super::replay::log_published(&o);
+        replay::log_published(&o.record());
     }
 }
 
 /// Removes the override of `parent` in this database, if any.
 pub fn withdraw(parent: pg_sys::Oid) -> Result<()> {
     if withdraw_unlogged(parent)? {
-        super::replay::log_withdrawn(database(), parent.to_u32());
+        replay::log_withdrawn(database(), parent.to_u32());
     }
     Ok(())
 }
@@ -271,17 +291,56 @@ pub fn withdraw_other_databases(existing: &[u32]) -> Result<usize> {
         ACTIVE.get().store(registry.active(), Ordering::Release);
         drop(registry);
         for (database, parent) in &removed {
-            super::replay::log_withdrawn(*database, *parent);
+            replay::log_withdrawn(*database, *parent);
         }
     }
     Ok(removed.len())
 }
 
-/// WAL replay of a publication (see `shmem::replay`). An override this
-/// server published itself is left as it is; a full table drops the
-/// replayed one (reads on a standby then only lack the rewrite).
-pub(super) fn replay_published(mut entry: Override) {
-    entry.replayed = true;
+/// Tells standbys that `parent`'s override is gone, whether or not this
+/// server still had one: a move's error path withdraws it without logging
+/// (`withdraw_unlogged`), and its migration's next step calls this.
+pub fn forget_on_standbys(parent: pg_sys::Oid) {
+    replay::log_withdrawn(database(), parent.to_u32());
+}
+
+/// Tells standbys, once after the server starts (or restarts after a
+/// crash, which makes shared memory anew), that none of its moves is in
+/// flight any more: their overrides end there.
+pub fn reset_on_standbys() {
+    let first = {
+        let mut registry = REGISTRY.exclusive();
+        !std::mem::replace(&mut registry.reset_logged, true)
+    };
+    if first {
+        replay::log_reset();
+    }
+}
+
+/// WAL replay (see `shmem::replay`), on a standby or in crash recovery.
+fn on_replay(replayed: Replayed) {
+    match replayed {
+        Replayed::Published(r) => replay_published(Override {
+            database: r.database,
+            parent: r.parent,
+            shadow: r.shadow,
+            default_partition: r.default_partition,
+            migration_id: r.migration_id,
+            since: r.since,
+            durable: r.durable,
+            replayed: true,
+        }),
+        Replayed::Withdrawn { database, parent } => replay_withdrawn(database, parent),
+        Replayed::Reset => end_replayed_moves(),
+    }
+}
+
+/// A publication. An override this server published itself is left as it
+/// is. With every slot taken, the oldest replayed override of a move gives
+/// way: moves follow their publication at once, so the newest are the ones
+/// a standby's queries need (and no role can keep slots by leaving
+/// overrides behind).
+fn replay_published(entry: Override) {
     let mut registry = REGISTRY.exclusive();
     let existing = registry
         .overrides
@@ -290,7 +349,18 @@ pub(super) fn replay_published(mut entry: Override) {
     if existing.is_some_and(|slot| !registry.overrides[slot].replayed) {
         return;
     }
-    let Some(slot) = existing.or_else(|| registry.overrides.iter().position(|o| !o.in_use()))
+    let oldest_replayed_move = || {
+        registry
+            .overrides
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.in_use() && o.replayed && !o.durable)
+            .min_by_key(|(_, o)| o.since)
+            .map(|(slot, _)| slot)
+    };
+    let Some(slot) = existing
+        .or_else(|| registry.overrides.iter().position(|o| !o.in_use()))
+        .or_else(oldest_replayed_move)
     else {
         pgrx::log!("pg_partition_predict: no slot for a replayed routing override");
         return;
@@ -304,8 +374,8 @@ pub(super) fn replay_published(mut entry: Override) {
     ACTIVE.get().store(registry.active(), Ordering::Release);
 }
 
-/// WAL replay of a withdrawal: the override goes, whoever published it.
-pub(super) fn replay_withdrawn(database: u32, parent: u32) {
+/// A withdrawal: the override goes, whoever published it.
+fn replay_withdrawn(database: u32, parent: u32) {
     let mut registry = REGISTRY.exclusive();
     let mut durable = false;
     for o in registry.overrides.iter_mut() {
@@ -326,7 +396,7 @@ pub(super) fn replay_withdrawn(database: u32, parent: u32) {
 /// replayed overrides of moves, which were one transaction each, end; their
 /// moves either committed or are gone, and the migration's next step
 /// starts it again.
-pub(super) fn end_replayed_moves() {
+fn end_replayed_moves() {
     let mut registry = REGISTRY.exclusive();
     for o in registry.overrides.iter_mut() {
         if o.in_use() && o.replayed && !o.durable {

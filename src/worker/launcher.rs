@@ -14,6 +14,7 @@ use pgrx::bgworkers::{
 use super::LIBRARY;
 use crate::gucs;
 use crate::pg::backend;
+use crate::shmem::routing;
 
 /// How often the launcher checks on its workers.
 const LAUNCHER_POLL: Duration = Duration::from_secs(1);
@@ -87,6 +88,7 @@ impl Supervised {
 /// The launcher's main loop (entered from `pg_partition_predict_launcher_main`).
 pub fn run() {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    routing::reset_on_standbys();
     let mut workers: HashMap<String, Supervised> = HashMap::new();
     loop {
         if BackgroundWorker::sighup_received() {
