@@ -93,10 +93,12 @@ pub enum PredictError {
     ShadowNotEmpty(String),
     #[error("moving rows of {table} would fire its {what}: only a superuser (or the background worker) can move them with those suppressed")]
     SideEffects { table: String, what: &'static str },
-    #[error("rows cannot move out of {default}: a publication replicates its deletes and it has no replica identity")]
+    #[error("rows cannot move out of DEFAULT: a publication replicates the deletes of {default}, which has no replica identity")]
     NoReplicaIdentity { default: String },
     #[error("rows cannot move out of DEFAULT of {table}: publication {publication} replicates its inserts but not its deletes, or its deletes but not its inserts, so a subscriber would get the moved rows twice or lose them")]
     PublishedHalfway { table: String, publication: String },
+    #[error("rows of a published table move through a temporary table, which its owner {0} may not create")]
+    NoTemporaryTables(String),
     #[error("could not write {file}: {reason}")]
     StateFile { file: &'static str, reason: String },
     #[error("{0} must commit on its own and cannot run inside a transaction block (or a query string of several statements)")]
@@ -232,6 +234,7 @@ impl PredictError {
             PredictError::LockUnavailable { .. }
             | PredictError::LockHeldByLongTransaction { .. } => ERRCODE_LOCK_NOT_AVAILABLE,
             PredictError::UndefinedTable(_) => ERRCODE_UNDEFINED_TABLE,
+            PredictError::NoTemporaryTables(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             PredictError::NoReplicaIdentity { .. } | PredictError::PublishedHalfway { .. } => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
@@ -289,6 +292,9 @@ impl PredictError {
             ),
             PredictError::NoReplicaIdentity { .. } => Some(
                 "Nothing has moved. Rows leave DEFAULT by DELETE, which the table's publications replicate: give the table a primary key, or set REPLICA IDENTITY FULL on the table and on its DEFAULT partition (ALTER TABLE … REPLICA IDENTITY FULL; partitions the extension creates take it from the table); the next step moves them.",
+            ),
+            PredictError::NoTemporaryTables(_) => Some(
+                "Nothing has moved. GRANT TEMPORARY ON DATABASE <this database> TO <the owner>; the next step moves the rows.",
             ),
             PredictError::PublishedHalfway { .. } => Some(
                 "Nothing has moved. Publish both (ALTER PUBLICATION … SET (publish = 'insert, update, delete')), or take the table out of that publication; the next step moves the rows. Rows found in DEFAULT stay there meanwhile.",

@@ -213,6 +213,34 @@ fn range_text(table: &PartitionedTable, from: i64, to: i64) -> String {
     )
 }
 
+/// What its publications make impossible, checked before a move starts
+/// (and before DEFAULT is scanned, as a refused move would be every cycle),
+/// when DEFAULT holds a row: a publication of half the changes, no replica
+/// identity, an owner who may not create the temporary table a published
+/// move needs. Returns whether the table is published.
+fn refuse_what_publications_forbid(table: &PartitionedTable, default: pg_sys::Oid) -> Result<bool> {
+    let published = catalog::table::published(default)?;
+    if (published.half.is_none() && !published.rows) || !catalog::table::holds_rows(default)? {
+        return Ok(published.rows);
+    }
+    refuse_half_publications(table, &published)?;
+    if published.rows {
+        // A published DELETE names its rows by the replica identity, of
+        // DEFAULT now and of the new partition later (the parent's).
+        for relation in [default, table.oid] {
+            if !catalog::table::has_replica_identity(relation)? {
+                return Err(PredictError::NoReplicaIdentity {
+                    default: catalog::table::relation_name(relation)?,
+                });
+            }
+        }
+        if !catalog::table::may_create_temporary_tables(table.owner_oid)? {
+            return Err(PredictError::NoTemporaryTables(table.owner.clone()));
+        }
+    }
+    Ok(published.rows)
+}
+
 /// Picks the first range DEFAULT holds rows of and starts moving it.
 fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Next> {
     let Some(default) = table.default_partition else {
@@ -229,6 +257,9 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
     if quarantine::only_known_outliers(table, default, &bounds)? {
         return Ok(Next::Done);
     }
+    // Refused before DEFAULT is scanned (a refused move would scan it every
+    // cycle), if it holds a row at all.
+    let published = refuse_what_publications_forbid(table, default)?;
     let stranded = quarantine::judge(table, default, stranded_rows(table, default)?, &bounds)?;
     if stranded.is_empty() {
         return Ok(Next::Done);
@@ -243,15 +274,8 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
         return Ok(Next::Done);
     }
     refuse_in_transaction_block(caller)?;
-    let published = catalog::table::published(default)?;
-    refuse_half_publications(table, &published)?;
-    if published.rows && !catalog::table::has_replica_identity(default)? {
-        return Err(PredictError::NoReplicaIdentity {
-            default: catalog::table::relation_name(default)?,
-        });
-    }
     if !may_use_replica_mode(table, superuser)? {
-        refuse_if_rows_have_side_effects(table, default, published.rows)?;
+        refuse_if_rows_have_side_effects(table, default, published)?;
     }
     let destination = destinations(
         table,
@@ -597,13 +621,24 @@ fn place_published(
         refuse_if_rows_have_side_effects(table, m.shadow, true)?;
     }
     let placed = with_replica(replica, || {
-        Spi::get_one::<i64>(&format!(
+        // Rows a 0.2 migration moved into the shadow before the upgrade
+        // were never published either: they join the others (their deletes
+        // are skipped by subscribers, which lack them), all deleted before
+        // any is inserted.
+        let waiting = Spi::get_one::<i64>(&format!(
+            "WITH taken AS (DELETE FROM ONLY {shadow_name} RETURNING {columns}),
+                  kept AS (INSERT INTO {temporary} ({columns}) SELECT {columns} FROM taken RETURNING 1)
+             SELECT pg_catalog.count(*) FROM kept"
+        ))?
+        .unwrap_or(0);
+        let placed = Spi::get_one::<i64>(&format!(
             "WITH placed AS (INSERT INTO {shadow_name} ({columns}) OVERRIDING SYSTEM VALUE
                              SELECT {columns} FROM {temporary} RETURNING 1)
              SELECT pg_catalog.count(*) FROM placed"
-        ))
-    })?
-    .unwrap_or(0);
+        ))?
+        .unwrap_or(0);
+        Ok::<_, pgrx::spi::Error>(placed - waiting)
+    })?;
     unrestricted(|| Spi::run(&format!("DROP TABLE {temporary}")))?;
     if placed != rows {
         return Err(PredictError::ShadowTurnsRowsAway {
@@ -819,6 +854,7 @@ pub fn step_isolated(parent: pg_sys::Oid, caller: Caller) -> Next {
 /// mid-migration (their rows of `migrations` went with them), so their
 /// slots are free again and queries stop paying for a look at them.
 pub fn withdraw_orphaned_overrides() {
+    routing::tell_standbys_what_they_missed();
     match Spi::connect(|client| {
         client
             .select("SELECT oid FROM pg_catalog.pg_database", None, &[])?

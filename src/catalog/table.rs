@@ -406,6 +406,25 @@ pub fn has_replica_identity(relation: pg_sys::Oid) -> Result<bool> {
     .unwrap_or(false))
 }
 
+/// Whether `relation` (a table) holds a row, its own only.
+pub fn holds_rows(relation: pg_sys::Oid) -> Result<bool> {
+    let name = relation_name(relation)?;
+    Ok(crate::pg::spi::select_one::<bool>(
+        &format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"),
+        &[],
+    )?
+    .unwrap_or(false))
+}
+
+/// Whether `role` may create temporary tables in this database.
+pub fn may_create_temporary_tables(role: pg_sys::Oid) -> Result<bool> {
+    Ok(crate::pg::spi::select_one::<bool>(
+        "SELECT pg_catalog.has_database_privilege($1, pg_catalog.current_database(), 'TEMPORARY')",
+        &[role.into()],
+    )?
+    .unwrap_or(false))
+}
+
 /// Whether `relation` has `REPLICA IDENTITY FULL`.
 pub fn replica_identity_full(relation: pg_sys::Oid) -> Result<bool> {
     Ok(crate::pg::spi::select_one::<bool>(

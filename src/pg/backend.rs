@@ -173,9 +173,29 @@ pub fn note_binary_upgrade() {
     }
 }
 
-/// Whether this cluster has run in binary-upgrade mode (pg_upgrade).
-pub fn was_binary_upgraded() -> bool {
-    std::path::Path::new(BINARY_UPGRADE_MARK).exists()
+/// Whether this cluster has run in binary-upgrade mode (pg_upgrade) and
+/// this database's worker has not yet acted on it (`note_upgrade_handled`).
+pub fn binary_upgrade_unhandled_here() -> bool {
+    match std::fs::read_to_string(BINARY_UPGRADE_MARK) {
+        Ok(text) => {
+            let me = database_id().to_u32().to_string();
+            !text.lines().any(|line| line == me)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Records in the mark that this database's worker acted on the upgrade.
+pub fn note_upgrade_handled() {
+    use std::io::Write;
+    let line = format!("{}\n", database_id().to_u32());
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .open(BINARY_UPGRADE_MARK)
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        pgrx::log!("pg_partition_predict: could not write {BINARY_UPGRADE_MARK}: {e}");
+    }
 }
 
 /// Whether this server is a standby (or still recovering).

@@ -170,3 +170,15 @@ pub fn lock_table_steps(parent: pg_sys::Oid, wait: bool) -> Result<bool> {
 pub fn release_session_advisory_locks() {
     unsafe { pg_sys::LockReleaseSession(pg_sys::USER_LOCKMETHOD as pg_sys::LOCKMETHODID) };
 }
+
+/// Takes `SHARE UPDATE EXCLUSIVE` on `relation` (kept to the end of the
+/// transaction) if no one holds a conflicting lock; false otherwise, or if
+/// the relation is gone.
+pub fn try_lock_against_ddl(relation: pg_sys::Oid) -> bool {
+    unsafe {
+        pg_sys::ConditionalLockRelationOid(
+            relation,
+            pg_sys::ShareUpdateExclusiveLock as pg_sys::LOCKMODE,
+        ) && crate::pg::relation::exists(relation)
+    }
+}

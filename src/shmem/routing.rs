@@ -74,7 +74,13 @@ pub struct Registry {
     /// Whether standbys were told, since shared memory was made, that no
     /// move of this server is in flight (`reset_on_standbys`).
     reset_logged: bool,
+    /// Overrides withdrawn without telling standbys (`withdraw_unlogged`),
+    /// as `(database, parent)`: told at the next publication or withdrawal.
+    unlogged: [(u32, u32); UNLOGGED_KEPT],
 }
+
+/// Withdrawals kept for standbys until the next record can be written.
+const UNLOGGED_KEPT: usize = 16;
 
 unsafe impl PGRXSharedMemory for Registry {}
 
@@ -84,6 +90,7 @@ impl Registry {
             overrides: [Override::default(); MAX_OVERRIDES],
             waiters: [Waiter::default(); MAX_WAITERS],
             reset_logged: false,
+            unlogged: [(0, 0); UNLOGGED_KEPT],
         }
     }
 
@@ -198,6 +205,7 @@ pub struct Quota<F: Fn(u32) -> Option<pg_sys::Oid>> {
 /// Makes the override of a migration visible to every backend (replacing
 /// the parent's previous one, if any) and durable.
 pub fn publish<F: Fn(u32) -> Option<pg_sys::Oid>>(entry: Override, quota: Quota<F>) -> Result<()> {
+    tell_standbys_what_they_missed();
     let mut registry = REGISTRY.exclusive();
     let replacing = registry
         .overrides
@@ -248,10 +256,31 @@ pub fn announce(parent: pg_sys::Oid) {
 
 /// Removes the override of `parent` in this database, if any.
 pub fn withdraw(parent: pg_sys::Oid) -> Result<()> {
-    if withdraw_unlogged(parent)? {
+    tell_standbys_what_they_missed();
+    if withdraw_quietly(parent)? {
         replay::log_withdrawn(database(), parent.to_u32());
     }
     Ok(())
+}
+
+/// Logs the reset a starting server owes its standbys, and the withdrawals
+/// made without a record (a move's error path), before any new record.
+pub fn tell_standbys_what_they_missed() {
+    reset_on_standbys();
+    let missed: Vec<(u32, u32)> = {
+        let mut registry = REGISTRY.exclusive();
+        let missed = registry
+            .unlogged
+            .iter()
+            .copied()
+            .filter(|(_, parent)| *parent != 0)
+            .collect();
+        registry.unlogged = [(0, 0); UNLOGGED_KEPT];
+        missed
+    };
+    for (database, parent) in missed {
+        replay::log_withdrawn(database, parent);
+    }
 }
 
 /// `withdraw` without telling standbys, for a move's error path (no WAL is
@@ -259,6 +288,21 @@ pub fn withdraw(parent: pg_sys::Oid) -> Result<()> {
 /// empty shadow too until the migration's next step, which costs it a
 /// scan of an empty table and changes no result.
 pub fn withdraw_unlogged(parent: pg_sys::Oid) -> Result<bool> {
+    let withdrawn = withdraw_quietly(parent)?;
+    if withdrawn {
+        let mut registry = REGISTRY.exclusive();
+        let entry = (database(), parent.to_u32());
+        let slot = registry
+            .unlogged
+            .iter()
+            .position(|e| e.1 == 0 || *e == entry)
+            .unwrap_or(0);
+        registry.unlogged[slot] = entry;
+    }
+    Ok(withdrawn)
+}
+
+fn withdraw_quietly(parent: pg_sys::Oid) -> Result<bool> {
     let mut registry = REGISTRY.exclusive();
     let db = database();
     let mut changed = false;
@@ -308,6 +352,9 @@ pub fn forget_on_standbys(parent: pg_sys::Oid) {
 /// crash, which makes shared memory anew), that none of its moves is in
 /// flight any more: their overrides end there.
 pub fn reset_on_standbys() {
+    if backend::in_recovery() {
+        return;
+    }
     let first = {
         let mut registry = REGISTRY.exclusive();
         !std::mem::replace(&mut registry.reset_logged, true)

@@ -289,8 +289,10 @@ pub fn tablespaces_with_reserved_bytes(
 /// After pg_upgrade (see `worker::database`): records again that each
 /// standalone shadow the state names is its parent's, where the OID still
 /// is a table of the recorded name, of the parent's owner and columns, with
-/// no such mark yet; how many.
-pub fn relink_after_pg_upgrade() -> Result<usize> {
+/// no such mark yet. Each pair is locked against DDL and checked again
+/// before it is marked. Returns how many were marked and how many were
+/// locked by someone else (tried again at the next worker start).
+pub fn relink_after_pg_upgrade() -> Result<(usize, usize)> {
     let found: Vec<(pg_sys::Oid, pg_sys::Oid)> = Spi::connect(|client| {
         let rows = client.select(
             "SELECT DISTINCT t.shadow, t.parent
@@ -317,8 +319,22 @@ pub fn relink_after_pg_upgrade() -> Result<usize> {
         }
         Ok::<_, crate::error::PredictError>(found)
     })?;
-    for (shadow, parent) in &found {
-        crate::pg::relation::drop_along_with(*shadow, *parent);
+    let (mut marked, mut busy) = (0, 0);
+    for (shadow, parent) in found {
+        if !(crate::pg::locks::try_lock_against_ddl(parent)
+            && crate::pg::locks::try_lock_against_ddl(shadow))
+        {
+            busy += 1;
+            continue;
+        }
+        let still = crate::pg::spi::select_one::<bool>(
+            "SELECT partition_predict.can_stand_for($1, $2) AND NOT partition_predict.is_shadow_of($1, $2)",
+            &[shadow.into(), parent.into()],
+        )?;
+        if still == Some(true) {
+            crate::pg::relation::drop_along_with(shadow, parent);
+            marked += 1;
+        }
     }
-    Ok(found.len())
+    Ok((marked, busy))
 }

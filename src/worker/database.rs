@@ -233,16 +233,24 @@ fn record_outcome(state: &mut WorkerState, parent: pg_sys::Oid, outcome: Option<
 /// the shadow is refused. When the server has run in binary-upgrade mode
 /// (`backend::note_binary_upgrade`), the first cycle of each database
 /// records the dependency again for every shadow its state names whose OID
-/// (pg_upgrade keeps OIDs) still has the recorded name, owner and columns.
+/// (pg_upgrade keeps OIDs) still has the recorded name, owner and columns,
+/// once per database (the mark lists the databases done).
 fn relink_shadows_after_pg_upgrade() {
-    if !backend::was_binary_upgraded() {
+    if !backend::binary_upgrade_unhandled_here() {
         return;
     }
     match shadows::relink_after_pg_upgrade() {
-        Ok(0) => {}
-        Ok(n) => {
-            pgrx::log!("pg_partition_predict: {n} shadow(s) recognised again after pg_upgrade")
+        Ok((marked, 0)) => {
+            if marked > 0 {
+                pgrx::log!(
+                    "pg_partition_predict: {marked} shadow(s) recognised again after pg_upgrade"
+                );
+            }
+            backend::note_upgrade_handled();
         }
+        Ok((marked, busy)) => pgrx::log!(
+            "pg_partition_predict: {marked} shadow(s) recognised again after pg_upgrade, {busy} locked by others (tried again at the next start of the worker)"
+        ),
         Err(e) => pgrx::log!("pg_partition_predict: shadows after pg_upgrade: {e}"),
     }
 }
