@@ -95,7 +95,7 @@ pub enum PredictError {
     SideEffects { table: String, what: &'static str },
     #[error("rows cannot move out of DEFAULT: a publication replicates the deletes of {default}, which has no replica identity")]
     NoReplicaIdentity { default: String },
-    #[error("rows cannot move out of DEFAULT of {table}: publication {publication} replicates its inserts but not its deletes, or its deletes but not its inserts, so a subscriber would get the moved rows twice or lose them")]
+    #[error("rows cannot move out of DEFAULT of {table}: publication {publication} would give its subscribers the moved rows twice or lose them (it replicates deletes but not inserts, or inserts but not deletes beside a publication of both, or covers a whole schema or database with inserts only)")]
     PublishedHalfway { table: String, publication: String },
     #[error("rows of a published table move through a temporary table, which its owner {0} may not create")]
     NoTemporaryTables(String),
@@ -297,7 +297,7 @@ impl PredictError {
                 "Nothing has moved. GRANT TEMPORARY ON DATABASE <this database> TO <the owner>; the next step moves the rows.",
             ),
             PredictError::PublishedHalfway { .. } => Some(
-                "Nothing has moved. Publish both (ALTER PUBLICATION … SET (publish = 'insert, update, delete')), or take the table out of that publication; the next step moves the rows. Rows found in DEFAULT stay there meanwhile.",
+                "Nothing has moved. Publish inserts and deletes alike (ALTER PUBLICATION … SET (publish = 'insert, update, delete')), or name the table in a publication of inserts only instead; the next step moves the rows. Rows found in DEFAULT stay there meanwhile.",
             ),
             PredictError::OnStandby => Some(
                 "Run it on the primary: what it changes there reaches this standby through the WAL. The views and reports read here.",

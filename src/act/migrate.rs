@@ -220,7 +220,7 @@ fn range_text(table: &PartitionedTable, from: i64, to: i64) -> String {
 /// move needs. Returns whether the table is published.
 fn refuse_what_publications_forbid(table: &PartitionedTable, default: pg_sys::Oid) -> Result<bool> {
     let published = catalog::table::published(default)?;
-    if (published.half.is_none() && !published.rows) || !catalog::table::holds_rows(default)? {
+    if (published.unserved.is_none() && !published.rows) || !catalog::table::holds_rows(default)? {
         return Ok(published.rows);
     }
     refuse_half_publications(table, &published)?;
@@ -572,11 +572,13 @@ fn temporary_name(m: &Migration) -> String {
     format!("pg_temp.pg_partition_predict_move_{}", m.id)
 }
 
-/// A publication that replicates the table's inserts but not its deletes
-/// (or the reverse) would give a subscriber the moved rows twice, or lose
-/// them: refused, before anything moves.
+/// A publication a move cannot serve (`Published::unserved`) would give a
+/// subscriber the moved rows twice, or lose them: refused, before anything
+/// moves. (One of inserts only, alone and naming the table, is served: the
+/// rows are copied into the shadow before its ATTACH, which it does not
+/// replicate, and the deletes from DEFAULT are not replicated either.)
 fn refuse_half_publications(table: &PartitionedTable, published: &Published) -> Result<()> {
-    match &published.half {
+    match &published.unserved {
         Some(publication) => Err(PredictError::PublishedHalfway {
             table: table.name.to_string(),
             publication: publication.clone(),

@@ -365,15 +365,22 @@ pub fn runs_nothing_on_delete_in_replica_mode(
 pub struct Published {
     /// Some publication replicates both its inserts and its deletes.
     pub rows: bool,
-    /// A publication that replicates one of the two but not the other.
-    pub half: Option<String>,
+    /// A publication a move cannot serve, if any: one of deletes but not
+    /// inserts (a subscriber would lose the moved rows); one of inserts but
+    /// not deletes beside one of both (either would get them twice or
+    /// lose them), or covering every table of a schema or the database (the
+    /// shadow's own rows would be published under its name).
+    pub unserved: Option<String>,
 }
 
 pub fn published(partition: pg_sys::Oid) -> Result<Published> {
-    let (rows, half) = crate::pg::spi::select_two::<bool, String>(
+    let (rows, unserved) = crate::pg::spi::select_two::<bool, String>(
         "WITH tree AS (SELECT a.relid FROM pg_catalog.pg_partition_ancestors($1) a),
               covering AS (
-                SELECT p.pubname, p.pubinsert, p.pubdelete FROM pg_catalog.pg_publication p
+                SELECT p.pubname, p.pubinsert, p.pubdelete,
+                       p.puballtables OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
+                                                     WHERE r.prpubid = p.oid AND r.prrelid IN (SELECT relid FROM tree)) AS wide
+                  FROM pg_catalog.pg_publication p
                  WHERE p.puballtables
                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
                                 WHERE r.prpubid = p.oid AND r.prrelid IN (SELECT relid FROM tree))
@@ -382,12 +389,15 @@ pub fn published(partition: pg_sys::Oid) -> Result<Published> {
                                 WHERE n.pnpubid = p.oid AND c.oid IN (SELECT relid FROM tree)))
          SELECT EXISTS (SELECT 1 FROM covering WHERE pubinsert AND pubdelete),
                 (SELECT pg_catalog.quote_ident(pubname) FROM covering
-                  WHERE pubinsert <> pubdelete ORDER BY pubname LIMIT 1)",
+                  WHERE (pubdelete AND NOT pubinsert)
+                     OR (pubinsert AND NOT pubdelete
+                         AND (wide OR EXISTS (SELECT 1 FROM covering b WHERE b.pubinsert AND b.pubdelete)))
+                  ORDER BY pubname LIMIT 1)",
         &[partition.into()],
     )?;
     Ok(Published {
         rows: rows.unwrap_or(false),
-        half,
+        unserved,
     })
 }
 

@@ -415,7 +415,11 @@ fn a_logical_subscriber_of_the_parent_ends_with_every_row_after_moves() {
              CREATE TABLE ev3 (id bigint NOT NULL, k bigint NOT NULL, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
              SELECT partition_predict.manage('ev3', target_rows => 100000);
              INSERT INTO ev3 SELECT g, 1000000 + g FROM generate_series(0, 999) g;
-             CREATE PUBLICATION inserts_only FOR TABLE ev3 WITH (publish = 'insert', publish_via_partition_root = true);",
+             CREATE PUBLICATION inserts_only FOR TABLE ev3 WITH (publish = 'insert', publish_via_partition_root = true);
+             CREATE TABLE ev4 (id bigint NOT NULL, k bigint NOT NULL, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+             SELECT partition_predict.manage('ev4', target_rows => 100000);
+             INSERT INTO ev4 SELECT g, 1000000 + g FROM generate_series(0, 999) g;
+             CREATE PUBLICATION deletes_only FOR TABLE ev4 WITH (publish = 'delete', publish_via_partition_root = true);",
         )
         .unwrap();
     let mut sub = subscriber.connect("postgres");
@@ -424,7 +428,8 @@ fn a_logical_subscriber_of_the_parent_ends_with_every_row_after_moves() {
          CREATE TABLE ev_low PARTITION OF ev FOR VALUES FROM (0) TO (1000000);
          CREATE TABLE ev_rest PARTITION OF ev DEFAULT;
          CREATE TABLE ev2 (id bigint NOT NULL, k bigint NOT NULL) PARTITION BY RANGE (k);
-         CREATE TABLE ev2_all PARTITION OF ev2 DEFAULT;",
+         CREATE TABLE ev2_all PARTITION OF ev2 DEFAULT;
+         CREATE TABLE ev3 (id bigint NOT NULL, k bigint NOT NULL, PRIMARY KEY (id, k));",
     )
     .unwrap();
     // Its own statement: CREATE SUBSCRIPTION cannot run in a transaction block.
@@ -434,8 +439,15 @@ fn a_logical_subscriber_of_the_parent_ends_with_every_row_after_moves() {
         publisher.socket_dir().display()
     ))
     .unwrap();
+    sub.batch_execute(&format!(
+        "CREATE SUBSCRIPTION inserts_only CONNECTION 'host={} port=5432 dbname=postgres user=postgres'
+                PUBLICATION inserts_only",
+        publisher.socket_dir().display()
+    ))
+    .unwrap();
     wait_for_subscriber(&mut client, &mut sub, "ev");
     wait_for_subscriber(&mut client, &mut sub, "ev2");
+    wait_for_subscriber(&mut client, &mut sub, "ev3");
 
     migrate_until_done(&mut client, "ev");
     assert_eq!(
@@ -499,21 +511,34 @@ fn a_logical_subscriber_of_the_parent_ends_with_every_row_after_moves() {
         4
     );
 
-    // A publication of inserts only would get the moved rows twice: the
-    // move is refused before anything happens.
+    // A publication of inserts only, naming the table, keeps its copies:
+    // the move neither deletes nor inserts anything it replicates.
+    migrate_until_done(&mut client, "ev3");
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM ONLY ev3_default"),
+        0
+    );
+    client
+        .batch_execute("INSERT INTO ev3 VALUES (5000, 1000500)")
+        .unwrap();
+    wait_for_subscriber(&mut client, &mut sub, "ev3");
+    assert_eq!(count_and_sum(&mut sub, "ev3").0, 1_001);
+
+    // A publication of deletes only would lose them: the move is refused
+    // before anything happens, naming it.
     let refused = client
-        .query_one("SELECT partition_predict.migration_step('ev3')", &[])
+        .query_one("SELECT partition_predict.migration_step('ev4')", &[])
         .unwrap_err();
     let db_error = refused.as_db_error().expect("an error from the server");
     assert_eq!(db_error.code().code(), "55000", "{db_error:?}");
     assert!(
-        db_error.message().contains("inserts_only"),
+        db_error.message().contains("deletes_only"),
         "{}",
         db_error.message()
     );
     assert_eq!(overrides_in_memory(&mut client), 0);
     assert_eq!(
-        scalar_i64(&mut client, "SELECT count(*) FROM ONLY ev3_default"),
+        scalar_i64(&mut client, "SELECT count(*) FROM ONLY ev4_default"),
         1_000
     );
 }
