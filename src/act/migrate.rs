@@ -215,15 +215,16 @@ fn range_text(table: &PartitionedTable, from: i64, to: i64) -> String {
 
 /// What its publications make impossible, checked before a move starts
 /// (and before DEFAULT is scanned, as a refused move would be every cycle),
-/// when DEFAULT holds a row: a publication of half the changes, no replica
+/// when DEFAULT holds a row: a publication a move cannot serve, no replica
 /// identity, an owner who may not create the temporary table a published
-/// move needs. Returns whether the table is published.
+/// move needs. Returns whether a publication replicates the moved rows (a
+/// move then goes through the temporary table).
 fn refuse_what_publications_forbid(table: &PartitionedTable, default: pg_sys::Oid) -> Result<bool> {
     let published = catalog::table::published(default)?;
     if (published.unserved.is_none() && !published.rows) || !catalog::table::holds_rows(default)? {
         return Ok(published.rows);
     }
-    refuse_half_publications(table, &published)?;
+    refuse_unserved_publications(table, &published)?;
     if published.rows {
         // A published DELETE names its rows by the replica identity, of
         // DEFAULT now and of the new partition later (the parent's).
@@ -374,7 +375,8 @@ fn refuse_if_rows_have_side_effects(
     published: bool,
 ) -> Result<()> {
     // DELETE triggers (TRIGGER_TYPE_DELETE); INSERT ones too (TRIGGER_TYPE_INSERT)
-    // when the moved rows are inserted again for a publication (`republish`).
+    // when the moved rows are inserted after the ATTACH for a publication
+    // (`place_published`).
     let kinds: i32 = if published { 8 | 4 } else { 8 };
     let (triggers, referenced) = crate::pg::spi::select_two::<bool, bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
@@ -528,7 +530,7 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
         &[m.shadow, m.default_partition],
     )?;
     let published = catalog::table::published(m.default_partition)?;
-    refuse_half_publications(table, &published)?;
+    refuse_unserved_publications(table, &published)?;
     // For a published table the rows wait in a temporary table, never
     // published, and reach the shadow once it is a partition (see
     // `place_published`); otherwise they are copied into the shadow at once.
@@ -577,7 +579,7 @@ fn temporary_name(m: &Migration) -> String {
 /// moves. (One of inserts only, alone and naming the table, is served: the
 /// rows are copied into the shadow before its ATTACH, which it does not
 /// replicate, and the deletes from DEFAULT are not replicated either.)
-fn refuse_half_publications(table: &PartitionedTable, published: &Published) -> Result<()> {
+fn refuse_unserved_publications(table: &PartitionedTable, published: &Published) -> Result<()> {
     match &published.unserved {
         Some(publication) => Err(PredictError::PublishedHalfway {
             table: table.name.to_string(),
@@ -627,12 +629,16 @@ fn place_published(
         // were never published either: they join the others (their deletes
         // are skipped by subscribers, which lack them), all deleted before
         // any is inserted.
-        let waiting = Spi::get_one::<i64>(&format!(
-            "WITH taken AS (DELETE FROM ONLY {shadow_name} RETURNING {columns}),
-                  kept AS (INSERT INTO {temporary} ({columns}) SELECT {columns} FROM taken RETURNING 1)
-             SELECT pg_catalog.count(*) FROM kept"
-        ))?
-        .unwrap_or(0);
+        let waiting = if m.rows_moved > 0 {
+            Spi::get_one::<i64>(&format!(
+                "WITH taken AS (DELETE FROM ONLY {shadow_name} RETURNING {columns}),
+                      kept AS (INSERT INTO {temporary} ({columns}) SELECT {columns} FROM taken RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM kept"
+            ))?
+            .unwrap_or(0)
+        } else {
+            0
+        };
         let placed = Spi::get_one::<i64>(&format!(
             "WITH placed AS (INSERT INTO {shadow_name} ({columns}) OVERRIDING SYSTEM VALUE
                              SELECT {columns} FROM {temporary} RETURNING 1)

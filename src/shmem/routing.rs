@@ -284,9 +284,9 @@ pub fn tell_standbys_what_they_missed() {
 }
 
 /// `withdraw` without telling standbys, for a move's error path (no WAL is
-/// written while an error is being handled): a standby keeps reading the
-/// empty shadow too until the migration's next step, which costs it a
-/// scan of an empty table and changes no result.
+/// written while an error is being handled): kept, and told at the next
+/// record or worker cycle (`tell_standbys_what_they_missed`). Meanwhile a
+/// standby reads the empty shadow too, which changes no result.
 pub fn withdraw_unlogged(parent: pg_sys::Oid) -> Result<bool> {
     let withdrawn = withdraw_quietly(parent)?;
     if withdrawn {
