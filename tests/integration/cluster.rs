@@ -102,12 +102,7 @@ impl Cluster {
         if preload {
             conf.push_str("shared_preload_libraries = 'pg_partition_predict'\n");
         }
-        for line in settings {
-            conf.push_str(line);
-            conf.push('\n');
-        }
-        cluster.append_conf(&conf);
-        cluster.start_again();
+        cluster.configure_and_start(conf, settings);
         cluster
     }
 
@@ -158,13 +153,19 @@ impl Cluster {
                 primary.socket_dir().display()
             ));
         }
+        cluster.configure_and_start(conf, settings);
+        cluster
+    }
+
+    /// Appends `conf` and then `settings` (a line each) to the
+    /// configuration, and starts the server.
+    fn configure_and_start(&self, mut conf: String, settings: &[&str]) {
         for line in settings {
             conf.push_str(line);
             conf.push('\n');
         }
-        cluster.append_conf(&conf);
-        cluster.start_again();
-        cluster
+        self.append_conf(&conf);
+        self.start_again();
     }
 
     /// Promotes a standby to a primary (`pg_ctl promote`, waiting for it).
@@ -427,4 +428,15 @@ pub fn partition_names(client: &mut postgres::Client, table: &str) -> Vec<String
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+/// The SQLSTATE an attempt ended with, or "ok".
+pub fn sqlstate<T>(result: Result<T, postgres::Error>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(e) => e
+            .code()
+            .map(|c| c.code().to_string())
+            .unwrap_or_else(|| format!("no SQLSTATE: {e}")),
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use postgres::Client;
 
-use crate::cluster::{scalar_i64, wait_for, Cluster};
+use crate::cluster::{scalar_i64, sqlstate, wait_for, Cluster};
 
 const NO_WORKER: &[&str] = &["pg_partition_predict.database = ''"];
 
@@ -56,16 +56,6 @@ fn wait_for_replay(primary: &mut Client, standby: &mut Client) {
             .get::<_, bool>(0)
             .then_some(())
     });
-}
-
-fn sqlstate<T>(result: Result<T, postgres::Error>) -> String {
-    match result {
-        Ok(_) => "ok".into(),
-        Err(e) => e
-            .code()
-            .map(|c| c.code().to_string())
-            .unwrap_or_else(|| format!("no SQLSTATE: {e}")),
-    }
 }
 
 /// Runs `migration_step` on `table` until it says `done`.
@@ -360,6 +350,31 @@ fn a_dump_and_a_base_backup_taken_mid_migration_restore_every_row_once() {
     assert_eq!(totals(&mut client).0, 30_000);
 }
 
+/// A move of `table` refused before it starts: `55000`, no override left
+/// up, every row still in DEFAULT (`rows`); the error, for its text.
+fn refused_move(client: &mut Client, table: &str, rows: i64) -> postgres::error::DbError {
+    let refused = client
+        .query_one(
+            &format!("SELECT partition_predict.migration_step('{table}')"),
+            &[],
+        )
+        .unwrap_err();
+    let db_error = refused
+        .as_db_error()
+        .expect("an error from the server")
+        .clone();
+    assert_eq!(db_error.code().code(), "55000", "{db_error:?}");
+    assert_eq!(overrides_in_memory(client), 0);
+    assert_eq!(
+        scalar_i64(
+            client,
+            &format!("SELECT count(*) FROM ONLY {table}_default")
+        ),
+        rows
+    );
+    db_error
+}
+
 /// `table`'s count and sum of ids.
 fn count_and_sum(client: &mut Client, table: &str) -> (i64, i64) {
     let row = client
@@ -468,11 +483,7 @@ fn a_logical_subscriber_of_the_parent_ends_with_every_row_after_moves() {
     assert_eq!(count_and_sum(&mut sub, "ev").0, 51_000);
 
     // ev2's move is refused before anything happens, with what to do.
-    let refused = client
-        .query_one("SELECT partition_predict.migration_step('ev2')", &[])
-        .unwrap_err();
-    let db_error = refused.as_db_error().expect("an error from the server");
-    assert_eq!(db_error.code().code(), "55000", "{db_error:?}");
+    let db_error = refused_move(&mut client, "ev2", 10_003);
     assert!(
         db_error.message().contains("replica identity"),
         "{}",
@@ -485,7 +496,6 @@ fn a_logical_subscriber_of_the_parent_ends_with_every_row_after_moves() {
             .contains("REPLICA IDENTITY FULL"),
         "{db_error:?}"
     );
-    assert_eq!(overrides_in_memory(&mut client), 0);
     client
         .batch_execute(
             "SET statement_timeout = '5s';
@@ -526,19 +536,10 @@ fn a_logical_subscriber_of_the_parent_ends_with_every_row_after_moves() {
 
     // A publication of deletes only would lose them: the move is refused
     // before anything happens, naming it.
-    let refused = client
-        .query_one("SELECT partition_predict.migration_step('ev4')", &[])
-        .unwrap_err();
-    let db_error = refused.as_db_error().expect("an error from the server");
-    assert_eq!(db_error.code().code(), "55000", "{db_error:?}");
+    let db_error = refused_move(&mut client, "ev4", 1_000);
     assert!(
         db_error.message().contains("deletes_only"),
         "{}",
         db_error.message()
-    );
-    assert_eq!(overrides_in_memory(&mut client), 0);
-    assert_eq!(
-        scalar_i64(&mut client, "SELECT count(*) FROM ONLY ev4_default"),
-        1_000
     );
 }

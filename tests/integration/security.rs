@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use postgres::Client;
 
-use crate::cluster::{flush_stats, scalar_i64, wait_for, Cluster};
+use crate::cluster::{flush_stats, scalar_i64, sqlstate, wait_for, Cluster};
 use crate::lifecycle::{
     managed_table_with_shadows, migration_under_way, table_with_rows_in_default, waiting_shadows,
 };
@@ -44,16 +44,6 @@ const STATE_TABLES: [&str; 13] = [
     "ingests",
     "frontier_hours",
 ];
-
-fn sqlstate<T>(result: Result<T, postgres::Error>) -> String {
-    match result {
-        Ok(_) => "ok".into(),
-        Err(e) => e
-            .code()
-            .map(|c| c.code().to_string())
-            .unwrap_or_else(|| format!("no SQLSTATE: {e}")),
-    }
-}
 
 /// The superuser's `secret` (no privileges for anyone, row-level security
 /// that hides every row), and mallory, who may create tables.
