@@ -30,22 +30,33 @@ const RESET: u8 = 0x30;
 const FORMAT: u8 = 1;
 const RECORD_LEN: usize = 1 + 4 * 4 + 8 * 2 + 1;
 
-/// What a record says of one override.
+/// A routing override, as shared memory (`routing`) and the WAL hold it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OverrideRecord {
+#[repr(C)]
+pub struct Override {
     pub database: u32,
     pub parent: u32,
     pub shadow: u32,
     pub default_partition: u32,
     pub migration_id: i64,
+    /// When it was published (PostgreSQL timestamp, microseconds).
     pub since: i64,
+    /// Kept in the state file across a crash restart: only for rows that
+    /// wait in the shadow (a migration begun by version 0.2). A move of 0.3
+    /// is one transaction, which a crash rolls back: its override must not
+    /// outlive it (writers would wait for a move that is not coming), nor
+    /// reach a base backup taken meanwhile.
     pub durable: bool,
+    /// Set by WAL replay (this module), on a standby or in crash
+    /// recovery: a replayed override that is not durable ends with
+    /// recovery, since no move on this server will conclude it.
+    pub replayed: bool,
 }
 
 /// What replaying a record does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replayed {
-    Published(OverrideRecord),
+    Published(Override),
     Withdrawn {
         database: u32,
         parent: u32,
@@ -84,7 +95,7 @@ pub fn init(replay: fn(Replayed), end_of_recovery: fn()) {
     }
 }
 
-fn encode(o: &OverrideRecord) -> [u8; RECORD_LEN] {
+fn encode(o: &Override) -> [u8; RECORD_LEN] {
     let mut record = [0u8; RECORD_LEN];
     record[0] = FORMAT;
     let fields = [o.database, o.parent, o.shadow, o.default_partition];
@@ -97,13 +108,13 @@ fn encode(o: &OverrideRecord) -> [u8; RECORD_LEN] {
     record
 }
 
-fn decode(record: &[u8]) -> Option<OverrideRecord> {
+fn decode(record: &[u8]) -> Option<Override> {
     if record.len() != RECORD_LEN || record[0] != FORMAT {
         return None;
     }
     let u32_at = |i: usize| u32::from_le_bytes(record[i..i + 4].try_into().unwrap());
     let i64_at = |i: usize| i64::from_le_bytes(record[i..i + 8].try_into().unwrap());
-    Some(OverrideRecord {
+    Some(Override {
         database: u32_at(1),
         parent: u32_at(5),
         shadow: u32_at(9),
@@ -111,6 +122,7 @@ fn decode(record: &[u8]) -> Option<OverrideRecord> {
         migration_id: i64_at(17),
         since: i64_at(25),
         durable: record[33] != 0,
+        replayed: true,
     })
 }
 
@@ -135,7 +147,7 @@ fn standbys_may_read() -> bool {
     }
 }
 
-fn insert(info: u8, o: &OverrideRecord) {
+fn insert(info: u8, o: &Override) {
     if !standbys_may_read() {
         return;
     }
@@ -152,24 +164,24 @@ fn insert(info: u8, o: &OverrideRecord) {
     }
 }
 
-pub fn log_published(o: &OverrideRecord) {
+pub fn log_published(o: &Override) {
     insert(PUBLISHED, o);
 }
 
 pub fn log_withdrawn(database: u32, parent: u32) {
     insert(
         WITHDRAWN,
-        &OverrideRecord {
+        &Override {
             database,
             parent,
-            ..OverrideRecord::default()
+            ..Override::default()
         },
     );
 }
 
 /// Logged by a primary as it starts (by the launcher).
 pub fn log_reset() {
-    insert(RESET, &OverrideRecord::default());
+    insert(RESET, &Override::default());
 }
 
 unsafe fn contents(record: *mut pg_sys::XLogReaderState) -> (u8, Vec<u8>) {
@@ -246,7 +258,7 @@ mod tests {
 
     #[pg_test]
     fn a_record_reads_back_as_what_it_was_written_from() {
-        let o = OverrideRecord {
+        let o = Override {
             database: 5,
             parent: u32::MAX,
             shadow: 16_385,
@@ -254,10 +266,14 @@ mod tests {
             migration_id: i64::MAX,
             since: -3,
             durable: true,
+            replayed: false,
         };
         assert_eq!(
             interpret(PUBLISHED, &encode(&o)),
-            Some(Replayed::Published(o))
+            Some(Replayed::Published(Override {
+                replayed: true,
+                ..o
+            }))
         );
         assert_eq!(
             interpret(WITHDRAWN, &encode(&o)),

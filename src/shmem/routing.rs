@@ -17,7 +17,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic, PgLwLock};
 
-use super::replay::{self, OverrideRecord, Replayed};
+pub use super::replay::Override;
+use super::replay::{self, Replayed};
 use crate::error::{PredictError, Result};
 use crate::pg::backend;
 
@@ -28,28 +29,6 @@ const MAX_WAITERS: usize = 4096;
 /// Where overrides survive a crash restart (relative to the data directory).
 const STATE_FILE: &str = "pg_partition_predict.routing";
 const STATE_FILE_TMP: &str = "pg_partition_predict.routing.tmp";
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
-pub struct Override {
-    pub database: u32,
-    pub parent: u32,
-    pub shadow: u32,
-    pub default_partition: u32,
-    pub migration_id: i64,
-    /// When it was published (PostgreSQL timestamp, microseconds).
-    pub since: i64,
-    /// Kept in the state file across a crash restart: only for rows that
-    /// wait in the shadow (a migration begun by version 0.2). A move of 0.3
-    /// is one transaction, which a crash rolls back: its override must not
-    /// outlive it (writers would wait for a move that is not coming), nor
-    /// reach a base backup taken meanwhile.
-    pub durable: bool,
-    /// Set by WAL replay (`shmem::replay`), on a standby or in crash
-    /// recovery: a replayed override that is not durable ends with
-    /// recovery, since no move on this server will conclude it.
-    pub replayed: bool,
-}
 
 impl Override {
     fn in_use(&self) -> bool {
@@ -109,20 +88,6 @@ pub fn init() {
     pg_shmem_init!(REGISTRY = load_state_file());
     pg_shmem_init!(ACTIVE = AtomicU32::new(load_state_file().active()));
     replay::init(on_replay, end_replayed_moves);
-}
-
-impl Override {
-    fn record(&self) -> OverrideRecord {
-        OverrideRecord {
-            database: self.database,
-            parent: self.parent,
-            shadow: self.shadow,
-            default_partition: self.default_partition,
-            migration_id: self.migration_id,
-            since: self.since,
-            durable: self.durable,
-        }
-    }
 }
 
 fn load_state_file() -> Registry {
@@ -241,7 +206,7 @@ pub fn publish<F: Fn(u32) -> Option<pg_sys::Oid>>(entry: Override, quota: Quota<
     }
     ACTIVE.get().store(registry.active(), Ordering::Release);
     drop(registry);
-    replay::log_published(&entry.record());
+    replay::log_published(&entry);
     Ok(())
 }
 
@@ -250,7 +215,7 @@ pub fn publish<F: Fn(u32) -> Option<pg_sys::Oid>>(entry: Override, quota: Quota<
 /// before the move that follows.
 pub fn announce(parent: pg_sys::Oid) {
     if let Some(o) = override_of(parent) {
-        replay::log_published(&o.record());
+        replay::log_published(&o);
     }
 }
 
@@ -367,16 +332,7 @@ pub fn reset_on_standbys() {
 /// WAL replay (see `shmem::replay`), on a standby or in crash recovery.
 fn on_replay(replayed: Replayed) {
     match replayed {
-        Replayed::Published(r) => replay_published(Override {
-            database: r.database,
-            parent: r.parent,
-            shadow: r.shadow,
-            default_partition: r.default_partition,
-            migration_id: r.migration_id,
-            since: r.since,
-            durable: r.durable,
-            replayed: true,
-        }),
+        Replayed::Published(o) => replay_published(o),
         Replayed::Withdrawn { database, parent } => replay_withdrawn(database, parent),
         Replayed::Reset => end_replayed_moves(),
     }

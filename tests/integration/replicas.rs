@@ -75,6 +75,20 @@ fn migrate_until_done(client: &mut Client, table: &str) -> usize {
     panic!("the migration of {table} never ended");
 }
 
+/// Moves every row out of `table`'s DEFAULT, step by step, and checks that
+/// none is left there.
+fn empty_default(client: &mut Client, table: &str) {
+    migrate_until_done(client, table);
+    assert_eq!(
+        scalar_i64(
+            client,
+            &format!("SELECT count(*) FROM ONLY {table}_default")
+        ),
+        0,
+        "{table}'s DEFAULT after its migration"
+    );
+}
+
 fn overrides_in_memory(client: &mut Client) -> i64 {
     scalar_i64(
         client,
@@ -274,11 +288,7 @@ fn a_standby_promoted_mid_migration_reads_every_row_and_finishes_the_move() {
              RESET statement_timeout;",
         )
         .unwrap();
-    migrate_until_done(&mut promoted, "ev");
-    assert_eq!(
-        scalar_i64(&mut promoted, "SELECT count(*) FROM ONLY ev_default"),
-        0
-    );
+    empty_default(&mut promoted, "ev");
     let (count, sum, expected_count, expected_sum) = totals(&mut promoted);
     assert_eq!((count, sum), (expected_count, expected_sum));
     assert_eq!(count, 30_001);
@@ -464,11 +474,7 @@ fn a_logical_subscriber_of_the_parent_ends_with_every_row_after_moves() {
     wait_for_subscriber(&mut client, &mut sub, "ev2");
     wait_for_subscriber(&mut client, &mut sub, "ev3");
 
-    migrate_until_done(&mut client, "ev");
-    assert_eq!(
-        scalar_i64(&mut client, "SELECT count(*) FROM ONLY ev_default"),
-        0
-    );
+    empty_default(&mut client, "ev");
     wait_for_subscriber(&mut client, &mut sub, "ev");
     // The moved rows are there to change: an UPDATE or DELETE of a row the
     // subscriber lacks would be a silent no-op there.
@@ -505,11 +511,7 @@ fn a_logical_subscriber_of_the_parent_ends_with_every_row_after_moves() {
              ALTER TABLE ev2_default REPLICA IDENTITY FULL;",
         )
         .unwrap();
-    migrate_until_done(&mut client, "ev2");
-    assert_eq!(
-        scalar_i64(&mut client, "SELECT count(*) FROM ONLY ev2_default"),
-        0
-    );
+    empty_default(&mut client, "ev2");
     client
         .batch_execute("DELETE FROM ev2 WHERE k >= 1000000 AND k < 1000100 AND k <> 1000007")
         .unwrap();
@@ -523,11 +525,7 @@ fn a_logical_subscriber_of_the_parent_ends_with_every_row_after_moves() {
 
     // A publication of inserts only, naming the table, keeps its copies:
     // the move neither deletes nor inserts anything it replicates.
-    migrate_until_done(&mut client, "ev3");
-    assert_eq!(
-        scalar_i64(&mut client, "SELECT count(*) FROM ONLY ev3_default"),
-        0
-    );
+    empty_default(&mut client, "ev3");
     client
         .batch_execute("INSERT INTO ev3 VALUES (5000, 1000500)")
         .unwrap();
