@@ -224,7 +224,51 @@ pub fn attach(
     to: i64,
     shadow_name: &str,
 ) -> Result<()> {
-    attach_after(table, shadow, from, to, shadow_name, "", false)
+    attach_after(table, shadow, from, to, shadow_name, "", false)?;
+    force_row_security_like_parent(table, shadow, shadow_name)
+}
+
+/// Once a shadow is a partition (and filled, when a move attaches it): the
+/// parent's `FORCE ROW LEVEL SECURITY`, which a standalone shadow does not
+/// carry (see `create::copy_access_rules`). The caller's ATTACH holds the
+/// shadow's ACCESS EXCLUSIVE lock already.
+pub fn force_row_security_like_parent(
+    table: &PartitionedTable,
+    shadow: pg_sys::Oid,
+    shadow_name: &str,
+) -> Result<()> {
+    if catalog::table::row_security(table.oid)?.forced
+        && !catalog::table::row_security(shadow)?.forced
+    {
+        stand_aside::as_attacher(|| {
+            run_with_lock_retry(
+                &table.name,
+                "forcing row-level security on the attached shadow",
+                &format!("ALTER TABLE {shadow_name} FORCE ROW LEVEL SECURITY"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Takes `FORCE ROW LEVEL SECURITY` off a standalone shadow (one made
+/// before shadows came without it): forced, with no policy of its own, it
+/// hides its rows from the owner the extension acts as.
+pub fn unforce_row_security(
+    table: &PartitionedTable,
+    shadow: pg_sys::Oid,
+    shadow_name: &str,
+) -> Result<()> {
+    if catalog::table::row_security(shadow)?.forced {
+        stand_aside::as_attacher(|| {
+            run_with_lock_retry(
+                &table.name,
+                "lifting forced row-level security from a waiting shadow",
+                &format!("ALTER TABLE {shadow_name} NO FORCE ROW LEVEL SECURITY"),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// As `attach`, with `first` (statements ending in `;`) run before the

@@ -308,27 +308,21 @@ fn bytes_per_row(table: &PartitionedTable) -> Result<f64> {
     .unwrap_or(100.0))
 }
 
-/// The parent's row-level security flags. Not its grants: like a partition
-/// PostgreSQL makes, a shadow is reached through the parent, whose grants
-/// and policies decide; copied grants would outlive a later REVOKE on the
-/// parent, and let a role write into a shadow that waits to be attached,
-/// past the parent's triggers and keys.
+/// The parent's `ENABLE ROW LEVEL SECURITY`, and not its grants: like a
+/// partition PostgreSQL makes, a shadow is reached through the parent, whose
+/// grants and policies decide; copied grants would outlive a later REVOKE on
+/// the parent, and let a role write into a shadow that waits to be attached,
+/// past the parent's triggers and keys. `FORCE ROW LEVEL SECURITY` comes
+/// with the ATTACH (`activate::force_row_security_like_parent`): forced,
+/// with no policy of its own, a shadow would hide its rows from the owner
+/// the extension acts as (a move could not fill it, nor a check see that
+/// it holds rows).
 fn copy_access_rules(table: &PartitionedTable, name: &QualifiedName) -> Result<()> {
-    let statements: Vec<String> = Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', $2)
-               FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relrowsecurity
-             UNION ALL
-             SELECT pg_catalog.format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', $2)
-               FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relforcerowsecurity",
-            None,
-            &[table.oid.into(), name.quoted().into()],
-        )?;
-        rows.map(|r| Ok(r.get::<String>(1)?.unwrap_or_default()))
-            .collect::<Result<Vec<_>>>()
-    })?;
-    for statement in statements {
-        Spi::run(&statement)?;
+    if crate::catalog::table::row_security(table.oid)?.enabled {
+        Spi::run(&format!(
+            "ALTER TABLE {} ENABLE ROW LEVEL SECURITY",
+            name.quoted()
+        ))?;
     }
     Ok(())
 }

@@ -295,6 +295,7 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
     else {
         return Ok(Next::Done);
     };
+    activate::unforce_row_security(table, shadow, &shadow_name)?;
     // The override is exact only if every row of the shadow came out of DEFAULT.
     if Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {shadow_name})"))?
         .unwrap_or(false)
@@ -558,6 +559,7 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
     if via == Via::Temporary {
         place_published(table, m, superuser, moved)?;
     }
+    activate::force_row_security_like_parent(table, m.shadow, &shadow_name)?;
     Ok(moved)
 }
 

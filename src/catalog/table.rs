@@ -339,6 +339,26 @@ pub fn partitions_of_another_owner(table: &PartitionedTable) -> Result<Vec<Strin
     })
 }
 
+/// A relation's row-level security flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowSecurity {
+    pub enabled: bool,
+    pub forced: bool,
+}
+
+/// The row-level security flags of `relation` (none if it is gone).
+pub fn row_security(relation: pg_sys::Oid) -> Result<RowSecurity> {
+    let (enabled, forced) = crate::pg::spi::select_two::<bool, bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relrowsecurity),
+                EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relforcerowsecurity)",
+        &[relation.into()],
+    )?;
+    Ok(RowSecurity {
+        enabled: enabled.unwrap_or(false),
+        forced: forced.unwrap_or(false),
+    })
+}
+
 /// Whether `DELETE FROM ONLY default` in replica mode, as `owner`, runs
 /// no code of any role's: no rule on it, no trigger enabled `ALWAYS` or
 /// `REPLICA` (replica mode fires those), no row-level security at all, and

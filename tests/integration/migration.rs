@@ -694,3 +694,65 @@ fn migration_refuses_without_routing_and_unmanage_waits_for_it() {
             || format!("{refused:?}").contains("routing is off")
     );
 }
+
+#[test]
+fn a_table_with_forced_row_security_moves_and_keeps_its_policies() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE ROLE rls_owner LOGIN;
+             GRANT USAGE, CREATE ON SCHEMA public TO rls_owner;",
+        )
+        .unwrap();
+    let mut owner = cluster.connect_as("postgres", "rls_owner");
+    owner
+        .batch_execute(
+            "CREATE TABLE fr (id bigint NOT NULL, k bigint NOT NULL, shown boolean NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE fr_low PARTITION OF fr FOR VALUES FROM (0) TO (1000000);
+             SELECT partition_predict.manage('fr', target_rows => 100000);
+             INSERT INTO fr SELECT g, 1000000 + g, g % 2 = 0 FROM generate_series(0, 199999) g;
+             CREATE POLICY only_shown ON fr USING (shown);
+             ALTER TABLE fr ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE fr FORCE ROW LEVEL SECURITY;",
+        )
+        .unwrap();
+    assert_eq!(scalar_i64(&mut owner, "SELECT count(*) FROM fr"), 100_000);
+
+    owner
+        .batch_execute("CALL partition_predict.migrate_default('fr')")
+        .unwrap();
+
+    // Every row left DEFAULT, none lost (read by the superuser, whom no
+    // policy limits) ...
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM ONLY fr_default"),
+        0
+    );
+    assert_eq!(scalar_i64(&mut client, "SELECT count(*) FROM fr"), 200_000);
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT sum(id)::bigint FROM fr"),
+        199_999 * 200_000 / 2
+    );
+    // ... the new partitions carry the parent's flags, and the owner still
+    // reads through its policy.
+    let flags: Vec<(String, bool, bool)> = client
+        .query(
+            "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity
+               FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = 'fr'::regclass AND c.relname NOT IN ('fr_low', 'fr_default')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(flags.len() >= 2, "{flags:?}");
+    assert!(flags.iter().all(|(_, e, f)| *e && *f), "{flags:?}");
+    assert_eq!(scalar_i64(&mut owner, "SELECT count(*) FROM fr"), 100_000);
+    assert_eq!(
+        scalar_i64(&mut owner, "SELECT count(*) FROM fr WHERE NOT shown"),
+        0
+    );
+}
