@@ -89,6 +89,8 @@ pub enum PredictError {
     MigrationInProgress(String),
     #[error("could not write {0} while rows are being moved out of its DEFAULT partition")]
     WriteDuringMigration(String),
+    #[error("could not serialize access to {0}: rows moved out of its DEFAULT partition after this transaction's snapshot was taken")]
+    SnapshotOlderThanMove(String),
     #[error("shadow {0} is not empty; rows of DEFAULT cannot be moved into it")]
     ShadowNotEmpty(String),
     #[error("moving rows of {table} would fire its {what}: only a superuser (or the background worker) can move them with those suppressed")]
@@ -246,7 +248,9 @@ impl PredictError {
                 ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
             }
             PredictError::MigrationInProgress(_) => ERRCODE_OBJECT_IN_USE,
-            PredictError::WriteDuringMigration(_) => ERRCODE_T_R_SERIALIZATION_FAILURE,
+            PredictError::WriteDuringMigration(_) | PredictError::SnapshotOlderThanMove(_) => {
+                ERRCODE_T_R_SERIALIZATION_FAILURE
+            }
             PredictError::ShadowNotEmpty(_) | PredictError::RowsOutsidePartitions { .. } => {
                 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
             }
@@ -326,7 +330,9 @@ impl PredictError {
             PredictError::ShadowTurnsRowsAway { .. } => Some(
                 "Drop the rules, the triggers that return NULL and the row-level security policies that hide rows from the table's owner on the tables the rows move between; the rows stay in DEFAULT meanwhile, and queries see them.",
             ),
-            PredictError::WriteDuringMigration(_) => Some("Retry the transaction."),
+            PredictError::WriteDuringMigration(_) | PredictError::SnapshotOlderThanMove(_) => {
+                Some("Retry the transaction.")
+            }
             PredictError::ReportNotReadable(_) => Some(
                 "It needs SELECT on the table, without row-level security limiting the role to some rows.",
             ),
@@ -361,6 +367,9 @@ impl PredictError {
         match self {
             PredictError::WriteDuringMigration(_) => Some(
                 "This transaction read or wrote the table earlier, before or during the move; waiting here could hold the move up forever.",
+            ),
+            PredictError::SnapshotOlderThanMove(_) => Some(
+                "Reads of the table still see every row under this snapshot; writes, row locks and reads of system columns or with TABLESAMPLE cannot.",
             ),
             _ => None,
         }

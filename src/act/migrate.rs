@@ -541,6 +541,13 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
         Via::Shadow
     };
     let moved = move_rows(table, m, superuser, via)?;
+    // Before the commit: a REPEATABLE READ snapshot taken before it must
+    // find the move settled whenever it plans (see `routing::Settled`).
+    routing::settle(
+        table.oid,
+        m.default_partition,
+        backend::top_transaction_id(),
+    );
     // The shadow before DEFAULT, the order in which a query reading the
     // parent under the override locks them (ATTACH would take DEFAULT
     // first): the other order deadlocks with such a query until one of the

@@ -5,7 +5,6 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::pg::stand_aside;
-use crate::shmem::routing;
 
 static mut PREVIOUS_PLANNER: pg_sys::planner_hook_type = None;
 
@@ -24,8 +23,9 @@ unsafe extern "C-unwind" fn plan(
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
     let migrating_here = stand_aside::migrating_here();
-    if routing::any_active() && !migrating_here {
-        unsafe { super::rewrite::apply_overrides(parse) };
+    let mut for_this_snapshot = false;
+    if super::rewrite::anything_to_apply() && !migrating_here {
+        for_this_snapshot = unsafe { super::rewrite::apply_overrides(parse) };
     }
     let planned = unsafe {
         match PREVIOUS_PLANNER {
@@ -35,6 +35,11 @@ unsafe extern "C-unwind" fn plan(
             None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
         }
     };
+    if for_this_snapshot && !planned.is_null() {
+        // Read DEFAULT whole for a snapshot older than a move: a cached
+        // plan is made again once the session's snapshots are all newer.
+        unsafe { (*planned).transientPlan = true };
+    }
     if !migrating_here && unsafe { (*parse).commandType } == pg_sys::CmdType::CMD_INSERT {
         unsafe { super::bulk_load::insert_planned(parse, planned) };
     }

@@ -16,6 +16,16 @@
 //! a row is in DEFAULT or in its shadow for any one snapshot, never both
 //! and never neither: under one snapshot the rewritten query sees every row
 //! exactly once either way.
+//!
+//! A REPEATABLE READ or SERIALIZABLE transaction keeps one snapshot, which
+//! can be older than a move that committed since (`routing::Settled`): it
+//! still sees the moved rows in DEFAULT and not in their new partition, but
+//! plans with today's partition map, which prunes DEFAULT for their keys.
+//! Its reads of the parent are rewritten into `parent without DEFAULT UNION
+//! ALL DEFAULT`, which under that snapshot holds every row once; a write or
+//! a row lock there, and a read the rewrite cannot express, gets a
+//! serialization failure (after waiting for a move in flight, if any),
+//! which such transactions retry anyway.
 
 use std::ffi::{c_void, CStr, CString};
 
@@ -28,7 +38,7 @@ use crate::error::PredictError;
 use crate::pg::backend;
 use crate::pg::locks::{holds_any_lock_on, lock_for_reading, my_transaction};
 use crate::pg::relation::{qualified_name, table_state, TableState};
-use crate::shmem::routing::{self, Override};
+use crate::shmem::routing::{self, Override, Settled};
 
 #[pg_guard]
 unsafe extern "C-unwind" fn collect_queries(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
@@ -172,13 +182,44 @@ unsafe fn wait_for_migration(o: &Override, wait: Wait) {
     }
 }
 
-/// Before planning `parse`: waits where it must (see `must_wait`), then
-/// rewrites every read of a parent under migration.
-pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) {
-    let mut overrides = routing::overrides_here();
-    if overrides.is_empty() {
-        return;
+/// Whether the planner hook has anything to do here: an override in use, or
+/// a settled move that this transaction's one snapshot may be older than.
+pub fn anything_to_apply() -> bool {
+    routing::any_active() || (backend::transaction_uses_one_snapshot() && routing::any_settled())
+}
+
+/// The settled moves of this database that the transaction's snapshot does
+/// not see committed (only a REPEATABLE READ or SERIALIZABLE one can have
+/// planned after a move it does not see).
+unsafe fn moves_older_than_this_snapshot() -> Vec<Settled> {
+    if !backend::transaction_uses_one_snapshot() {
+        return Vec::new();
     }
+    let settled = routing::settled_here();
+    if settled.is_empty() {
+        return settled;
+    }
+    unsafe {
+        let snapshot = if pg_sys::ActiveSnapshotSet() {
+            pg_sys::GetActiveSnapshot()
+        } else {
+            pg_sys::GetTransactionSnapshot()
+        };
+        settled
+            .into_iter()
+            .filter(|s| {
+                pg_sys::XidInMVCCSnapshot(pg_sys::TransactionId::from_inner(s.xid), snapshot)
+            })
+            .collect()
+    }
+}
+
+/// Before planning `parse`: waits where it must (see `must_wait`), then
+/// rewrites every read of a parent under migration, or moved out of DEFAULT
+/// after this transaction's snapshot; returns whether it did the latter (a
+/// plan made for this snapshot).
+pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) -> bool {
+    let mut overrides = routing::overrides_here();
     let queries = unsafe { all_queries(parse) };
     if backend::in_recovery() {
         // A standby writes nothing, and the move its overrides come from
@@ -201,25 +242,53 @@ pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) {
             overrides = routing::overrides_here();
         }
     }
+    let older = unsafe { moves_older_than_this_snapshot() };
+    for s in &older {
+        let moved = Override {
+            parent: s.parent,
+            default_partition: s.default_partition,
+            ..Override::default()
+        };
+        if unsafe { must_wait(&queries, &moved) } == Wait::ForMigration {
+            PredictError::SnapshotOlderThanMove(display_name(oid(s.parent))).report();
+        }
+    }
+    if overrides.is_empty() && older.is_empty() {
+        return false;
+    }
+    let mut for_this_snapshot = false;
     // Innermost queries first: a policy's subquery is rewritten before the
     // policy is copied onto the arms of an outer rewrite.
     for &query in queries.iter().rev() {
-        for o in &overrides {
-            unsafe {
-                let result_relation = (*query).resultRelation as usize;
-                let rtable = range_table(query);
-                for (index, rte) in rtable.iter_ptr().enumerate() {
-                    if index + 1 != result_relation
-                        && (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION
-                        && (*rte).relid.to_u32() == o.parent
-                        && (*rte).inh
-                    {
-                        read_shadow_too(query, rte, index as i32 + 1, o);
-                    }
+        unsafe {
+            let result_relation = (*query).resultRelation as usize;
+            let rtable = range_table(query);
+            for (index, rte) in rtable.iter_ptr().enumerate() {
+                if index + 1 == result_relation
+                    || (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION
+                    || !(*rte).inh
+                {
+                    continue;
+                }
+                let parent = (*rte).relid.to_u32();
+                let rti = index as i32 + 1;
+                // A snapshot older than the last move reads DEFAULT whole,
+                // which holds for it every row a move in flight takes too.
+                if let Some(s) = older.iter().find(|s| s.parent == parent) {
+                    read_through_union(
+                        query,
+                        rte,
+                        rti,
+                        Arm::DefaultApart(oid(s.default_partition)),
+                    );
+                    for_this_snapshot = true;
+                } else if let Some(o) = overrides.iter().find(|o| o.parent == parent) {
+                    read_through_union(query, rte, rti, Arm::Shadow(oid(o.shadow)));
                 }
             }
         }
     }
+    for_this_snapshot
 }
 
 /// A relation's name for SQL and messages, rebuilt from its OID.
@@ -280,59 +349,107 @@ unsafe fn columns_of(relation: pg_sys::Relation) -> Vec<pg_sys::FormData_pg_attr
     descriptor.iter().copied().collect()
 }
 
-/// Replaces the parent's range table entry by `parent UNION ALL shadow`.
+/// What the parent's entry is replaced by.
+#[derive(Clone, Copy)]
+enum Arm {
+    /// `parent UNION ALL shadow`: a shadow that rows move into, not yet
+    /// attached.
+    Shadow(pg_sys::Oid),
+    /// `parent without DEFAULT UNION ALL DEFAULT`: DEFAULT read whole, for a
+    /// snapshot older than a move out of it.
+    DefaultApart(pg_sys::Oid),
+}
+
+/// The partition `parent` (open) sends keys no other partition takes.
+unsafe fn default_partition_of(parent: pg_sys::Relation) -> pg_sys::Oid {
+    unsafe {
+        let descriptor = pg_sys::RelationGetPartitionDesc(parent, true);
+        if descriptor.is_null() || (*descriptor).boundinfo.is_null() {
+            return pg_sys::InvalidOid;
+        }
+        let index = (*(*descriptor).boundinfo).default_index;
+        match usize::try_from(index) {
+            Ok(i) if index < (*descriptor).nparts => *(*descriptor).oids.add(i),
+            _ => pg_sys::InvalidOid,
+        }
+    }
+}
+
+/// Replaces the parent's range table entry by a UNION of two arms (`arm`).
 /// Columns keep the parent's positions (a dropped column is a NULL), so the
 /// query's references to the entry stay valid. Permissions stay those the
-/// query was checked for on the parent; the shadow's rows are the parent's.
-unsafe fn read_shadow_too(
+/// query was checked for on the parent; the other arm's rows are the
+/// parent's, read as its owner.
+unsafe fn read_through_union(
     query: *mut pg_sys::Query,
     rte: *mut pg_sys::RangeTblEntry,
     rti: i32,
-    o: &Override,
+    arm: Arm,
 ) {
-    let shadow = oid(o.shadow);
-    let parent = oid(o.parent);
+    let parent = unsafe { (*rte).relid };
     // Checked now, as the executor will, and before anything about the
-    // shadow is touched or named: the planner estimates with the statistics
-    // of DEFAULT and the shadow, which must not be consulted for a query
-    // the role may not run.
+    // other arm is touched or named: the planner estimates with the
+    // statistics of DEFAULT and the shadow, which must not be consulted for
+    // a query the role may not run.
     unsafe { permissions::check_now(query, rte, parent) };
-    // Locked before looking: an ATTACH of the shadow cannot then commit
-    // until this query is over, so it cannot be read twice.
-    lock_for_reading(shadow);
-    if table_state(shadow) != TableState::Standalone {
-        return;
-    }
+    let other = match arm {
+        Arm::Shadow(shadow) => {
+            // Locked before looking: an ATTACH of the shadow cannot then
+            // commit until this query is over, so it cannot be read twice.
+            lock_for_reading(shadow);
+            if table_state(shadow) != TableState::Standalone {
+                return;
+            }
+            shadow
+        }
+        Arm::DefaultApart(default) => {
+            lock_for_reading(default);
+            default
+        }
+    };
     unsafe {
         let relation = pg_sys::RelationIdGetRelation(parent);
         if relation.is_null() {
             return;
         }
+        if let Arm::DefaultApart(default) = arm {
+            // DEFAULT detached or replaced since: the parent is read as it
+            // is now, as after any DETACH.
+            if default_partition_of(relation) != default {
+                pg_sys::RelationClose(relation);
+                return;
+            }
+        }
         // The migration published a shadow it verified. One that has since
         // changed hands or columns is not read as the parent's rows (through
         // the UNION a column of another type would be taken for the
         // parent's), nor skipped (its rows would be missed): the query fails.
-        let shadow_relation = pg_sys::RelationIdGetRelation(shadow);
-        if shadow_relation.is_null() {
+        let other_relation = pg_sys::RelationIdGetRelation(other);
+        if other_relation.is_null() {
             pg_sys::RelationClose(relation);
             return;
         }
-        let unchanged = (*(*shadow_relation).rd_rel).relowner == (*(*relation).rd_rel).relowner
-            && same_column_types(relation, shadow_relation);
-        // Row-level security of the parent, for the shadow's columns.
-        let shadow_columns = (unchanged && !(*rte).securityQuals.is_null())
-            .then(|| permissions::columns_by_name(shadow_relation, relation));
-        let shadow_row_type = (*(*shadow_relation).rd_rel).reltype;
-        pg_sys::RelationClose(shadow_relation);
+        let unchanged = (*(*other_relation).rd_rel).relowner == (*(*relation).rd_rel).relowner
+            && same_column_types(relation, other_relation);
+        // Row-level security of the parent, for the other arm's columns.
+        let other_columns = (unchanged && !(*rte).securityQuals.is_null())
+            .then(|| permissions::columns_by_name(other_relation, relation));
+        let other_row_type = (*(*other_relation).rd_rel).reltype;
+        pg_sys::RelationClose(other_relation);
         if !unchanged {
             pg_sys::RelationClose(relation);
-            if backend::in_recovery() {
+            match arm {
+                // DEFAULT owned by another role cannot be read as the
+                // parent's owner: the snapshot cannot be served.
+                Arm::DefaultApart(_) => {
+                    PredictError::SnapshotOlderThanMove(display_name(parent)).report()
+                }
                 // An override replayed from the primary may be one whose
                 // move ended there without a record this standby got: the
                 // table is read as it is rather than made unreadable.
-                return;
+                Arm::Shadow(_) if backend::in_recovery() => return,
+                Arm::Shadow(shadow) => PredictError::ShadowChanged(display_name(shadow)).report(),
             }
-            PredictError::ShadowChanged(display_name(shadow)).report();
         }
         let owner = (*(*relation).rd_rel).relowner;
         let columns: Vec<String> = columns_of(relation)
@@ -351,11 +468,20 @@ unsafe fn read_shadow_too(
             .collect();
         pg_sys::RelationClose(relation);
         let columns = columns.join(", ");
-        let sql = format!(
-            "SELECT {columns} FROM {} UNION ALL SELECT {columns} FROM {}",
-            display_name(parent),
-            display_name(shadow)
-        );
+        let sql = match arm {
+            Arm::Shadow(shadow) => format!(
+                "SELECT {columns} FROM {} UNION ALL SELECT {columns} FROM {}",
+                display_name(parent),
+                display_name(shadow)
+            ),
+            Arm::DefaultApart(default) => format!(
+                "SELECT {columns} FROM {} WHERE tableoid OPERATOR(pg_catalog.<>) '{}'::pg_catalog.oid
+                 UNION ALL SELECT {columns} FROM ONLY {}",
+                display_name(parent),
+                default.to_u32(),
+                display_name(default)
+            ),
+        };
         let Ok(sql) = CString::new(sql) else { return };
         let sql = pg_sys::pstrdup(sql.as_ptr());
         let statements = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(
@@ -372,24 +498,24 @@ unsafe fn read_shadow_too(
             0,
             std::ptr::null_mut(),
         );
-        permissions::carry_over(query, rte, union, parent, shadow, owner);
+        permissions::carry_over(query, rte, union, parent, other, owner);
         // The parent's policies filter each arm of the UNION, on the arm's
         // own relation: the planner keeps such quals below the query's own
         // (no leaky function sees a hidden row) and, seeing them, does not
         // show the statistics of those relations to leaky functions either.
         if !(*rte).securityQuals.is_null() {
-            for arm in all_queries(union) {
+            for union_arm in all_queries(union) {
                 // A policy with a subquery brings its SubLinks along.
-                (*arm).hasSubLinks |= (*query).hasSubLinks;
-                (*arm).hasRowSecurity = true;
-                for (index, inner) in range_table(arm).iter_ptr().enumerate() {
+                (*union_arm).hasSubLinks |= (*query).hasSubLinks;
+                (*union_arm).hasRowSecurity = true;
+                for (index, inner) in range_table(union_arm).iter_ptr().enumerate() {
                     if (*inner).rtekind != pg_sys::RTEKind::RTE_RELATION {
                         continue;
                     }
                     let map = if (*inner).relid == parent {
                         None
-                    } else if (*inner).relid == shadow {
-                        shadow_columns.map(|columns| (columns, shadow_row_type))
+                    } else if (*inner).relid == other {
+                        other_columns.map(|columns| (columns, other_row_type))
                     } else {
                         continue;
                     };

@@ -254,6 +254,11 @@ pub fn reserve_guc_prefix(prefix: &CStr) {
     unsafe { pg_sys::MarkGUCPrefixReserved(prefix.as_ptr()) };
 }
 
+/// The transaction's top-level ID, assigned now if it has none.
+pub fn top_transaction_id() -> pg_sys::TransactionId {
+    unsafe { pg_sys::GetTopTransactionId() }
+}
+
 /// Whether the transaction reads through one snapshot (REPEATABLE READ or
 /// SERIALIZABLE): it does not see rows other sessions commit meanwhile.
 pub fn transaction_uses_one_snapshot() -> bool {

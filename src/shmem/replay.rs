@@ -27,6 +27,9 @@ use crate::gucs;
 const PUBLISHED: u8 = 0x10;
 const WITHDRAWN: u8 = 0x20;
 const RESET: u8 = 0x30;
+/// A `Settled`, written as an override whose `migration_id` carries the
+/// transaction ID (the format is the same for every kind).
+const SETTLED: u8 = 0x40;
 const FORMAT: u8 = 1;
 const RECORD_LEN: usize = 1 + 4 * 4 + 8 * 2 + 1;
 
@@ -53,6 +56,25 @@ pub struct Override {
     pub replayed: bool,
 }
 
+/// The newest move out of DEFAULT of a parent, by the transaction that made
+/// it. A snapshot taken before that transaction committed still sees the
+/// moved rows in DEFAULT (their deletion is not visible to it) and not in
+/// their new partition (nor is their insertion), while the partition map it
+/// plans with, read from the catalog, no longer sends their keys to
+/// DEFAULT: in a REPEATABLE READ or SERIALIZABLE transaction such a
+/// snapshot outlives the move, and `hooks::rewrite` reads DEFAULT apart for
+/// it. One entry per parent is enough: moves of one parent follow one
+/// another, so a snapshot that sees the newest sees every earlier one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Settled {
+    pub database: u32,
+    pub parent: u32,
+    pub default_partition: u32,
+    /// The move's top-level transaction ID.
+    pub xid: u32,
+}
+
 /// What replaying a record does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replayed {
@@ -63,6 +85,8 @@ pub enum Replayed {
     },
     /// The primary started: no move of its is in flight.
     Reset,
+    /// A move's transaction, for snapshots older than its commit.
+    Settled(Settled),
 }
 
 struct Handlers {
@@ -135,6 +159,14 @@ fn interpret(info: u8, data: &[u8]) -> Option<Replayed> {
             parent: o.parent,
         }),
         (RESET, Some(_)) => Some(Replayed::Reset),
+        (SETTLED, Some(o)) => u32::try_from(o.migration_id).ok().map(|xid| {
+            Replayed::Settled(Settled {
+                database: o.database,
+                parent: o.parent,
+                default_partition: o.default_partition,
+                xid,
+            })
+        }),
         _ => None,
     }
 }
@@ -174,6 +206,19 @@ pub fn log_withdrawn(database: u32, parent: u32) {
         &Override {
             database,
             parent,
+            ..Override::default()
+        },
+    );
+}
+
+pub fn log_settled(s: &Settled) {
+    insert(
+        SETTLED,
+        &Override {
+            database: s.database,
+            parent: s.parent,
+            default_partition: s.default_partition,
+            migration_id: i64::from(s.xid),
             ..Override::default()
         },
     );
@@ -227,6 +272,10 @@ unsafe extern "C-unwind" fn describe(
             format!("database {database} parent {parent}")
         }
         Some(Replayed::Reset) => String::new(),
+        Some(Replayed::Settled(s)) => format!(
+            "database {} parent {} default {} xid {}",
+            s.database, s.parent, s.default_partition, s.xid
+        ),
         None => format!("unreadable ({} byte(s))", data.len()),
     };
     let text = std::ffi::CString::new(text).unwrap_or_default();
@@ -239,6 +288,7 @@ unsafe extern "C-unwind" fn identify(info: u8) -> *const c_char {
         PUBLISHED => c"OVERRIDE_PUBLISHED",
         WITHDRAWN => c"OVERRIDE_WITHDRAWN",
         RESET => c"OVERRIDES_RESET",
+        SETTLED => c"MOVE_SETTLED",
         _ => return std::ptr::null(),
     };
     name.as_ptr()
@@ -287,6 +337,26 @@ mod tests {
         let mut other_format = encode(&o);
         other_format[0] = FORMAT + 1;
         assert_eq!(interpret(PUBLISHED, &other_format), None);
-        assert_eq!(interpret(0x40, &encode(&o)), None);
+        assert_eq!(interpret(0x50, &encode(&o)), None);
+        let settled = Settled {
+            database: 5,
+            parent: 7,
+            default_partition: 9,
+            xid: u32::MAX,
+        };
+        let mut record = Override {
+            database: 5,
+            parent: 7,
+            default_partition: 9,
+            migration_id: i64::from(u32::MAX),
+            ..Override::default()
+        };
+        assert_eq!(
+            interpret(SETTLED, &encode(&record)),
+            Some(Replayed::Settled(settled))
+        );
+        // A transaction ID out of range is not one.
+        record.migration_id = -1;
+        assert_eq!(interpret(SETTLED, &encode(&record)), None);
     }
 }

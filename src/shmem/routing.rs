@@ -17,8 +17,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic, PgLwLock};
 
-pub use super::replay::Override;
 use super::replay::{self, Replayed};
+pub use super::replay::{Override, Settled};
 use crate::error::{PredictError, Result};
 use crate::pg::backend;
 
@@ -56,7 +56,13 @@ pub struct Registry {
     /// Overrides withdrawn without telling standbys (`withdraw_unlogged`),
     /// as `(database, parent)`: told at the next publication or withdrawal.
     unlogged: [(u32, u32); UNLOGGED_KEPT],
+    /// The newest move of each parent, for snapshots older than its commit.
+    settled: [Settled; MAX_SETTLED],
 }
+
+/// Parents with a settled move kept at once, over all databases; the entry
+/// of the oldest transaction gives way when they are all taken.
+const MAX_SETTLED: usize = 256;
 
 /// Withdrawals kept for standbys until the next record can be written.
 const UNLOGGED_KEPT: usize = 16;
@@ -70,11 +76,56 @@ impl Registry {
             waiters: [Waiter::default(); MAX_WAITERS],
             reset_logged: false,
             unlogged: [(0, 0); UNLOGGED_KEPT],
+            settled: [Settled::default(); MAX_SETTLED],
         }
     }
 
     fn active(&self) -> u32 {
         self.overrides.iter().filter(|o| o.in_use()).count() as u32
+    }
+
+    fn settled_count(&self) -> u32 {
+        self.settled.iter().filter(|s| s.parent != 0).count() as u32
+    }
+
+    /// Records `entry` (replacing its parent's), after dropping the entries
+    /// no snapshot can be older than (`horizon`: no running transaction's
+    /// snapshot misses a transaction that precedes it).
+    fn settle(&mut self, entry: Settled, horizon: pg_sys::TransactionId) {
+        for s in self.settled.iter_mut() {
+            let stale = s.parent != 0
+                && unsafe {
+                    pg_sys::TransactionIdPrecedes(pg_sys::TransactionId::from_inner(s.xid), horizon)
+                };
+            if stale || (s.database == entry.database && s.parent == entry.parent) {
+                *s = Settled::default();
+            }
+        }
+        let slot = self
+            .settled
+            .iter()
+            .position(|s| s.parent == 0)
+            .or_else(|| {
+                self.settled
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| {
+                        let older = unsafe {
+                            pg_sys::TransactionIdPrecedes(
+                                pg_sys::TransactionId::from_inner(a.1.xid),
+                                pg_sys::TransactionId::from_inner(b.1.xid),
+                            )
+                        };
+                        if older {
+                            std::cmp::Ordering::Less
+                        } else {
+                            std::cmp::Ordering::Greater
+                        }
+                    })
+                    .map(|(slot, _)| slot)
+            })
+            .unwrap_or(0);
+        self.settled[slot] = entry;
     }
 }
 
@@ -82,11 +133,15 @@ static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"pg_partition_pred
 /// Overrides in use: the planner hook's whole cost when it is 0.
 static ACTIVE: PgAtomic<AtomicU32> =
     unsafe { PgAtomic::new(c"pg_partition_predict_routing_active") };
+/// Settled moves kept: what a REPEATABLE READ planning costs when it is 0.
+static SETTLED: PgAtomic<AtomicU32> =
+    unsafe { PgAtomic::new(c"pg_partition_predict_routing_settled") };
 
 /// Shared memory and the WAL resource manager; only while preloading.
 pub fn init() {
     pg_shmem_init!(REGISTRY = load_state_file());
     pg_shmem_init!(ACTIVE = AtomicU32::new(load_state_file().active()));
+    pg_shmem_init!(SETTLED = AtomicU32::new(0));
     replay::init(on_replay, end_replayed_moves);
 }
 
@@ -335,6 +390,7 @@ fn on_replay(replayed: Replayed) {
         Replayed::Published(o) => replay_published(o),
         Replayed::Withdrawn { database, parent } => replay_withdrawn(database, parent),
         Replayed::Reset => end_replayed_moves(),
+        Replayed::Settled(entry) => keep_settled(entry),
     }
 }
 
@@ -407,6 +463,49 @@ fn end_replayed_moves() {
         }
     }
     ACTIVE.get().store(registry.active(), Ordering::Release);
+}
+
+/// Records, in the move's own transaction `xid` (before it commits), that
+/// it moves rows of `parent` out of `default_partition`, for the snapshots
+/// that will not see its commit (see `Settled`); and tells standbys.
+pub fn settle(parent: pg_sys::Oid, default_partition: pg_sys::Oid, xid: pg_sys::TransactionId) {
+    let entry = Settled {
+        database: database(),
+        parent: parent.to_u32(),
+        default_partition: default_partition.to_u32(),
+        xid: xid.into_inner(),
+    };
+    keep_settled(entry);
+    replay::log_settled(&entry);
+}
+
+fn keep_settled(entry: Settled) {
+    let horizon = unsafe { pg_sys::GetOldestNonRemovableTransactionId(std::ptr::null_mut()) };
+    let mut registry = REGISTRY.exclusive();
+    registry.settle(entry, horizon);
+    SETTLED
+        .get()
+        .store(registry.settled_count(), Ordering::Release);
+}
+
+/// Whether any settled move is kept, in any database.
+pub fn any_settled() -> bool {
+    SETTLED.get().load(Ordering::Acquire) != 0
+}
+
+/// The settled moves of this database.
+pub fn settled_here() -> Vec<Settled> {
+    if SETTLED.get().load(Ordering::Acquire) == 0 {
+        return Vec::new();
+    }
+    let db = database();
+    REGISTRY
+        .share()
+        .settled
+        .iter()
+        .filter(|s| s.parent != 0 && s.database == db)
+        .copied()
+        .collect()
 }
 
 /// The overrides of this database.

@@ -232,6 +232,63 @@ fn a_hot_standby_sees_every_row_while_rows_move_out_of_default() {
     assert!(errors.is_empty(), "the standby's log: {errors:?}");
 }
 
+/// `ev`'s and `ledger`'s counts and sums of ids over one range of keys (a
+/// query that prunes by key), in one snapshot.
+const RANGE_TOTALS: &str = "SELECT (SELECT count(*) FROM ev WHERE k >= 1050000 AND k < 1150000),
+                                   (SELECT coalesce(sum(id), 0)::bigint FROM ev WHERE k >= 1050000 AND k < 1150000),
+                                   (SELECT count(*) FROM ledger WHERE k >= 1050000 AND k < 1150000),
+                                   (SELECT coalesce(sum(id), 0)::bigint FROM ledger WHERE k >= 1050000 AND k < 1150000)";
+
+#[test]
+fn a_standby_snapshot_older_than_a_move_still_reads_every_row() {
+    let primary = Cluster::start_with(true, NO_WORKER);
+    let mut client = primary.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    rows_in_default(&mut client, 200_000);
+    // Feedback keeps the primary from removing rows the old snapshot reads.
+    let standby = Cluster::standby_of(&primary, &["hot_standby_feedback = on"]);
+    let mut reader = standby.connect("postgres");
+    wait_for_replay(&mut client, &mut reader);
+    let mut older = standby.connect("postgres");
+    older
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM ledger")
+        .unwrap();
+
+    empty_default(&mut client, "ev");
+    client
+        .batch_execute(
+            "INSERT INTO ev SELECT g, 1000000 + g FROM generate_series(200000, 200009) g;
+             INSERT INTO ledger SELECT g, 1000000 + g FROM generate_series(200000, 200009) g;",
+        )
+        .unwrap();
+    wait_for_replay(&mut client, &mut reader);
+    assert_eq!(
+        scalar_i64(&mut reader, "SELECT count(*) FROM ONLY ev_default"),
+        10
+    );
+
+    for (what, sql) in [("all keys", TOTALS), ("one moved range", RANGE_TOTALS)] {
+        let row = older.query_one(sql, &[]).unwrap();
+        let (count, sum, expected_count, expected_sum): (i64, i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert_eq!(
+            (count, sum),
+            (expected_count, expected_sum),
+            "{what}, old snapshot"
+        );
+        assert!(count >= 100_000, "{what}: {count}");
+        let row = reader.query_one(sql, &[]).unwrap();
+        assert_eq!(
+            (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+            (row.get(2), row.get(3)),
+            "{what}, new snapshot"
+        );
+    }
+    older.batch_execute("COMMIT").unwrap();
+}
+
 #[test]
 fn a_standby_promoted_mid_migration_reads_every_row_and_finishes_the_move() {
     let primary = Cluster::start_with(true, NO_WORKER);
