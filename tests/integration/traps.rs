@@ -665,9 +665,31 @@ fn operators_and_functions_planted_on_the_search_path_never_run() {
         "the scenario does not call {uncalled:?}: add them to it"
     );
 
+    // Transactions whose one snapshot is older than the moves below: their
+    // reads of the moved table are rewritten, on their search_path.
+    let (mut older_owner, older_owner_notices) =
+        cluster.connect_as_recording_notices("postgres", "olivia");
+    let (mut older_superuser, older_superuser_notices) =
+        cluster.connect_recording_notices("postgres");
+    for c in [&mut older_owner, &mut older_superuser] {
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1")
+            .unwrap();
+    }
+
     let (mut owner, owner_notices) = cluster.connect_as_recording_notices("postgres", "olivia");
     let mut failures = exercise(&mut owner, "ol", &views);
     failures.extend(exercise(&mut superuser, "su", &views));
+    for (c, p) in [(&mut older_owner, "ol"), (&mut older_superuser, "su")] {
+        let sql = format!(
+            "SELECT pg_catalog.count(*) FROM public.{p}_ints WHERE k OPERATOR(pg_catalog.>=) 1000000::pg_catalog.int8"
+        );
+        match c.query_one(&sql, &[]) {
+            Ok(row) if row.get::<_, i64>(0) == 3000 => {}
+            Ok(row) => failures.push(format!("{sql}: {} rows", row.get::<_, i64>(0))),
+            Err(e) => failures.push(format!("{sql}: {e}")),
+        }
+        c.batch_execute("COMMIT").unwrap();
+    }
 
     // The worker cycles every table (its session has the same search_path).
     let cycles_before = scalar_i64(
@@ -698,6 +720,8 @@ fn operators_and_functions_planted_on_the_search_path_never_run() {
         .get(0);
     let mut warnings: Vec<String> = superuser_notices.lock().unwrap().clone();
     warnings.extend(owner_notices.lock().unwrap().iter().cloned());
+    warnings.extend(older_owner_notices.lock().unwrap().iter().cloned());
+    warnings.extend(older_superuser_notices.lock().unwrap().iter().cloned());
     warnings.retain(|w| w.contains("TRAP FIRED"));
     warnings.sort();
     warnings.dedup();
