@@ -798,10 +798,12 @@ mod tests {
             "22023",
             "batch_rows",
         );
-        // Nothing in DEFAULT: nothing to do, and no override left behind.
-        assert_eq!(
-            one::<String>("SELECT partition_predict.migration_step('m')").as_deref(),
-            Some("done")
+        // A step commits on its own (`migrate_default()` commits after
+        // each), even one with nothing to do; no override is left behind.
+        assert_refused(
+            "SELECT partition_predict.migration_step('m')",
+            "25001",
+            "transaction block",
         );
         assert_eq!(
             one::<i64>("SELECT count(*) FROM partition_predict.routing_overrides"),

@@ -122,6 +122,9 @@ pub fn step(parent: pg_sys::Oid, batch_rows: i64, caller: Caller) -> Result<Next
             return Ok(Next::Busy);
         }
         let table = catalog::load_partitioned_table(parent, caller == Caller::User)?;
+        // Refused whatever the step would do: `migrate_default()` commits
+        // after each step, which a transaction block cannot.
+        refuse_in_transaction_block(caller)?;
         as_role(table.owner_oid, || {
             stand_aside::as_migrator(|| step_as_owner(&table, caller, superuser))
         })
@@ -136,7 +139,6 @@ fn step_as_owner(table: &PartitionedTable, caller: Caller, superuser: bool) -> R
     let Some(migration) = current else {
         return start(table, caller, superuser);
     };
-    refuse_in_transaction_block(caller)?;
     if routing::override_of(table.oid).is_none_or(|o| o.migration_id != migration.id) {
         if !rows_wait_in_shadow(&migration)? {
             // Its move failed or was cancelled (and withdrew the override),
@@ -274,7 +276,6 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
     if caller != Caller::User && migrations::yielded_within(table.oid, YIELD_BACKOFF_MINUTES)? {
         return Ok(Next::Done);
     }
-    refuse_in_transaction_block(caller)?;
     if !may_use_replica_mode(table, superuser)? {
         refuse_if_rows_have_side_effects(table, default, published)?;
     }

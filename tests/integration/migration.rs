@@ -875,3 +875,34 @@ fn a_snapshot_older_than_a_move_still_reads_every_row_and_cannot_write_past_it()
     );
     assert!(!plan.contains("ev_default"), "{plan}");
 }
+
+#[test]
+fn migrate_default_in_a_transaction_block_is_refused_with_a_hint() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    table_with_ledger(&mut client);
+    // With DEFAULT empty (nothing to move) and with rows in it: the same
+    // answer, and nothing moved.
+    for rows in [0, 1000] {
+        fill_default(&mut client, 1, rows);
+        client.batch_execute("BEGIN").unwrap();
+        let e = client
+            .batch_execute("CALL partition_predict.migrate_default('ev')")
+            .unwrap_err();
+        client.batch_execute("ROLLBACK").unwrap();
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(db.code().code(), "25001", "{rows} rows: {e}");
+        assert!(
+            db.hint().is_some_and(|h| h.contains("outside BEGIN")),
+            "{db:?}"
+        );
+        assert_eq!(default_rows(&mut client), rows);
+    }
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap();
+    assert_eq!(default_rows(&mut client), 0);
+}
