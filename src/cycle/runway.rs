@@ -14,6 +14,9 @@ use crate::gucs;
 use crate::state::alerts::{self, AlertKind, Condition, Severity};
 use crate::state::{forecasts, history, managed};
 
+/// A table's first cycles, in which a short runway is a warning, not critical.
+pub const GRACE_CYCLES: i64 = 3;
+
 /// Hours of the newest frontier forecast used for integer keys.
 const FORECAST_HOURS_READ: i64 = 168;
 
@@ -43,20 +46,34 @@ pub fn assess(table: &PartitionedTable) -> Result<Option<f64>> {
             }
         },
     };
-    managed::record_runway(table.oid, seconds)?;
+    let cycles_before = managed::record_runway(table.oid, seconds)?;
     let condition = Condition::new(AlertKind::Runway, "");
     let threshold = alert_below().as_secs_f64();
+    // A table just managed often starts short (its partitions were running
+    // out: that is why it is managed now), and rows in DEFAULT can keep its
+    // next range from being attached until the worker's first move: its
+    // first cycles say so without paging anyone.
+    let settling_in = cycles_before < GRACE_CYCLES;
     match seconds {
         Some(s) if s < threshold => alerts::raise(
             table.oid,
             condition,
-            Severity::Critical,
+            if settling_in {
+                Severity::Warning
+            } else {
+                Severity::Critical
+            },
             &format!(
-                "the attached partitions last {} at the forecast rate, less than the {} until the next cycle can attach more: rows will go to DEFAULT",
+                "the attached partitions last {} at the forecast rate, less than the {} until the next cycle can attach more: rows will go to DEFAULT{}",
                 human(s),
-                human(threshold)
+                human(threshold),
+                if settling_in {
+                    " (one of the table's first cycles: critical from its fourth on)"
+                } else {
+                    ""
+                }
             ),
-            json!({"runway_seconds": s, "threshold_seconds": threshold}),
+            json!({"runway_seconds": s, "threshold_seconds": threshold, "first_cycles": settling_in}),
         )?,
         _ => alerts::resolve(
             table.oid,

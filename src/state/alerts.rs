@@ -42,7 +42,7 @@ impl AlertKind {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     /// Worth knowing; nothing to do.
     Info,
@@ -53,6 +53,15 @@ pub enum Severity {
 }
 
 impl Severity {
+    fn from_text(text: &str) -> Option<Severity> {
+        match text {
+            "info" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
@@ -86,13 +95,17 @@ pub fn raise(
     message: &str,
     details: Value,
 ) -> Result<()> {
-    let (id, new) = write_returning_two::<i64, bool>(
-        "INSERT INTO partition_predict.alert_log AS a (parent, kind, subject, severity, message, details)
+    // The open alert's severity before this raise ('' when there was none).
+    let (id, before) = write_returning_two::<i64, String>(
+        "WITH open AS (SELECT o.severity FROM partition_predict.alert_log o
+                        WHERE o.parent = $1::pg_catalog.oid::pg_catalog.regclass AND o.kind = $2
+                          AND o.subject = $3 AND o.resolved_at IS NULL)
+         INSERT INTO partition_predict.alert_log AS a (parent, kind, subject, severity, message, details)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2, $3, $4::partition_predict.alert_severity, $5, $6)
          ON CONFLICT (parent, kind, subject) WHERE resolved_at IS NULL
          DO UPDATE SET severity = EXCLUDED.severity, message = EXCLUDED.message, details = EXCLUDED.details,
                        updated_at = pg_catalog.now(), occurrences = a.occurrences + 1
-         RETURNING a.id, a.occurrences = 1",
+         RETURNING a.id, COALESCE((SELECT open.severity::text FROM open), '')",
         &[
             parent.into(),
             condition.kind.as_str().into(),
@@ -102,8 +115,13 @@ pub fn raise(
             JsonB(details).into(),
         ],
     )?;
-    if new {
-        announce(id, parent, condition, severity, "raised", message)?;
+    match Severity::from_text(&before) {
+        None => announce(id, parent, condition, severity, "raised", message)?,
+        // A pager hears of a warning that became critical.
+        Some(was) if was < severity => {
+            announce(id, parent, condition, severity, "escalated", message)?
+        }
+        Some(_) => {}
     }
     Ok(())
 }
@@ -124,11 +142,7 @@ pub fn resolve(parent: pg_sys::Oid, condition: Condition, why: &str) -> Result<(
             why.into(),
         ],
     )? {
-        let severity = match severity.as_str() {
-            "critical" => Severity::Critical,
-            "warning" => Severity::Warning,
-            _ => Severity::Info,
-        };
+        let severity = Severity::from_text(&severity).unwrap_or(Severity::Info);
         announce(id, parent, condition, severity, "resolved", why)?;
     }
     Ok(())

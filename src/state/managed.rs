@@ -3,7 +3,7 @@
 
 use pgrx::prelude::*;
 
-use super::{write, StateRow};
+use super::{write, write_returning, StateRow};
 use crate::catalog::{load_partitioned_table, PartitionedTable};
 use crate::error::{PredictError, Result};
 
@@ -113,13 +113,15 @@ pub fn record_step_costs(parent: pg_sys::Oid, costs: StepCosts) -> Result<()> {
 }
 
 /// Records how long the attached partitions last at the forecast rate
-/// (`None`: unknown).
-pub fn record_runway(parent: pg_sys::Oid, seconds: Option<f64>) -> Result<()> {
-    write(
+/// (`None`: unknown); returns how many cycles of the table completed
+/// before this one.
+pub fn record_runway(parent: pg_sys::Oid, seconds: Option<f64>) -> Result<i64> {
+    write_returning(
         "INSERT INTO partition_predict.table_state AS s (parent, runway, runway_at)
          VALUES ($1::pg_catalog.oid::pg_catalog.regclass,
                  pg_catalog.make_interval(secs => pg_catalog.round($2::float8)), pg_catalog.now())
-         ON CONFLICT (parent) DO UPDATE SET runway = EXCLUDED.runway, runway_at = EXCLUDED.runway_at",
+         ON CONFLICT (parent) DO UPDATE SET runway = EXCLUDED.runway, runway_at = EXCLUDED.runway_at
+         RETURNING s.cycles",
         &[parent.into(), seconds.into()],
     )
 }

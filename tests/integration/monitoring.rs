@@ -134,14 +134,20 @@ fn one_condition_is_one_alert_from_raise_to_resolve() {
             )
         })
         .collect();
+    // The runway was short from the first cycle: a warning in the table's
+    // first three cycles, critical (and said again) from the fourth.
     assert_eq!(
         states,
         vec![
             ("rows_in_default".to_string(), "raised".to_string()),
-            ("runway".to_string(), "raised".to_string())
+            ("runway".to_string(), "raised".to_string()),
+            ("runway".to_string(), "escalated".to_string())
         ],
         "four cycles, two conditions: {raised:?}"
     );
+    assert_eq!(raised[1]["severity"], "warning");
+    assert_eq!(raised[2]["severity"], "critical");
+    assert_eq!(raised[2]["id"], raised[1]["id"], "one alert");
     assert_eq!(raised[0]["parent"], "public.ev");
     assert_eq!(raised[0]["severity"], "warning");
     // The payload names the alert; the rest is read by id, with the
@@ -341,9 +347,10 @@ fn the_exporter_queries_return_the_metrics_they_declare() {
         ) > 0)
             .then_some(())
     });
+    // Past the table's first cycles, in which a short runway is a warning.
     client
         .batch_execute(
-            "SELECT partition_predict.run_cycle('ev');
+            "SELECT partition_predict.run_cycle('ev') FROM generate_series(1, 4);
              CREATE ROLE monitor LOGIN IN ROLE pg_monitor;",
         )
         .unwrap();
@@ -707,4 +714,55 @@ fn the_report_refuses_what_it_cannot_draw() {
         title.contains("2026-11-03") && title.contains("2026-11-04"),
         "{title}"
     );
+}
+
+#[test]
+fn a_worker_s_first_cycles_raise_no_critical_alert_it_then_clears() {
+    // Onboarded with rows in DEFAULT in the next range, its partitions
+    // about to run out: the worker's first cycle moves the rows and
+    // attaches that range, which no one should be paged for.
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 2",
+            "pg_partition_predict.enabled = off",
+        ],
+    );
+    let mut client = cluster.connect("postgres");
+    let mut listener = cluster.connect("postgres");
+    listener
+        .batch_execute("LISTEN partition_predict_alerts")
+        .unwrap();
+    ev_blocked_by_rows_in_default(&mut client);
+    client
+        .batch_execute("ALTER SYSTEM SET pg_partition_predict.enabled = on")
+        .unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    wait_for("three worker cycles", Duration::from_secs(60), || {
+        (scalar_i64(
+            &mut client,
+            "SELECT COALESCE(sum(cycles), 0)::bigint FROM partition_predict.worker_status",
+        ) >= 3)
+            .then_some(())
+    });
+    assert_eq!(
+        scalar_i64(&mut client, "SELECT count(*) FROM ONLY ev_default"),
+        0
+    );
+    let critical: Vec<(String, String)> = client
+        .query(
+            "SELECT kind, message FROM partition_predict.alert_history WHERE severity = 'critical'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(critical, vec![], "critical alerts");
+    let paged: Vec<Value> = notifications(&mut listener)
+        .into_iter()
+        .filter(|n| n["severity"] == "critical")
+        .collect();
+    assert_eq!(paged, Vec::<Value>::new());
 }
