@@ -249,8 +249,14 @@ fn start(table: &PartitionedTable, caller: Caller, superuser: bool) -> Result<Ne
     let Some(default) = table.default_partition else {
         return Ok(Next::Done);
     };
-    if caller == Caller::Worker && !history::collector_saw_keys_in(table, default)? {
-        quarantine::nothing_held(table)?;
+    // The collector saw no key in DEFAULT: nothing to move, unless outlier
+    // keys are held there (the collector's view of DEFAULT can miss them,
+    // and their condition must last exactly as long as they do: it is
+    // judged below, without reading DEFAULT while nothing was written to it).
+    if caller == Caller::Worker
+        && !history::collector_saw_keys_in(table, default)?
+        && !quarantine::holds_any(table)?
+    {
         return Ok(Next::Done);
     }
     // Outlier keys stay in DEFAULT (act::quarantine); once judged, DEFAULT

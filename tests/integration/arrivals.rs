@@ -203,3 +203,84 @@ fn far_future_and_far_past_keys_stay_in_default_and_derail_nothing() {
         0
     );
 }
+
+#[test]
+fn outlier_keys_the_worker_holds_back_stay_one_open_alert_while_they_stay() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 1",
+            "pg_partition_predict.enabled = off",
+        ],
+    );
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE TABLE ev (ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+             CREATE TABLE ev_first PARTITION OF ev FOR VALUES FROM ('2026-11-01') TO ('2026-11-05');
+             SELECT partition_predict.manage('ev', target_rows => 2000, lookahead => '1 day');",
+        )
+        .unwrap();
+    for day in ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"] {
+        day_of_minutes(&mut client, day);
+        cycle(&mut client, "ev");
+    }
+    client
+        .batch_execute("INSERT INTO ev VALUES ('2030-01-01'), ('2030-01-01 00:00:01')")
+        .unwrap();
+    flush_stats(&mut client);
+    client
+        .batch_execute("ALTER SYSTEM SET pg_partition_predict.enabled = on")
+        .unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let cycles = |client: &mut Client| {
+        scalar_i64(
+            client,
+            "SELECT COALESCE(sum(cycles), 0)::bigint FROM partition_predict.worker_status",
+        )
+    };
+    crate::cluster::wait_for(
+        "six worker cycles",
+        std::time::Duration::from_secs(60),
+        || (cycles(&mut client) >= 6).then_some(()),
+    );
+    assert_eq!(in_default(&mut client, "ev"), 2);
+    let history: Vec<(String, Option<String>)> = client
+        .query(
+            "SELECT state, details->>'rows' FROM partition_predict.alert_history
+              WHERE parent = 'ev'::regclass AND kind = 'outlier_keys' ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        history,
+        vec![("open".to_string(), Some("2".to_string()))],
+        "one alert, open while the rows stay"
+    );
+    let next = default_rows_next(&mut client, "ev");
+    assert!(next.starts_with("held back"), "{next}");
+
+    // Deleted, they are gone: the alert ends with them.
+    client
+        .batch_execute("DELETE FROM ev WHERE ts >= '2030-01-01'")
+        .unwrap();
+    flush_stats(&mut client);
+    let after = cycles(&mut client);
+    crate::cluster::wait_for(
+        "three more cycles",
+        std::time::Duration::from_secs(60),
+        || (cycles(&mut client) >= after + 3).then_some(()),
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.alerts WHERE parent = 'ev'::regclass AND kind = 'outlier_keys'"
+        ),
+        0
+    );
+}
