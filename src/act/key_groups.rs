@@ -10,8 +10,8 @@ use pgrx::spi::quote_identifier;
 use super::create;
 use crate::catalog::PartitionedTable;
 use crate::error::Result;
-use crate::state::settings;
 use crate::state::shadows::{self, Origin};
+use crate::state::{forecasts, settings};
 
 /// A range planned for rows, and the standalone table they go into.
 pub struct Destination {
@@ -38,6 +38,9 @@ pub fn destinations(
     let taken = table.attached_ranges();
     let standalone = shadows::standalone(table.oid)?;
     let shadow_ranges: Vec<(i64, i64)> = standalone.iter().map(|s| (s.0, s.1)).collect();
+    // What the newest forecast expects past the rows: a range reaching into
+    // the time still to come is sized for it too.
+    let (demand, _) = forecasts::newest_demand(table)?;
     let ranges = plan(&MigrationInput {
         key_type: table.key_type,
         taken: &taken,
@@ -47,6 +50,7 @@ pub fn destinations(
         min_span: settings.min_span,
         max_span: settings.max_span,
         zone: &settings.zone,
+        demand: &demand,
     });
     let mut destinations = Vec::new();
     for range in ranges.into_iter().take(limit) {
@@ -67,7 +71,7 @@ pub fn destinations(
                     &PlannedRange {
                         from: range.from,
                         to: range.to,
-                        expected_rows: range.rows,
+                        expected_rows: range.expected_rows,
                     },
                     origin,
                 )?;

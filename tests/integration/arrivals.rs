@@ -284,3 +284,67 @@ fn outlier_keys_the_worker_holds_back_stay_one_open_alert_while_they_stay() {
         0
     );
 }
+
+#[test]
+fn a_range_made_for_rows_moved_out_of_default_is_sized_by_the_forecast() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE TABLE ev (ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+             CREATE TABLE ev_first PARTITION OF ev FOR VALUES FROM ('2026-11-01') TO ('2026-11-05');
+             SELECT partition_predict.manage('ev', target_rows => 2000, lookahead => '1 day');",
+        )
+        .unwrap();
+    // Four days of a row a minute; statistics and forecasts only (no
+    // partitions prepared ahead), as when a table's partitions ran out.
+    for day in ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"] {
+        day_of_minutes(&mut client, day);
+        flush_stats(&mut client);
+        client
+            .batch_execute("SELECT * FROM partition_predict.collect_stats('ev')")
+            .unwrap();
+    }
+    client
+        .batch_execute("SELECT * FROM partition_predict.forecast('ev')")
+        .unwrap();
+    assert_eq!(
+        scalar_i64(
+            &mut client,
+            "SELECT count(*) FROM partition_predict.partitions
+              WHERE parent = 'ev'::regclass AND range_end::timestamptz > '2026-11-05'"
+        ),
+        0,
+        "nothing prepared past the data"
+    );
+    // The first four hours of the next day land in DEFAULT.
+    client
+        .batch_execute(
+            "INSERT INTO ev (ts) SELECT timestamptz '2026-11-05' + g * interval '1 minute' FROM generate_series(0, 239) g",
+        )
+        .unwrap();
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap();
+    assert_eq!(in_default(&mut client, "ev"), 0);
+    // The range made for them also receives the rest of the day as it
+    // comes (a row a minute, as forecast): a day holds 1,440 rows, a week
+    // (what the moved rows alone would fill) 10,080 against a target of 2,000.
+    let (start, end): (String, String) = {
+        let r = client
+            .query_one(
+                "SELECT range_start, range_end FROM partition_predict.partitions
+                  WHERE parent = 'ev'::regclass AND range_start::timestamptz <= '2026-11-05 01:00'
+                    AND range_end::timestamptz > '2026-11-05 01:00'",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let days = scalar_i64(
+        &mut client,
+        &format!("SELECT extract(epoch FROM '{end}'::timestamptz - '{start}'::timestamptz)::bigint / 3600"),
+    );
+    assert!(days <= 24, "[{start}, {end}): {days} hours");
+}

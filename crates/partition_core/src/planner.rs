@@ -459,6 +459,9 @@ pub struct MigrationInput<'a> {
     pub max_span: Option<i64>,
     /// Time zone of natural boundaries (`timestamptz` keys).
     pub zone: &'a Zone,
+    /// The newest forecast, as for `plan`: the rows still to come past the
+    /// stranded ones count toward a range's size (empty: none known).
+    pub demand: &'a [Demand],
 }
 
 /// A range to move rows of DEFAULT into.
@@ -466,7 +469,11 @@ pub struct MigrationInput<'a> {
 pub struct MigrationRange {
     pub from: i64,
     pub to: i64,
+    /// Stranded rows it receives.
     pub rows: f64,
+    /// What it is expected to hold: those rows, and what the forecast (or,
+    /// without one, the density of the last stranded rows) puts past them.
+    pub expected_rows: f64,
     /// The range is an existing shadow's (otherwise a new table is needed).
     pub into_shadow: bool,
 }
@@ -537,11 +544,16 @@ pub fn plan_migration(input: &MigrationInput) -> Vec<MigrationRange> {
         _ => (last_end.saturating_sub(first_start) / 10).max(1),
     };
     let tail_density = rows_in(last_end.saturating_sub(window), last_end) / window as f64;
+    // Past the stranded rows, what the forecast expects there: a range that
+    // reaches into the time still to come is sized for it (rows where some
+    // are stranded already arrived, and are not counted twice).
     let expected = |from: i64, to: i64| -> f64 {
-        let beyond = if to > last_end {
+        let beyond = if to <= last_end {
+            0.0
+        } else if input.demand.is_empty() {
             tail_density * (to as f64 - from.max(last_end) as f64)
         } else {
-            0.0
+            rows_within(input.demand, from.max(last_end), to)
         };
         rows_in(from, to) + beyond
     };
@@ -556,6 +568,7 @@ pub fn plan_migration(input: &MigrationInput) -> Vec<MigrationRange> {
                 from: *from,
                 to: *to,
                 rows: rows_in(*from, *to),
+                expected_rows: expected(*from, *to),
                 into_shadow: true,
             });
             continue;
@@ -615,6 +628,7 @@ pub fn plan_migration(input: &MigrationInput) -> Vec<MigrationRange> {
             from,
             to,
             rows: rows_in(from, to),
+            expected_rows: expected(from, to),
             into_shadow: false,
         });
     }
@@ -695,6 +709,7 @@ pub fn plan_ingest(input: &MigrationInput) -> Vec<MigrationRange> {
             min_span: input.min_span,
             max_span: input.max_span,
             zone: input.zone,
+            demand: input.demand,
         });
         let progress = round
             .iter()
@@ -706,7 +721,9 @@ pub fn plan_ingest(input: &MigrationInput) -> Vec<MigrationRange> {
     }
     // Rows are those of the whole batch, not of the round that chose the range.
     for range in &mut chosen {
-        range.rows = rows_within(input.stranded, range.from, range.to);
+        let rows = rows_within(input.stranded, range.from, range.to);
+        range.expected_rows += rows - range.rows;
+        range.rows = rows;
     }
     chosen.sort_by_key(|r| r.from);
     chosen
@@ -914,6 +931,7 @@ mod tests {
             min_span: Some(6 * H),
             max_span: Some(6 * H),
             zone: &berlin,
+            demand: &[],
         });
         assert_eq!(ranges.len(), 1);
         assert_eq!((ranges[0].from, ranges[0].to), (p[0].from, p[0].to));
@@ -1224,6 +1242,7 @@ mod tests {
                 min_span: None,
                 max_span: None,
                 zone: &UTC,
+                demand: &[],
             });
             for s in &stranded {
                 prop_assert!(ranges.iter().any(|r| r.from <= s.start && s.start < r.to), "{} not covered", s.start);
@@ -1267,6 +1286,7 @@ mod tests {
             min_span: None,
             max_span: None,
             zone: &UTC,
+            demand: &[],
         });
         let expected: Vec<(i64, i64)> = (0..3)
             .map(|d| (origin - (3 - d) * day, origin - (2 - d) * day))
@@ -1298,6 +1318,7 @@ mod tests {
             min_span: None,
             max_span: None,
             zone: &UTC,
+            demand: &[],
         });
         assert_eq!(
             ranges.iter().map(|r| (r.from, r.to)).collect::<Vec<_>>(),
@@ -1330,23 +1351,59 @@ mod tests {
             min_span: None,
             max_span: None,
             zone: &UTC,
+            demand: &[],
         });
+        let found: Vec<(i64, i64, f64, bool)> = ranges
+            .iter()
+            .map(|r| (r.from, r.to, r.rows, r.into_shadow))
+            .collect();
         assert_eq!(
-            ranges,
-            vec![
-                MigrationRange {
-                    from: 1_000,
-                    to: 1_500,
-                    rows: 50.0,
-                    into_shadow: false
-                },
-                MigrationRange {
-                    from: 3_000,
-                    to: 4_000,
-                    rows: 1.0,
-                    into_shadow: true
-                },
-            ]
+            found,
+            vec![(1_000, 1_500, 50.0, false), (3_000, 4_000, 1.0, true)]
+        );
+        // Below the highest stranded key only stranded rows are expected.
+        assert_eq!(ranges[0].expected_rows, 50.0);
+    }
+
+    #[test]
+    fn a_migration_range_reaching_into_the_future_is_sized_by_the_forecast() {
+        let day = calendar::days_from_civil(2026, 12, 7) * MICROS_PER_DAY; // a Monday
+        let h = MICROS_PER_DAY / 24;
+        // 6,263 rows stranded in the first four hours of the day, the data
+        // going on at 1,200 rows an hour from there.
+        let stranded = [Stranded {
+            start: day,
+            end: day + 4 * h,
+            rows: 6_263.0,
+        }];
+        let demand = hourly_demand(day + 4 * h, 24 * 14, 1_200.0);
+        let input = MigrationInput {
+            key_type: KeyType::TimestampTz,
+            taken: &[(day - 7 * MICROS_PER_DAY, day)],
+            shadows: &[],
+            stranded: &stranded,
+            target_rows: 100_000.0,
+            min_span: None,
+            max_span: None,
+            zone: &UTC,
+            demand: &demand,
+        };
+        let ranges = plan_migration(&input);
+        assert_eq!(ranges.len(), 1);
+        let r = ranges[0];
+        assert_eq!(r.from, day);
+        assert!(r.to - r.from <= MICROS_PER_DAY, "{r:?}");
+        assert!(r.expected_rows <= 100_000.0 * TOLERANCE, "{r:?}");
+        assert!(r.expected_rows > 6_263.0, "{r:?}");
+        // Without the forecast the week would have held it, at the density
+        // of the stranded rows alone.
+        let blind = plan_migration(&MigrationInput {
+            demand: &[],
+            ..input
+        });
+        assert!(
+            blind[0].to - blind[0].from >= 7 * MICROS_PER_DAY,
+            "{blind:?}"
         );
     }
 
@@ -1402,6 +1459,7 @@ mod tests {
             min_span: None,
             max_span: None,
             zone: &UTC,
+            demand: &[],
         });
         assert_batch_covered(&batch, &taken, &ranges);
         let (into_shadows, new): (Vec<&MigrationRange>, Vec<&MigrationRange>) =
@@ -1431,6 +1489,7 @@ mod tests {
             min_span: None,
             max_span: None,
             zone: &UTC,
+            demand: &[],
         });
         assert!(ranges.is_empty());
         assert!(plan_ingest(&MigrationInput {
@@ -1442,6 +1501,7 @@ mod tests {
             min_span: None,
             max_span: None,
             zone: &UTC,
+            demand: &[],
         })
         .is_empty());
     }
@@ -1465,6 +1525,7 @@ mod tests {
             min_span: None,
             max_span: None,
             zone: &UTC,
+            demand: &[],
         });
         assert_batch_covered(&batch, &taken, &ranges);
         assert!(ranges.iter().any(|r| r.into_shadow && r.from == 50_000));
@@ -1493,6 +1554,7 @@ mod tests {
                 min_span: None,
                 max_span: None,
                 zone: &UTC,
+                demand: &[],
             });
             assert_batch_covered(&batch, &taken, &ranges);
             for r in ranges.iter().filter(|r| r.into_shadow) {
