@@ -348,3 +348,69 @@ fn a_range_made_for_rows_moved_out_of_default_is_sized_by_the_forecast() {
     );
     assert!(days <= 24, "[{start}, {end}): {days} hours");
 }
+
+#[test]
+fn rows_from_a_clock_days_fast_are_held_back_once_the_stream_is_learned() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    // A live stream, a row a minute, up to now; cycled hour by hour for its
+    // last six hours, so the table learns how its rows arrive.
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE TABLE logs (ts timestamptz NOT NULL, msg text) PARTITION BY RANGE (ts);
+             CREATE TABLE logs_past PARTITION OF logs
+               FOR VALUES FROM (date_trunc('hour', now()) - interval '4 days') TO (date_trunc('hour', now()) + interval '1 hour');
+             SELECT partition_predict.manage('logs', target_rows => 2000);
+             INSERT INTO logs (ts, msg) SELECT g, 'stream'
+               FROM generate_series(date_trunc('hour', now()) - interval '4 days',
+                                    date_trunc('hour', now()) - interval '6 hours', interval '1 minute') g;",
+        )
+        .unwrap();
+    cycle(&mut client, "logs");
+    for hour in (0..6).rev() {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO logs (ts, msg) SELECT g, 'stream'
+                   FROM generate_series(date_trunc('hour', now()) - interval '{} hours' + interval '1 minute',
+                                        date_trunc('hour', now()) - interval '{hour} hours', interval '1 minute') g",
+                hour + 1
+            ))
+            .unwrap();
+        cycle(&mut client, "logs");
+    }
+    let partitions_before = crate::cluster::partition_names(&mut client, "logs");
+    // 500 rows from a client whose clock is 13 days fast.
+    client
+        .batch_execute(
+            "INSERT INTO logs (ts, msg) SELECT now() + interval '13 days' + g * interval '1 s', 'skewed clock'
+               FROM generate_series(1, 500) g",
+        )
+        .unwrap();
+    cycle(&mut client, "logs");
+    client
+        .batch_execute("CALL partition_predict.migrate_default('logs')")
+        .unwrap();
+    cycle(&mut client, "logs");
+    // Held back in DEFAULT, named by one alert; no partition made for them.
+    assert_eq!(in_default(&mut client, "logs"), 500);
+    let alerts: Vec<(String, String)> = client
+        .query(
+            "SELECT state, details->>'rows' FROM partition_predict.alert_history
+              WHERE parent = 'logs'::regclass AND kind = 'outlier_keys'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(alerts, vec![("open".to_string(), "500".to_string())]);
+    let far = scalar_i64(
+        &mut client,
+        "SELECT count(*) FROM partition_predict.partitions
+          WHERE parent = 'logs'::regclass AND range_end::timestamptz > now() + interval '12 days'",
+    );
+    assert_eq!(far, 0, "partitions before: {partitions_before:?}");
+    let next = default_rows_next(&mut client, "logs");
+    assert!(next.starts_with("held back"), "{next}");
+}

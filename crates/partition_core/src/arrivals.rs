@@ -159,11 +159,16 @@ pub fn split(
 /// What one table's keys may plausibly be, from its frontier (the highest
 /// key outside DEFAULT; `None`: nothing to judge by, all keys pass):
 ///
-/// - at most four times the planning horizon or the learned reach past the
-///   frontier, whichever is longer; for time keys also never less than 30
-///   days past the frontier or the clock (`now`);
-/// - for time keys, no older than the history kept (`retention`, in key
-///   units) before the frontier.
+/// - integer keys: at most four times the planning horizon or the learned
+///   reach past the frontier, whichever is longer;
+/// - time keys, past the frontier or the clock (`now`), whichever is later:
+///   once the table's arrivals are learned (`reach` > 0), at most the
+///   planning horizon or four times the reach, whichever is longer (and at
+///   least a day): a client clock days fast is judged by how this table's
+///   rows really arrive, not by a fixed window; before that, at most four
+///   times the horizon and never less than 30 days;
+/// - time keys, no older than the history kept (`retention`, in key units)
+///   before the frontier.
 pub fn plausible(
     key_type: KeyType,
     frontier: Option<i64>,
@@ -177,10 +182,14 @@ pub fn plausible(
     };
     let ahead = horizon.max(reach).max(1).saturating_mul(4);
     let upper = if key_type.is_temporal() {
-        let month = (30.0 * 86_400.0 * key_type.units_per_second()) as i64;
-        frontier
-            .max(now.unwrap_or(frontier))
-            .saturating_add(ahead.max(month))
+        let days = |n: f64| (n * 86_400.0 * key_type.units_per_second()) as i64;
+        let base = frontier.max(now.unwrap_or(frontier));
+        let window = if reach > 0 {
+            horizon.max(reach.saturating_mul(4)).max(days(1.0))
+        } else {
+            ahead.max(days(30.0))
+        };
+        base.saturating_add(window)
     } else {
         frontier.saturating_add(ahead)
     };
@@ -280,6 +289,36 @@ mod tests {
         );
         assert!(p.contains(frontier + 40 * DAY));
         assert_eq!(p.lower, None);
+    }
+
+    #[test]
+    fn a_clock_days_fast_is_an_outlier_once_the_stream_is_learned() {
+        let frontier = 9_800 * DAY;
+        // A stream cycled hourly (reach 1.5 h), a week of lookahead.
+        let learned = plausible(
+            KeyType::TimestampTz,
+            Some(frontier),
+            Some(frontier),
+            7 * DAY,
+            3 * HOUR / 2,
+            None,
+        );
+        assert!(!learned.contains(frontier + 13 * DAY), "13 days fast");
+        assert!(learned.contains(frontier + 6 * DAY), "within the plan");
+        // Young (nothing learned yet): a month.
+        let young = plausible(
+            KeyType::TimestampTz,
+            Some(frontier),
+            Some(frontier),
+            7 * DAY,
+            0,
+            None,
+        );
+        assert!(young.contains(frontier + 27 * DAY));
+        // A short lookahead still allows a day.
+        let short = plausible(KeyType::TimestampTz, Some(frontier), None, HOUR, HOUR, None);
+        assert!(short.contains(frontier + 23 * HOUR));
+        assert!(!short.contains(frontier + 2 * DAY));
     }
 
     #[test]
