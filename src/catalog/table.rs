@@ -273,10 +273,15 @@ pub fn relation_name(oid: pg_sys::Oid) -> Result<String> {
 
 /// Whether a relation of this name exists in the schema (any kind).
 pub fn relation_exists(schema: &str, name: &str) -> Result<bool> {
+    // A table's row type takes its name among the schema's types as well:
+    // a type of that name (another role's, say) makes CREATE TABLE fail.
     Ok(crate::pg::spi::select_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                         WHERE n.nspname = $1 AND c.relname = $2)",
+                         WHERE n.nspname = $1 AND c.relname = $2)
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                          JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                         WHERE n.nspname = $1 AND t.typname = $2)",
         &[schema.into(), name.into()],
     )?
     .unwrap_or(false))

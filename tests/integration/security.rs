@@ -1417,6 +1417,43 @@ fn names_taken_in_advance_do_not_stop_another_role_s_table() {
         .unwrap()
         .get(0);
     assert!(default.starts_with("v2_events_default_"), "{default}");
+
+    // Types take names from tables too (a table's row type has its name).
+    mallory
+        .batch_execute(
+            "CREATE TYPE public.v3_events_default AS ENUM ('x');
+             DO $$ BEGIN FOR d IN 1..14 LOOP
+                 EXECUTE format('CREATE TYPE public.%I AS ENUM (''x'')', 'v3_events_p202612' || lpad(d::text, 2, '0'));
+                 FOR h IN 0..23 LOOP
+                     EXECUTE format('CREATE TYPE public.%I AS ENUM (''x'')',
+                                    'v3_events_p202612' || lpad(d::text, 2, '0') || '_' || lpad(h::text, 2, '0'));
+                 END LOOP;
+             END LOOP; END $$;",
+        )
+        .unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE v3_events (id bigint, at timestamptz NOT NULL) PARTITION BY RANGE (at);
+             CREATE TABLE v3_events_1 PARTITION OF v3_events FOR VALUES FROM ('2026-12-01') TO ('2026-12-07');
+             INSERT INTO v3_events SELECT g, '2026-12-01'::timestamptz + g * interval '1 minute'
+               FROM generate_series(0, 6 * 1440 - 1) g;
+             SELECT partition_predict.manage('v3_events', target_rows => 2000, lookahead => '2 days');",
+        )
+        .unwrap();
+    let error: Option<String> = admin
+        .query_one(
+            "SELECT error FROM partition_predict.run_cycle('v3_events')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(error, None);
+    let prepared = scalar_i64(
+        &mut admin,
+        "SELECT count(*) FROM partition_predict.partitions
+          WHERE parent = 'v3_events'::regclass AND range_start::timestamptz >= '2026-12-07'",
+    );
+    assert!(prepared > 0, "no partition prepared past the data");
 }
 
 /// A superuser's move of rows out of DEFAULT keeps the rows' triggers and
