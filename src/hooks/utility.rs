@@ -104,7 +104,8 @@ fn guard_extension_schema(schemas: &[pg_sys::Oid]) {
 #[derive(Default)]
 struct Touched {
     tables: Vec<pg_sys::Oid>,
-    /// Changes a parent it names (any ALTER TABLE, SET SCHEMA, TRUNCATE).
+    /// Changes a parent it names (any ALTER TABLE, RENAME, SET SCHEMA,
+    /// TRUNCATE).
     parent_changes: bool,
     /// A DROP: of the parent itself, it takes shadow and DEFAULT along.
     drop: bool,
@@ -128,7 +129,8 @@ fn relation_of(range_var: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
     (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
-/// What `ALTER TABLE`, `TRUNCATE` or `DROP TABLE` in `pstmt` would change.
+/// What `ALTER TABLE`, `ALTER … RENAME`, `TRUNCATE` or `DROP TABLE` in
+/// `pstmt` would change.
 unsafe fn tables_touched(pstmt: *mut pg_sys::PlannedStmt) -> Touched {
     unsafe {
         let node = (*pstmt).utilityStmt;
@@ -160,6 +162,16 @@ unsafe fn tables_touched(pstmt: *mut pg_sys::PlannedStmt) -> Touched {
                         .collect(),
                     parent_changes: false,
                     drop: true,
+                };
+            }
+            // A renamed column of DEFAULT or the shadow is a column the
+            // move and the rewrite no longer find by the parent's name.
+            pg_sys::NodeTag::T_RenameStmt => {
+                let renamed = node as *mut pg_sys::RenameStmt;
+                return Touched {
+                    tables: relation_of((*renamed).relation).into_iter().collect(),
+                    parent_changes: true,
+                    drop: false,
                 };
             }
             pg_sys::NodeTag::T_AlterObjectSchemaStmt => {

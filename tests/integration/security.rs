@@ -830,6 +830,9 @@ fn a_shadow_that_changed_shape_is_never_read_in_the_parent_s_place() {
     for sql in [
         format!("ALTER TABLE {shadow} ALTER COLUMN id TYPE numeric"),
         "ALTER TABLE moving_default ALTER COLUMN id TYPE numeric".to_string(),
+        format!("ALTER TABLE {shadow} RENAME COLUMN id TO id2"),
+        "ALTER TABLE moving_default RENAME COLUMN id TO id2".to_string(),
+        "ALTER TABLE moving RENAME COLUMN id TO id2".to_string(),
     ] {
         assert_eq!(sqlstate(mallory.batch_execute(&sql)), "55006", "{sql}");
     }
