@@ -12,6 +12,8 @@ use pgrx::prelude::*;
 use pgrx::PgList;
 
 use crate::error::{or_report, PredictError, Result};
+use crate::gucs;
+use crate::pg::lock_retry::run_with_lock_retry;
 use crate::pg::locks::lock_table_steps;
 use crate::pg::session::{as_role, with_pinned_settings};
 use crate::state::{managed, migrations, shadows};
@@ -71,8 +73,12 @@ fn clear_for_extension_drop() -> Result<()> {
     // Wait for every table's steps under way (a worker's cycle, a migration
     // step) to commit, and keep new ones out: the drop then takes the state
     // tables' locks after them rather than in a deadlock with them.
+    // Bounded like every lock the extension takes: a session that keeps a
+    // table's steps (`run_cycle()` in a transaction left open) fails the
+    // drop, naming the table, rather than holding it up, and every other
+    // table's cycles with it, for good.
     for parent in managed::managed_tables(None)? {
-        lock_table_steps(parent, true)?;
+        lock_steps_or_give_up(parent)?;
     }
     let moving = migrations::tables_moving()?;
     if !moving.is_empty() {
@@ -83,12 +89,23 @@ fn clear_for_extension_drop() -> Result<()> {
     }
     // Read and dropped as their owner: whoever drops the extension does not
     // lend a superuser's rights to anything of a table's owner.
-    let waiting: Vec<(String, pg_sys::Oid)> = shadows::waiting_everywhere()?
+    let waiting: Vec<(String, pg_sys::Oid, pg_sys::Oid)> = shadows::waiting_everywhere()?
         .into_iter()
-        .filter_map(|s| s.current_name.map(|name| (name, s.owner)))
+        .filter_map(|s| s.current_name.map(|name| (name, s.owner, s.oid)))
         .collect();
     let mut holding = Vec::new();
-    for (name, owner) in &waiting {
+    for (name, owner, oid) in &waiting {
+        // Locked before it is looked at, to the drop: no row can be written
+        // into it between the look and the drop.
+        if let Some(qualified) = crate::pg::relation::qualified_name(*oid) {
+            as_role(*owner, || {
+                run_with_lock_retry(
+                    &qualified,
+                    "dropping a shadow with the extension",
+                    &format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"),
+                )
+            })?;
+        }
         let has_rows = as_role(*owner, || {
             Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {name})"))
         })?
@@ -103,8 +120,33 @@ fn clear_for_extension_drop() -> Result<()> {
             holding.join(", ")
         )));
     }
-    for (name, owner) in waiting {
+    for (name, owner, _) in waiting {
         as_role(owner, || Spi::run(&format!("DROP TABLE {name}")))?;
     }
     Ok(())
+}
+
+/// Takes `parent`'s steps lock, trying for `lock_timeout` × (`lock_retries`
+/// + 1) at most.
+fn lock_steps_or_give_up(parent: pg_sys::Oid) -> Result<()> {
+    let timeout_ms = gucs::lock_timeout_ms();
+    let attempts = gucs::lock_retries() + 1;
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(timeout_ms.max(1) as u64 * u64::from(attempts));
+    loop {
+        if lock_table_steps(parent, false)? {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(PredictError::LockUnavailable {
+                relation: crate::pg::relation::qualified_name(parent)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| parent.to_u32().to_string()),
+                action: "dropping the extension (another session runs the table's steps: a cycle or a migration step, maybe in a transaction left open)",
+                attempts,
+                timeout_ms,
+            });
+        }
+        crate::pg::backend::sleep_interruptibly(10);
+    }
 }

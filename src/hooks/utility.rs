@@ -166,8 +166,12 @@ unsafe fn tables_touched(pstmt: *mut pg_sys::PlannedStmt) -> Touched {
             }
             // A renamed column of DEFAULT or the shadow is a column the
             // move and the rewrite no longer find by the parent's name.
+            // (A renamed table keeps its OID, which is all the move uses.)
             pg_sys::NodeTag::T_RenameStmt => {
                 let renamed = node as *mut pg_sys::RenameStmt;
+                if (*renamed).renameType != pg_sys::ObjectType::OBJECT_COLUMN {
+                    return Touched::default();
+                }
                 return Touched {
                     tables: relation_of((*renamed).relation).into_iter().collect(),
                     parent_changes: true,

@@ -1018,6 +1018,68 @@ fn no_role_holds_a_table_s_steps_up_with_an_advisory_lock() {
     );
 }
 
+/// A session that keeps a table's steps (its own table's `run_cycle()` in
+/// a transaction left open) makes a superuser's `DROP EXTENSION` fail at
+/// once, naming the table, instead of waiting for ever while holding every
+/// other table's steps (their cycles skipped meanwhile). Shadows a role can
+/// still write into are locked before the drop looks at them.
+#[test]
+fn a_table_s_steps_held_open_cannot_hang_drop_extension() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    victim(&mut admin);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    mallory
+        .batch_execute(
+            "CREATE TABLE mine (id bigint NOT NULL) PARTITION BY RANGE (id);
+             CREATE TABLE mine_1 PARTITION OF mine FOR VALUES FROM (0) TO (1000);
+             INSERT INTO mine SELECT g FROM generate_series(0, 899) g;
+             SELECT partition_predict.manage('mine', target_rows => 100);",
+        )
+        .unwrap();
+    mallory
+        .batch_execute("BEGIN; SELECT * FROM partition_predict.run_cycle('mine');")
+        .unwrap();
+    admin
+        .batch_execute("SET statement_timeout = '20s'")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let e = admin
+        .batch_execute("DROP EXTENSION pg_partition_predict")
+        .unwrap_err();
+    assert_eq!(
+        e.code().map(|c| c.code().to_string()),
+        Some("55P03".to_string()),
+        "{e:?}"
+    );
+    assert!(
+        e.as_db_error()
+            .is_some_and(|d| d.message().contains("public.mine")),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Meanwhile nothing of the other tables was held.
+    assert_eq!(
+        admin
+            .query_one(
+                "SELECT error FROM partition_predict.run_cycle('victim')",
+                &[]
+            )
+            .unwrap()
+            .get::<_, Option<String>>(0),
+        None
+    );
+    mallory.batch_execute("COMMIT").unwrap();
+    assert_eq!(
+        sqlstate(admin.batch_execute("DROP EXTENSION pg_partition_predict")),
+        "ok"
+    );
+}
+
 /// A table whose steps another session keeps holding (here a superuser's
 /// `run_cycle()` in a transaction left open) is not skipped silently: once
 /// three naptimes pass without a cycle, a `failure` condition says so, and
