@@ -2,7 +2,7 @@
 //! reports to `pg_stat_activity`.
 
 use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
 use pgrx::pg_sys;
@@ -310,6 +310,12 @@ pub fn shared_buffers_used() -> (i64, i64) {
 /// trigger, policy or lock must not hold the worker past its time. A
 /// timeout that fires after `f` returned is cleared, so that it cannot
 /// cancel whatever the worker does next.
+///
+/// A table owner's PL/pgSQL can catch that cancel (`EXCEPTION WHEN
+/// query_canceled`) and go on: from a second past the deadline the cancel
+/// is raised again every 250 ms, and `DEADLINE_GRACE` past it the worker
+/// is ended (a FATAL no code can catch; its successor leaves that table
+/// alone for a while, see `worker::database`).
 pub fn with_deadline<R>(deadline: Option<std::time::Instant>, f: impl FnOnce() -> R) -> R {
     let Some(deadline) = deadline else {
         return f();
@@ -318,28 +324,88 @@ pub fn with_deadline<R>(deadline: Option<std::time::Instant>, f: impl FnOnce() -
         .saturating_duration_since(std::time::Instant::now())
         .as_millis()
         .clamp(1, i32::MAX as u128) as i32;
+    let timer = cancel_again_timer();
     unsafe {
+        let deadline_at = pg_sys::GetCurrentTimestamp() + i64::from(left) * 1_000;
+        END_WORKER_AT.store(
+            deadline_at + DEADLINE_GRACE.as_micros() as i64,
+            Ordering::Relaxed,
+        );
         pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
-            enable_timeout_after(STATEMENT_TIMEOUT, left)
+            enable_timeout_after(STATEMENT_TIMEOUT, left);
+            if let Some(timer) = timer {
+                enable_timeout_every(timer, deadline_at + 1_000_000, 250);
+            }
         })
     };
     let result = f();
     unsafe {
         pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
-            disable_timeout(STATEMENT_TIMEOUT, false)
+            disable_timeout(STATEMENT_TIMEOUT, false);
+            if let Some(timer) = timer {
+                disable_timeout(timer, false);
+            }
         });
         pg_sys::QueryCancelPending = 0;
     }
     result
 }
 
+/// How long past a table's deadline the worker goes on cancelling before
+/// it ends itself.
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(10);
+
+/// When the worker ends itself (PostgreSQL timestamp; read in a signal
+/// handler, hence an atomic).
+static END_WORKER_AT: AtomicI64 = AtomicI64::new(i64::MAX);
+
+/// The timeout that cancels again (registered once per process: -1 until
+/// then, -2 if there was no room).
+static CANCEL_AGAIN: AtomicI32 = AtomicI32::new(-1);
+
+fn cancel_again_timer() -> Option<std::ffi::c_int> {
+    let id = match CANCEL_AGAIN.load(Ordering::Relaxed) {
+        -1 => {
+            let id = unsafe {
+                pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
+                    RegisterTimeout(USER_TIMEOUT, cancel_again)
+                })
+            };
+            CANCEL_AGAIN.store(id, Ordering::Relaxed);
+            id
+        }
+        id => id,
+    };
+    (id >= USER_TIMEOUT).then_some(id)
+}
+
+/// Runs in the SIGALRM handler: only sets flags, as PostgreSQL's own
+/// statement timeout does.
+extern "C" fn cancel_again() {
+    unsafe {
+        pg_sys::QueryCancelPending = 1;
+        if pg_sys::GetCurrentTimestamp() >= END_WORKER_AT.load(Ordering::Relaxed) {
+            pg_sys::ProcDiePending = 1;
+        }
+        pg_sys::InterruptPending = 1;
+    }
+}
+
 // utils/timeout.h, which pgrx's bindings leave out. `STATEMENT_TIMEOUT` is
 // the fourth `TimeoutId` in PostgreSQL 15 to 18 alike (its handler is
-// registered for every backend, workers included, by InitPostgres).
+// registered for every backend, workers included, by InitPostgres);
+// `USER_TIMEOUT`, the first a library may register, follows the built-in
+// ones, of which 17 added one (`TRANSACTION_TIMEOUT`).
 const STATEMENT_TIMEOUT: std::ffi::c_int = 3;
+#[cfg(any(feature = "pg15", feature = "pg16"))]
+const USER_TIMEOUT: std::ffi::c_int = 12;
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+const USER_TIMEOUT: std::ffi::c_int = 13;
 unsafe extern "C" {
     fn enable_timeout_after(id: std::ffi::c_int, delay_ms: std::ffi::c_int);
+    fn enable_timeout_every(id: std::ffi::c_int, fin_time: i64, delay_ms: std::ffi::c_int);
     fn disable_timeout(id: std::ffi::c_int, keep_indicator: bool);
+    fn RegisterTimeout(id: std::ffi::c_int, handler: extern "C" fn()) -> std::ffi::c_int;
 }
 
 /// For a background worker between transactions: runs `f` in a transaction

@@ -26,6 +26,9 @@ const MAX_REQUESTS: usize = 256;
 struct WorkerSlot {
     database: u32,
     pid: i32,
+    /// The table the worker is working on (0: none), so that its successor
+    /// knows which table's code outlived the time limit and ended it.
+    busy_with: u32,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -101,7 +104,9 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Called by a worker once connected: requests for its database reach it.
-pub fn register_worker() {
+/// Returns the table its predecessor in this database was ended while
+/// working on, if any.
+pub fn register_worker() -> Option<pg_sys::Oid> {
     let (db, pid) = (database(), backend::process_id());
     let mut board = BOARD.exclusive();
     let slot = board
@@ -109,8 +114,27 @@ pub fn register_worker() {
         .iter()
         .position(|w| w.database == db)
         .or_else(|| board.workers.iter().position(|w| !alive(w.pid)));
-    if let Some(slot) = slot {
-        board.workers[slot] = WorkerSlot { database: db, pid };
+    let slot = slot?;
+    let previous = board.workers[slot];
+    board.workers[slot] = WorkerSlot {
+        database: db,
+        pid,
+        busy_with: 0,
+    };
+    (previous.database == db && previous.busy_with != 0)
+        .then(|| pg_sys::Oid::from(previous.busy_with))
+}
+
+/// Records the table this database's worker works on now (`None`: none).
+pub fn worker_busy_with(parent: Option<pg_sys::Oid>) {
+    let (db, pid) = (database(), backend::process_id());
+    let mut board = BOARD.exclusive();
+    if let Some(w) = board
+        .workers
+        .iter_mut()
+        .find(|w| w.database == db && w.pid == pid)
+    {
+        w.busy_with = parent.map_or(0, |p| p.to_u32());
     }
 }
 

@@ -44,6 +44,9 @@ struct WorkerState {
     relinked: bool,
 }
 
+/// Strikes past which the backoff grows no longer (2^6 = 64 naptimes).
+const MAX_STRIKES: u32 = 6;
+
 /// A table that ran out of `table_time_limit` `strikes` cycles in a row:
 /// the worker leaves it alone until `until` (2, 4, … 64 naptimes), so that
 /// it cannot take its whole time limit from the other tables every cycle.
@@ -78,7 +81,7 @@ impl WorkerState {
             return;
         }
         let strikes = self.backoff.get(&parent).map_or(0, |b| b.strikes) + 1;
-        let naptimes = 1u32 << strikes.min(6);
+        let naptimes = 1u32 << strikes.min(MAX_STRIKES);
         self.backoff.insert(
             parent,
             Backoff {
@@ -121,7 +124,7 @@ pub fn run() {
     backend::terminate_on_sigterm();
     let database = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    requests::register_worker();
+    let ended_on = requests::register_worker();
     let mut state = WorkerState {
         started_at: None,
         cycles: 0,
@@ -135,6 +138,22 @@ pub fn run() {
         several_roles: false,
         relinked: false,
     };
+    if let Some(parent) = ended_on {
+        // The worker before this one was ended past a deadline of this
+        // table's (its code caught every cancel): left alone the longest.
+        state.backoff.insert(
+            parent,
+            Backoff {
+                strikes: MAX_STRIKES,
+                until: Instant::now() + gucs::naptime() * (1 << MAX_STRIKES),
+            },
+        );
+        pgrx::log!(
+            "pg_partition_predict: the previous worker was ended working on table {} past its pg_partition_predict.table_time_limit: left alone for {} naptimes",
+            parent.to_u32(),
+            1 << MAX_STRIKES
+        );
+    }
     let mut next_cycle = Instant::now();
     loop {
         if BackgroundWorker::sighup_received() {
@@ -171,20 +190,30 @@ fn serve_requests(state: &mut WorkerState) {
             requests::mark_served(request.parent, request.ticket);
             continue;
         }
-        if request.attach {
+        let owner = in_own_transaction("looking up a table's owner", || {
+            relation::owner(request.parent).map_or(0, |o| o.to_u32())
+        })
+        .unwrap_or(0);
+        // Attaching for a load is the table's work like its cycle: within
+        // its time limit, counted against its owner's share, and not while
+        // the table backs off (the load then finds DEFAULT, as without the
+        // extension).
+        if request.attach && !state.backing_off(request.parent) && !state.past_share(owner) {
             backend::set_activity("attaching shadows before a bulk load");
-            in_own_transaction("attaching shadows before a bulk load", || {
-                or_log(activate::activate_for_bulk_load(request.parent))
+            let started = Instant::now();
+            let deadline = deadline();
+            on_table(request.parent, deadline, || {
+                in_own_transaction("attaching shadows before a bulk load", || {
+                    or_log(activate::activate_for_bulk_load(request.parent))
+                })
             });
+            state.note_time(request.parent, deadline);
+            *state.spent.entry(owner).or_default() += started.elapsed();
         }
         requests::mark_served(request.parent, request.ticket);
         // A load may ask for a cycle, not for more of the worker's time
         // than the table's backoff, or its owner's share, leaves it.
         if request.cycle && !state.backing_off(request.parent) {
-            let owner = in_own_transaction("looking up a table's owner", || {
-                relation::owner(request.parent).map_or(0, |o| o.to_u32())
-            })
-            .unwrap_or(0);
             if state.past_share(owner) {
                 pgrx::log!(
                     "pg_partition_predict: the cycle a bulk load of table {} asked for waits for the next cycle: its owner had its share of this one (pg_partition_predict.role_time_share)",
@@ -195,7 +224,7 @@ fn serve_requests(state: &mut WorkerState) {
             backend::set_activity("cycle after a bulk load");
             let started = Instant::now();
             let deadline = deadline();
-            let outcome = backend::with_deadline(deadline, || {
+            let outcome = on_table(request.parent, deadline, || {
                 in_own_transaction("a table's cycle after a bulk load", || {
                     cycle::run_by_worker(request.parent)
                 })
@@ -316,7 +345,7 @@ fn run_cycles(state: &mut WorkerState) {
         }
         let started = Instant::now();
         let deadline = deadline();
-        let outcome = backend::with_deadline(deadline, || {
+        let outcome = on_table(parent, deadline, || {
             in_own_transaction("a table's cycle", || cycle::run_by_worker(parent))
         });
         move_rows_out_of_default(state, parent, migrate::Caller::Worker, deadline);
@@ -352,7 +381,7 @@ fn move_rows_out_of_default(
         if backend::shutdown_requested() || out_of_time(deadline) {
             return;
         }
-        let next = backend::with_deadline(deadline, || {
+        let next = on_table(parent, deadline, || {
             in_own_transaction("moving rows out of DEFAULT", || {
                 migrate::step_isolated(parent, caller)
             })
@@ -375,7 +404,7 @@ fn move_rows_out_of_default(
 /// tablespace, each in a transaction of its own too.
 fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid, deadline: Option<Instant>) {
     if out_of_time(deadline)
-        || backend::with_deadline(deadline, || {
+        || on_table(parent, deadline, || {
             in_own_transaction("looking at a table's retention", || {
                 retention::wanted(parent)
             })
@@ -392,7 +421,7 @@ fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid, deadline:
         if out_of_time(deadline) {
             return;
         }
-        match backend::with_deadline(deadline, || {
+        match on_table(parent, deadline, || {
             in_own_transaction("expiring an old partition", || {
                 retention::step_isolated(parent, &mut passed)
             })
@@ -411,7 +440,7 @@ fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid, deadline:
         && !backend::shutdown_requested()
         && !out_of_time(deadline)
     {
-        let next = backend::with_deadline(deadline, || {
+        let next = on_table(parent, deadline, || {
             in_own_transaction("moving an archived partition", || {
                 retention::move_next_isolated(parent, &tried)
             })
@@ -421,6 +450,16 @@ fn expire_old_partitions(state: &mut WorkerState, parent: pg_sys::Oid, deadline:
             _ => break,
         }
     }
+}
+
+/// Works on `parent` until `deadline` (see `backend::with_deadline`),
+/// recorded where this worker's successor finds it should the table's code
+/// outlive the deadline and end the worker.
+fn on_table<R>(parent: pg_sys::Oid, deadline: Option<Instant>, f: impl FnOnce() -> R) -> R {
+    requests::worker_busy_with(Some(parent));
+    let result = backend::with_deadline(deadline, f);
+    requests::worker_busy_with(None);
+    result
 }
 
 fn out_of_time(deadline: Option<Instant>) -> bool {

@@ -1451,6 +1451,64 @@ fn one_slow_table_does_not_stall_the_others() {
     );
 }
 
+/// The owner's code can catch the cancel that ends its time
+/// (`EXCEPTION WHEN query_canceled`) and go on: the cancel comes again,
+/// and shortly past the deadline the worker ends itself (a FATAL nothing
+/// catches); the worker that replaces it leaves that table alone, and the
+/// other tables are cycled meanwhile.
+#[test]
+fn owner_code_that_catches_its_cancel_cannot_keep_the_worker() {
+    let cluster = Cluster::start_with(
+        true,
+        &[
+            "pg_partition_predict.database = 'postgres'",
+            "pg_partition_predict.naptime = 1",
+            "pg_partition_predict.table_time_limit = 2",
+        ],
+    );
+    let mut admin = superuser_with_a_secret(&cluster);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    managed_table_with_shadows(&mut mallory, "stubborn");
+    managed_table_with_shadows(&mut admin, "fast");
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.stubborn() RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN
+                 FOR i IN 1..600 LOOP
+                     BEGIN
+                         PERFORM pg_catalog.pg_sleep(0.1);
+                     EXCEPTION WHEN query_canceled THEN NULL;
+                     END;
+                 END LOOP;
+                 RETURN true;
+             END $$;
+             ALTER TABLE stubborn_h ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE stubborn_h FORCE ROW LEVEL SECURITY;
+             CREATE POLICY stay ON stubborn_h USING (public.stubborn());
+             INSERT INTO stubborn (ts) SELECT '2026-11-07 12:00+00'::timestamptz + g * interval '1 second'
+               FROM generate_series(1, 20) g;",
+        )
+        .unwrap();
+    flush_stats(&mut mallory);
+    let fast_cycles =
+        "SELECT cycles FROM partition_predict.managed_tables WHERE parent = 'fast'::regclass";
+    // The deadline (2 s), the grace (10 s), a restart (a few seconds).
+    std::thread::sleep(Duration::from_secs(20));
+    let before = scalar_i64(&mut admin, fast_cycles);
+    std::thread::sleep(Duration::from_secs(10));
+    let after = scalar_i64(&mut admin, fast_cycles);
+    assert!(
+        after - before >= 4,
+        "the other table's cycles: {before} then {after} 10 s later"
+    );
+    let log = cluster.log();
+    assert!(
+        log.contains("the previous worker was ended working on table"),
+        "{}",
+        log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+}
+
 /// A role who may create in a shared schema takes every name the extension
 /// would predictably give another role's DEFAULT: `manage()` still works
 /// (before: XX000, "no free name").
