@@ -553,7 +553,7 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
     routing::settle(
         table.oid,
         m.default_partition,
-        backend::top_transaction_id(),
+        backend::top_full_transaction_id(),
     );
     // The shadow before DEFAULT, the order in which a query reading the
     // parent under the override locks them (ATTACH would take DEFAULT

@@ -38,7 +38,7 @@ use crate::error::PredictError;
 use crate::pg::backend;
 use crate::pg::locks::{holds_any_lock_on, lock_for_reading, my_transaction};
 use crate::pg::relation::{qualified_name, table_state, TableState};
-use crate::shmem::routing::{self, Override, Settled};
+use crate::shmem::routing::{self, Override};
 
 #[pg_guard]
 unsafe extern "C-unwind" fn collect_queries(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
@@ -182,43 +182,122 @@ unsafe fn wait_for_migration(o: &Override, wait: Wait) {
     }
 }
 
-/// Whether the planner hook has anything to do here: an override in use, or
-/// a settled move that this transaction's one snapshot may be older than.
+/// Whether the planner hook has anything to do here: an override in use, a
+/// settled move, or snapshots that may miss a move no entry records.
 pub fn anything_to_apply() -> bool {
-    routing::any_active() || (backend::transaction_uses_one_snapshot() && routing::any_settled())
+    routing::any_active() || !routing::nothing_settled()
 }
 
-/// The settled moves of this database that the transaction's snapshot does
-/// not see committed (only a REPEATABLE READ or SERIALIZABLE one can have
-/// planned after a move it does not see).
-unsafe fn moves_older_than_this_snapshot() -> Vec<Settled> {
-    if !backend::transaction_uses_one_snapshot() {
-        return Vec::new();
+/// What the snapshot this planning runs under misses (see
+/// `routing::Settled`).
+#[derive(Default)]
+struct OlderSnapshot {
+    /// Moves it does not see: `(parent, DEFAULT)`.
+    moves: Vec<(u32, u32)>,
+    /// It may miss a move no entry records any more: every parent's
+    /// DEFAULT is read apart.
+    every_table: bool,
+    /// Parents of this database with a settled move, whatever this
+    /// snapshot sees: a plan reading them may be kept and reused under an
+    /// older snapshot (an imported one, say), so it is made transient.
+    settled_parents: Vec<u32>,
+}
+
+/// What the planning's snapshot misses. That is the active snapshot: a
+/// REPEATABLE READ or SERIALIZABLE transaction's own, or, in READ
+/// COMMITTED, that of the statement a function's queries run under (a
+/// STABLE function plans its queries when first called, after a move that
+/// its statement's snapshot does not see). A top-level READ COMMITTED
+/// statement planned just before a move's commit runs under a newer one:
+/// the rewrite then reads DEFAULT apart for nothing, which changes no
+/// result.
+unsafe fn older_snapshot() -> OlderSnapshot {
+    let (settled, uncertain_below) = routing::settled_here();
+    if settled.is_empty() && uncertain_below == 0 {
+        return OlderSnapshot::default();
     }
-    let settled = routing::settled_here();
-    if settled.is_empty() {
-        return settled;
-    }
+    let settled_parents = settled.iter().map(|s| s.parent).collect();
     unsafe {
         let snapshot = if pg_sys::ActiveSnapshotSet() {
             pg_sys::GetActiveSnapshot()
-        } else {
+        } else if backend::transaction_uses_one_snapshot() {
             pg_sys::GetTransactionSnapshot()
+        } else {
+            std::ptr::null_mut()
         };
-        settled
-            .into_iter()
-            .filter(|s| {
-                pg_sys::XidInMVCCSnapshot(pg_sys::TransactionId::from_inner(s.xid), snapshot)
-            })
-            .collect()
+        if snapshot.is_null() {
+            return OlderSnapshot {
+                settled_parents,
+                ..OlderSnapshot::default()
+            };
+        }
+        let next = backend::next_full_transaction_id();
+        let xmin = backend::full_transaction_id((*snapshot).xmin, next);
+        OlderSnapshot {
+            // At or after the xmin, and so within 2^31 of the next ID: the
+            // 32-bit ID the snapshot knows it by is unambiguous.
+            moves: settled
+                .iter()
+                .filter(|s| {
+                    s.xid >= xmin
+                        && pg_sys::XidInMVCCSnapshot(
+                            pg_sys::TransactionId::from_inner(s.xid as u32),
+                            snapshot,
+                        )
+                })
+                .map(|s| (s.parent, s.default_partition))
+                .collect(),
+            every_table: uncertain_below != 0 && xmin < uncertain_below,
+            settled_parents,
+        }
     }
 }
 
+/// The DEFAULT partition of partitioned table `parent`, if it has one.
+fn default_of(parent: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    unsafe {
+        let relation = pg_sys::RelationIdGetRelation(parent);
+        if relation.is_null() {
+            return None;
+        }
+        let default = if (*(*relation).rd_rel).relkind == pg_sys::RELKIND_PARTITIONED_TABLE as i8 {
+            default_partition_of(relation)
+        } else {
+            pg_sys::InvalidOid
+        };
+        pg_sys::RelationClose(relation);
+        (default != pg_sys::InvalidOid).then_some(default)
+    }
+}
+
+/// Parents whose reads a transaction of one snapshot must have rewritten:
+/// one the rewrite did not reach (a SQL function's query that the planner
+/// inlines later) would prune DEFAULT and miss the moved rows.
+#[derive(Clone, Debug, Default)]
+pub enum Unrewritten {
+    #[default]
+    Allowed,
+    Refused(Vec<u32>),
+    /// Every partitioned table with a DEFAULT partition.
+    RefusedEverywhere,
+}
+
+/// What `apply_overrides` did, for the rest of the planning.
+#[derive(Default)]
+pub struct Applied {
+    /// The plan suits this snapshot only, or may be reused under an older
+    /// one: made again when the transaction's xmin changes.
+    pub transient: bool,
+    pub unrewritten: Unrewritten,
+}
+
+/// The alias of the parent in the arm the rewrite reads DEFAULT apart from.
+pub const ARM_ALIAS: &str = "pg_partition_predict_arm";
+
 /// Before planning `parse`: waits where it must (see `must_wait`), then
 /// rewrites every read of a parent under migration, or moved out of DEFAULT
-/// after this transaction's snapshot; returns whether it did the latter (a
-/// plan made for this snapshot).
-pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) -> bool {
+/// after the planning's snapshot.
+pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) -> Applied {
     let mut overrides = routing::overrides_here();
     let queries = unsafe { all_queries(parse) };
     if backend::in_recovery() {
@@ -242,21 +321,52 @@ pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) -> bool {
             overrides = routing::overrides_here();
         }
     }
-    let older = unsafe { moves_older_than_this_snapshot() };
-    for s in &older {
-        let moved = Override {
-            parent: s.parent,
-            default_partition: s.default_partition,
-            ..Override::default()
-        };
-        if unsafe { must_wait(&queries, &moved) } == Wait::ForMigration {
-            PredictError::SnapshotOlderThanMove(display_name(oid(s.parent))).report();
+    let older = unsafe { older_snapshot() };
+    // The parents read (or written) with inheritance, and the DEFAULT each
+    // must be read apart from for this snapshot.
+    let mut apart: Vec<(u32, u32)> = older.moves.clone();
+    let mut reads_settled = false;
+    for &query in &queries {
+        for rte in unsafe { range_table(query) }.iter_ptr() {
+            unsafe {
+                if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION || !(*rte).inh {
+                    continue;
+                }
+                let parent = (*rte).relid.to_u32();
+                reads_settled |= older.settled_parents.contains(&parent);
+                if older.every_table && !apart.iter().any(|(p, _)| *p == parent) {
+                    if let Some(default) = default_of((*rte).relid) {
+                        apart.push((parent, default.to_u32()));
+                    }
+                }
+            }
         }
     }
-    if overrides.is_empty() && older.is_empty() {
-        return false;
+    let one_snapshot = backend::transaction_uses_one_snapshot();
+    if one_snapshot {
+        for (parent, default) in &apart {
+            let moved = Override {
+                parent: *parent,
+                default_partition: *default,
+                ..Override::default()
+            };
+            if unsafe { must_wait(&queries, &moved) } == Wait::ForMigration {
+                PredictError::SnapshotOlderThanMove(display_name(oid(*parent))).report();
+            }
+        }
     }
-    let mut for_this_snapshot = false;
+    let mut applied = Applied {
+        transient: reads_settled || !apart.is_empty(),
+        unrewritten: match (one_snapshot, older.every_table) {
+            (false, _) => Unrewritten::Allowed,
+            (true, true) => Unrewritten::RefusedEverywhere,
+            (true, false) if apart.is_empty() => Unrewritten::Allowed,
+            (true, false) => Unrewritten::Refused(apart.iter().map(|(p, _)| *p).collect()),
+        },
+    };
+    if overrides.is_empty() && apart.is_empty() {
+        return applied;
+    }
     // Innermost queries first: a policy's subquery is rewritten before the
     // policy is copied onto the arms of an outer rewrite.
     for &query in queries.iter().rev() {
@@ -274,21 +384,47 @@ pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) -> bool {
                 let rti = index as i32 + 1;
                 // A snapshot older than the last move reads DEFAULT whole,
                 // which holds for it every row a move in flight takes too.
-                if let Some(s) = older.iter().find(|s| s.parent == parent) {
-                    read_through_union(
-                        query,
-                        rte,
-                        rti,
-                        Arm::DefaultApart(oid(s.default_partition)),
-                    );
-                    for_this_snapshot = true;
+                if let Some((_, default)) = apart.iter().find(|(p, _)| *p == parent) {
+                    read_through_union(query, rte, rti, Arm::DefaultApart(oid(*default)));
+                    applied.transient = true;
                 } else if let Some(o) = overrides.iter().find(|o| o.parent == parent) {
                     read_through_union(query, rte, rti, Arm::Shadow(oid(o.shadow)));
                 }
             }
         }
     }
-    for_this_snapshot
+    applied
+}
+
+/// Whether the planner, asked about `parent` read with inheritance by
+/// range table entry `rte`, is planning a read the rewrite should have
+/// reached and did not, under `refused`.
+pub unsafe fn unrewritten_read(
+    refused: &Unrewritten,
+    parent: pg_sys::Oid,
+    rte: *mut pg_sys::RangeTblEntry,
+) -> bool {
+    let concerned = match refused {
+        Unrewritten::Allowed => false,
+        Unrewritten::Refused(parents) => parents.contains(&parent.to_u32()),
+        Unrewritten::RefusedEverywhere => default_of(parent).is_some(),
+    };
+    if !concerned {
+        return false;
+    }
+    unsafe {
+        let alias = (*rte).alias;
+        let ours = !alias.is_null()
+            && !(*alias).aliasname.is_null()
+            && CStr::from_ptr((*alias).aliasname).to_bytes() == ARM_ALIAS.as_bytes();
+        !ours
+    }
+}
+
+/// Raises the serialization failure of a read of `parent` the rewrite could
+/// not reach, for a snapshot older than a move out of its DEFAULT.
+pub fn refuse_unrewritten(parent: pg_sys::Oid) -> ! {
+    PredictError::SnapshotOlderThanMove(display_name(parent)).report()
 }
 
 /// A relation's name for SQL and messages, rebuilt from its OID.
@@ -475,7 +611,7 @@ unsafe fn read_through_union(
                 display_name(shadow)
             ),
             Arm::DefaultApart(default) => format!(
-                "SELECT {columns} FROM {} WHERE tableoid OPERATOR(pg_catalog.<>) '{}'::pg_catalog.oid
+                "SELECT {columns} FROM {} AS {ARM_ALIAS} WHERE tableoid OPERATOR(pg_catalog.<>) '{}'::pg_catalog.oid
                  UNION ALL SELECT {columns} FROM ONLY {}",
                 display_name(parent),
                 default.to_u32(),

@@ -254,9 +254,34 @@ pub fn reserve_guc_prefix(prefix: &CStr) {
     unsafe { pg_sys::MarkGUCPrefixReserved(prefix.as_ptr()) };
 }
 
-/// The transaction's top-level ID, assigned now if it has none.
-pub fn top_transaction_id() -> pg_sys::TransactionId {
-    unsafe { pg_sys::GetTopTransactionId() }
+/// The transaction's top-level ID in full (epoch included), assigned now
+/// if it has none.
+pub fn top_full_transaction_id() -> u64 {
+    unsafe { pg_sys::GetTopFullTransactionId().value }
+}
+
+/// The next transaction ID to be assigned, in full.
+pub fn next_full_transaction_id() -> u64 {
+    unsafe { pg_sys::ReadNextFullTransactionId().value }
+}
+
+/// `xid` (not in the future) in full: the epoch of the newest IDs, or the
+/// one before for those past the last wraparound.
+pub fn full_transaction_id(xid: pg_sys::TransactionId, next_full: u64) -> u64 {
+    let behind = (next_full as u32).wrapping_sub(xid.into_inner());
+    next_full.saturating_sub(u64::from(behind))
+}
+
+/// A full transaction ID every running transaction's snapshot, anywhere
+/// in the cluster (standbys with feedback and replication slots included),
+/// sees as finished with everything before it.
+pub fn oldest_snapshot_horizon() -> u64 {
+    let next = next_full_transaction_id();
+    let oldest = unsafe { pg_sys::GetOldestNonRemovableTransactionId(std::ptr::null_mut()) };
+    if oldest.into_inner() < pg_sys::FirstNormalTransactionId.into_inner() {
+        return 0;
+    }
+    full_transaction_id(oldest, next)
 }
 
 /// Whether the transaction reads through one snapshot (REPEATABLE READ or

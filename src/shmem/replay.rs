@@ -71,8 +71,9 @@ pub struct Settled {
     pub database: u32,
     pub parent: u32,
     pub default_partition: u32,
-    /// The move's top-level transaction ID.
-    pub xid: u32,
+    /// The move's top-level transaction ID, in full (epoch included): it
+    /// is compared long after, past any wraparound of the 32-bit one.
+    pub xid: u64,
 }
 
 /// What replaying a record does.
@@ -92,6 +93,7 @@ pub enum Replayed {
 struct Handlers {
     replay: fn(Replayed),
     end_of_recovery: fn(),
+    start_of_recovery: fn(),
 }
 
 static HANDLERS: OnceLock<Handlers> = OnceLock::new();
@@ -101,18 +103,20 @@ static mut RESOURCE_MANAGER: pg_sys::RmgrData = pg_sys::RmgrData {
     rm_redo: Some(redo),
     rm_desc: Some(describe),
     rm_identify: Some(identify),
-    rm_startup: None,
+    rm_startup: Some(start_of_recovery),
     rm_cleanup: Some(end_of_recovery),
     rm_mask: None,
     rm_decode: None,
 };
 
 /// Only while preloading: registers the resource manager, whose records
-/// `replay` applies and whose recovery ends with `end_of_recovery`.
-pub fn init(replay: fn(Replayed), end_of_recovery: fn()) {
+/// `replay` applies, and whose recovery begins with `start_of_recovery`
+/// and ends with `end_of_recovery`.
+pub fn init(replay: fn(Replayed), end_of_recovery: fn(), start_of_recovery: fn()) {
     let _ = HANDLERS.set(Handlers {
         replay,
         end_of_recovery,
+        start_of_recovery,
     });
     unsafe {
         pg_sys::RegisterCustomRmgr(gucs::wal_resource_manager_id(), &raw mut RESOURCE_MANAGER);
@@ -159,7 +163,7 @@ fn interpret(info: u8, data: &[u8]) -> Option<Replayed> {
             parent: o.parent,
         }),
         (RESET, Some(_)) => Some(Replayed::Reset),
-        (SETTLED, Some(o)) => u32::try_from(o.migration_id).ok().map(|xid| {
+        (SETTLED, Some(o)) => u64::try_from(o.migration_id).ok().map(|xid| {
             Replayed::Settled(Settled {
                 database: o.database,
                 parent: o.parent,
@@ -218,7 +222,7 @@ pub fn log_settled(s: &Settled) {
             database: s.database,
             parent: s.parent,
             default_partition: s.default_partition,
-            migration_id: i64::from(s.xid),
+            migration_id: i64::try_from(s.xid).unwrap_or(i64::MAX),
             ..Override::default()
         },
     );
@@ -295,6 +299,13 @@ unsafe extern "C-unwind" fn identify(info: u8) -> *const c_char {
 }
 
 #[pg_guard]
+unsafe extern "C-unwind" fn start_of_recovery() {
+    if let Some(handlers) = HANDLERS.get() {
+        (handlers.start_of_recovery)();
+    }
+}
+
+#[pg_guard]
 unsafe extern "C-unwind" fn end_of_recovery() {
     if let Some(handlers) = HANDLERS.get() {
         (handlers.end_of_recovery)();
@@ -342,13 +353,13 @@ mod tests {
             database: 5,
             parent: 7,
             default_partition: 9,
-            xid: u32::MAX,
+            xid: u64::from(u32::MAX) + 7,
         };
         let mut record = Override {
             database: 5,
             parent: 7,
             default_partition: 9,
-            migration_id: i64::from(u32::MAX),
+            migration_id: i64::from(u32::MAX) + 7,
             ..Override::default()
         };
         assert_eq!(

@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -58,6 +58,10 @@ pub struct Registry {
     unlogged: [(u32, u32); UNLOGGED_KEPT],
     /// The newest move of each parent, for snapshots older than its commit.
     settled: [Settled; MAX_SETTLED],
+    /// A snapshot whose xmin is below this full transaction ID may not see
+    /// a move no entry records any more (0: none): one evicted to make
+    /// room, or one replayed before this server's recovery began.
+    uncertain_below: u64,
 }
 
 /// Parents with a settled move kept at once, over all databases; the entry
@@ -77,6 +81,7 @@ impl Registry {
             reset_logged: false,
             unlogged: [(0, 0); UNLOGGED_KEPT],
             settled: [Settled::default(); MAX_SETTLED],
+            uncertain_below: 0,
         }
     }
 
@@ -88,43 +93,45 @@ impl Registry {
         self.settled.iter().filter(|s| s.parent != 0).count() as u32
     }
 
-    /// Records `entry` (replacing its parent's), after dropping the entries
-    /// no snapshot can be older than (`horizon`: no running transaction's
-    /// snapshot misses a transaction that precedes it).
-    fn settle(&mut self, entry: Settled, horizon: pg_sys::TransactionId) {
+    /// Forgets the entries no snapshot can be older than (`horizon`, a full
+    /// transaction ID: every running transaction's snapshot sees every
+    /// transaction before it).
+    fn purge(&mut self, horizon: u64) {
         for s in self.settled.iter_mut() {
-            let stale = s.parent != 0
-                && unsafe {
-                    pg_sys::TransactionIdPrecedes(pg_sys::TransactionId::from_inner(s.xid), horizon)
-                };
-            if stale || (s.database == entry.database && s.parent == entry.parent) {
+            if s.parent != 0 && s.xid < horizon {
                 *s = Settled::default();
             }
         }
-        let slot = self
-            .settled
-            .iter()
-            .position(|s| s.parent == 0)
-            .or_else(|| {
-                self.settled
+        if self.uncertain_below != 0 && self.uncertain_below <= horizon {
+            self.uncertain_below = 0;
+        }
+    }
+
+    /// Records `entry` (replacing its parent's). With every slot taken the
+    /// oldest entry goes, and snapshots older than it are treated as
+    /// missing a move of any table (`uncertain_below`): no role can make a
+    /// snapshot lose the entry it needs by moving many tables of its own.
+    fn settle(&mut self, entry: Settled, horizon: u64) {
+        self.purge(horizon);
+        for s in self.settled.iter_mut() {
+            if s.database == entry.database && s.parent == entry.parent {
+                *s = Settled::default();
+            }
+        }
+        let slot = match self.settled.iter().position(|s| s.parent == 0) {
+            Some(free) => free,
+            None => {
+                let (oldest, evicted) = self
+                    .settled
                     .iter()
                     .enumerate()
-                    .min_by(|a, b| {
-                        let older = unsafe {
-                            pg_sys::TransactionIdPrecedes(
-                                pg_sys::TransactionId::from_inner(a.1.xid),
-                                pg_sys::TransactionId::from_inner(b.1.xid),
-                            )
-                        };
-                        if older {
-                            std::cmp::Ordering::Less
-                        } else {
-                            std::cmp::Ordering::Greater
-                        }
-                    })
-                    .map(|(slot, _)| slot)
-            })
-            .unwrap_or(0);
+                    .min_by_key(|(_, s)| s.xid)
+                    .map(|(slot, s)| (slot, *s))
+                    .unwrap_or((0, Settled::default()));
+                self.uncertain_below = self.uncertain_below.max(evicted.xid.saturating_add(1));
+                oldest
+            }
+        };
         self.settled[slot] = entry;
     }
 }
@@ -133,16 +140,24 @@ static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"pg_partition_pred
 /// Overrides in use: the planner hook's whole cost when it is 0.
 static ACTIVE: PgAtomic<AtomicU32> =
     unsafe { PgAtomic::new(c"pg_partition_predict_routing_active") };
-/// Settled moves kept: what a REPEATABLE READ planning costs when it is 0.
+/// Settled moves kept, and whether snapshots may be uncertain: what a
+/// planning costs when both are 0.
 static SETTLED: PgAtomic<AtomicU32> =
     unsafe { PgAtomic::new(c"pg_partition_predict_routing_settled") };
+static UNCERTAIN: PgAtomic<AtomicU64> =
+    unsafe { PgAtomic::new(c"pg_partition_predict_routing_uncertain") };
+/// When the settled moves were last purged (PostgreSQL timestamp).
+static LAST_PURGE: PgAtomic<AtomicI64> =
+    unsafe { PgAtomic::new(c"pg_partition_predict_routing_purged") };
 
 /// Shared memory and the WAL resource manager; only while preloading.
 pub fn init() {
     pg_shmem_init!(REGISTRY = load_state_file());
     pg_shmem_init!(ACTIVE = AtomicU32::new(load_state_file().active()));
     pg_shmem_init!(SETTLED = AtomicU32::new(0));
-    replay::init(on_replay, end_replayed_moves);
+    pg_shmem_init!(UNCERTAIN = AtomicU64::new(0));
+    pg_shmem_init!(LAST_PURGE = AtomicI64::new(0));
+    replay::init(on_replay, end_replayed_moves, recovery_begins);
 }
 
 fn load_state_file() -> Registry {
@@ -465,47 +480,90 @@ fn end_replayed_moves() {
     ACTIVE.get().store(registry.active(), Ordering::Release);
 }
 
-/// Records, in the move's own transaction `xid` (before it commits), that
-/// it moves rows of `parent` out of `default_partition`, for the snapshots
-/// that will not see its commit (see `Settled`); and tells standbys.
-pub fn settle(parent: pg_sys::Oid, default_partition: pg_sys::Oid, xid: pg_sys::TransactionId) {
+/// Records, in the move's own transaction `xid` (a full transaction ID,
+/// before it commits), that it moves rows of `parent` out of
+/// `default_partition`, for the snapshots that will not see its commit
+/// (see `Settled`); and tells standbys.
+pub fn settle(parent: pg_sys::Oid, default_partition: pg_sys::Oid, xid: u64) {
     let entry = Settled {
         database: database(),
         parent: parent.to_u32(),
         default_partition: default_partition.to_u32(),
-        xid: xid.into_inner(),
+        xid,
     };
     keep_settled(entry);
     replay::log_settled(&entry);
 }
 
 fn keep_settled(entry: Settled) {
-    let horizon = unsafe { pg_sys::GetOldestNonRemovableTransactionId(std::ptr::null_mut()) };
+    let horizon = backend::oldest_snapshot_horizon();
     let mut registry = REGISTRY.exclusive();
     registry.settle(entry, horizon);
+    publish_settled(&registry);
+}
+
+fn publish_settled(registry: &Registry) {
     SETTLED
         .get()
         .store(registry.settled_count(), Ordering::Release);
+    UNCERTAIN
+        .get()
+        .store(registry.uncertain_below, Ordering::Release);
 }
 
-/// Whether any settled move is kept, in any database.
-pub fn any_settled() -> bool {
-    SETTLED.get().load(Ordering::Acquire) != 0
+/// Recovery begins (crash recovery, a standby, a restored backup): moves
+/// whose records came before the point it starts from are not known here,
+/// so snapshots older than the transactions then assigned are uncertain.
+fn recovery_begins() {
+    let next = backend::next_full_transaction_id();
+    let mut registry = REGISTRY.exclusive();
+    registry.uncertain_below = registry.uncertain_below.max(next);
+    publish_settled(&registry);
 }
 
-/// The settled moves of this database.
-pub fn settled_here() -> Vec<Settled> {
-    if SETTLED.get().load(Ordering::Acquire) == 0 {
-        return Vec::new();
+/// Whether no settled move is kept and no snapshot is uncertain, in any
+/// database: the planner hook's whole cost for them then.
+pub fn nothing_settled() -> bool {
+    SETTLED.get().load(Ordering::Acquire) == 0 && UNCERTAIN.get().load(Ordering::Acquire) == 0
+}
+
+/// The settled moves of this database, and the full transaction ID below
+/// which a snapshot's xmin makes it uncertain (0: none).
+pub fn settled_here() -> (Vec<Settled>, u64) {
+    if nothing_settled() {
+        return (Vec::new(), 0);
     }
+    purge_now_and_then();
     let db = database();
-    REGISTRY
-        .share()
-        .settled
-        .iter()
-        .filter(|s| s.parent != 0 && s.database == db)
-        .copied()
-        .collect()
+    let registry = REGISTRY.share();
+    (
+        registry
+            .settled
+            .iter()
+            .filter(|s| s.parent != 0 && s.database == db)
+            .copied()
+            .collect(),
+        registry.uncertain_below,
+    )
+}
+
+/// Forgets, at most once a second, the settled moves no snapshot is older
+/// than any more (on a standby too, where no new move purges them).
+fn purge_now_and_then() {
+    let now = backend::now_timestamp();
+    let last = LAST_PURGE.get().load(Ordering::Relaxed);
+    if now.saturating_sub(last) < 1_000_000
+        || LAST_PURGE
+            .get()
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let horizon = backend::oldest_snapshot_horizon();
+    let mut registry = REGISTRY.exclusive();
+    registry.purge(horizon);
+    publish_settled(&registry);
 }
 
 /// The overrides of this database.

@@ -906,3 +906,152 @@ fn migrate_default_in_a_transaction_block_is_refused_with_a_hint() {
         .unwrap();
     assert_eq!(default_rows(&mut client), 0);
 }
+
+/// What the rewrite for old snapshots cannot reach is refused, and what it
+/// can is exact: a SQL function the planner inlines (refused: 40001), a
+/// STABLE function whose queries run under the snapshot of a READ
+/// COMMITTED statement that began before the move (exact), and a snapshot
+/// imported from before the move running a plan cached after it (exact).
+#[test]
+fn old_snapshots_through_functions_and_imported_snapshots_miss_no_row() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    table_with_ledger(&mut client);
+    fill_default(&mut client, 1, 200_000);
+    client
+        .batch_execute(
+            "CREATE FUNCTION in_range(lo bigint, hi bigint) RETURNS SETOF ev LANGUAGE sql STABLE
+               AS 'SELECT * FROM ev WHERE k >= lo AND k < hi';
+             CREATE FUNCTION count_key(key bigint) RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+             BEGIN RETURN (SELECT count(*) FROM ev WHERE k = key); END $$;",
+        )
+        .unwrap();
+    let mut inlined = cluster.connect("postgres");
+    inlined
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM ledger")
+        .unwrap();
+    let mut exporter = cluster.connect("postgres");
+    let exported: String = exporter
+        .query_one(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT pg_export_snapshot()",
+            &[],
+        )
+        .unwrap_or_else(|_| {
+            exporter
+                .batch_execute("ROLLBACK; BEGIN ISOLATION LEVEL REPEATABLE READ")
+                .unwrap();
+            exporter
+                .query_one("SELECT pg_export_snapshot()", &[])
+                .unwrap()
+        })
+        .get(0);
+    // A READ COMMITTED statement that sleeps, then calls the STABLE
+    // function: the move commits while it sleeps.
+    let stable = {
+        let mut c = cluster.connect("postgres");
+        thread::spawn(move || {
+            let row = c
+                .query_one("SELECT pg_sleep(4), count_key(1100005)", &[])
+                .unwrap();
+            row.get::<_, i64>(1)
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(3000),
+        "the move took {:?}: longer than the statement's sleep",
+        started.elapsed()
+    );
+    assert_eq!(default_rows(&mut client), 0);
+    assert_eq!(stable.join().unwrap(), 1, "the STABLE function's count");
+
+    let e = inlined
+        .query_one("SELECT count(*) FROM in_range(1050000, 1150000)", &[])
+        .unwrap_err();
+    assert_eq!(
+        e.code().map(|c| c.code().to_string()),
+        Some("40001".to_string()),
+        "{e:?}"
+    );
+
+    let mut importer = cluster.connect("postgres");
+    importer
+        .batch_execute(
+            "SET plan_cache_mode = force_generic_plan;
+             PREPARE one_key(bigint) AS SELECT count(*) FROM ev WHERE k = $1;
+             EXECUTE one_key(1100005);",
+        )
+        .unwrap();
+    importer
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '{exported}'"
+        ))
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&mut importer, "EXECUTE one_key(1100005)"),
+        1,
+        "a plan cached after the move, run under a snapshot from before it"
+    );
+    importer.batch_execute("COMMIT").unwrap();
+    exporter.batch_execute("COMMIT").unwrap();
+}
+
+/// A role that moves rows of hundreds of tables of its own cannot make an
+/// older snapshot lose what it needs to read another table exactly, or
+/// let a write under it go past the move.
+#[test]
+fn moving_many_tables_cannot_make_an_old_snapshot_miss_another_s_rows() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .unwrap();
+    table_with_ledger(&mut client);
+    fill_default(&mut client, 1, 1000);
+    client
+        .batch_execute(
+            "DO $$ BEGIN FOR i IN 1..300 LOOP
+                 EXECUTE format('CREATE TABLE many_%s (k bigint NOT NULL) PARTITION BY RANGE (k)', i);
+                 EXECUTE format('CREATE TABLE many_%s_low PARTITION OF many_%s FOR VALUES FROM (0) TO (10)', i, i);
+                 PERFORM partition_predict.manage(format('many_%s', i)::regclass, target_rows => 100);
+                 EXECUTE format('INSERT INTO many_%s VALUES (20)', i);
+             END LOOP; END $$;",
+        )
+        .unwrap();
+    let mut older = cluster.connect("postgres");
+    older
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM ledger")
+        .unwrap();
+    client
+        .batch_execute("CALL partition_predict.migrate_default('ev')")
+        .unwrap();
+    for i in 1..=300 {
+        client
+            .batch_execute(&format!(
+                "CALL partition_predict.migrate_default('many_{i}')"
+            ))
+            .unwrap();
+    }
+    assert_eq!(
+        scalar_i64(
+            &mut older,
+            "SELECT count(*) FROM ev WHERE k >= 1000000 AND k < 1000500"
+        ),
+        500
+    );
+    let e = older
+        .batch_execute("UPDATE ev SET v = 1 WHERE k = 1000005")
+        .unwrap_err();
+    assert_eq!(
+        e.code().map(|c| c.code().to_string()),
+        Some("40001".to_string()),
+        "{e:?}"
+    );
+}
