@@ -67,11 +67,12 @@ pub enum PredictError {
         attempts: u32,
         timeout_ms: i32,
     },
-    #[error("could not lock {relation} for {action}: a transaction open for {seconds} s or more holds a lock on it")]
+    #[error("could not lock {relation} for {action}: a transaction open for {seconds} s or more holds a lock on it ({holder})")]
     LockHeldByLongTransaction {
         relation: String,
         action: &'static str,
         seconds: i32,
+        holder: String,
     },
     #[error("relation with OID {0} does not exist")]
     UndefinedTable(u32),

@@ -68,12 +68,18 @@ fn run_with_lock_retry_inner(
     let attempts = gucs::lock_retries() + 1;
     let mut backoff_ms: u64 = 10;
     for attempt in 1..=attempts {
-        if !watched.is_empty() && old_transaction_holds_lock(watched, timeout_ms)? {
+        let holder = if watched.is_empty() {
+            None
+        } else {
+            old_transaction_holding_lock(watched, timeout_ms)?
+        };
+        if let Some(holder) = holder {
             if give_up_on_long_holder {
                 return Err(PredictError::LockHeldByLongTransaction {
                     relation: relation.to_string(),
                     action,
                     seconds: long_transaction_seconds(timeout_ms),
+                    holder,
                 });
             }
             if attempt < attempts {
@@ -111,15 +117,23 @@ fn long_transaction_seconds(timeout_ms: i32) -> i32 {
     (timeout_ms / 100).max(1)
 }
 
-fn old_transaction_holds_lock(relations: &[pg_sys::Oid], timeout_ms: i32) -> Result<bool> {
-    Ok(crate::pg::spi::select_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-                         WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
-                           AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-                           AND l.relation = ANY ($1)
-                           AND a.xact_start < pg_catalog.clock_timestamp()
-                                              - pg_catalog.make_interval(secs => GREATEST($2 * 10 / 1000.0, 1)))",
+fn old_transaction_holding_lock(
+    relations: &[pg_sys::Oid],
+    timeout_ms: i32,
+) -> Result<Option<String>> {
+    // Named by process and role: a role needs no privilege on a table to
+    // hold a lock on it (PostgreSQL locks before it checks, and `PREPARE`
+    // keeps the lock to the end of the transaction), and the DBA must find it.
+    Ok(crate::pg::spi::select_one::<String>(
+        "SELECT (SELECT pg_catalog.format('process %s of role %s, in a transaction open since %s',
+                                          a.pid, a.usename, a.xact_start)
+                   FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                  WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
+                    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                    AND l.relation = ANY ($1)
+                    AND a.xact_start < pg_catalog.clock_timestamp()
+                                       - pg_catalog.make_interval(secs => GREATEST($2 * 10 / 1000.0, 1))
+                  ORDER BY a.xact_start LIMIT 1)",
         &[relations.to_vec().into(), timeout_ms.into()],
-    )?
-    .unwrap_or(false))
+    )?)
 }

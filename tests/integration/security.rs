@@ -1451,6 +1451,32 @@ fn one_slow_table_does_not_stall_the_others() {
     );
 }
 
+/// A role with no privilege on a table can still hold a lock on it
+/// (PostgreSQL locks before it checks, and `PREPARE` keeps the lock to the
+/// end of the transaction): the move it puts off names the process and the
+/// role, for the DBA to find.
+#[test]
+fn a_move_put_off_by_a_lock_names_who_holds_it() {
+    let cluster = Cluster::start_with(true, NO_WORKER);
+    let mut admin = superuser_with_a_secret(&cluster);
+    crate::lifecycle::table_with_rows_in_default(&mut admin, "held", 3000);
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    mallory
+        .batch_execute("BEGIN; PREPARE peek AS SELECT 1 FROM public.held_default;")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let e = admin
+        .batch_execute("CALL partition_predict.migrate_default('held')")
+        .unwrap_err();
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{e}"));
+    assert_eq!(db.code().code(), "55P03", "{db:?}");
+    assert!(db.message().contains("of role mallory"), "{}", db.message());
+    mallory.batch_execute("ROLLBACK").unwrap();
+    admin
+        .batch_execute("CALL partition_predict.migrate_default('held')")
+        .unwrap();
+}
+
 /// The owner's code can catch the cancel that ends its time
 /// (`EXCEPTION WHEN query_canceled`) and go on: the cancel comes again,
 /// and shortly past the deadline the worker ends itself (a FATAL nothing
