@@ -554,6 +554,7 @@ fn move_and_attach(table: &PartitionedTable, m: &Migration, superuser: bool) -> 
         table.oid,
         m.default_partition,
         backend::top_full_transaction_id(),
+        table.owner_oid,
     );
     // The shadow before DEFAULT, the order in which a query reading the
     // parent under the override locks them (ATTACH would take DEFAULT

@@ -194,9 +194,9 @@ pub fn anything_to_apply() -> bool {
 struct OlderSnapshot {
     /// Moves it does not see: `(parent, DEFAULT)`.
     moves: Vec<(u32, u32)>,
-    /// It may miss a move no entry records any more: every parent's
-    /// DEFAULT is read apart.
-    every_table: bool,
+    /// Owners of tables it may have missed a move of that no entry records
+    /// any more (0: any owner): their parents' DEFAULT is read apart.
+    uncertain_owners: Vec<u32>,
     /// Parents of this database with a settled move, whatever this
     /// snapshot sees: a plan reading them may be kept and reused under an
     /// older snapshot (an imported one, say), so it is made transient.
@@ -212,8 +212,8 @@ struct OlderSnapshot {
 /// the rewrite then reads DEFAULT apart for nothing, which changes no
 /// result.
 unsafe fn older_snapshot() -> OlderSnapshot {
-    let (settled, uncertain_below) = routing::settled_here();
-    if settled.is_empty() && uncertain_below == 0 {
+    let (settled, marks) = routing::settled_here();
+    if settled.is_empty() && marks.is_empty() {
         return OlderSnapshot::default();
     }
     let settled_parents = settled.iter().map(|s| s.parent).collect();
@@ -247,39 +247,53 @@ unsafe fn older_snapshot() -> OlderSnapshot {
                 })
                 .map(|s| (s.parent, s.default_partition))
                 .collect(),
-            every_table: uncertain_below != 0 && xmin < uncertain_below,
+            uncertain_owners: marks
+                .iter()
+                .filter(|m| xmin < m.below)
+                .map(|m| m.owner)
+                .collect(),
             settled_parents,
         }
     }
 }
 
-/// The DEFAULT partition of partitioned table `parent`, if it has one.
-fn default_of(parent: pg_sys::Oid) -> Option<pg_sys::Oid> {
+/// The owner and the DEFAULT partition of partitioned table `parent`, if
+/// it has one.
+fn owner_and_default(parent: pg_sys::Oid) -> Option<(u32, pg_sys::Oid)> {
     unsafe {
         let relation = pg_sys::RelationIdGetRelation(parent);
         if relation.is_null() {
             return None;
         }
+        let owner = (*(*relation).rd_rel).relowner.to_u32();
         let default = if (*(*relation).rd_rel).relkind == pg_sys::RELKIND_PARTITIONED_TABLE as i8 {
             default_partition_of(relation)
         } else {
             pg_sys::InvalidOid
         };
         pg_sys::RelationClose(relation);
-        (default != pg_sys::InvalidOid).then_some(default)
+        (default != pg_sys::InvalidOid).then_some((owner, default))
     }
+}
+
+/// The DEFAULT of `parent` if the snapshot is uncertain for its owner's
+/// tables (`owners`, 0: any).
+fn uncertain_default(owners: &[u32], parent: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    if owners.is_empty() {
+        return None;
+    }
+    let (owner, default) = owner_and_default(parent)?;
+    (owners.contains(&0) || owners.contains(&owner)).then_some(default)
 }
 
 /// Parents whose reads a transaction of one snapshot must have rewritten:
 /// one the rewrite did not reach (a SQL function's query that the planner
 /// inlines later) would prune DEFAULT and miss the moved rows.
 #[derive(Clone, Debug, Default)]
-pub enum Unrewritten {
-    #[default]
-    Allowed,
-    Refused(Vec<u32>),
-    /// Every partitioned table with a DEFAULT partition.
-    RefusedEverywhere,
+pub struct Unrewritten {
+    parents: Vec<u32>,
+    /// And every partitioned table with a DEFAULT of these owners (0: any).
+    owners: Vec<u32>,
 }
 
 /// What `apply_overrides` did, for the rest of the planning.
@@ -334,8 +348,9 @@ pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) -> Applied {
                 }
                 let parent = (*rte).relid.to_u32();
                 reads_settled |= older.settled_parents.contains(&parent);
-                if older.every_table && !apart.iter().any(|(p, _)| *p == parent) {
-                    if let Some(default) = default_of((*rte).relid) {
+                if !apart.iter().any(|(p, _)| *p == parent) {
+                    if let Some(default) = uncertain_default(&older.uncertain_owners, (*rte).relid)
+                    {
                         apart.push((parent, default.to_u32()));
                     }
                 }
@@ -357,11 +372,13 @@ pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) -> Applied {
     }
     let mut applied = Applied {
         transient: reads_settled || !apart.is_empty(),
-        unrewritten: match (one_snapshot, older.every_table) {
-            (false, _) => Unrewritten::Allowed,
-            (true, true) => Unrewritten::RefusedEverywhere,
-            (true, false) if apart.is_empty() => Unrewritten::Allowed,
-            (true, false) => Unrewritten::Refused(apart.iter().map(|(p, _)| *p).collect()),
+        unrewritten: if one_snapshot {
+            Unrewritten {
+                parents: apart.iter().map(|(p, _)| *p).collect(),
+                owners: older.uncertain_owners.clone(),
+            }
+        } else {
+            Unrewritten::default()
         },
     };
     if overrides.is_empty() && apart.is_empty() {
@@ -404,11 +421,8 @@ pub unsafe fn unrewritten_read(
     parent: pg_sys::Oid,
     rte: *mut pg_sys::RangeTblEntry,
 ) -> bool {
-    let concerned = match refused {
-        Unrewritten::Allowed => false,
-        Unrewritten::Refused(parents) => parents.contains(&parent.to_u32()),
-        Unrewritten::RefusedEverywhere => default_of(parent).is_some(),
-    };
+    let concerned = refused.parents.contains(&parent.to_u32())
+        || uncertain_default(&refused.owners, parent).is_some();
     if !concerned {
         return false;
     }

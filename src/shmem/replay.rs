@@ -28,7 +28,8 @@ const PUBLISHED: u8 = 0x10;
 const WITHDRAWN: u8 = 0x20;
 const RESET: u8 = 0x30;
 /// A `Settled`, written as an override whose `migration_id` carries the
-/// transaction ID (the format is the same for every kind).
+/// transaction ID and `shadow` the owner (the format is the same for every
+/// kind).
 const SETTLED: u8 = 0x40;
 const FORMAT: u8 = 1;
 const RECORD_LEN: usize = 1 + 4 * 4 + 8 * 2 + 1;
@@ -74,6 +75,9 @@ pub struct Settled {
     /// The move's top-level transaction ID, in full (epoch included): it
     /// is compared long after, past any wraparound of the 32-bit one.
     pub xid: u64,
+    /// The table's owner: when entries must give way, one role's entries
+    /// give way to its own (see `routing`).
+    pub owner: u32,
 }
 
 /// What replaying a record does.
@@ -169,6 +173,7 @@ fn interpret(info: u8, data: &[u8]) -> Option<Replayed> {
                 parent: o.parent,
                 default_partition: o.default_partition,
                 xid,
+                owner: o.shadow,
             })
         }),
         _ => None,
@@ -222,6 +227,7 @@ pub fn log_settled(s: &Settled) {
             database: s.database,
             parent: s.parent,
             default_partition: s.default_partition,
+            shadow: s.owner,
             migration_id: i64::try_from(s.xid).unwrap_or(i64::MAX),
             ..Override::default()
         },
@@ -354,10 +360,12 @@ mod tests {
             parent: 7,
             default_partition: 9,
             xid: u64::from(u32::MAX) + 7,
+            owner: 10,
         };
         let mut record = Override {
             database: 5,
             parent: 7,
+            shadow: 10,
             default_partition: 9,
             migration_id: i64::from(u32::MAX) + 7,
             ..Override::default()

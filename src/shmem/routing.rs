@@ -58,11 +58,26 @@ pub struct Registry {
     unlogged: [(u32, u32); UNLOGGED_KEPT],
     /// The newest move of each parent, for snapshots older than its commit.
     settled: [Settled; MAX_SETTLED],
-    /// A snapshot whose xmin is below this full transaction ID may not see
-    /// a move no entry records any more (0: none): one evicted to make
-    /// room, or one replayed before this server's recovery began.
-    uncertain_below: u64,
+    /// Snapshots whose xmin is below a mark's full transaction ID may not
+    /// see a move no entry records any more, of a table of the mark's
+    /// owner (0: of any table): one evicted to make room, or one replayed
+    /// before this server's recovery began.
+    uncertain: [Uncertain; UNCERTAIN_KEPT],
 }
+
+/// See `Registry::uncertain`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Uncertain {
+    /// 0: every table.
+    pub owner: u32,
+    /// 0: no mark.
+    pub below: u64,
+}
+
+/// Owners with a mark of their own at once; past that, marks are merged
+/// into one for every table.
+const UNCERTAIN_KEPT: usize = 16;
 
 /// Parents with a settled move kept at once, over all databases; the entry
 /// of the oldest transaction gives way when they are all taken.
@@ -81,7 +96,7 @@ impl Registry {
             reset_logged: false,
             unlogged: [(0, 0); UNLOGGED_KEPT],
             settled: [Settled::default(); MAX_SETTLED],
-            uncertain_below: 0,
+            uncertain: [Uncertain::default(); UNCERTAIN_KEPT],
         }
     }
 
@@ -93,24 +108,60 @@ impl Registry {
         self.settled.iter().filter(|s| s.parent != 0).count() as u32
     }
 
-    /// Forgets the entries no snapshot can be older than (`horizon`, a full
-    /// transaction ID: every running transaction's snapshot sees every
-    /// transaction before it).
+    /// Forgets the entries and marks no snapshot can be older than
+    /// (`horizon`, a full transaction ID: every running transaction's
+    /// snapshot sees every transaction before it).
     fn purge(&mut self, horizon: u64) {
         for s in self.settled.iter_mut() {
             if s.parent != 0 && s.xid < horizon {
                 *s = Settled::default();
             }
         }
-        if self.uncertain_below != 0 && self.uncertain_below <= horizon {
-            self.uncertain_below = 0;
+        for u in self.uncertain.iter_mut() {
+            if u.below != 0 && u.below <= horizon {
+                *u = Uncertain::default();
+            }
         }
     }
 
-    /// Records `entry` (replacing its parent's). With every slot taken the
-    /// oldest entry goes, and snapshots older than it are treated as
-    /// missing a move of any table (`uncertain_below`): no role can make a
-    /// snapshot lose the entry it needs by moving many tables of its own.
+    fn uncertain_count(&self) -> u32 {
+        self.uncertain.iter().filter(|u| u.below != 0).count() as u32
+    }
+
+    /// Marks snapshots older than `below` uncertain for `owner`'s tables
+    /// (0: every table).
+    fn mark_uncertain(&mut self, owner: u32, below: u64) {
+        let slot = self
+            .uncertain
+            .iter()
+            .position(|u| u.below != 0 && u.owner == owner)
+            .or_else(|| self.uncertain.iter().position(|u| u.below == 0));
+        match slot {
+            Some(slot) => {
+                let u = &mut self.uncertain[slot];
+                *u = Uncertain {
+                    owner,
+                    below: u.below.max(below),
+                };
+            }
+            None => {
+                // No room: one mark for every table, as late as any.
+                let latest = self.uncertain.iter().map(|u| u.below).max().unwrap_or(0);
+                self.uncertain = [Uncertain::default(); UNCERTAIN_KEPT];
+                self.uncertain[0] = Uncertain {
+                    owner: 0,
+                    below: latest.max(below),
+                };
+            }
+        }
+    }
+
+    /// Records `entry` (replacing its parent's). With every slot taken, the
+    /// oldest entry of the role with the most entries goes, and snapshots
+    /// older than it are treated as missing a move of any of that role's
+    /// tables: a role that moves many tables of its own makes its own
+    /// snapshots cost more, never another role's miss a row or its writes
+    /// fail.
     fn settle(&mut self, entry: Settled, horizon: u64) {
         self.purge(horizon);
         for s in self.settled.iter_mut() {
@@ -121,15 +172,26 @@ impl Registry {
         let slot = match self.settled.iter().position(|s| s.parent == 0) {
             Some(free) => free,
             None => {
-                let (oldest, evicted) = self
+                let mut per_owner: std::collections::HashMap<u32, usize> =
+                    std::collections::HashMap::new();
+                for s in self.settled.iter() {
+                    *per_owner.entry(s.owner).or_default() += 1;
+                }
+                let crowded = per_owner
+                    .iter()
+                    .max_by_key(|(owner, n)| (**n, **owner == entry.owner))
+                    .map(|(owner, _)| *owner)
+                    .unwrap_or(entry.owner);
+                let (slot, evicted) = self
                     .settled
                     .iter()
                     .enumerate()
+                    .filter(|(_, s)| s.owner == crowded)
                     .min_by_key(|(_, s)| s.xid)
                     .map(|(slot, s)| (slot, *s))
-                    .unwrap_or((0, Settled::default()));
-                self.uncertain_below = self.uncertain_below.max(evicted.xid.saturating_add(1));
-                oldest
+                    .unwrap_or((0, self.settled[0]));
+                self.mark_uncertain(evicted.owner, evicted.xid.saturating_add(1));
+                slot
             }
         };
         self.settled[slot] = entry;
@@ -484,12 +546,13 @@ fn end_replayed_moves() {
 /// before it commits), that it moves rows of `parent` out of
 /// `default_partition`, for the snapshots that will not see its commit
 /// (see `Settled`); and tells standbys.
-pub fn settle(parent: pg_sys::Oid, default_partition: pg_sys::Oid, xid: u64) {
+pub fn settle(parent: pg_sys::Oid, default_partition: pg_sys::Oid, xid: u64, owner: pg_sys::Oid) {
     let entry = Settled {
         database: database(),
         parent: parent.to_u32(),
         default_partition: default_partition.to_u32(),
         xid,
+        owner: owner.to_u32(),
     };
     keep_settled(entry);
     replay::log_settled(&entry);
@@ -508,7 +571,7 @@ fn publish_settled(registry: &Registry) {
         .store(registry.settled_count(), Ordering::Release);
     UNCERTAIN
         .get()
-        .store(registry.uncertain_below, Ordering::Release);
+        .store(u64::from(registry.uncertain_count()), Ordering::Release);
 }
 
 /// Recovery begins (crash recovery, a standby, a restored backup): moves
@@ -517,7 +580,7 @@ fn publish_settled(registry: &Registry) {
 fn recovery_begins() {
     let next = backend::next_full_transaction_id();
     let mut registry = REGISTRY.exclusive();
-    registry.uncertain_below = registry.uncertain_below.max(next);
+    registry.mark_uncertain(0, next);
     publish_settled(&registry);
 }
 
@@ -527,11 +590,11 @@ pub fn nothing_settled() -> bool {
     SETTLED.get().load(Ordering::Acquire) == 0 && UNCERTAIN.get().load(Ordering::Acquire) == 0
 }
 
-/// The settled moves of this database, and the full transaction ID below
-/// which a snapshot's xmin makes it uncertain (0: none).
-pub fn settled_here() -> (Vec<Settled>, u64) {
+/// The settled moves of this database, and the marks below which a
+/// snapshot's xmin makes it uncertain for an owner's tables.
+pub fn settled_here() -> (Vec<Settled>, Vec<Uncertain>) {
     if nothing_settled() {
-        return (Vec::new(), 0);
+        return (Vec::new(), Vec::new());
     }
     purge_now_and_then();
     let db = database();
@@ -543,7 +606,12 @@ pub fn settled_here() -> (Vec<Settled>, u64) {
             .filter(|s| s.parent != 0 && s.database == db)
             .copied()
             .collect(),
-        registry.uncertain_below,
+        registry
+            .uncertain
+            .iter()
+            .filter(|u| u.below != 0)
+            .copied()
+            .collect(),
     )
 }
 

@@ -1004,18 +1004,28 @@ fn old_snapshots_through_functions_and_imported_snapshots_miss_no_row() {
 }
 
 /// A role that moves rows of hundreds of tables of its own cannot make an
-/// older snapshot lose what it needs to read another table exactly, or
-/// let a write under it go past the move.
+/// older snapshot lose what it needs to read another role's table exactly,
+/// let a write under it go past the move, or make writes to tables it never
+/// touched fail.
 #[test]
 fn moving_many_tables_cannot_make_an_old_snapshot_miss_another_s_rows() {
     let cluster = Cluster::start_with(true, NO_WORKER);
     let mut client = cluster.connect("postgres");
     client
-        .batch_execute("CREATE EXTENSION pg_partition_predict")
+        .batch_execute(
+            "CREATE EXTENSION pg_partition_predict;
+             CREATE ROLE mallory LOGIN;
+             GRANT CREATE ON SCHEMA public TO mallory;
+             CREATE TABLE calm (id bigint, k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE calm_low PARTITION OF calm FOR VALUES FROM (0) TO (10);
+             CREATE TABLE calm_default PARTITION OF calm DEFAULT;
+             INSERT INTO calm VALUES (1, 1), (2, 20);",
+        )
         .unwrap();
     table_with_ledger(&mut client);
     fill_default(&mut client, 1, 1000);
-    client
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    mallory
         .batch_execute(
             "DO $$ BEGIN FOR i IN 1..300 LOOP
                  EXECUTE format('CREATE TABLE many_%s (k bigint NOT NULL) PARTITION BY RANGE (k)', i);
@@ -1033,7 +1043,7 @@ fn moving_many_tables_cannot_make_an_old_snapshot_miss_another_s_rows() {
         .batch_execute("CALL partition_predict.migrate_default('ev')")
         .unwrap();
     for i in 1..=300 {
-        client
+        mallory
             .batch_execute(&format!(
                 "CALL partition_predict.migrate_default('many_{i}')"
             ))
@@ -1046,6 +1056,9 @@ fn moving_many_tables_cannot_make_an_old_snapshot_miss_another_s_rows() {
         ),
         500
     );
+    older
+        .batch_execute("SAVEPOINT a; UPDATE calm SET id = 3 WHERE k = 20; RELEASE a")
+        .unwrap();
     let e = older
         .batch_execute("UPDATE ev SET v = 1 WHERE k = 1000005")
         .unwrap_err();
