@@ -13,7 +13,7 @@ use pgrx::PgList;
 
 use crate::error::{or_report, PredictError, Result};
 use crate::gucs;
-use crate::pg::lock_retry::run_with_lock_retry;
+use crate::pg::lock_retry::run_with_lock_retry_unless_long_holder;
 use crate::pg::locks::lock_table_steps;
 use crate::pg::session::{as_role, with_pinned_settings};
 use crate::state::{managed, migrations, shadows};
@@ -97,12 +97,16 @@ fn clear_for_extension_drop() -> Result<()> {
     for (name, owner, oid) in &waiting {
         // Locked before it is looked at, to the drop: no row can be written
         // into it between the look and the drop.
+        // A long transaction holding it (any role can lock any table)
+        // fails the drop at once, named, rather than after every retry
+        // while every table's steps are held.
         if let Some(qualified) = crate::pg::relation::qualified_name(*oid) {
             as_role(*owner, || {
-                run_with_lock_retry(
+                run_with_lock_retry_unless_long_holder(
                     &qualified,
                     "dropping a shadow with the extension",
                     &format!("LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"),
+                    &[*oid],
                 )
             })?;
         }

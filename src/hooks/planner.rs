@@ -53,7 +53,14 @@ unsafe extern "C-unwind" fn relation_info(
         if let Some(previous) = PREVIOUS_RELATION_INFO {
             call_previous_relation_info(previous, root, relation, inherited, rel);
         }
-        if !inherited || root.is_null() || rel.is_null() {
+        // A table the query names, not one of its partitions (a
+        // partition that is partitioned itself is planned under the name
+        // of the table the query named).
+        if !inherited
+            || root.is_null()
+            || rel.is_null()
+            || (*rel).reloptkind != pg_sys::RelOptKind::RELOPT_BASEREL
+        {
             return;
         }
         let refused = UNREWRITTEN.with(|stack| stack.borrow().last().cloned());

@@ -305,8 +305,19 @@ pub struct Applied {
     pub unrewritten: Unrewritten,
 }
 
-/// The alias of the parent in the arm the rewrite reads DEFAULT apart from.
-pub const ARM_ALIAS: &str = "pg_partition_predict_arm";
+/// The alias of the parent in the arm the rewrite reads DEFAULT apart from,
+/// with a suffix drawn once per process: a query's author cannot give a
+/// read of its own that alias ahead of time and pass the check on reads the
+/// rewrite did not reach.
+fn arm_alias() -> &'static str {
+    static ALIAS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ALIAS.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        format!("pg_partition_predict_arm_{:016x}", hasher.finish())
+    })
+}
 
 /// Before planning `parse`: waits where it must (see `must_wait`), then
 /// rewrites every read of a parent under migration, or moved out of DEFAULT
@@ -358,18 +369,24 @@ pub unsafe fn apply_overrides(parse: *mut pg_sys::Query) -> Applied {
         }
     }
     let one_snapshot = backend::transaction_uses_one_snapshot();
-    if one_snapshot {
-        for (parent, default) in &apart {
-            let moved = Override {
-                parent: *parent,
-                default_partition: *default,
-                ..Override::default()
-            };
-            if unsafe { must_wait(&queries, &moved) } == Wait::ForMigration {
-                PredictError::SnapshotOlderThanMove(display_name(oid(*parent))).report();
-            }
+    // What the rewrite cannot express (a write, a row lock, system
+    // columns, TABLESAMPLE): a transaction of one snapshot gets a
+    // serialization failure; in READ COMMITTED the statement is planned as
+    // it is, since it runs under a snapshot taken after its planning.
+    let mut expressible = Vec::with_capacity(apart.len());
+    for (parent, default) in apart {
+        let moved = Override {
+            parent,
+            default_partition: default,
+            ..Override::default()
+        };
+        if unsafe { must_wait(&queries, &moved) } != Wait::ForMigration {
+            expressible.push((parent, default));
+        } else if one_snapshot {
+            PredictError::SnapshotOlderThanMove(display_name(oid(parent))).report();
         }
     }
+    let apart = expressible;
     let mut applied = Applied {
         transient: reads_settled || !apart.is_empty(),
         unrewritten: if one_snapshot {
@@ -430,7 +447,7 @@ pub unsafe fn unrewritten_read(
         let alias = (*rte).alias;
         let ours = !alias.is_null()
             && !(*alias).aliasname.is_null()
-            && CStr::from_ptr((*alias).aliasname).to_bytes() == ARM_ALIAS.as_bytes();
+            && CStr::from_ptr((*alias).aliasname).to_bytes() == arm_alias().as_bytes();
         !ours
     }
 }
@@ -579,8 +596,13 @@ unsafe fn read_through_union(
             pg_sys::RelationClose(relation);
             return;
         }
-        let unchanged = (*(*other_relation).rd_rel).relowner == (*(*relation).rd_rel).relowner
-            && same_column_types(relation, other_relation);
+        // A shadow must still be the parent owner's; DEFAULT is a partition
+        // of the parent whoever owns it, and is read as its own owner.
+        let other_owner = (*(*other_relation).rd_rel).relowner;
+        let unchanged = match arm {
+            Arm::Shadow(_) => other_owner == (*(*relation).rd_rel).relowner,
+            Arm::DefaultApart(_) => true,
+        } && same_column_types(relation, other_relation);
         // Row-level security of the parent, for the other arm's columns.
         let other_columns = (unchanged && !(*rte).securityQuals.is_null())
             .then(|| permissions::columns_by_name(other_relation, relation));
@@ -589,8 +611,7 @@ unsafe fn read_through_union(
         if !unchanged {
             pg_sys::RelationClose(relation);
             match arm {
-                // DEFAULT owned by another role cannot be read as the
-                // parent's owner: the snapshot cannot be served.
+                // DEFAULT's columns are the parent's: not reached.
                 Arm::DefaultApart(_) => {
                     PredictError::SnapshotOlderThanMove(display_name(parent)).report()
                 }
@@ -625,9 +646,10 @@ unsafe fn read_through_union(
                 display_name(shadow)
             ),
             Arm::DefaultApart(default) => format!(
-                "SELECT {columns} FROM {} AS {ARM_ALIAS} WHERE tableoid OPERATOR(pg_catalog.<>) '{}'::pg_catalog.oid
+                "SELECT {columns} FROM {} AS {} WHERE tableoid OPERATOR(pg_catalog.<>) '{}'::pg_catalog.oid
                  UNION ALL SELECT {columns} FROM ONLY {}",
                 display_name(parent),
+                arm_alias(),
                 default.to_u32(),
                 display_name(default)
             ),
@@ -648,7 +670,7 @@ unsafe fn read_through_union(
             0,
             std::ptr::null_mut(),
         );
-        permissions::carry_over(query, rte, union, parent, other, owner);
+        permissions::carry_over(query, rte, union, parent, other, owner, other_owner);
         // The parent's policies filter each arm of the UNION, on the arm's
         // own relation: the planner keeps such quals below the query's own
         // (no leaky function sees a hidden row) and, seeing them, does not
@@ -732,7 +754,8 @@ mod permissions {
         union: *mut pg_sys::Query,
         parent: pg_sys::Oid,
         shadow: pg_sys::Oid,
-        owner: pg_sys::Oid,
+        _owner: pg_sys::Oid,
+        shadow_owner: pg_sys::Oid,
     ) {
         unsafe {
             for query in all_queries(union) {
@@ -745,7 +768,7 @@ mod permissions {
                         (*inner).checkAsUser = (*rte).checkAsUser;
                         (*inner).selectedCols = pg_sys::bms_copy((*rte).selectedCols);
                     } else if (*inner).relid == shadow {
-                        (*inner).checkAsUser = owner;
+                        (*inner).checkAsUser = shadow_owner;
                     }
                 }
             }
@@ -819,6 +842,7 @@ mod permissions {
         parent: pg_sys::Oid,
         shadow: pg_sys::Oid,
         owner: pg_sys::Oid,
+        shadow_owner: pg_sys::Oid,
     ) {
         unsafe {
             // Nothing to check on the parent (no entry, or no privilege
@@ -838,8 +862,11 @@ mod permissions {
                             (*info).checkAsUser = (*original).checkAsUser;
                             (*info).selectedCols = pg_sys::bms_copy((*original).selectedCols);
                         }
-                        _ if (*inner).relid == parent || (*inner).relid == shadow => {
+                        _ if (*inner).relid == parent => {
                             (*info).checkAsUser = owner;
+                        }
+                        _ if (*inner).relid == shadow => {
+                            (*info).checkAsUser = shadow_owner;
                         }
                         _ => {}
                     }

@@ -198,6 +198,13 @@ pub fn note_upgrade_handled() {
     }
 }
 
+/// Whether this recovery is a standby's or a restored backup's (reads may
+/// be served while it runs), not crash recovery's. Read in the startup
+/// process.
+pub fn archive_recovery() -> bool {
+    unsafe { pg_sys::ArchiveRecoveryRequested }
+}
+
 /// Whether this server is a standby (or still recovering).
 pub fn in_recovery() -> bool {
     unsafe { pg_sys::RecoveryInProgress() }

@@ -29,7 +29,13 @@ struct WorkerSlot {
     /// The table the worker is working on (0: none), so that its successor
     /// knows which table's code outlived the time limit and ended it.
     busy_with: u32,
+    /// Tables left alone for having ended a worker, until when (PostgreSQL
+    /// timestamps), passed on from worker to worker: two tables ending
+    /// workers in turn stay left alone both.
+    penalties: [(u32, i64); PENALTIES_KEPT],
 }
+
+const PENALTIES_KEPT: usize = 8;
 
 #[derive(Clone, Copy, Default)]
 #[repr(C)]
@@ -104,25 +110,61 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Called by a worker once connected: requests for its database reach it.
-/// Returns the table its predecessor in this database was ended while
-/// working on, if any.
-pub fn register_worker() -> Option<pg_sys::Oid> {
+/// Returns the tables to leave alone, and for how long: those that ended
+/// an earlier worker of this database (the one it was ended working on is
+/// left alone for `penalty`).
+pub fn register_worker(penalty: std::time::Duration) -> Vec<(pg_sys::Oid, std::time::Duration)> {
     let (db, pid) = (database(), backend::process_id());
+    let now = backend::now_timestamp();
     let mut board = BOARD.exclusive();
     let slot = board
         .workers
         .iter()
         .position(|w| w.database == db)
         .or_else(|| board.workers.iter().position(|w| !alive(w.pid)));
-    let slot = slot?;
+    let Some(slot) = slot else {
+        return Vec::new();
+    };
     let previous = board.workers[slot];
+    let mut penalties: Vec<(u32, i64)> = if previous.database == db {
+        previous
+            .penalties
+            .iter()
+            .copied()
+            .filter(|(table, until)| *table != 0 && *until > now)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if previous.database == db && previous.busy_with != 0 {
+        penalties.retain(|(table, _)| *table != previous.busy_with);
+        penalties.push((
+            previous.busy_with,
+            now.saturating_add(penalty.as_micros().min(i64::MAX as u128) as i64),
+        ));
+    }
+    // The latest ending first: those are kept when there are too many.
+    penalties.sort_by_key(|(_, until)| std::cmp::Reverse(*until));
+    penalties.truncate(PENALTIES_KEPT);
+    let mut kept = [(0, 0); PENALTIES_KEPT];
+    for (i, p) in penalties.iter().enumerate() {
+        kept[i] = *p;
+    }
     board.workers[slot] = WorkerSlot {
         database: db,
         pid,
         busy_with: 0,
+        penalties: kept,
     };
-    (previous.database == db && previous.busy_with != 0)
-        .then(|| pg_sys::Oid::from(previous.busy_with))
+    penalties
+        .into_iter()
+        .map(|(table, until)| {
+            (
+                pg_sys::Oid::from(table),
+                std::time::Duration::from_micros(until.saturating_sub(now).max(0) as u64),
+            )
+        })
+        .collect()
 }
 
 /// Records the table this database's worker works on now (`None`: none).

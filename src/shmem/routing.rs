@@ -77,7 +77,7 @@ pub struct Uncertain {
 
 /// Owners with a mark of their own at once; past that, marks are merged
 /// into one for every table.
-const UNCERTAIN_KEPT: usize = 16;
+const UNCERTAIN_KEPT: usize = 64;
 
 /// Parents with a settled move kept at once, over all databases; the entry
 /// of the oldest transaction gives way when they are all taken.
@@ -574,10 +574,15 @@ fn publish_settled(registry: &Registry) {
         .store(u64::from(registry.uncertain_count()), Ordering::Release);
 }
 
-/// Recovery begins (crash recovery, a standby, a restored backup): moves
-/// whose records came before the point it starts from are not known here,
-/// so snapshots older than the transactions then assigned are uncertain.
+/// Recovery begins: a standby (or a restored backup) serving reads during
+/// recovery does not know the moves whose records came before the point it
+/// starts from, so snapshots older than the transactions then assigned are
+/// uncertain. (Crash recovery serves no reads, and every snapshot after it
+/// sees every move that committed before the crash.)
 fn recovery_begins() {
+    if !backend::archive_recovery() {
+        return;
+    }
     let next = backend::next_full_transaction_id();
     let mut registry = REGISTRY.exclusive();
     registry.mark_uncertain(0, next);

@@ -124,7 +124,7 @@ pub fn run() {
     backend::terminate_on_sigterm();
     let database = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    let ended_on = requests::register_worker();
+    let left_alone = requests::register_worker(gucs::naptime() * (1 << MAX_STRIKES));
     let mut state = WorkerState {
         started_at: None,
         cycles: 0,
@@ -138,20 +138,20 @@ pub fn run() {
         several_roles: false,
         relinked: false,
     };
-    if let Some(parent) = ended_on {
-        // The worker before this one was ended past a deadline of this
-        // table's (its code caught every cancel): left alone the longest.
+    // Tables whose code outlived their deadline and ended an earlier worker
+    // (catching every cancel): left alone the longest, each of them.
+    for (parent, left) in left_alone {
         state.backoff.insert(
             parent,
             Backoff {
                 strikes: MAX_STRIKES,
-                until: Instant::now() + gucs::naptime() * (1 << MAX_STRIKES),
+                until: Instant::now() + left,
             },
         );
         pgrx::log!(
-            "pg_partition_predict: the previous worker was ended working on table {} past its pg_partition_predict.table_time_limit: left alone for {} naptimes",
+            "pg_partition_predict: table {} ended a worker past its pg_partition_predict.table_time_limit: left alone for {} s more",
             parent.to_u32(),
-            1 << MAX_STRIKES
+            left.as_secs()
         );
     }
     let mut next_cycle = Instant::now();

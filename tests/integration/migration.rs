@@ -1035,6 +1035,30 @@ fn moving_many_tables_cannot_make_an_old_snapshot_miss_another_s_rows() {
              END LOOP; END $$;",
         )
         .unwrap();
+    // Her tables the moves leave uncertain: one whose DEFAULT another role
+    // owns, one with a partition partitioned in turn with its own DEFAULT.
+    mallory
+        .batch_execute(
+            "CREATE TABLE mx (k bigint NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE mx_low PARTITION OF mx FOR VALUES FROM (0) TO (10);
+             CREATE TABLE mx_default PARTITION OF mx DEFAULT;
+             INSERT INTO mx VALUES (1), (20);
+             CREATE TABLE msub (k bigint NOT NULL, r int NOT NULL) PARTITION BY RANGE (k);
+             CREATE TABLE msub_a PARTITION OF msub FOR VALUES FROM (0) TO (10) PARTITION BY LIST (r);
+             CREATE TABLE msub_a1 PARTITION OF msub_a FOR VALUES IN (1);
+             CREATE TABLE msub_ad PARTITION OF msub_a DEFAULT;
+             CREATE TABLE msub_default PARTITION OF msub DEFAULT;
+             INSERT INTO msub VALUES (1, 1), (2, 2), (30, 1);",
+        )
+        .unwrap();
+    client
+        .batch_execute("ALTER TABLE mx_default OWNER TO postgres")
+        .unwrap();
+    // A transaction holding an ID keeps every snapshot's xmin old.
+    let mut holder = cluster.connect_as("postgres", "mallory");
+    holder
+        .batch_execute("BEGIN; SELECT pg_current_xact_id()")
+        .unwrap();
     let mut older = cluster.connect("postgres");
     older
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM ledger")
@@ -1067,4 +1091,14 @@ fn moving_many_tables_cannot_make_an_old_snapshot_miss_another_s_rows() {
         Some("40001".to_string()),
         "{e:?}"
     );
+    // Her own uncertain tables read fine, in READ COMMITTED and in a
+    // transaction of one snapshot alike.
+    assert_eq!(scalar_i64(&mut mallory, "SELECT count(*) FROM mx"), 2);
+    mallory
+        .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        .unwrap();
+    assert_eq!(scalar_i64(&mut mallory, "SELECT count(*) FROM msub"), 3);
+    assert_eq!(scalar_i64(&mut mallory, "SELECT count(*) FROM mx"), 2);
+    mallory.batch_execute("COMMIT").unwrap();
+    holder.batch_execute("COMMIT").unwrap();
 }
