@@ -123,17 +123,22 @@ fn old_transaction_holding_lock(
 ) -> Result<Option<String>> {
     // Named by process and role: a role needs no privilege on a table to
     // hold a lock on it (PostgreSQL locks before it checks, and `PREPARE`
-    // keeps the lock to the end of the transaction), and the DBA must find it.
-    Ok(crate::pg::spi::select_one::<String>(
-        "SELECT (SELECT pg_catalog.format('process %s of role %s, in a transaction open since %s',
-                                          a.pid, a.usename, a.xact_start)
-                   FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-                  WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
-                    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-                    AND l.relation = ANY ($1)
-                    AND a.xact_start < pg_catalog.clock_timestamp()
-                                       - pg_catalog.make_interval(secs => GREATEST($2 * 10 / 1000.0, 1))
-                  ORDER BY a.xact_start LIMIT 1)",
-        &[relations.to_vec().into(), timeout_ms.into()],
-    )?)
+    // keeps the lock to the end of the transaction), and the DBA must find
+    // it. Read as the extension's owner: `pg_stat_activity` hides when
+    // another role's transaction began from a role without
+    // `pg_read_all_stats`, and the check must work for a table's owner too;
+    // the message tells only what `pg_stat_activity` shows every role.
+    crate::pg::session::as_extension_owner(|| {
+        Ok(crate::pg::spi::select_one::<String>(
+            "SELECT (SELECT pg_catalog.format('process %s of role %s', a.pid, a.usename)
+                       FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                      WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
+                        AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                        AND l.relation = ANY ($1)
+                        AND a.xact_start < pg_catalog.clock_timestamp()
+                                           - pg_catalog.make_interval(secs => GREATEST($2 * 10 / 1000.0, 1))
+                      ORDER BY a.xact_start LIMIT 1)",
+            &[relations.to_vec().into(), timeout_ms.into()],
+        )?)
+    })
 }

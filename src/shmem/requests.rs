@@ -26,12 +26,13 @@ const MAX_REQUESTS: usize = 256;
 struct WorkerSlot {
     database: u32,
     pid: i32,
-    /// The table the worker is working on (0: none), so that its successor
-    /// knows which table's code outlived the time limit and ended it.
+    /// The table the worker is working on (0: none), and its owner, so that
+    /// its successor knows whose code outlived the time limit and ended it.
     busy_with: u32,
-    /// Tables left alone for having ended a worker, until when (PostgreSQL
-    /// timestamps), passed on from worker to worker: two tables ending
-    /// workers in turn stay left alone both.
+    busy_owner: u32,
+    /// Roles whose tables are left alone for having ended a worker, until
+    /// when (PostgreSQL timestamps), passed on from worker to worker: by
+    /// role, since a role can make new tables (new OIDs) at will.
     penalties: [(u32, i64); PENALTIES_KEPT],
 }
 
@@ -110,9 +111,9 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Called by a worker once connected: requests for its database reach it.
-/// Returns the tables to leave alone, and for how long: those that ended
-/// an earlier worker of this database (the one it was ended working on is
-/// left alone for `penalty`).
+/// Returns the roles whose tables to leave alone, and for how long: those
+/// whose table ended an earlier worker of this database (the one it was
+/// ended working for is left alone for `penalty`).
 pub fn register_worker(penalty: std::time::Duration) -> Vec<(pg_sys::Oid, std::time::Duration)> {
     let (db, pid) = (database(), backend::process_id());
     let now = backend::now_timestamp();
@@ -136,10 +137,10 @@ pub fn register_worker(penalty: std::time::Duration) -> Vec<(pg_sys::Oid, std::t
     } else {
         Vec::new()
     };
-    if previous.database == db && previous.busy_with != 0 {
-        penalties.retain(|(table, _)| *table != previous.busy_with);
+    if previous.database == db && previous.busy_with != 0 && previous.busy_owner != 0 {
+        penalties.retain(|(owner, _)| *owner != previous.busy_owner);
         penalties.push((
-            previous.busy_with,
+            previous.busy_owner,
             now.saturating_add(penalty.as_micros().min(i64::MAX as u128) as i64),
         ));
     }
@@ -154,17 +155,31 @@ pub fn register_worker(penalty: std::time::Duration) -> Vec<(pg_sys::Oid, std::t
         database: db,
         pid,
         busy_with: 0,
+        busy_owner: 0,
         penalties: kept,
     };
     penalties
         .into_iter()
-        .map(|(table, until)| {
+        .map(|(owner, until)| {
             (
-                pg_sys::Oid::from(table),
+                pg_sys::Oid::from(owner),
                 std::time::Duration::from_micros(until.saturating_sub(now).max(0) as u64),
             )
         })
         .collect()
+}
+
+/// Records whose tables this database's worker works on now (0: none).
+pub fn worker_busy_for(owner: u32) {
+    let (db, pid) = (database(), backend::process_id());
+    let mut board = BOARD.exclusive();
+    if let Some(w) = board
+        .workers
+        .iter_mut()
+        .find(|w| w.database == db && w.pid == pid)
+    {
+        w.busy_owner = owner;
+    }
 }
 
 /// Records the table this database's worker works on now (`None`: none).

@@ -30,6 +30,9 @@ struct WorkerState {
     told_version_mismatch: bool,
     /// Tables that ran out of their time limit, left alone for a while.
     backoff: HashMap<pg_sys::Oid, Backoff>,
+    /// Roles a table of which ended a worker: all their tables left alone
+    /// until then.
+    left_alone: HashMap<u32, Instant>,
     /// When each table was last served (see `partition_core::fairness`).
     last_served: HashMap<pg_sys::Oid, Instant>,
     /// The worker's start: `last_served` as a number for the ordering.
@@ -62,6 +65,12 @@ impl WorkerState {
         self.several_roles
             && gucs::role_time_share()
                 .is_some_and(|share| self.spent.get(&owner).is_some_and(|s| *s >= share))
+    }
+
+    fn owner_left_alone(&self, owner: u32) -> bool {
+        self.left_alone
+            .get(&owner)
+            .is_some_and(|until| Instant::now() < *until)
     }
 
     fn backing_off(&self, parent: pg_sys::Oid) -> bool {
@@ -132,25 +141,23 @@ pub fn run() {
         last_error: None,
         told_version_mismatch: false,
         backoff: HashMap::new(),
+        left_alone: HashMap::new(),
         last_served: HashMap::new(),
         epoch: Instant::now(),
         spent: HashMap::new(),
         several_roles: false,
         relinked: false,
     };
-    // Tables whose code outlived their deadline and ended an earlier worker
-    // (catching every cancel): left alone the longest, each of them.
-    for (parent, left) in left_alone {
-        state.backoff.insert(
-            parent,
-            Backoff {
-                strikes: MAX_STRIKES,
-                until: Instant::now() + left,
-            },
-        );
+    // Roles whose table's code outlived its deadline and ended an earlier
+    // worker (catching every cancel): all their tables left alone the
+    // longest (a role can make new tables at will, not new roles).
+    for (owner, left) in left_alone {
+        state
+            .left_alone
+            .insert(owner.to_u32(), Instant::now() + left);
         pgrx::log!(
-            "pg_partition_predict: table {} ended a worker past its pg_partition_predict.table_time_limit: left alone for {} s more",
-            parent.to_u32(),
+            "pg_partition_predict: a table of role {} ended a worker past its pg_partition_predict.table_time_limit: its tables are left alone for {} s more",
+            owner.to_u32(),
             left.as_secs()
         );
     }
@@ -198,7 +205,13 @@ fn serve_requests(state: &mut WorkerState) {
         // its time limit, counted against its owner's share, and not while
         // the table backs off (the load then finds DEFAULT, as without the
         // extension).
-        if request.attach && !state.backing_off(request.parent) && !state.past_share(owner) {
+        let left_alone = state.owner_left_alone(owner);
+        requests::worker_busy_for(owner);
+        if request.attach
+            && !left_alone
+            && !state.backing_off(request.parent)
+            && !state.past_share(owner)
+        {
             backend::set_activity("attaching shadows before a bulk load");
             let started = Instant::now();
             let deadline = deadline();
@@ -213,7 +226,7 @@ fn serve_requests(state: &mut WorkerState) {
         requests::mark_served(request.parent, request.ticket);
         // A load may ask for a cycle, not for more of the worker's time
         // than the table's backoff, or its owner's share, leaves it.
-        if request.cycle && !state.backing_off(request.parent) {
+        if request.cycle && !left_alone && !state.backing_off(request.parent) {
             if state.past_share(owner) {
                 pgrx::log!(
                     "pg_partition_predict: the cycle a bulk load of table {} asked for waits for the next cycle: its owner had its share of this one (pg_partition_predict.role_time_share)",
@@ -336,7 +349,7 @@ fn run_cycles(state: &mut WorkerState) {
         if backend::shutdown_requested() {
             return;
         }
-        if state.backing_off(parent) {
+        if state.backing_off(parent) || state.owner_left_alone(visit.owner) {
             continue;
         }
         if state.past_share(visit.owner) {
@@ -345,11 +358,13 @@ fn run_cycles(state: &mut WorkerState) {
         }
         let started = Instant::now();
         let deadline = deadline();
+        requests::worker_busy_for(visit.owner);
         let outcome = on_table(parent, deadline, || {
             in_own_transaction("a table's cycle", || cycle::run_by_worker(parent))
         });
         move_rows_out_of_default(state, parent, migrate::Caller::Worker, deadline);
         expire_old_partitions(state, parent, deadline);
+        requests::worker_busy_for(0);
         record_outcome(state, parent, outcome);
         state.note_time(parent, deadline);
         *state.spent.entry(visit.owner).or_default() += started.elapsed();
