@@ -171,19 +171,16 @@ pub fn register_worker(penalty: std::time::Duration) -> Vec<(pg_sys::Oid, std::t
 
 /// Records whose tables this database's worker works on now (0: none).
 pub fn worker_busy_for(owner: u32) {
-    let (db, pid) = (database(), backend::process_id());
-    let mut board = BOARD.exclusive();
-    if let Some(w) = board
-        .workers
-        .iter_mut()
-        .find(|w| w.database == db && w.pid == pid)
-    {
-        w.busy_owner = owner;
-    }
+    with_my_slot(|w| w.busy_owner = owner);
 }
 
 /// Records the table this database's worker works on now (`None`: none).
 pub fn worker_busy_with(parent: Option<pg_sys::Oid>) {
+    with_my_slot(|w| w.busy_with = parent.map_or(0, |p| p.to_u32()));
+}
+
+/// Changes this worker's own slot, if it has one.
+fn with_my_slot(change: impl FnOnce(&mut WorkerSlot)) {
     let (db, pid) = (database(), backend::process_id());
     let mut board = BOARD.exclusive();
     if let Some(w) = board
@@ -191,7 +188,7 @@ pub fn worker_busy_with(parent: Option<pg_sys::Oid>) {
         .iter_mut()
         .find(|w| w.database == db && w.pid == pid)
     {
-        w.busy_with = parent.map_or(0, |p| p.to_u32());
+        change(w);
     }
 }
 

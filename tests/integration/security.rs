@@ -1480,9 +1480,7 @@ fn a_move_put_off_by_a_lock_names_who_holds_it() {
     // when another role's transaction began from her), at once, not after
     // every retry.
     crate::lifecycle::table_with_rows_in_default(&mut mallory, "hers", 3000);
-    admin
-        .batch_execute("CREATE ROLE bystander LOGIN")
-        .unwrap();
+    admin.batch_execute("CREATE ROLE bystander LOGIN").unwrap();
     let mut bystander = cluster.connect_as("postgres", "bystander");
     bystander
         .batch_execute("BEGIN; PREPARE peek AS SELECT 1 FROM public.hers_default;")
@@ -1494,8 +1492,16 @@ fn a_move_put_off_by_a_lock_names_who_holds_it() {
         .unwrap_err();
     let db = e.as_db_error().unwrap_or_else(|| panic!("{e}"));
     assert_eq!(db.code().code(), "55P03", "{db:?}");
-    assert!(db.message().contains("of role bystander"), "{}", db.message());
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        db.message().contains("of role bystander"),
+        "{}",
+        db.message()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     bystander.batch_execute("ROLLBACK").unwrap();
 }
 
